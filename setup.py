@@ -1,0 +1,41 @@
+"""Declares and cythonizes the compiled kernel; all metadata lives in pyproject.toml.
+
+Build switches (environment variables, all off by default):
+  FASTRNN_DEBUG=1   bounds/wraparound/initialized checks back on inside the kernel (for tests).
+  FASTRNN_NATIVE=1  compile with -march=native (faster, not portable to other CPUs).
+Without FASTRNN_NATIVE the elementwise loops still use AVX2/AVX-512 where the CPU has them,
+chosen at run time (GCC target_clones), so the default build stays portable.
+"""
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+debug = os.environ.get("FASTRNN_DEBUG", "") not in ("", "0")
+native = os.environ.get("FASTRNN_NATIVE", "") not in ("", "0")
+
+compile_args = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno"]
+if native and sys.platform != "win32":
+    compile_args.append("-march=native")
+
+directives = {
+    "language_level": "3",
+    "boundscheck": debug,
+    "wraparound": debug,
+    "initializedcheck": debug,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+extensions = [
+    Extension(
+        "fastrnn._kernel",
+        sources=["src/fastrnn/_kernel.pyx"],
+        include_dirs=["src/fastrnn"],
+        extra_compile_args=compile_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
