@@ -15,7 +15,7 @@ from setuptools import Extension, setup
 debug = os.environ.get("FASTRNN_DEBUG", "") not in ("", "0")
 native = os.environ.get("FASTRNN_NATIVE", "") not in ("", "0")
 
-compile_args = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno"]
+compile_args = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-fopenmp-simd"]
 if native and sys.platform != "win32":
     compile_args.append("-march=native")
 

@@ -1,0 +1,127 @@
+"""The numpy twin of the compiled kernel (``_kernel.pyx``), function by function.
+
+Read the two side by side: every function here has the same name, the same argument order and
+writes the same buffers as its Cython counterpart. This module is the test oracle and the
+benchmark baseline, so it is written as plain, reasonably efficient numpy (whole-chunk GEMMs
+where the math allows, a Python loop only over the T sequential steps of the recurrence).
+
+Dimension letters: B streams, T steps, H hidden units, V vocabulary size.
+Time-major buffers: row ``t*B + b`` of a (T*B, .) matrix is stream b at step t.
+
+Model, for t = 0..T-1 (h_{-1} = h0, the state carried in from the previous chunk):
+    h_t    = tanh(Wxh[x_t] + h_{t-1} @ Whh + bh)          Wxh (V,H) is a row gather: x is one-hot
+    logits = h_t @ Why + by
+    loss   = mean over the B*T targets of -log softmax(logits)[y_t]
+
+Buffers (allocated by the caller, once per shape):
+    x, y   (B, T)    int32 inputs / targets, input
+    h0     (B, H)    carried hidden state, input
+    hs     (T, B, H) hidden states h_0..h_{T-1}, cache kept for backward
+    probs  (T*B, V)  softmax probabilities, cache; backward overwrites it with
+                     probs - onehot(y) = (T*B) * dlogits
+    dhs    (T, B, H) scratch: dL/dh_t, then in place dL/dpre_t (the gradient before tanh)
+Gradients (outputs, overwritten): dWxh (V,H), dWhh (H,H), dbh (H,), dWhy (H,V), dby (V,), dh0 (B,H).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- forward
+
+def embed_forward(x: np.ndarray, Wxh: np.ndarray, bh: np.ndarray, hs: np.ndarray) -> None:
+    """hs[t, b] = Wxh[x[b, t]] + bh: the input projection of the whole chunk, a row gather."""
+    np.add(Wxh[x.T], bh, out=hs)
+
+
+def recurrence_forward(h0: np.ndarray, Whh: np.ndarray, hs: np.ndarray) -> None:
+    """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part."""
+    h_prev = h0
+    for t in range(hs.shape[0]):
+        hs[t] += h_prev @ Whh
+        np.tanh(hs[t], out=hs[t])
+        h_prev = hs[t]
+
+
+def output_forward(hs: np.ndarray, Why: np.ndarray, by: np.ndarray, y: np.ndarray,
+                   probs: np.ndarray) -> float:
+    """probs = softmax(hs @ Why + by) over the chunk; returns the mean cross-entropy of y.
+
+    Stable softmax: the row maximum is subtracted before exp, so a logit of 1e4 is harmless,
+    and log p[y] = (logit_y - max) - log(sum exp(logit - max)) never takes the log of 0.
+    """
+    T, B, H = hs.shape
+    np.matmul(hs.reshape(T * B, H), Why, out=probs)
+    probs += by
+    rows = np.arange(T * B)
+    targets = y.T.reshape(-1)                        # time-major, like the rows of probs
+    shifted_y = probs[rows, targets] - probs.max(axis=1)
+    probs -= probs.max(axis=1, keepdims=True)
+    np.exp(probs, out=probs)
+    sums = probs.sum(axis=1)
+    probs /= sums[:, None]
+    nll = np.log(sums) - shifted_y                   # -log p[y] per row
+    return float(nll.sum(dtype=np.float64) / (T * B))
+
+
+def rnn_forward(x, y, h0, Wxh, Whh, bh, Why, by, hs, probs) -> float:
+    """Whole forward pass over one chunk; fills the caches hs and probs, returns the loss."""
+    embed_forward(x, Wxh, bh, hs)
+    recurrence_forward(h0, Whh, hs)
+    return output_forward(hs, Why, by, y, probs)
+
+
+# ----------------------------------------------------------------------------- backward
+
+def output_backward(hs, Why, y, probs, dhs, dWhy, dby) -> None:
+    """From loss = mean(-log softmax(hs @ Why + by)[y]), with n = T*B:
+    dlogits = (probs - onehot(y)) / n; probs keeps probs - onehot(y) and 1/n scales the products.
+    dWhy = hs^T @ dlogits; dby = sum of dlogits rows; dhs = dlogits @ Why^T.
+    """
+    T, B, H = hs.shape
+    n = T * B
+    inv_n = probs.dtype.type(1.0 / n)
+    probs[np.arange(n), y.T.reshape(-1)] -= 1.0
+    np.matmul(hs.reshape(n, H).T, probs, out=dWhy)
+    dWhy *= inv_n
+    np.sum(probs, axis=0, out=dby)
+    dby *= inv_n
+    np.matmul(probs, Why.T, out=dhs.reshape(n, H))
+    dhs *= inv_n
+
+
+def recurrence_backward(h0, Whh, hs, dhs, dh0) -> None:
+    """Full BPTT, in place over t = T-1..0.
+
+    Differentiates h_t = tanh(pre_t), pre_t = ... + h_{t-1} @ Whh:
+    dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
+    dh_{t-1} += dpre_t @ Whh^T, and for t = 0 that is dh0 (the carried state's gradient).
+    """
+    T = hs.shape[0]
+    for t in range(T - 1, -1, -1):
+        dhs[t] *= 1.0 - hs[t] * hs[t]
+        if t > 0:
+            dhs[t - 1] += dhs[t] @ Whh.T
+    np.matmul(dhs[0], Whh.T, out=dh0)
+
+
+def weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh) -> None:
+    """Weight gradients of the recurrence, batched over the chunk (dhs holds dpre):
+    dWhh = h0^T @ dpre_0 + hs[:T-1]^T @ dpre[1:]   (h_{t-1} is h0 at t = 0, the carried state);
+    dbh = sum of dpre rows; dWxh[v] = sum of dpre rows whose input is v (scatter-add).
+    """
+    T, B, H = hs.shape
+    np.matmul(h0.T, dhs[0], out=dWhh)
+    if T > 1:
+        dWhh += hs[:-1].reshape(-1, H).T @ dhs[1:].reshape(-1, H)
+    np.sum(dhs.reshape(-1, H), axis=0, out=dbh)
+    dWxh.fill(0.0)
+    np.add.at(dWxh, x.T.reshape(-1), dhs.reshape(-1, H))
+
+
+def rnn_backward(x, y, h0, Whh, Why, hs, probs, dhs,
+                 dWxh, dWhh, dbh, dWhy, dby, dh0) -> None:
+    """Whole backward pass over one chunk, from the caches of rnn_forward."""
+    output_backward(hs, Why, y, probs, dhs, dWhy, dby)
+    recurrence_backward(h0, Whh, hs, dhs, dh0)
+    weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
