@@ -19,3 +19,7 @@ class CheckpointError(FastrnnError, ValueError):
 
 class ConfigError(FastrnnError, ValueError):
     """An option value is invalid, or options contradict each other or a checkpoint."""
+
+
+class DivergedError(FastrnnError):
+    """The training loss became nan or inf; training stopped and the last good checkpoint stays."""

@@ -1,0 +1,240 @@
+"""Command-line entry points: ``fastrnn-train`` and ``fastrnn-sample``.
+
+Thin on purpose: parse flags, call fastrnn.train.train / fastrnn.sample.iter_sample, and turn
+user errors (FastrnnError) into one line on stderr and a non-zero exit status, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+from .errors import FastrnnError
+from .model import BACKENDS
+from .optim import OPTIMIZERS
+from .train import DEFAULT_MAX_EPOCHS, TrainConfig
+
+D = TrainConfig()  # defaults, shown in --help
+
+SEED_CONFIG = ("--hidden-size 100 --seq-length 40 --batch-size 1 --optimizer sgd "
+               "--learning-rate 0.4 --grad-clip 5 --dtype float64")
+
+TRAIN_EPILOG = f"""\
+The original seed program's configuration is one flag set away:
+  fastrnn-train FILE {SEED_CONFIG}
+(the seed used SGD with lr 0.01 on the loss summed over 40 steps; fastrnn averages the loss
+over the B*T characters of a chunk, so the same step size is 0.01 * 40 = 0.4).
+
+Exit status: 0 done, 1 bad input or diverged (nan/inf loss), 2 bad option,
+130 after Ctrl-C, 143 after SIGTERM (the checkpoint is written first in both cases)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options give one line on stderr (no usage dump) and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# ---------------------------------------------------------------------------- value types
+
+def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+non_negative_float = _number(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
+positive_float = _number(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
+fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+decay = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
+# ---------------------------------------------------------------------------- fastrnn-train
+
+def train_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fastrnn-train", formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Train a character-level RNN language model on a UTF-8 text file.",
+                epilog=TRAIN_EPILOG, argument_default=None)
+    g = p.add_argument_group("data")
+    g.add_argument("text_file", nargs="?", metavar="TEXT_FILE",
+                   help="UTF-8 text to learn; without it, the Python documentation that ships "
+                        "with every Python (pydoc_data.topics, ~465,000 characters)")
+    g.add_argument("--batch-size", type=positive_int, metavar="B",
+                   help=f"parallel streams per chunk (default {D.batch_size}: enough rows for "
+                        "BLAS to run efficiently, few enough that each stream is long)")
+    g.add_argument("--seq-length", type=positive_int, metavar="T",
+                   help=f"steps per chunk, the length of backpropagation through time "
+                        f"(default {D.seq_length})")
+    g.add_argument("--val-fraction", type=fraction, metavar="F",
+                   help=f"tail of the text held out for validation, in [0, 1) "
+                        f"(default {D.val_fraction})")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden-size", type=positive_int, metavar="H",
+                   help=f"hidden units (default {D.hidden_size}, as in the seed)")
+    g.add_argument("--dtype", choices=("float32", "float64"),
+                   help=f"(default {D.dtype}: about twice the speed of float64 and plenty "
+                        "for training; float64 for exact comparisons)")
+    g.add_argument("--seed", type=int, help=f"initial weights and sampling RNG (default {D.seed})")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help=f"(default {D.optimizer}: converges fastest with little tuning)")
+    g.add_argument("--learning-rate", type=positive_float, metavar="LR",
+                   help=f"(default {D.learning_rate:g}, a good value for adam)")
+    g.add_argument("--lr-decay", type=decay, metavar="FACTOR",
+                   help=f"multiply the learning rate by FACTOR every --lr-decay-every "
+                        f"iterations (default {D.lr_decay:g}: no decay)")
+    g.add_argument("--lr-decay-every", type=positive_int, metavar="N",
+                   help=f"(default {D.lr_decay_every})")
+    g.add_argument("--grad-clip", type=non_negative_float, metavar="C",
+                   help=f"clip every gradient element to [-C, C], 0 for off "
+                        f"(default {D.grad_clip:g}, as in the seed)")
+    g.add_argument("--max-grad-norm", type=non_negative_float, metavar="N",
+                   help="rescale the gradients when their global norm exceeds N "
+                        "(default 0: off)")
+    g = p.add_argument_group("duration (the first limit reached ends the run)")
+    g.add_argument("--max-iters", type=non_negative_int, metavar="N",
+                   help="stop after iteration N, counted from the start of the run (also "
+                        "when resuming); 0 for no limit (default 0)")
+    g.add_argument("--max-epochs", type=non_negative_float, metavar="E",
+                   help=f"stop after E passes over the text; 0 for no limit (default "
+                        f"{DEFAULT_MAX_EPOCHS:g}: a run of about a minute on the default "
+                        "corpus, two or three on tinyshakespeare, on a 2-core CPU)")
+    g.add_argument("--time-limit", type=non_negative_float, metavar="SECONDS",
+                   help="stop after this many seconds of this session; 0 for none (default 0)")
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--checkpoint", metavar="PATH",
+                   help=f"written every --eval-every iterations and at the end; the best "
+                        f"validation checkpoint goes beside it as NAME.best.npz "
+                        f"(default {D.checkpoint})")
+    g.add_argument("--resume", metavar="PATH",
+                   help="continue that run exactly (same corpus: TEXT_FILE defaults to it)")
+    g.add_argument("--init-from", metavar="PATH",
+                   help="start a new run from that checkpoint's weights (fine-tuning); the "
+                        "text may only use characters of its vocabulary")
+    g.add_argument("--eval-every", type=non_negative_int, metavar="N",
+                   help=f"validation loss, log line and checkpoint every N iterations "
+                        f"(default {D.eval_every}: every few seconds at the defaults)")
+    g = p.add_argument_group("output")
+    g.add_argument("--sample-every", type=non_negative_int, metavar="N",
+                   help=f"print a short sample every N iterations, 0 for never "
+                        f"(default {D.sample_every})")
+    g.add_argument("--sample-length", type=non_negative_int, metavar="N",
+                   help=f"characters per sample (default {D.sample_length})")
+    g.add_argument("--log", metavar="PATH",
+                   help="append one JSON line per evaluation: iteration, train and validation "
+                        "loss, chars/s")
+    g.add_argument("--quiet", action="store_true", default=None,
+                   help="print only the final summary line")
+    g = p.add_argument_group("compute")
+    g.add_argument("--threads", type=positive_int, metavar="N",
+                   help=f"BLAS threads (default {D.threads}: at the default sizes the matrices "
+                        "are too small for threads to pay off)")
+    g.add_argument("--backend", choices=BACKENDS,
+                   help=f"compiled kernel or the numpy reference (default {D.backend})")
+    return p
+
+
+def train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line (None = not given), as TrainConfig fields; only
+    these override a resumed checkpoint's configuration."""
+    return {k: v for k, v in vars(args).items() if v is not None and k != "text_file"}
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-train; returns the exit status."""
+    from .train import train
+
+    args = train_parser().parse_args(argv)
+    try:
+        result = train(args.text_file, **train_options(args))
+    except FastrnnError as exc:
+        return _fail("fastrnn-train", exc)
+    except KeyboardInterrupt:
+        print("fastrnn-train: interrupted twice; stopped without saving", file=sys.stderr)
+        return 130
+    if result.stop_reason in ("sigint", "sigterm"):
+        print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
+              f"{result.checkpoint}", file=sys.stderr)
+    return result.exit_status
+
+
+def _fail(prog: str, exc: BaseException) -> int:
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------------------- fastrnn-sample
+
+def sample_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fastrnn-sample",
+                description="Generate text from a fastrnn checkpoint (written to stdout as it "
+                            "is generated, after the prime text).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--length", type=non_negative_int, default=500, metavar="N",
+                   help="characters to generate (default 500)")
+    p.add_argument("--temperature", type=positive_float, default=1.0, metavar="T",
+                   help="> 0; below 1 is more conservative, above 1 more varied (default 1)")
+    p.add_argument("--top-k", type=positive_int, default=None, metavar="K",
+                   help="draw only from the K likeliest characters, 1 <= K <= vocabulary size "
+                        "(default: all)")
+    p.add_argument("--greedy", action="store_true",
+                   help="always take the likeliest character (deterministic)")
+    p.add_argument("--prime", default="", metavar="TEXT",
+                   help="text that warms up the hidden state first (default: a newline)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="RNG seed: the same seed gives the same text (default: random)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    return p
+
+
+def sample_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-sample; returns the exit status."""
+    from .checkpoint import load_model
+    from .sample import iter_sample
+
+    args = sample_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        chars = iter_sample(model, vocab, args.length, args.prime, args.temperature,
+                            args.top_k, args.greedy, args.seed)
+        first = next(chars, "")  # validates the options before any output is written
+        if args.output:
+            _write_file(args.output, args.prime + first + "".join(chars))
+        else:
+            _stream(sys.stdout, args.prime + first, chars)
+    except FastrnnError as exc:
+        return _fail("fastrnn-sample", exc)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _stream(out, head: str, chars) -> None:
+    """Write characters as they come, flushing at each line end so a pipe sees whole lines."""
+    out.write(head)
+    for ch in chars:
+        out.write(ch)
+        if ch == "\n":
+            out.flush()
+    out.write("\n")
+    out.flush()
+
+
+def _write_file(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    except OSError as exc:
+        raise FastrnnError(f"cannot write {path}: {exc.strerror or exc}") from None
