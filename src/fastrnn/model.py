@@ -197,8 +197,8 @@ class CharRNN:
             if name not in grads:
                 raise ValueError(f"grads is missing {name!r}")
             _check_array(grads[name], f"grads[{name!r}]", shape, self.dtype)
-        if len({id(grads[n]) for n in shapes}) != len(shapes):
-            raise ValueError("grads arrays must be distinct")
+        _check_no_overlap([(f"grads[{n!r}]", grads[n]) for n in shapes]
+                          + [(f"params[{n!r}]", p) for n, p in self.params.items()])
         return grads
 
     def step_logits(self, x, h) -> tuple[np.ndarray, np.ndarray]:
@@ -242,6 +242,14 @@ def _check_array(a, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
         raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
     if not a.flags.writeable and name.startswith("grads"):
         raise ValueError(f"{name} must be writeable")
+
+
+def _check_no_overlap(named_arrays: list[tuple[str, np.ndarray]]) -> None:
+    """Output buffers must not share memory with each other or with the inputs."""
+    for i, (name_a, a) in enumerate(named_arrays):
+        for name_b, b in named_arrays[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{name_a} and {name_b} share memory; use separate arrays")
 
 
 def _check_indices(a, name: str, V: int) -> np.ndarray:
