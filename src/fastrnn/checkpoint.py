@@ -163,8 +163,8 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with loaded as npz:
             arrays = {name: npz[name] for name in npz.files}
     except (zipfile.BadZipFile, EOFError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not an .npz "
-                              f"file: {exc})") from None
+        raise CheckpointError(f"{path}: damaged, truncated or not an .npz checkpoint "
+                              f"({exc})") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (ValueError, KeyError) as exc:
