@@ -1,0 +1,112 @@
+"""Sampling: determinism, greedy and top-k, temperature, prime warm-up, streaming, bad options."""
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn.data import Vocabulary
+from fastrnn.errors import ConfigError
+from fastrnn.sample import draw, generate, iter_sample, next_char_probs, sample
+
+TEXT = "the quick brown fox jumps over the lazy dog\n"
+
+
+@pytest.fixture
+def model_vocab():
+    vocab = Vocabulary.from_text(TEXT)
+    model = fastrnn.CharRNN(vocab.size, 16, dtype=np.float64, seed=3)
+    model.params["Why"] *= 8  # sharper predictions than at initialisation
+    return model, vocab
+
+
+def greedy_by_hand(model, vocab, prime, length):
+    h = model.initial_state(1)
+    for ch in prime:
+        logits, h = model.step_logits(vocab.encode(ch).astype(np.int32), h)
+    out = []
+    for _ in range(length):
+        i = int(np.argmax(logits[0]))
+        out.append(vocab.chars[i])
+        logits, h = model.step_logits(np.array([i], dtype=np.int32), h)
+    return "".join(out)
+
+
+def test_same_seed_same_text_and_different_seeds_differ(model_vocab):
+    model, vocab = model_vocab
+    a = sample(model, vocab, 200, seed=11)
+    assert a == sample(model, vocab, 200, seed=11)
+    assert len(a) == 200 and set(a) <= set(vocab.chars)
+    assert a != sample(model, vocab, 200, seed=12)
+
+
+def test_greedy_follows_argmax_after_prime(model_vocab):
+    model, vocab = model_vocab
+    got = sample(model, vocab, 40, prime="the qu", greedy=True)
+    assert got == greedy_by_hand(model, vocab, "the qu", 40)
+
+
+def test_prime_changes_the_continuation(model_vocab):
+    model, vocab = model_vocab
+    assert (sample(model, vocab, 60, prime="lazy", greedy=True)
+            != sample(model, vocab, 60, prime="brown f", greedy=True))
+
+
+def test_top_k_one_is_greedy_and_tiny_temperature_is_greedy(model_vocab):
+    model, vocab = model_vocab
+    greedy = sample(model, vocab, 50, prime="fox", greedy=True)
+    assert sample(model, vocab, 50, prime="fox", top_k=1, seed=5) == greedy
+    assert sample(model, vocab, 50, prime="fox", temperature=1e-4, seed=5) == greedy
+
+
+def test_top_k_only_draws_from_the_k_likeliest(model_vocab):
+    model, vocab = model_vocab
+    h = model.initial_state(1)
+    x = vocab.encode("t")[0]
+    logits, _ = model.step_logits(np.array([x], dtype=np.int32), h)
+    top3 = set(np.argsort(logits[0])[-3:].tolist())
+    rng = np.random.default_rng(0)
+    firsts = {next(generate(model, h, x, 1, top_k=3, rng=rng)) for _ in range(200)}
+    assert firsts <= top3 and len(firsts) > 1
+
+
+def test_probs_are_stable_and_restricted():
+    p = next_char_probs(np.array([1e4, 0.0, 1e4 - 1.0, -1e4]), 1.0, None)
+    assert np.isfinite(p).all() and p.sum() == pytest.approx(1.0)
+    assert p[0] / p[2] == pytest.approx(np.e)
+    q = next_char_probs(np.array([3.0, 1.0, 2.0, 0.0]), 0.5, 2)
+    assert q[1] == 0 and q[3] == 0 and q[0] + q[2] == pytest.approx(1.0)
+    assert q[0] / q[2] == pytest.approx(np.exp(2.0))  # temperature 0.5 doubles the logit gap
+
+
+def test_draw_follows_the_distribution():
+    rng = np.random.default_rng(0)
+    p = np.array([0.1, 0.6, 0.0, 0.3])
+    counts = np.bincount([draw(p, rng) for _ in range(5000)], minlength=4)
+    assert counts[2] == 0
+    np.testing.assert_allclose(counts / 5000, p, atol=0.03)
+
+
+def test_streaming_callback_sees_every_character_in_order(model_vocab):
+    model, vocab = model_vocab
+    seen = []
+    text = sample(model, vocab, 30, seed=2, on_text=seen.append)
+    assert "".join(seen) == text
+    assert "".join(iter_sample(model, vocab, 30, seed=2)) == text
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"temperature": 0.0}, "temperature must be > 0"),
+    ({"temperature": -1.0}, "temperature must be > 0"),
+    ({"top_k": 0}, r"top-k must be in \[1, 28\]"),
+    ({"top_k": 29}, r"top-k must be in \[1, 28\]"),
+    ({"length": -1}, "length"),
+])
+def test_bad_options(model_vocab, kwargs, match):
+    model, vocab = model_vocab
+    with pytest.raises(ConfigError, match=match):
+        sample(model, vocab, **{"length": 5, **kwargs})
+
+
+def test_prime_outside_vocabulary_lists_the_characters(model_vocab):
+    model, vocab = model_vocab
+    with pytest.raises(ConfigError, match="'Q', 'é'"):
+        sample(model, vocab, 5, prime="Qué the")
