@@ -159,10 +159,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     try:
         result = train(args.text_file, **train_options(args))
-    except FastrnnError as exc:
+    except (FastrnnError, ImportError) as exc:  # ImportError: the kernel is not built
         return _fail("fastrnn-train", exc)
     except KeyboardInterrupt:
-        print("fastrnn-train: interrupted twice; stopped without saving", file=sys.stderr)
+        print("fastrnn-train: interrupted before training started or a second time; "
+              "stopped without writing a checkpoint", file=sys.stderr)
         return 130
     if result.stop_reason in ("sigint", "sigterm"):
         print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "

@@ -98,9 +98,6 @@ class TrainConfig:
         _require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}")
         _require(self.dtype in ("float32", "float64"), "dtype", "must be float32 or float64")
         _require(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}")
-        if self.resume and self.init_from:
-            raise ConfigError("--resume and --init-from exclude each other: --resume continues "
-                              "a run, --init-from starts a new one from its weights")
 
 
 def _require(ok: bool, name: str, what: str) -> None:
@@ -167,6 +164,9 @@ class Trainer:
     def __init__(self, options: dict[str, Any], text: str | None, out: TextIO):
         self.out = out
         resume = options.get("resume")
+        if resume and options.get("init_from"):
+            raise ConfigError("--resume and --init-from exclude each other: --resume continues "
+                              "a run, --init-from starts a new one from its weights")
         loaded = ckpt.load_checkpoint(resume) if resume else None
         self.config = self._make_config(options, loaded)
         self.config.validate()
@@ -326,10 +326,14 @@ class Trainer:
 
     def run(self, handle_signals: bool = True) -> TrainResult:
         cfg = self.config
-        ckpt.check_writable(cfg.checkpoint)
-        limiter = _limit_threads(cfg.threads)
-        self.print_start_block()
         previous = self._install_signal_handlers() if handle_signals else {}
+        try:
+            ckpt.check_writable(cfg.checkpoint)
+            limiter = _limit_threads(cfg.threads)
+            self.print_start_block()
+        except BaseException:
+            self._restore_signal_handlers(previous)
+            raise
         progress = Progress(self.out, total=self.planned_iterations(), initial=self.iteration,
                             quiet=cfg.quiet)
         started = time.monotonic()
