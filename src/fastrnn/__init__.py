@@ -1,5 +1,10 @@
 """fastrnn: a character-level recurrent language-model trainer with a compiled kernel."""
 from .model import CharRNN
+from .checkpoint import load_checkpoint, load_model
+from .data import Vocabulary
+from .sample import sample
+from .train import TrainConfig, train
 
-__all__ = ["CharRNN"]
+__all__ = ["CharRNN", "Vocabulary", "TrainConfig", "train", "sample", "load_checkpoint",
+           "load_model"]
 __version__ = "0.1.0"
