@@ -25,6 +25,7 @@ Only the recurrence is sequential (one GEMM, or GEMV at B = 1, and one vectorise
 step). The output layer, softmax, dWhy, dby, dhs, dWhh, dbh and dWxh are each one pass or one
 GEMM over all T*B rows. Nothing is allocated and no Python object is touched inside nogil.
 """
+from libc.math cimport INFINITY
 from libc.string cimport memcpy, memset
 
 from ._blas cimport floating, gemm, gemv
@@ -40,6 +41,7 @@ cdef extern from "fastrnn_simd.h" nogil:
     void fr_tanh_backward_d(double *dh, const double *h, Py_ssize_t n)
     double fr_softmax_nll_f(float *row, Py_ssize_t n, Py_ssize_t target)
     double fr_softmax_nll_d(double *row, Py_ssize_t n, Py_ssize_t target)
+    void fr_exp_shifted_d(double *out, const double *z, Py_ssize_t n, double m)
 
 
 # ----------------------------------------------------------------------------- vector loops
@@ -239,3 +241,106 @@ def rnn_backward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1
         output_backward(hs, Why, y, probs, dhs, dWhy, dby)
         recurrence_backward(h0, Whh, hs, dhs, dh0)
         weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+cdef Py_ssize_t draw_index(const double *cdf, Py_ssize_t n, double u) noexcept nogil:
+    """First i with cdf[i] > u * cdf[n-1] (inverse-CDF draw from unnormalised weights)."""
+    cdef double target = u * cdf[n - 1]
+    cdef Py_ssize_t lo = 0, hi = n - 1, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cdf[mid] > target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+cdef double kth_largest(double *scratch, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The k-th largest of scratch[0:n] (1 <= k <= n), by quickselect; reorders scratch."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, want = k - 1
+    cdef double pivot, tmp
+    while lo < hi:
+        pivot = scratch[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while scratch[i] > pivot:
+                i += 1
+            while scratch[j] < pivot:
+                j -= 1
+            if i <= j:
+                tmp = scratch[i]; scratch[i] = scratch[j]; scratch[j] = tmp
+                i += 1
+                j -= 1
+        if want <= j:
+            hi = j
+        elif want >= i:
+            lo = i
+        else:
+            break
+    return scratch[want]
+
+
+cdef Py_ssize_t next_index(const floating *logits, Py_ssize_t V, double temperature,
+                           Py_ssize_t top_k, bint greedy, double u,
+                           double *z, double *scratch) noexcept nogil:
+    """One draw from softmax(logits / temperature) restricted to the top_k largest logits
+    (all V when top_k >= V), or the argmax when greedy. z and scratch are (V,) doubles."""
+    cdef Py_ssize_t i, best = 0
+    cdef double cutoff, m
+    if greedy:
+        for i in range(1, V):
+            if logits[i] > logits[best]:
+                best = i
+        return best
+    for i in range(V):
+        z[i] = logits[i] / temperature
+    m = z[0]
+    for i in range(1, V):
+        if z[i] > m:
+            m = z[i]
+    if top_k < V:
+        memcpy(scratch, z, V * sizeof(double))
+        cutoff = kth_largest(scratch, V, top_k)
+    else:
+        cutoff = -INFINITY
+    # scratch = exp(z - max); z becomes the running sum of the kept weights: an unnormalised CDF.
+    fr_exp_shifted_d(scratch, z, V, m)
+    cdef double total = 0.0
+    for i in range(V):
+        if z[i] >= cutoff:
+            total += scratch[i]
+        z[i] = total
+    return draw_index(z, V, u)
+
+
+def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
+                 const floating[::1] bh, const floating[:, ::1] Why, const floating[::1] by,
+                 floating[::1] h, int first_index, const double[::1] uniforms,
+                 double temperature, Py_ssize_t top_k, bint greedy, int[::1] out,
+                 floating[::1] pre, floating[::1] logits, double[::1] z, double[::1] scratch):
+    """Generate len(out) indices, each read back as the next input, starting from first_index.
+
+    h       (H,)  state before first_index is read; input, updated in place to the last state
+    uniforms(len(out),) one U[0,1) draw per character (from the caller's seeded generator)
+    out     (len(out),) generated indices, output
+    pre     (H,), logits (V,), z (V,) and scratch (V,): scratch buffers
+    Per step: h = tanh(Wxh[x] + h @ Whh + bh); logits = h @ Why + by; x = draw(logits).
+    """
+    cdef Py_ssize_t n, length = out.shape[0]
+    cdef int H = <int> h.shape[0], V = <int> by.shape[0], x = first_index
+    with nogil:
+        for n in range(length):
+            # pre = Wxh[x] + bh + h @ Whh;  h = tanh(pre)
+            add_bias(&pre[0], &Wxh[x, 0], &bh[0], H)
+            gemv(True, H, H, <floating> 1, &Whh[0, 0], H, &h[0], <floating> 1, &pre[0])
+            tanh_inplace(&pre[0], H)
+            memcpy(&h[0], &pre[0], H * sizeof(floating))
+            # logits = h @ Why + by
+            memcpy(&logits[0], &by[0], V * sizeof(floating))
+            gemv(True, H, V, <floating> 1, &Why[0, 0], V, &h[0], <floating> 1, &logits[0])
+            x = <int> next_index(&logits[0], V, temperature, top_k, greedy, uniforms[n],
+                                 &z[0], &scratch[0])
+            out[n] = x

@@ -203,4 +203,12 @@ FR_CLONES static double fr_softmax_nll_##S(T *FR_RESTRICT row, Py_ssize_t n,    
 FR_DEFINE_LOOPS(float, f)
 FR_DEFINE_LOOPS(double, d)
 
+/* out[i] = exp(z[i] - m), for m >= max(z): the sampler's softmax weights, in double. */
+FR_CLONES static void fr_exp_shifted_d(double *FR_RESTRICT out, const double *FR_RESTRICT z,
+                                       Py_ssize_t n, double m)
+{
+    FR_SIMD
+    for (Py_ssize_t i = 0; i < n; i++) out[i] = fr_exp_nonpos_d(z[i] - m);
+}
+
 #endif /* FASTRNN_SIMD_H */

@@ -201,6 +201,37 @@ class CharRNN:
                           + [(f"params[{n!r}]", p) for n, p in self.params.items()])
         return grads
 
+    def generate(self, h: np.ndarray, first_index: int, length: int, temperature: float = 1.0,
+                 top_k: int | None = None, greedy: bool = False,
+                 rng: np.random.Generator | None = None, backend: str = "kernel") -> np.ndarray:
+        """Generate length indices, each fed back as the next input, starting from first_index.
+
+        h is the (1, H) state before first_index is read; it is updated in place to the state
+        after the last generated index. Each character uses one rng.random() draw (even when
+        greedy, so that the generator's position depends only on length): the same seed gives
+        the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
+        """
+        impl = _backend_module(backend)
+        V, H = self.vocab_size, self.hidden_size
+        _check_array(h, "h", (1, H), self.dtype)
+        if not np.isfinite(h).all():
+            raise ValueError("h contains nan or inf")
+        first_index = _check_index(first_index, "first_index", V)
+        length = _positive_int(length, "length", minimum=0)
+        temperature = float(temperature)
+        if not (temperature > 0 and np.isfinite(temperature)):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        top_k = V if top_k is None else _check_index(top_k - 1, "top_k - 1", V) + 1
+        rng = rng if rng is not None else np.random.default_rng()
+        p = self._checked_params()
+        out = np.empty(length, dtype=np.int32)
+        uniforms = rng.random(length)
+        impl.rnn_generate(p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], h.reshape(H),
+                          first_index, uniforms, temperature, top_k, bool(greedy), out,
+                          np.empty(H, self.dtype), np.empty(V, self.dtype),
+                          np.empty(V, np.float64), np.empty(V, np.float64))
+        return out
+
     def step_logits(self, x, h) -> tuple[np.ndarray, np.ndarray]:
         """One forward step for sampling: x (B,) indices, h (B,H) -> (logits (B,V), h_new (B,H))."""
         x = _check_indices(np.asarray(x).reshape(-1, 1), "x", self.vocab_size)[:, 0]
@@ -242,6 +273,15 @@ def _check_array(a, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
         raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
     if not a.flags.writeable and name.startswith("grads"):
         raise ValueError(f"{name} must be writeable")
+
+
+def _check_index(value, name: str, V: int) -> int:
+    """A single integer index in [0, V)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if not 0 <= value < V:
+        raise ValueError(f"{name} must be in [0, {V}), got {value}")
+    return int(value)
 
 
 def _check_no_overlap(named_arrays: list[tuple[str, np.ndarray]]) -> None:

@@ -125,3 +125,37 @@ def rnn_backward(x, y, h0, Whh, Why, hs, probs, dhs,
     output_backward(hs, Why, y, probs, dhs, dWhy, dby)
     recurrence_backward(h0, Whh, hs, dhs, dh0)
     weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def draw_index(cdf: np.ndarray, u: float) -> int:
+    """First i with cdf[i] > u * cdf[-1] (inverse-CDF draw from unnormalised weights)."""
+    return int(np.searchsorted(cdf, u * cdf[-1], side="right"))
+
+
+def next_index(logits: np.ndarray, temperature: float, top_k: int, greedy: bool,
+               u: float) -> int:
+    """One draw from softmax(logits / temperature) restricted to the top_k largest logits
+    (all V when top_k >= V), or the argmax when greedy."""
+    if greedy:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    V = z.size
+    cutoff = np.partition(z, V - top_k)[V - top_k] if top_k < V else -np.inf
+    weights = np.where(z >= cutoff, np.exp(z - z.max()), 0.0)
+    return draw_index(np.cumsum(weights), u)
+
+
+def rnn_generate(Wxh, Whh, bh, Why, by, h, first_index, uniforms, temperature, top_k, greedy,
+                 out, pre, logits, z, scratch) -> None:
+    """Generate len(out) indices, each read back as the next input, starting from first_index.
+    h (H,) is updated in place to the last state; pre, logits, z, scratch are scratch buffers
+    (kept for the kernel's signature). Per step: h = tanh(Wxh[x] + h @ Whh + bh);
+    logits = h @ Why + by; x = draw(logits)."""
+    x = first_index
+    for n in range(out.shape[0]):
+        np.tanh(Wxh[x] + h @ Whh + bh, out=h)
+        np.add(h @ Why, by, out=logits)
+        x = next_index(logits, temperature, top_k, greedy, uniforms[n])
+        out[n] = x
