@@ -42,6 +42,23 @@ cdef extern from "fastrnn_simd.h" nogil:
     double fr_softmax_nll_f(float *row, Py_ssize_t n, Py_ssize_t target)
     double fr_softmax_nll_d(double *row, Py_ssize_t n, Py_ssize_t target)
     void fr_exp_shifted_d(double *out, const double *z, Py_ssize_t n, double m)
+    void fr_sgd_f(float *p, const float *g, Py_ssize_t n, float lr, float clip, float scale)
+    void fr_sgd_d(double *p, const double *g, Py_ssize_t n, double lr, double clip,
+                  double scale)
+    void fr_adagrad_f(float *p, const float *g, float *c, Py_ssize_t n, float lr, float eps,
+                      float clip, float scale)
+    void fr_adagrad_d(double *p, const double *g, double *c, Py_ssize_t n, double lr,
+                      double eps, double clip, double scale)
+    void fr_rmsprop_f(float *p, const float *g, float *c, Py_ssize_t n, float lr, float alpha,
+                      float eps, float clip, float scale)
+    void fr_rmsprop_d(double *p, const double *g, double *c, Py_ssize_t n, double lr,
+                      double alpha, double eps, double clip, double scale)
+    void fr_adam_f(float *p, const float *g, float *m, float *v, Py_ssize_t n, float lr_t,
+                   float b1, float b2, float eps_t, float clip, float scale)
+    void fr_adam_d(double *p, const double *g, double *m, double *v, Py_ssize_t n,
+                   double lr_t, double b1, double b2, double eps_t, double clip, double scale)
+    double fr_clipped_sq_norm_f(const float *g, Py_ssize_t n, float clip)
+    double fr_clipped_sq_norm_d(const double *g, Py_ssize_t n, double clip)
 
 
 # ----------------------------------------------------------------------------- vector loops
@@ -344,3 +361,63 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
             x = <int> next_index(&logits[0], V, temperature, top_k, greedy, uniforms[n],
                                  &z[0], &scratch[0])
             out[n] = x
+
+
+# ----------------------------------------------------------------------------- optimizers
+# One pass per parameter over 1-D views (p.reshape(-1)); g is read as clip(g, -clip, clip) *
+# scale (clip = inf: none; scale < 1: global-norm clipping). Twins: reference.py.
+
+def sgd_update(floating[::1] p, const floating[::1] g, double lr, double clip, double scale):
+    """p -= lr * g"""
+    with nogil:
+        if floating is float:
+            fr_sgd_f(&p[0], &g[0], p.shape[0], <float> lr, <float> clip, <float> scale)
+        else:
+            fr_sgd_d(&p[0], &g[0], p.shape[0], lr, clip, scale)
+
+
+def adagrad_update(floating[::1] p, const floating[::1] g, floating[::1] cache, double lr,
+                   double eps, double clip, double scale):
+    """cache += g^2; p -= lr * g / (sqrt(cache) + eps)"""
+    with nogil:
+        if floating is float:
+            fr_adagrad_f(&p[0], &g[0], &cache[0], p.shape[0], <float> lr, <float> eps,
+                         <float> clip, <float> scale)
+        else:
+            fr_adagrad_d(&p[0], &g[0], &cache[0], p.shape[0], lr, eps, clip, scale)
+
+
+def rmsprop_update(floating[::1] p, const floating[::1] g, floating[::1] cache, double lr,
+                   double alpha, double eps, double clip, double scale):
+    """cache = alpha cache + (1 - alpha) g^2; p -= lr * g / (sqrt(cache) + eps)"""
+    with nogil:
+        if floating is float:
+            fr_rmsprop_f(&p[0], &g[0], &cache[0], p.shape[0], <float> lr, <float> alpha,
+                         <float> eps, <float> clip, <float> scale)
+        else:
+            fr_rmsprop_d(&p[0], &g[0], &cache[0], p.shape[0], lr, alpha, eps, clip, scale)
+
+
+def adam_update(floating[::1] p, const floating[::1] g, floating[::1] m, floating[::1] v,
+                double lr_t, double beta1, double beta2, double eps_t, double clip,
+                double scale):
+    """m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr_t * m / (sqrt(v) + eps_t)
+    (lr_t and eps_t carry Adam's bias corrections)."""
+    with nogil:
+        if floating is float:
+            fr_adam_f(&p[0], &g[0], &m[0], &v[0], p.shape[0], <float> lr_t, <float> beta1,
+                      <float> beta2, <float> eps_t, <float> clip, <float> scale)
+        else:
+            fr_adam_d(&p[0], &g[0], &m[0], &v[0], p.shape[0], lr_t, beta1, beta2, eps_t,
+                      clip, scale)
+
+
+def clipped_sq_norm(const floating[::1] g, double clip):
+    """sum(clip(g, -clip, clip) ** 2), accumulated in double."""
+    cdef double s
+    with nogil:
+        if floating is float:
+            s = fr_clipped_sq_norm_f(&g[0], g.shape[0], <float> clip)
+        else:
+            s = fr_clipped_sq_norm_d(&g[0], g.shape[0], clip)
+    return s

@@ -200,8 +200,83 @@ FR_CLONES static double fr_softmax_nll_##S(T *FR_RESTRICT row, Py_ssize_t n,    
     return log((double)s) - shifted_target;                                                   \
 }
 
+/* ------------------------------------------------------------------ optimizer updates
+ * One pass per parameter: g is clipped to [-clip, clip] (clip = inf: no clipping) and scaled by
+ * scale (global-norm clipping) as it is read; numpy needs a dozen passes for the same update. */
+
+#define FR_DEFINE_UPDATES(T, S)                                                               \
+                                                                                              \
+static inline T fr_clip_##S(T g, T clip, T scale)                                            \
+{                                                                                             \
+    g = g > clip ? clip : g;                                                                  \
+    g = g < -clip ? -clip : g;                                                                \
+    return g * scale;                                                                         \
+}                                                                                             \
+                                                                                              \
+/* p -= lr * g */                                                                             \
+FR_CLONES static void fr_sgd_##S(T *FR_RESTRICT p, const T *FR_RESTRICT g, Py_ssize_t n,     \
+                                 T lr, T clip, T scale)                                       \
+{                                                                                             \
+    FR_SIMD                                                                                   \
+    for (Py_ssize_t i = 0; i < n; i++) p[i] -= lr * fr_clip_##S(g[i], clip, scale);          \
+}                                                                                             \
+                                                                                              \
+/* c += g^2; p -= lr * g / (sqrt(c) + eps) */                                                 \
+FR_CLONES static void fr_adagrad_##S(T *FR_RESTRICT p, const T *FR_RESTRICT g,               \
+                                     T *FR_RESTRICT c, Py_ssize_t n, T lr, T eps, T clip,     \
+                                     T scale)                                                 \
+{                                                                                             \
+    FR_SIMD                                                                                   \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                      \
+        T gi = fr_clip_##S(g[i], clip, scale);                                                \
+        c[i] += gi * gi;                                                                      \
+        p[i] -= lr * gi / (sqrt(c[i]) + eps);                                                 \
+    }                                                                                         \
+}                                                                                             \
+                                                                                              \
+/* c = alpha c + (1 - alpha) g^2; p -= lr * g / (sqrt(c) + eps) */                            \
+FR_CLONES static void fr_rmsprop_##S(T *FR_RESTRICT p, const T *FR_RESTRICT g,               \
+                                     T *FR_RESTRICT c, Py_ssize_t n, T lr, T alpha, T eps,    \
+                                     T clip, T scale)                                         \
+{                                                                                             \
+    FR_SIMD                                                                                   \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                      \
+        T gi = fr_clip_##S(g[i], clip, scale);                                                \
+        c[i] = alpha * c[i] + (1 - alpha) * (gi * gi);                                        \
+        p[i] -= lr * gi / (sqrt(c[i]) + eps);                                                 \
+    }                                                                                         \
+}                                                                                             \
+                                                                                              \
+/* m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr_t * m / (sqrt(v) + eps_t) */       \
+FR_CLONES static void fr_adam_##S(T *FR_RESTRICT p, const T *FR_RESTRICT g,                  \
+                                  T *FR_RESTRICT m, T *FR_RESTRICT v, Py_ssize_t n, T lr_t,   \
+                                  T b1, T b2, T eps_t, T clip, T scale)                       \
+{                                                                                             \
+    FR_SIMD                                                                                   \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                      \
+        T gi = fr_clip_##S(g[i], clip, scale);                                                \
+        m[i] = b1 * m[i] + (1 - b1) * gi;                                                     \
+        v[i] = b2 * v[i] + (1 - b2) * (gi * gi);                                              \
+        p[i] -= lr_t * m[i] / (sqrt(v[i]) + eps_t);                                           \
+    }                                                                                         \
+}                                                                                             \
+                                                                                              \
+/* sum of clip(g)^2 in double: the squared global norm after elementwise clipping */          \
+FR_CLONES static double fr_clipped_sq_norm_##S(const T *FR_RESTRICT g, Py_ssize_t n, T clip)  \
+{                                                                                             \
+    double s = 0;                                                                             \
+    FR_SIMD_SUM_S                                                                             \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                      \
+        double gi = (double)fr_clip_##S(g[i], clip, (T)1);                                    \
+        s += gi * gi;                                                                         \
+    }                                                                                         \
+    return s;                                                                                 \
+}
+
 FR_DEFINE_LOOPS(float, f)
 FR_DEFINE_LOOPS(double, d)
+FR_DEFINE_UPDATES(float, f)
+FR_DEFINE_UPDATES(double, d)
 
 /* out[i] = exp(z[i] - m), for m >= max(z): the sampler's softmax weights, in double. */
 FR_CLONES static void fr_exp_shifted_d(double *FR_RESTRICT out, const double *FR_RESTRICT z,

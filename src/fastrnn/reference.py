@@ -159,3 +159,48 @@ def rnn_generate(Wxh, Whh, bh, Why, by, h, first_index, uniforms, temperature, t
         np.add(h @ Why, by, out=logits)
         x = next_index(logits, temperature, top_k, greedy, uniforms[n])
         out[n] = x
+
+
+# ----------------------------------------------------------------------------- optimizers
+# Twins of the kernel's one-pass updates, over 1-D views; g is read as clip(g) * scale.
+
+def _clipped(g: np.ndarray, clip: float, scale: float) -> np.ndarray:
+    return np.clip(g, -clip, clip) * g.dtype.type(scale)
+
+
+def sgd_update(p, g, lr, clip, scale) -> None:
+    """p -= lr * g"""
+    p -= p.dtype.type(lr) * _clipped(g, clip, scale)
+
+
+def adagrad_update(p, g, cache, lr, eps, clip, scale) -> None:
+    """cache += g^2; p -= lr * g / (sqrt(cache) + eps)"""
+    g = _clipped(g, clip, scale)
+    cache += g * g
+    p -= p.dtype.type(lr) * g / (np.sqrt(cache) + p.dtype.type(eps))
+
+
+def rmsprop_update(p, g, cache, lr, alpha, eps, clip, scale) -> None:
+    """cache = alpha cache + (1 - alpha) g^2; p -= lr * g / (sqrt(cache) + eps)"""
+    g = _clipped(g, clip, scale)
+    t = p.dtype.type
+    cache *= t(alpha)
+    cache += t(1 - alpha) * (g * g)
+    p -= t(lr) * g / (np.sqrt(cache) + t(eps))
+
+
+def adam_update(p, g, m, v, lr_t, beta1, beta2, eps_t, clip, scale) -> None:
+    """m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr_t * m / (sqrt(v) + eps_t)"""
+    g = _clipped(g, clip, scale)
+    t = p.dtype.type
+    m *= t(beta1)
+    m += t(1 - beta1) * g
+    v *= t(beta2)
+    v += t(1 - beta2) * (g * g)
+    p -= t(lr_t) * m / (np.sqrt(v) + t(eps_t))
+
+
+def clipped_sq_norm(g, clip) -> float:
+    """sum(clip(g, -clip, clip) ** 2), accumulated in double."""
+    c = np.clip(g, -clip, clip).astype(np.float64)
+    return float(np.dot(c, c))
