@@ -239,3 +239,30 @@ def test_start_block_and_summary(tmp_path):
                   "backend kernel", "BLAS", "thread"):
         assert words in text, words
     assert re.search(r"done: 4 iterations, .* chars/s; checkpoint .*r\.npz", text)
+
+
+def test_nan_validation_loss_is_never_saved(tmp_path, monkeypatch):
+    real = fastrnn.CharRNN.loss
+
+    def nan_loss(self, *args, **kwargs):  # the forward-only path, used for validation
+        _, h = real(self, *args, **kwargs)
+        return float("nan"), h
+
+    monkeypatch.setattr(fastrnn.CharRNN, "loss", nan_loss)
+    with pytest.raises(DivergedError, match="validation loss became nan at iteration 5"):
+        run(tmp_path, max_iters=20, eval_every=5)
+    assert not (tmp_path / "run.npz").exists()
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    out = FakeTerminal()
+    train(text=TEXT, out=out, checkpoint=str(tmp_path / "r.npz"),
+          **{**SMALL, "max_iters": 30, "eval_every": 10})
+    text = out.getvalue()
+    assert "\r" in text and "30/30" in text and "chars/s" in text and "epoch" in text
+    assert "val " in text and "done: 30 iterations" in text

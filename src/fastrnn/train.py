@@ -375,7 +375,10 @@ class Trainer:
             progress.write(f"--- sample at iteration {self.iteration} ---\n{text}\n---")
 
     def _evaluate_and_save(self, progress: "Progress", rate: float, elapsed: float) -> None:
-        self.last_val = self.evaluate()
+        val = self.evaluate()
+        if val is not None and not math.isfinite(val):  # never save diverged parameters
+            self._diverged(val, progress, what="validation loss", at=self.iteration)
+        self.last_val = val
         self.last_eval_iteration = self.iteration
         improved = self.last_val is not None and (self.best_val is None
                                                   or self.last_val < self.best_val)
@@ -393,12 +396,14 @@ class Trainer:
         return (f"iter {self.iteration:>7}  epoch {self.epoch_progress():6.2f}  train {train}  "
                 f"val {val}  {rate:,.0f} chars/s")
 
-    def _diverged(self, loss: float, progress: "Progress") -> None:
+    def _diverged(self, loss: float, progress: "Progress", what: str = "training loss",
+                  at: int | None = None) -> None:
         progress.close()
+        at = self.iteration + 1 if at is None else at
         where = (f"the last good checkpoint is {self.last_saved[0]} (iteration "
                  f"{self.last_saved[1]})" if self.last_saved else "no checkpoint was written")
-        raise DivergedError(f"training loss became {loss} at iteration {self.iteration + 1}; "
-                            f"stopped; {where}; try a lower --learning-rate or --grad-clip")
+        raise DivergedError(f"{what} became {loss} at iteration {at}; stopped; {where}; "
+                            "try a lower --learning-rate or --grad-clip")
 
     # ------------------------------------------------------------------ bookkeeping
 
