@@ -266,3 +266,13 @@ def test_progress_bar_on_a_terminal(tmp_path):
     text = out.getvalue()
     assert "\r" in text and "30/30" in text and "chars/s" in text and "epoch" in text
     assert "val " in text and "done: 30 iterations" in text
+
+
+def test_resume_from_a_model_only_checkpoint(tmp_path):
+    from fastrnn.data import Vocabulary
+
+    vocab = Vocabulary.from_text(TEXT)
+    model = fastrnn.CharRNN(vocab.size, SMALL["hidden_size"], dtype=np.float32)
+    ckpt.save_checkpoint(tmp_path / "bare.npz", model, vocab, {})
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        train(text=TEXT, resume=str(tmp_path / "bare.npz"), out=io.StringIO())

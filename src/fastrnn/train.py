@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
                    default_corpus, describe_chars, read_corpus, split_train_val,
                    validation_chunks)
-from .errors import ConfigError, CorpusError, DivergedError
+from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from .model import BACKENDS, CharRNN
 from .optim import OPTIMIZERS, clip_elementwise, clip_global_norm, decayed_lr, make_optimizer
 from .sample import iter_sample
@@ -197,7 +197,13 @@ class Trainer:
         self.sample_rng = np.random.default_rng(cfg.seed)
         self.last_eval_iteration: int | None = None
         if resume:
-            self._restore(loaded)
+            try:
+                self._restore(loaded)
+            except (KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, ConfigError):
+                    raise
+                raise CheckpointError(f"{resume}: not a training checkpoint, cannot resume "
+                                      f"from it ({type(exc).__name__}: {exc})") from None
         self.signal_received: str | None = None
 
     # ------------------------------------------------------------------ setup
