@@ -1,0 +1,105 @@
+"""The named benchmark configurations of issue 4 and the arithmetic that goes with them.
+
+Dimension letters as everywhere in fastrnn: V vocabulary, H hidden, B streams, T steps.
+Pure Python (no numpy, no fastrnn), so the unit tests of the helpers import it for free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One named size: the model (V, H, dtype), the chunk (B, T) and the BLAS thread count."""
+
+    name: str
+    V: int
+    H: int
+    B: int
+    T: int
+    threads: int = 1
+    dtype: str = "float32"
+    note: str = ""
+
+    @property
+    def chars_per_step(self) -> int:
+        """Characters (targets) consumed by one training step: B*T."""
+        return self.B * self.T
+
+    @property
+    def flops_per_char(self) -> int:
+        """6*(H*H + H*V): the multiply-adds of forward (h@Whh, h@Why) times 2 FLOPs, times 3
+        for forward plus a backward of twice its cost. The embedding gather is free."""
+        return flops_per_char(self.V, self.H)
+
+    @property
+    def num_params(self) -> int:
+        """Wxh (V,H) + Whh (H,H) + bh (H,) + Why (H,V) + by (V,)."""
+        V, H = self.V, self.H
+        return V * H + H * H + H + H * V + V
+
+    def describe(self) -> str:
+        return (f"{self.name}: V={self.V} H={self.H} B={self.B} T={self.T} "
+                f"threads={self.threads} {self.dtype}")
+
+
+def flops_per_char(V: int, H: int) -> int:
+    """FLOPs of one training step per character: 6*(H*H + H*V)."""
+    return 6 * (H * H + H * V)
+
+
+def fraction_of_limit(chars_per_s: float, flops_per_char: float, gemm_flops_per_s: float) -> float:
+    """chars/s * FLOPs/char / gemm FLOP/s: 1.0 would be a step that runs entirely at the speed
+    of a large square GEMM of the same dtype on the same threads."""
+    if gemm_flops_per_s <= 0:
+        raise ValueError(f"gemm rate must be positive, got {gemm_flops_per_s}")
+    return chars_per_s * flops_per_char / gemm_flops_per_s
+
+
+# Scratch of O(B*H) the memory bound allows on top of the activations and the gradients:
+# dh0 (returned), the copy of h_last (returned), the finiteness mask of h0, and room for a few
+# more (B, H) temporaries.
+SCRATCH_BH = 8
+
+
+def activation_bound_values(cfg: BenchConfig) -> int:
+    """Values kept for backward that issue 4 allows: T*B*(2H + V) (hs, dhs and probs)."""
+    return cfg.T * cfg.B * (2 * cfg.H + cfg.V)
+
+
+def memory_bound_bytes(cfg: BenchConfig, itemsize: int) -> int:
+    """Peak bytes one training step may allocate (from a fresh model, so it includes the
+    workspace): activations T*B*(2H+V) + the returned gradients (every parameter and h0)
+    + SCRATCH_BH*B*H scratch, all in the model dtype."""
+    values = activation_bound_values(cfg) + cfg.num_params + SCRATCH_BH * cfg.B * cfg.H
+    return values * itemsize
+
+
+CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
+    BenchConfig("S", 65, 100, 1, 40, note="the seed's model"),
+    BenchConfig("S64", 65, 100, 1, 40, dtype="float64", note="the seed's model in float64"),
+    BenchConfig("M", 65, 100, 32, 40),
+    BenchConfig("L", 65, 512, 32, 64),
+    BenchConfig("L2", 65, 512, 32, 64, threads=2),
+    BenchConfig("CJK", 6533, 256, 32, 64, note="Tang poems"),
+)}
+
+# The configurations whose training-step memory is measured (issue 4, memory).
+MEMORY_CONFIGS = ("L", "CJK")
+
+# Sampling sizes of issue 4: (name, V, H, target chars/s).
+SAMPLING_CONFIGS = (("S", 65, 100, 300_000), ("CJK", 6533, 256, 8_000))
+
+# The hidden sizes of the plot (V=65, B=32, T=64, float32, one thread).
+PLOT_HIDDEN_SIZES = (32, 64, 128, 256, 384, 512, 768, 1024)
+
+
+def select(names: list[str] | None) -> list[BenchConfig]:
+    """The configurations named (in CONFIGS order), all of them for None; ValueError on an
+    unknown name."""
+    if not names:
+        return list(CONFIGS.values())
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configuration(s) {unknown}; known: {list(CONFIGS)}")
+    return [c for c in CONFIGS.values() if c.name in names]

@@ -1,0 +1,259 @@
+"""Measurement helpers shared by the pytest-benchmark suite, the guard and the plot.
+
+- ``TrainingStep``: one training iteration (loss_and_grads + an in-place SGD update) of one
+  backend on a named configuration, allocating nothing per call but what the model allocates.
+- ``GemmStep``, ``gemm_rate``: FLOP/s of a large square GEMM in scipy's OpenBLAS (the copy the
+  kernel calls through ``scipy.linalg.cython_blas``), the denominator of "fraction of limit".
+- ``interleaved_rates``: rates of several steps (training steps, a GEMM) measured in
+  alternating rounds, so that machine noise lands on all of them alike; ``summarize_rounds``
+  reduces the rounds.
+- ``blas_info``: the BLAS libraries in use, as threadpoolctl reports them.
+- ``training_step_peak``: tracemalloc peak of one training step.
+- ``sampling_rate``: characters/s of ``fastrnn.sample.generate`` where it exists.
+
+fastrnn is imported first, so that both OpenBLAS copies (numpy's and scipy's) are loaded before
+any ``threadpool_limits`` is entered: a limit only reaches the libraries loaded at that time.
+"""
+from __future__ import annotations
+
+import gc
+import importlib
+import importlib.util
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Callable
+
+try:
+    import fastrnn
+except ImportError:  # a source tree without `pip install -e .`: use its src/ directly
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    import fastrnn
+
+import numpy as np
+import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS before any thread limit)
+from scipy.linalg import blas as scipy_blas
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from _configs import BenchConfig
+
+BACKENDS = ("kernel", "numpy")
+CHUNKS_IN_POOL = 8  # distinct random chunks a TrainingStep cycles through
+SGD_LR = 1e-3
+GEMM_N = 1536  # square GEMM of the limit: large enough for OpenBLAS's peak, ~0.1 s per call
+
+
+# ------------------------------------------------------------------------- the BLAS in use
+
+def blas_info() -> list[dict]:
+    """One dict per BLAS library loaded: whose copy it is ('scipy' for the one the kernel
+    calls, 'numpy' for the reference's matmul), internal_api, version, architecture (the core
+    type OpenBLAS picked, which OPENBLAS_CORETYPE overrides) and num_threads right now."""
+    out = []
+    for lib in threadpool_info():
+        if lib.get("user_api") != "blas":
+            continue
+        path = Path(lib.get("filepath", ""))
+        owner = path.parent.name.removesuffix(".libs") or lib.get("prefix", "?")
+        out.append({"owner": owner, "internal_api": lib.get("internal_api"),
+                    "version": lib.get("version"), "architecture": lib.get("architecture"),
+                    "num_threads": lib.get("num_threads"), "file": path.name})
+    return out
+
+
+def describe_blas(info: list[dict]) -> str:
+    """'scipy: openblas 0.3.30 SkylakeX 1 thread(s); numpy: ...' for a table header."""
+    return "; ".join(f"{d['owner']}: {d['internal_api']} {d['version']} {d['architecture']} "
+                     f"{d['num_threads']} thread(s)" for d in info) or "no BLAS found"
+
+
+# ------------------------------------------------------------------------- the GEMM limit
+
+class GemmStep:
+    """Callable: C = A @ B, n x n, in scipy's OpenBLAS sgemm/dgemm (the copy the kernel calls).
+    Fortran-ordered operands and a reused output, so a call copies and allocates nothing.
+    ``flops`` = 2*n**3 per call."""
+
+    def __init__(self, dtype: str, n: int = GEMM_N):
+        dt = np.dtype(dtype)
+        self.gemm = scipy_blas.sgemm if dt == np.float32 else scipy_blas.dgemm
+        rng = np.random.default_rng(0)
+        self.a = np.asfortranarray(rng.standard_normal((n, n)), dtype=dt)
+        self.b = np.asfortranarray(rng.standard_normal((n, n)), dtype=dt)
+        self.c = np.zeros((n, n), dtype=dt, order="F")
+        self.flops = 2 * n ** 3
+
+    def __call__(self) -> None:
+        self.gemm(1.0, self.a, self.b, beta=0.0, c=self.c, overwrite_c=1)
+
+
+def gemm_rate(dtype: str, threads: int, n: int = GEMM_N, repeats: int = 5) -> float:
+    """Best FLOP/s of GemmStep(dtype, n) over `repeats` calls on `threads` threads, after one
+    warm-up call."""
+    step = GemmStep(dtype, n)
+    with threadpool_limits(threads):
+        step()
+        best = min(time_steps(step, 1) for _ in range(repeats))
+    return step.flops / best
+
+
+# ------------------------------------------------------------------------- a training step
+
+def sgd_update(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float,
+               scratch: dict[str, np.ndarray]) -> None:
+    """p -= lr * g for every parameter, in place, through preallocated scratch (no temporaries)."""
+    for name, p in params.items():
+        s = scratch[name]
+        np.multiply(grads[name], lr, out=s)
+        np.subtract(p, s, out=p)
+
+
+class TrainingStep:
+    """Callable: one training iteration of `backend` at `cfg`.
+
+    loss_and_grads on the next of CHUNKS_IN_POOL pregenerated random chunks (so the model
+    cannot overfit one chunk and drift into a different numeric regime over thousands of
+    timed steps), written into preallocated gradients, then SGD in place. h0 stays zero.
+    """
+
+    def __init__(self, cfg: BenchConfig, backend: str, seed: int = 0,
+                 preallocate_grads: bool = True):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.cfg, self.backend = cfg, backend
+        self.model = fastrnn.CharRNN(vocab_size=cfg.V, hidden_size=cfg.H,
+                                     dtype=np.dtype(cfg.dtype), seed=seed)
+        rng = np.random.default_rng(seed + 1)
+        shape = (CHUNKS_IN_POOL, cfg.B, cfg.T)
+        self.xs = rng.integers(0, cfg.V, size=shape, dtype=np.int32)
+        self.ys = rng.integers(0, cfg.V, size=shape, dtype=np.int32)
+        self.h0 = self.model.initial_state(cfg.B)
+        params = self.model.params
+        self.grads = ({n: np.empty_like(p) for n, p in params.items()}
+                      | {"h0": np.empty_like(self.h0)}) if preallocate_grads else None
+        self.scratch = {n: np.empty_like(p) for n, p in params.items()}
+        self.i = 0
+
+    def __call__(self) -> float:
+        k = self.i % CHUNKS_IN_POOL
+        self.i += 1
+        loss, grads, _ = self.model.loss_and_grads(self.xs[k], self.ys[k], self.h0,
+                                                   backend=self.backend, grads=self.grads)
+        sgd_update(self.model.params, grads, SGD_LR, self.scratch)
+        return loss
+
+
+def time_steps(step: Callable[[], object], n: int) -> float:
+    """Seconds for n calls of step, the garbage collector off (as pytest-benchmark can)."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        return time.perf_counter() - t0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def steps_per_round(steps: list[Callable[[], object]], target_seconds: float,
+                    max_steps: int = 100_000) -> int:
+    """How many calls of the slowest step fill target_seconds (at least 1); each step is
+    warmed up (workspaces allocated, caches filled) by the calibration itself."""
+    slowest = 0.0
+    for step in steps:
+        step()
+        n, t = 1, time_steps(step, 1)
+        while t < 0.02 and n < max_steps:  # time enough calls to trust the clock
+            n *= 4
+            t = time_steps(step, n)
+        slowest = max(slowest, t / n)
+    return max(1, min(max_steps, round(target_seconds / slowest)))
+
+
+def interleaved_rates(steps: dict[str, tuple[Callable[[], object], int, int]],
+                      rounds: int) -> dict[str, list[float]]:
+    """Rate of each step in each of `rounds` rounds: steps maps a name to (callable, units per
+    call, calls per round) and the rate is units/s (chars/s for a training step, FLOP/s for a
+    GEMM). The order alternates from round to round (ABC.., then ..CBA), so a burst of machine
+    noise hits all of them rather than one."""
+    names = list(steps)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            step, units, n = steps[name]
+            rates[name].append(units * n / time_steps(step, n))
+    return rates
+
+
+def summarize_rounds(kernel: list[float], numpy: list[float]) -> dict[str, float]:
+    """Best chars/s of each (the least disturbed round) and the median of the per-round ratios
+    kernel/numpy (paired rounds: a slow moment slows both halves of a pair)."""
+    if not kernel or len(kernel) != len(numpy):
+        raise ValueError("need the same positive number of rounds for kernel and numpy")
+    return {"kernel_chars_per_s": max(kernel), "numpy_chars_per_s": max(numpy),
+            "ratio": statistics.median(k / n for k, n in zip(kernel, numpy))}
+
+
+# ------------------------------------------------------------------------- memory
+
+def training_step_peak(cfg: BenchConfig, backend: str) -> dict[str, int]:
+    """tracemalloc peak bytes, above what was allocated before, of one training step whose
+    gradients are returned (grads=None, so they count): 'first' on a fresh model (includes
+    allocating the workspace, the activations kept for backward) and 'steady' on the step
+    after it (the workspace reused)."""
+    step = TrainingStep(cfg, backend, preallocate_grads=False)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        peaks = {}
+        for phase in ("first", "steady"):
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            step()
+            peaks[phase] = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return peaks
+
+
+# ------------------------------------------------------------------------- sampling
+
+def sampling_generator() -> Callable | None:
+    """fastrnn.sample.generate if the package has that module and function, else None (a
+    sample module that exists but fails to import raises)."""
+    if importlib.util.find_spec("fastrnn.sample") is None:
+        return None
+    sample = importlib.import_module("fastrnn.sample")
+    return getattr(sample, "generate", None)
+
+
+def sampling_rate(V: int, H: int, n_chars: int, top_k: int | None = None,
+                  dtype: str = "float32", repeats: int = 3, max_seconds: float = 0.5) -> float | None:
+    """Best characters/s of fastrnn.sample.generate(model, h, first, n_chars, temperature=1,
+    top_k, rng) on a fresh model (one stream), or None if there is no generator. A run stops
+    early after max_seconds (generate yields one index at a time), so a slow generator costs
+    bounded time."""
+    generate = sampling_generator()
+    if generate is None:
+        return None
+    model = fastrnn.CharRNN(vocab_size=V, hidden_size=H, dtype=np.dtype(dtype), seed=0)
+    best = 0.0
+    for r in range(repeats + 1):  # the first run warms up
+        rng = np.random.default_rng(r)
+        count = 0
+        t0 = time.perf_counter()
+        for _ in generate(model, model.initial_state(1), 0, n_chars, temperature=1.0,
+                          top_k=top_k, rng=rng):
+            count += 1
+            if count % 64 == 0 and time.perf_counter() - t0 > max_seconds:
+                break
+        if r:
+            best = max(best, count / (time.perf_counter() - t0))
+    return best

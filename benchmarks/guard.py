@@ -1,0 +1,298 @@
+"""Speed guard: kernel vs numpy reference and fraction of the GEMM limit, against committed floors.
+
+    python benchmarks/guard.py                 # all configurations, ~1 minute on 2 cores
+    python benchmarks/guard.py --quick         # fewer, shorter rounds
+    python benchmarks/guard.py --only S,L --json guard.json
+
+For each named configuration (benchmarks/_configs.py) the kernel and the numpy reference each run
+one training step (loss_and_grads + SGD in place) in rounds that alternate between them; the
+ratio is the median of the per-round ratios and chars/s the best round of each. The fraction of
+the limit is kernel chars/s * FLOPs/char / GEMM FLOP/s, the GEMM measured in this same run with
+the same dtype and thread count, in the same alternating rounds. A configuration below a floor of benchmarks/floors.json is
+measured once more and fails only if it is below again; then the guard exits 1.
+
+It also prints the tracemalloc peak of one training step at L and CJK against the bound of
+issue 4 (kernel checked, reference for information) and, where fastrnn.sample.generate exists,
+the characters/s of generation (for information). It never changes OPENBLAS_* variables: for a
+report run it as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/guard.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _configs import (CONFIGS, MEMORY_CONFIGS, SAMPLING_CONFIGS, BenchConfig,  # noqa: E402
+                      SCRATCH_BH, fraction_of_limit, memory_bound_bytes, select)
+
+FLOORS_PATH = Path(__file__).resolve().parent / "floors.json"
+
+
+# ------------------------------------------------------------------------- floors and verdicts
+
+def load_floors(path: Path = FLOORS_PATH) -> dict:
+    """floors.json: {'configs': {NAME: {'ratio', 'fraction', 'target_ratio', 'target_fraction'}},
+    'memory_bound_factor': f}. Every configuration of CONFIGS must have a ratio and fraction floor."""
+    floors = json.loads(Path(path).read_text())
+    for name in CONFIGS:
+        entry = floors.get("configs", {}).get(name)
+        if entry is None or "ratio" not in entry or "fraction" not in entry:
+            raise ValueError(f"{path}: configuration {name!r} needs a 'ratio' and a 'fraction' floor")
+    return floors
+
+
+def below_floor(result: dict, floor: dict) -> list[str]:
+    """What of result falls below floor: [] when it passes, else e.g. ['ratio 1.02 < 2.5']."""
+    misses = []
+    if result["ratio"] < floor["ratio"]:
+        misses.append(f"ratio {result['ratio']:.2f} < {floor['ratio']}")
+    if result["fraction"] < floor["fraction"]:
+        misses.append(f"fraction {result['fraction']:.3f} < {floor['fraction']}")
+    return misses
+
+
+def meets_target(result: dict, floor: dict) -> bool | None:
+    """Whether result reaches the issue's target (None when floors.json gives none)."""
+    if "target_ratio" not in floor or "target_fraction" not in floor:
+        return None
+    return result["ratio"] >= floor["target_ratio"] and result["fraction"] >= floor["target_fraction"]
+
+
+def memory_verdict(peak: int, bound: int, factor: float) -> str:
+    return "ok" if peak <= factor * bound else "FAIL"
+
+
+# ------------------------------------------------------------------------- tables
+
+def _si(x: float) -> str:
+    """12345678 -> '12.3M', 45678 -> '45.7k'."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}" if x / scale < 100 else f"{x / scale:.0f}{suffix}"
+    return f"{x:.3g}"
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain fixed-width table: columns as wide as their widest cell, numbers right-aligned."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).rjust(w) if _numeric(c) else str(c).ljust(w)
+                         for c, w in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _numeric(cell) -> bool:
+    s = str(cell).rstrip("kMGx%")
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+SPEED_HEADER = ["name", "V", "H", "B", "T", "threads", "dtype", "kernel chars/s",
+                "numpy chars/s", "ratio", "limit GFLOP/s", "fraction", "floor (ratio, fraction)", "target",
+                "verdict"]
+
+
+def speed_row(r: dict) -> list[str]:
+    c, f = r["config"], r["floor"]
+    target = {True: "met", False: "not met", None: "-"}[r["meets_target"]]
+    target_txt = (f"{target} (x{f['target_ratio']}, {f['target_fraction']})"
+                  if r["meets_target"] is not None else "-")
+    return [c["name"], c["V"], c["H"], c["B"], c["T"], c["threads"], c["dtype"],
+            _si(r["kernel_chars_per_s"]), _si(r["numpy_chars_per_s"]), f"{r['ratio']:.2f}",
+            f"{r['gemm_flops_per_s'] / 1e9:.0f}", f"{r['fraction']:.3f}", f"x{f['ratio']}, {f['fraction']}", target_txt,
+            r["verdict"]]
+
+
+# ------------------------------------------------------------------------- measuring
+
+def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float) -> dict:
+    """One configuration under a thread limit of cfg.threads: rounds that alternate the
+    kernel's training step, the reference's and one GEMM of the same dtype (the limit)."""
+    from threadpoolctl import threadpool_limits
+    import _measure
+
+    with threadpool_limits(cfg.threads):
+        train = {b: _measure.TrainingStep(cfg, b) for b in _measure.BACKENDS}
+        n = _measure.steps_per_round(list(train.values()), round_seconds)
+        gemm = _measure.GemmStep(cfg.dtype)
+        gemm()  # warm-up: threads started, pages touched
+        steps = {b: (s, cfg.chars_per_step, n) for b, s in train.items()}
+        steps["gemm"] = (gemm, gemm.flops, 1)
+        rates = _measure.interleaved_rates(steps, rounds)
+        blas = _measure.blas_info()
+    summary = _measure.summarize_rounds(rates["kernel"], rates["numpy"])
+    gemm_rate = max(rates["gemm"])
+    return {
+        "config": {"name": cfg.name, "V": cfg.V, "H": cfg.H, "B": cfg.B, "T": cfg.T,
+                   "threads": cfg.threads, "dtype": cfg.dtype},
+        **summary,
+        "fraction": fraction_of_limit(summary["kernel_chars_per_s"], cfg.flops_per_char,
+                                      gemm_rate),
+        "numpy_fraction": fraction_of_limit(summary["numpy_chars_per_s"], cfg.flops_per_char,
+                                            gemm_rate),
+        "flops_per_char": cfg.flops_per_char, "gemm_flops_per_s": gemm_rate,
+        "steps_per_round": n, "rounds": rounds, "blas": blas,
+        "rates_per_round": rates,
+    }
+
+
+def run_speed(configs: list[BenchConfig], floors: dict, rounds: int,
+              round_seconds: float) -> list[dict]:
+    results = []
+    for cfg in configs:
+        floor = floors["configs"][cfg.name]
+        t0 = time.perf_counter()
+        r = measure_config(cfg, rounds, round_seconds)
+        misses = below_floor(r, floor)
+        if misses:  # one more, longer look before calling it a regression
+            print(f"  {cfg.name}: {'; '.join(misses)}; measuring again", flush=True)
+            r = measure_config(cfg, rounds + 2, round_seconds)
+            misses = below_floor(r, floor)
+        r.update(floor=floor, misses=misses, meets_target=meets_target(r, floor),
+                 verdict="FAIL" if misses else "ok")
+        print(f"  {cfg.name}: kernel {_si(r['kernel_chars_per_s'])} chars/s, "
+              f"ratio {r['ratio']:.2f}, fraction {r['fraction']:.3f} -> {r['verdict']} "
+              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+        results.append(r)
+    return results
+
+
+def run_memory(configs: list[BenchConfig], factor: float) -> list[dict]:
+    import numpy as np
+    import _measure
+
+    results = []
+    for cfg in configs:
+        bound = memory_bound_bytes(cfg, np.dtype(cfg.dtype).itemsize)
+        for backend in _measure.BACKENDS:
+            peaks = _measure.training_step_peak(cfg, backend)
+            checked = backend == "kernel"
+            results.append({"name": cfg.name, "backend": backend, "bound_bytes": bound,
+                            "first_bytes": peaks["first"], "steady_bytes": peaks["steady"],
+                            "verdict": memory_verdict(peaks["first"], bound, factor)
+                            if checked else "info"})
+    return results
+
+
+def run_sampling(quick: bool) -> list[dict] | None:
+    import _measure
+
+    if _measure.sampling_generator() is None:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    results = []
+    for name, V, H, target in SAMPLING_CONFIGS:
+        n_chars = 100_000  # an upper bound: each run stops after half a second
+        for top_k in (None, 10):
+            with threadpool_limits(1):
+                rate = _measure.sampling_rate(V, H, n_chars, top_k=top_k,
+                                              repeats=1 if quick else 2,
+                                              max_seconds=0.25 if quick else 0.5)
+            results.append({"name": name, "V": V, "H": H, "top_k": top_k,
+                            "chars_per_s": rate, "target": target,
+                            "meets_target": rate >= target})
+    return results
+
+
+# ------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="fewer and shorter rounds (about half the time, a little noisier)")
+    p.add_argument("--only", default=None, metavar="NAMES",
+                   help=f"comma-separated configurations to measure (of {','.join(CONFIGS)})")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write all results here")
+    p.add_argument("--floors", default=str(FLOORS_PATH), metavar="PATH",
+                   help="floors file (default: benchmarks/floors.json)")
+    p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peaks")
+    p.add_argument("--no-sampling", action="store_true", help="skip the generation speed")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    try:
+        configs = select(names)
+    except ValueError as exc:
+        print(f"guard: {exc}", file=sys.stderr)
+        return 2
+    floors = load_floors(Path(args.floors))
+    rounds, round_seconds = (5, 0.05) if args.quick else (7, 0.1)
+
+    import _measure  # imports fastrnn (and both OpenBLAS copies) before any thread limit
+
+    t_start = time.perf_counter()
+    env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
+    print(f"fastrnn {_measure.fastrnn.__version__} guard on {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cpus; OPENBLAS variables: "
+          f"{', '.join(f'{k}={v}' for k, v in env.items()) or 'none set'}", flush=True)
+    speed = run_speed(configs, floors, rounds, round_seconds)
+
+    print("\nBLAS in use (threads as set for the configuration):")
+    seen = set()
+    for r in speed:
+        line = _measure.describe_blas(r["blas"])
+        if line not in seen:
+            seen.add(line)
+            print(f"  {line}")
+    print(f"limit: GFLOP/s of an n={_measure.GEMM_N} GEMM in scipy's OpenBLAS, best round, "
+          "same dtype and threads; fraction = kernel chars/s * 6(H*H+H*V) / limit")
+    print()
+    print(format_table(SPEED_HEADER, [speed_row(r) for r in speed]))
+    ok = all(r["verdict"] == "ok" for r in speed)
+
+    memory = []
+    mem_configs = [c for c in configs if c.name in MEMORY_CONFIGS]
+    if not args.no_memory and mem_configs:
+        factor = float(floors.get("memory_bound_factor", 1.0))
+        memory = run_memory(mem_configs, factor)
+        print(f"\nMemory: tracemalloc peak of one training step (gradients returned) vs the "
+              f"bound T*B*(2H+V) + params + {SCRATCH_BH}*B*H values (x{factor} allowed)")
+        print(format_table(
+            ["name", "backend", "first step", "steady step", "bound", "first/bound", "verdict"],
+            [[m["name"], m["backend"], f"{m['first_bytes'] / 2**20:.1f} MiB",
+              f"{m['steady_bytes'] / 2**20:.1f} MiB", f"{m['bound_bytes'] / 2**20:.1f} MiB",
+              f"{m['first_bytes'] / m['bound_bytes']:.2f}", m["verdict"]] for m in memory]))
+        ok = ok and all(m["verdict"] != "FAIL" for m in memory)
+
+    sampling = None
+    if not args.no_sampling and names is None:
+        sampling = run_sampling(args.quick)
+        if sampling is None:
+            print("\nSampling: fastrnn.sample.generate not found, not measured")
+        else:
+            print("\nSampling: fastrnn.sample.generate, one stream, one thread, float32 "
+                  "(information, no floor)")
+            print(format_table(["name", "V", "H", "top_k", "chars/s", "target", "target met"],
+                               [[s["name"], s["V"], s["H"], s["top_k"] or "-",
+                                 _si(s["chars_per_s"]), _si(s["target"]),
+                                 "yes" if s["meets_target"] else "no"] for s in sampling]))
+
+    elapsed = time.perf_counter() - t_start
+    failed = [r["config"]["name"] + ": " + "; ".join(r["misses"]) for r in speed if r["misses"]]
+    failed += [f"{m['name']} memory above bound" for m in memory if m["verdict"] == "FAIL"]
+    print(f"\n{'PASS' if ok else 'FAIL'} ({elapsed:.0f} s)" + ("" if ok else ": " + ", ".join(failed)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"ok": ok, "seconds": elapsed, "openblas_env": env, "speed": speed,
+             "memory": memory, "sampling": sampling}, indent=2, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
