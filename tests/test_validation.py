@@ -262,3 +262,28 @@ def test_random_inputs_answer_or_refuse_cleanly(V, H, B, T, hB, hH, xdt, hdt, mo
         scale = max(np.abs(ref_grads[name]).max(), 1e-30)
         assert np.abs(grads[name] - ref_grads[name]).max() <= tol * scale * 10, name
     np.testing.assert_allclose(h_last, ref_h, rtol=tol * 10, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint16])
+@pytest.mark.parametrize("where", [(0, 0), (1, 2)])
+def test_out_of_range_index_any_dtype_any_position(model, chunk, dtype, where):
+    x, y, h0 = chunk
+    x = x.astype(dtype)
+    x[where] = V + 3
+    with pytest.raises(ValueError, match="inputs.*found 10"):
+        call(model, x, y, h0)
+    if np.dtype(dtype).kind == "i":
+        x[where] = -2
+        with pytest.raises(ValueError, match="inputs.*found -2"):
+            call(model, x, y, h0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_anywhere_in_a_large_h0(dtype):
+    model = fastrnn.CharRNN(V, 300, dtype=dtype)
+    x = np.zeros((3, 2), np.int32)
+    for pos in [(0, 0), (2, 299), (1, 150)]:
+        h0 = np.zeros((3, 300), dtype)
+        h0[pos] = np.nan
+        with pytest.raises(ValueError, match="h0"):
+            model.loss_and_grads(x, x, h0)

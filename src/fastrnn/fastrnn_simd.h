@@ -200,6 +200,19 @@ FR_CLONES static double fr_softmax_nll_##S(T *FR_RESTRICT row, Py_ssize_t n,    
     return log((double)s) - shifted_target;                                                   \
 }
 
+/* 1 when no entry of a is nan or inf: x - x is 0 for finite x and nan otherwise. */
+#define FR_DEFINE_CHECKS(T, S)                                                                \
+FR_CLONES static int fr_all_finite_##S(const T *FR_RESTRICT a, Py_ssize_t n)                  \
+{                                                                                             \
+    T s = 0;                                                                                  \
+    FR_SIMD_SUM_S                                                                             \
+    for (Py_ssize_t i = 0; i < n; i++) s += a[i] - a[i];                                      \
+    return s == 0;                                                                            \
+}
+
+FR_DEFINE_CHECKS(float, f)
+FR_DEFINE_CHECKS(double, d)
+
 /* ------------------------------------------------------------------ optimizer updates
  * One pass per parameter: g is clipped to [-clip, clip] (clip = inf: no clipping) and scaled by
  * scale (global-norm clipping) as it is read; numpy needs a dozen passes for the same update. */

@@ -76,6 +76,7 @@ class CharRNN:
         self.rng = np.random.default_rng(seed)
         self.params: dict[str, np.ndarray] = self._init_params()
         self._workspaces: OrderedDict[tuple[int, int], Workspace] = OrderedDict()
+        self._disjoint: tuple[np.ndarray, ...] = ()   # last grads+params found not to overlap
 
     # ------------------------------------------------------------------ construction
 
@@ -138,7 +139,7 @@ class CharRNN:
             raise ValueError(f"targets must have the shape of inputs {x.shape}, got {y.shape}")
         B = x.shape[0]
         _check_array(h0, "h0", (B, self.hidden_size), self.dtype)
-        if not np.isfinite(h0).all():
+        if not _all_finite(h0):
             raise ValueError("h0 contains nan or inf")
         return x, y, h0
 
@@ -197,8 +198,14 @@ class CharRNN:
             if name not in grads:
                 raise ValueError(f"grads is missing {name!r}")
             _check_array(grads[name], f"grads[{name!r}]", shape, self.dtype)
-        _check_no_overlap([(f"grads[{n!r}]", grads[n]) for n in shapes]
-                          + [(f"params[{n!r}]", p) for n, p in self.params.items()])
+        # The pairwise overlap test is the costly part; the same array objects cannot start to
+        # overlap later, so its verdict is kept for the last set of objects that passed it.
+        arrays = tuple(grads[n] for n in shapes) + tuple(self.params.values())
+        if len(arrays) != len(self._disjoint) or any(
+                a is not b for a, b in zip(arrays, self._disjoint)):
+            _check_no_overlap([(f"grads[{n!r}]", grads[n]) for n in shapes]
+                              + [(f"params[{n!r}]", p) for n, p in self.params.items()])
+            self._disjoint = arrays
         return grads
 
     def generate(self, h: np.ndarray, first_index: int, length: int, temperature: float = 1.0,
@@ -214,7 +221,7 @@ class CharRNN:
         impl = _backend_module(backend)
         V, H = self.vocab_size, self.hidden_size
         _check_array(h, "h", (1, H), self.dtype)
-        if not np.isfinite(h).all():
+        if not _all_finite(h):
             raise ValueError("h contains nan or inf")
         first_index = _check_index(first_index, "first_index", V)
         length = _positive_int(length, "length", minimum=0)
@@ -301,8 +308,18 @@ def _check_indices(a, name: str, V: int) -> np.ndarray:
         raise ValueError(f"{name} must be 2-D (B, T), got shape {a.shape}")
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"{name} must have B >= 1 and T >= 1, got shape {a.shape}")
-    lo, hi = a.min(), a.max()
+    if a.dtype == np.int32 and a.flags.c_contiguous and _kernel is not None:
+        lo, hi = _kernel.index_bounds(a)
+    else:
+        lo, hi = a.min(), a.max()
     if lo < 0 or hi >= V:
         bad = lo if lo < 0 else hi
         raise ValueError(f"{name} must hold indices in [0, {V}), found {bad}")
     return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No nan or inf in a (a C-contiguous float array that passed _check_array)."""
+    if _kernel is not None and a.ndim == 2:
+        return bool(_kernel.all_finite(a))
+    return bool(np.isfinite(a).all())
