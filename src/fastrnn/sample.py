@@ -1,7 +1,8 @@
 """Sampling: warm the hidden state up on a prime text, then draw characters one at a time.
 
-The per-character loop lives in ``generate`` alone, so that it can later be replaced by a
-compiled loop without touching the rest.
+The per-character loop is CharRNN.generate (compiled in the kernel, with a numpy twin); this
+module adds what a user needs around it: the prime, option checks with clear messages, the
+vocabulary, and streaming in blocks.
 """
 from __future__ import annotations
 
@@ -14,27 +15,7 @@ from .data import Vocabulary, describe_chars
 from .errors import ConfigError
 from .model import CharRNN
 
-
-def next_char_probs(logits: np.ndarray, temperature: float, top_k: int | None) -> np.ndarray:
-    """(V,) float64 softmax(logits / temperature), restricted to the top_k largest logits.
-
-    Stable: the maximum is subtracted before exp, so logits of 1e4 give no inf or nan.
-    """
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    if top_k is not None and top_k < z.size:
-        cutoff = np.partition(z, z.size - top_k)[z.size - top_k]
-        z = np.where(z >= cutoff, z, -np.inf)
-    z -= z.max()
-    p = np.exp(z)
-    p /= p.sum()
-    return p
-
-
-def draw(probs: np.ndarray, rng: np.random.Generator) -> int:
-    """Index i with probability probs[i], from one uniform draw (inverse CDF)."""
-    cdf = np.cumsum(probs)
-    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-    return min(i, probs.size - 1)
+STREAM_BLOCK = 64  # characters per call into the compiled loop: output appears in small bursts
 
 
 def warm_up(model: CharRNN, h: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -47,20 +28,22 @@ def warm_up(model: CharRNN, h: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 def generate(model: CharRNN, h: np.ndarray, first_index: int, length: int,
              temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-             rng: np.random.Generator | None = None) -> Iterator[int]:
+             rng: np.random.Generator | None = None, backend: str = "kernel") -> Iterator[int]:
     """Yield length indices: each is drawn from the model's prediction after the previous one.
 
-    h is the (1, H) state before first_index is read. greedy takes the argmax every time
-    (temperature and top_k then do not matter); otherwise draws from next_char_probs with rng.
+    h is the (1, H) state before first_index is read. greedy takes the argmax every time;
+    otherwise softmax(logits / temperature) restricted to the top_k largest logits is sampled
+    with rng. Runs CharRNN.generate in blocks of STREAM_BLOCK; since it takes one rng draw per
+    character, the text does not depend on the block size.
     """
     rng = rng if rng is not None else np.random.default_rng()
-    x = np.array([first_index], dtype=np.int32)
-    for _ in range(length):
-        logits, h = model.step_logits(x, h)
-        i = int(np.argmax(logits[0])) if greedy else draw(
-            next_char_probs(logits[0], temperature, top_k), rng)
-        x[0] = i
-        yield i
+    h = np.array(h, dtype=model.dtype, order="C")  # generate() updates it in place
+    x = first_index
+    for start in range(0, length, STREAM_BLOCK):
+        block = model.generate(h, x, min(STREAM_BLOCK, length - start), temperature, top_k,
+                               greedy, rng, backend=backend)
+        yield from block.tolist()
+        x = int(block[-1])
 
 
 def check_sampling_options(vocab_size: int, length: int, temperature: float,
@@ -76,8 +59,9 @@ def check_sampling_options(vocab_size: int, length: int, temperature: float,
 
 def iter_sample(model: CharRNN, vocab: Vocabulary, length: int = 500, prime: str = "",
                 temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-                seed: int | None = None, rng: np.random.Generator | None = None) -> Iterator[str]:
-    """Yield length generated characters one by one (the prime itself is not yielded).
+                seed: int | None = None, rng: np.random.Generator | None = None,
+                backend: str = "kernel") -> Iterator[str]:
+    """Yield length generated characters (the prime itself is not yielded).
 
     Without a prime, generation starts after a '\\n' if the vocabulary has one (the start of a
     line), else after a character drawn at random. Same seed, same text.
@@ -95,17 +79,20 @@ def iter_sample(model: CharRNN, vocab: Vocabulary, length: int = 500, prime: str
     else:
         indices = np.array([rng.integers(vocab.size)])
     h = warm_up(model, model.initial_state(1), indices)
-    for i in generate(model, h, int(indices[-1]), length, temperature, top_k, greedy, rng):
+    for i in generate(model, h, int(indices[-1]), length, temperature, top_k, greedy, rng,
+                      backend):
         yield vocab.chars[i]
 
 
 def sample(model: CharRNN, vocab: Vocabulary, length: int = 500, prime: str = "",
            temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-           seed: int | None = None, on_text: Callable[[str], None] | None = None) -> str:
+           seed: int | None = None, on_text: Callable[[str], None] | None = None,
+           backend: str = "kernel") -> str:
     """The generated text (without the prime); on_text, if given, receives each character as
-    soon as it is drawn (for streaming output)."""
+    soon as its block of STREAM_BLOCK is drawn (for streaming output)."""
     out = []
-    for ch in iter_sample(model, vocab, length, prime, temperature, top_k, greedy, seed):
+    for ch in iter_sample(model, vocab, length, prime, temperature, top_k, greedy, seed,
+                          backend=backend):
         out.append(ch)
         if on_text is not None:
             on_text(ch)

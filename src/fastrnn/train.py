@@ -377,7 +377,7 @@ class Trainer:
             self._evaluate_and_save(progress, rate, elapsed)
         if cfg.sample_every and self.iteration % cfg.sample_every == 0 and not cfg.quiet:
             text = "".join(iter_sample(self.model, self.vocab, cfg.sample_length,
-                                       rng=self.sample_rng))
+                                       rng=self.sample_rng, backend=cfg.backend))
             progress.write(f"--- sample at iteration {self.iteration} ---\n{text}\n---")
 
     def _evaluate_and_save(self, progress: "Progress", rate: float, elapsed: float) -> None:
