@@ -2,8 +2,10 @@
 
 Every optimizer iterates over the names in ``params`` (never a fixed list), skips gradients that
 are not parameters (such as grads['h0']), and keeps its state as named arrays plus a step counter,
-which is what a checkpoint stores. Updates use in-place numpy operations into buffers allocated
-once, so a training step allocates nothing per parameter.
+which is what a checkpoint stores. The updates themselves are the kernel's one-pass functions
+(``backend="kernel"``) or their numpy twins in reference.py (``backend="numpy"``): each reads
+the gradient as clip(g, -clip, clip) * scale, so clipping costs no extra pass and no copy, and
+a step allocates nothing.
 """
 from __future__ import annotations
 
@@ -13,35 +15,9 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .model import _backend_module
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
-
-
-# ---------------------------------------------------------------------------- clipping
-
-def clip_elementwise(grads: dict[str, np.ndarray], names: list[str], limit: float) -> None:
-    """g <- clip(g, -limit, limit) for each named gradient (the seed's ±5 clipping)."""
-    for name in names:
-        np.clip(grads[name], -limit, limit, out=grads[name])
-
-
-def global_norm(grads: dict[str, np.ndarray], names: list[str]) -> float:
-    """sqrt(sum over names of sum(g**2)), accumulated in float64."""
-    total = 0.0
-    for name in names:
-        g = grads[name].reshape(-1)
-        total += float(np.dot(g, g))
-    return math.sqrt(total)
-
-
-def clip_global_norm(grads: dict[str, np.ndarray], names: list[str], max_norm: float) -> float:
-    """Scale all named gradients by max_norm / norm when norm > max_norm; returns the norm."""
-    norm = global_norm(grads, names)
-    if norm > max_norm:
-        scale = max_norm / (norm + 1e-12)
-        for name in names:
-            np.multiply(grads[name], scale, out=grads[name])
-    return norm
 
 
 def decayed_lr(base_lr: float, decay: float, decay_every: int, iteration: int) -> float:
@@ -51,8 +27,6 @@ def decayed_lr(base_lr: float, decay: float, decay_every: int, iteration: int) -
         return base_lr
     return base_lr * decay ** (iteration // decay_every)
 
-
-# ---------------------------------------------------------------------------- optimizers
 
 class Optimizer:
     """Base: owns the per-parameter state buffers and the step counter.
@@ -64,23 +38,47 @@ class Optimizer:
     name = "base"
     slots: tuple[str, ...] = ()
 
-    def __init__(self, params: dict[str, np.ndarray], lr: float, **hyper: float):
+    def __init__(self, params: dict[str, np.ndarray], lr: float, backend: str = "kernel",
+                 **hyper: float):
         self.lr = float(lr)
         self.hyper = hyper
         self.step_count = 0
         self.names = list(params)
+        self.impl = _backend_module(backend)
         self.state = {f"{slot}.{n}": np.zeros_like(params[n]) for slot in self.slots
                       for n in self.names}
-        self._scratch = {n: np.empty_like(params[n]) for n in self.names}
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-        """One update of every parameter from its gradient (grads beyond params are ignored)."""
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+             clip: float = 0.0, max_norm: float = 0.0) -> float | None:
+        """One update of every parameter from its gradient (grads beyond params are ignored).
+
+        clip > 0: each gradient element is first clipped to [-clip, clip] (the seed's rule).
+        max_norm > 0: then all gradients are scaled by max_norm / norm when their global norm
+        exceeds max_norm. Returns that norm (of the clipped gradients) when max_norm > 0.
+        The gradients themselves are not modified.
+        """
+        clip = clip if clip > 0 else math.inf
+        norm, scale = None, 1.0
+        if max_norm > 0:
+            norm = math.sqrt(sum(self.impl.clipped_sq_norm(_flat(grads[n]), clip)
+                                 for n in self.names))
+            if norm > max_norm:
+                scale = max_norm / (norm + 1e-12)
         self.step_count += 1
+        self._prepare()
         for n in self.names:
-            self._update(n, params[n], grads[n], self._scratch[n])
+            self._update(n, _flat(params[n]), _flat(grads[n]), clip, scale)
+        return norm
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, tmp: np.ndarray) -> None:
+    def _prepare(self) -> None:
+        """Per-step scalars (Adam's bias corrections); nothing by default."""
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray, clip: float,
+                scale: float) -> None:
         raise NotImplementedError
+
+    def _slot(self, slot: str, name: str) -> np.ndarray:
+        return _flat(self.state[f"{slot}.{name}"])
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return dict(self.state)
@@ -103,31 +101,29 @@ class Optimizer:
         self.step_count = int(step)
 
 
+def _flat(a: np.ndarray) -> np.ndarray:
+    """The 1-D view the one-pass updates work on (params, grads, state are C-contiguous)."""
+    return a.reshape(-1)
+
+
 class SGD(Optimizer):
     """p <- p - lr * g"""
 
     name = "sgd"
 
-    def _update(self, name, p, g, tmp):
-        np.multiply(g, self.lr, out=tmp)
-        np.subtract(p, tmp, out=p)
+    def _update(self, name, p, g, clip, scale):
+        self.impl.sgd_update(p, g, self.lr, clip, scale)
 
 
 class Adagrad(Optimizer):
-    """s <- s + g**2;  p <- p - lr * g / sqrt(s + eps)   (min-char-rnn's update)"""
+    """s <- s + g**2;  p <- p - lr * g / (sqrt(s) + eps)   (min-char-rnn's update)"""
 
     name = "adagrad"
     slots = ("sum_sq",)
 
-    def _update(self, name, p, g, tmp):
-        s = self.state[f"sum_sq.{name}"]
-        np.multiply(g, g, out=tmp)
-        np.add(s, tmp, out=s)
-        np.add(s, self.hyper["eps"], out=tmp)
-        np.sqrt(tmp, out=tmp)
-        np.divide(g, tmp, out=tmp)
-        np.multiply(tmp, self.lr, out=tmp)
-        np.subtract(p, tmp, out=p)
+    def _update(self, name, p, g, clip, scale):
+        self.impl.adagrad_update(p, g, self._slot("sum_sq", name), self.lr, self.hyper["eps"],
+                                 clip, scale)
 
 
 class RMSprop(Optimizer):
@@ -136,18 +132,9 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     slots = ("mean_sq",)
 
-    def _update(self, name, p, g, tmp):
-        a = self.hyper["alpha"]
-        v = self.state[f"mean_sq.{name}"]
-        np.multiply(g, g, out=tmp)
-        np.multiply(tmp, 1.0 - a, out=tmp)
-        np.multiply(v, a, out=v)
-        np.add(v, tmp, out=v)
-        np.sqrt(v, out=tmp)
-        np.add(tmp, self.hyper["eps"], out=tmp)
-        np.divide(g, tmp, out=tmp)
-        np.multiply(tmp, self.lr, out=tmp)
-        np.subtract(p, tmp, out=p)
+    def _update(self, name, p, g, clip, scale):
+        self.impl.rmsprop_update(p, g, self._slot("mean_sq", name), self.lr,
+                                 self.hyper["alpha"], self.hyper["eps"], clip, scale)
 
 
 class Adam(Optimizer):
@@ -161,29 +148,15 @@ class Adam(Optimizer):
     name = "adam"
     slots = ("m", "v")
 
-    def step(self, params, grads):
-        t = self.step_count + 1
-        b1, b2 = self.hyper["beta1"], self.hyper["beta2"]
-        root = math.sqrt(1.0 - b2 ** t)
-        self._lr_t = self.lr * root / (1.0 - b1 ** t)
+    def _prepare(self):
+        t = self.step_count
+        root = math.sqrt(1.0 - self.hyper["beta2"] ** t)
+        self._lr_t = self.lr * root / (1.0 - self.hyper["beta1"] ** t)
         self._eps_t = self.hyper["eps"] * root
-        super().step(params, grads)
 
-    def _update(self, name, p, g, tmp):
-        b1, b2 = self.hyper["beta1"], self.hyper["beta2"]
-        m, v = self.state[f"m.{name}"], self.state[f"v.{name}"]
-        np.multiply(m, b1, out=m)
-        np.multiply(g, 1.0 - b1, out=tmp)
-        np.add(m, tmp, out=m)
-        np.multiply(v, b2, out=v)
-        np.multiply(g, g, out=tmp)
-        np.multiply(tmp, 1.0 - b2, out=tmp)
-        np.add(v, tmp, out=v)
-        np.sqrt(v, out=tmp)
-        np.add(tmp, self._eps_t, out=tmp)
-        np.divide(m, tmp, out=tmp)
-        np.multiply(tmp, self._lr_t, out=tmp)
-        np.subtract(p, tmp, out=p)
+    def _update(self, name, p, g, clip, scale):
+        self.impl.adam_update(p, g, self._slot("m", name), self._slot("v", name), self._lr_t,
+                              self.hyper["beta1"], self.hyper["beta2"], self._eps_t, clip, scale)
 
 
 _CLASSES = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
@@ -195,11 +168,12 @@ DEFAULT_HYPER = {
 }
 
 
-def make_optimizer(name: str, params: dict[str, np.ndarray], lr: float,
+def make_optimizer(name: str, params: dict[str, np.ndarray], lr: float, backend: str = "kernel",
                    **hyper: float) -> Optimizer:
-    """The optimizer called name ('sgd', 'adagrad', 'rmsprop', 'adam') over params."""
+    """The optimizer called name ('sgd', 'adagrad', 'rmsprop', 'adam') over params, whose
+    updates run in the kernel or in numpy (backend)."""
     if name not in _CLASSES:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     if not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"learning rate must be a positive number, got {lr}")
-    return _CLASSES[name](params, lr, **{**DEFAULT_HYPER[name], **hyper})
+    return _CLASSES[name](params, lr, backend, **{**DEFAULT_HYPER[name], **hyper})

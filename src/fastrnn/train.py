@@ -28,7 +28,7 @@ from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, che
                    validation_chunks)
 from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from .model import BACKENDS, CharRNN
-from .optim import OPTIMIZERS, clip_elementwise, clip_global_norm, decayed_lr, make_optimizer
+from .optim import OPTIMIZERS, decayed_lr, make_optimizer
 from .sample import iter_sample
 
 SMOOTHING = 0.02  # weight of the newest loss in the displayed running mean (~50 iterations)
@@ -185,7 +185,8 @@ class Trainer:
         self.batches = BatchIterator(train_ids, cfg.batch_size, cfg.seq_length)
         self.val_chunks = validation_chunks(val_ids, cfg.batch_size, cfg.seq_length)
         self.val_chars = val_ids.size
-        self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.learning_rate)
+        self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.learning_rate,
+                                        backend=cfg.backend)
         self.h = self.model.initial_state(cfg.batch_size)  # (B, H) carried state
         self.grads = {k: np.empty_like(v) for k, v in self.model.params.items()}
         self.grads["h0"] = np.empty_like(self.h)
@@ -282,14 +283,10 @@ class Trainer:
                                                         backend=cfg.backend, grads=self.grads)
         if not math.isfinite(loss):
             return loss
-        names = self.optimizer.names
-        if cfg.grad_clip > 0:
-            clip_elementwise(grads, names, cfg.grad_clip)
-        if cfg.max_grad_norm > 0:
-            clip_global_norm(grads, names, cfg.max_grad_norm)
         self.optimizer.lr = decayed_lr(cfg.learning_rate, cfg.lr_decay, cfg.lr_decay_every,
                                        self.iteration)
-        self.optimizer.step(self.model.params, grads)
+        self.optimizer.step(self.model.params, grads, clip=cfg.grad_clip,
+                            max_norm=cfg.max_grad_norm)
         self.h = h_last
         self.iteration += 1
         return loss
