@@ -175,17 +175,22 @@ def steps_per_round(steps: list[Callable[[], object]], target_seconds: float,
 
 
 def interleaved_rates(steps: dict[str, tuple[Callable[[], object], int, int]],
-                      rounds: int) -> dict[str, list[float]]:
-    """Rate of each step in each of `rounds` rounds: steps maps a name to (callable, units per
-    call, calls per round) and the rate is units/s (chars/s for a training step, FLOP/s for a
-    GEMM). The order alternates from round to round (ABC.., then ..CBA), so a burst of machine
-    noise hits all of them rather than one."""
+                      rounds: int, max_seconds: float = float("inf"),
+                      min_rounds: int = 3) -> dict[str, list[float]]:
+    """Rate of each step in each round: steps maps a name to (callable, units per call, calls
+    per round) and the rate is units/s (chars/s for a training step, FLOP/s for a GEMM). The
+    order alternates from round to round (ABC.., then ..CBA), so a burst of machine noise hits
+    all of them rather than one. Stops after `rounds` rounds, or earlier once max_seconds have
+    passed and min_rounds are done (a crowded machine then costs bounded time)."""
     names = list(steps)
     rates: dict[str, list[float]] = {name: [] for name in names}
+    t0 = time.perf_counter()
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             step, units, n = steps[name]
             rates[name].append(units * n / time_steps(step, n))
+        if r + 1 >= min_rounds and time.perf_counter() - t0 > max_seconds:
+            break
     return rates
 
 

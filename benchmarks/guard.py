@@ -116,7 +116,8 @@ def speed_row(r: dict) -> list[str]:
 
 # ------------------------------------------------------------------------- measuring
 
-def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float) -> dict:
+def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float,
+                   max_seconds: float) -> dict:
     """One configuration under a thread limit of cfg.threads: rounds that alternate the
     kernel's training step, the reference's and one GEMM of the same dtype (the limit)."""
     from threadpoolctl import threadpool_limits
@@ -129,7 +130,7 @@ def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float) -> dict:
         gemm()  # warm-up: threads started, pages touched
         steps = {b: (s, cfg.chars_per_step, n) for b, s in train.items()}
         steps["gemm"] = (gemm, gemm.flops, 1)
-        rates = _measure.interleaved_rates(steps, rounds)
+        rates = _measure.interleaved_rates(steps, rounds, max_seconds=max_seconds)
         blas = _measure.blas_info()
     summary = _measure.summarize_rounds(rates["kernel"], rates["numpy"])
     gemm_rate = max(rates["gemm"])
@@ -142,22 +143,22 @@ def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float) -> dict:
         "numpy_fraction": fraction_of_limit(summary["numpy_chars_per_s"], cfg.flops_per_char,
                                             gemm_rate),
         "flops_per_char": cfg.flops_per_char, "gemm_flops_per_s": gemm_rate,
-        "steps_per_round": n, "rounds": rounds, "blas": blas,
+        "steps_per_round": n, "rounds": len(rates["gemm"]), "blas": blas,
         "rates_per_round": rates,
     }
 
 
 def run_speed(configs: list[BenchConfig], floors: dict, rounds: int,
-              round_seconds: float) -> list[dict]:
+              round_seconds: float, max_seconds: float) -> list[dict]:
     results = []
     for cfg in configs:
         floor = floors["configs"][cfg.name]
         t0 = time.perf_counter()
-        r = measure_config(cfg, rounds, round_seconds)
+        r = measure_config(cfg, rounds, round_seconds, max_seconds)
         misses = below_floor(r, floor)
         if misses:  # one more, longer look before calling it a regression
             print(f"  {cfg.name}: {'; '.join(misses)}; measuring again", flush=True)
-            r = measure_config(cfg, rounds + 2, round_seconds)
+            r = measure_config(cfg, rounds + 2, round_seconds, 2 * max_seconds)
             misses = below_floor(r, floor)
         r.update(floor=floor, misses=misses, meets_target=meets_target(r, floor),
                  verdict="FAIL" if misses else "ok")
@@ -232,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"guard: {exc}", file=sys.stderr)
         return 2
     floors = load_floors(Path(args.floors))
-    rounds, round_seconds = (5, 0.05) if args.quick else (7, 0.1)
+    # rounds, seconds per backend per round, seconds after which a configuration stops
+    # adding rounds (past its first three)
+    rounds, round_seconds, max_seconds = (5, 0.05, 3.0) if args.quick else (7, 0.1, 6.0)
 
     import _measure  # imports fastrnn (and both OpenBLAS copies) before any thread limit
 
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fastrnn {_measure.fastrnn.__version__} guard on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cpus; OPENBLAS variables: "
           f"{', '.join(f'{k}={v}' for k, v in env.items()) or 'none set'}", flush=True)
-    speed = run_speed(configs, floors, rounds, round_seconds)
+    speed = run_speed(configs, floors, rounds, round_seconds, max_seconds)
 
     print("\nBLAS in use (threads as set for the configuration):")
     seen = set()
