@@ -343,7 +343,7 @@ class CharRNN:
         Drawn here, before dispatch, so that both backends see the same masks."""
         if not train or self.dropout == 0.0:
             return False
-        self.rng.random(out=ws.masks)
+        self.rng.random(dtype=self.dtype, out=ws.masks)
         keep = ws.masks >= self.dropout
         np.multiply(keep, self.dtype.type(1.0 / (1.0 - self.dropout)), out=ws.masks)
         return True
