@@ -2,6 +2,7 @@
 dropout reproducibility, state carry, the single-layer rnn contract, and validation."""
 from __future__ import annotations
 
+import io
 import itertools
 
 import numpy as np
@@ -341,3 +342,71 @@ def test_bad_grads_buffers_are_rejected():
     del grads["bh1"]
     with pytest.raises(ValueError, match="bh1"):
         m.loss_and_grads(x, x, h, grads=grads)
+
+
+# ------------------------------------------------------------------ sampling and training wiring
+
+@pytest.mark.parametrize("cell,L", [("lstm", 2), ("gru", 1), ("rnn", 2)])
+def test_generate_matches_step_logits(cell, L):
+    """generate for the other cells: same draws as stepping step_logits with next_index."""
+    from fastrnn.reference import next_index
+    m = make_model(cell, L, V=6)
+    h = m.initial_state(1)
+    out = m.generate(h, 2, 30, temperature=0.8, top_k=4, rng=np.random.default_rng(3))
+    u = np.random.default_rng(3).random(30)
+    g, x = m.initial_state(1), 2
+    for n in range(30):
+        logits, g = m.step_logits(np.array([x]), g)
+        x = next_index(logits[0], 0.8, 4, False, u[n])
+        assert out[n] == x
+    np.testing.assert_array_equal(h, g)
+
+
+@pytest.mark.parametrize("cell,L,dropout", [("lstm", 2, 0.3), ("gru", 1, 0.0)])
+def test_train_and_sample_other_cells(tmp_path, cell, L, dropout):
+    """fastrnn.train with model/num_layers/dropout; the checkpoint records them and sampling
+    needs nothing else; the loss goes down."""
+    text = "the quick brown fox jumps over the lazy dog. " * 40
+    ck = str(tmp_path / "m.npz")
+    result = fastrnn.train(text=text, model=cell, num_layers=L, dropout=dropout,
+                           hidden_size=16, batch_size=4, seq_length=16, max_iters=60,
+                           eval_every=0, sample_every=0, checkpoint=ck, quiet=True,
+                           out=io.StringIO(), handle_signals=False)
+    model, vocab = fastrnn.load_model(ck)
+    assert (model.cell, model.num_layers, model.dropout) == (cell, L, dropout)
+    assert result.train_loss < np.log(vocab.size)
+    text_out = fastrnn.sample(model, vocab, length=20, seed=1)
+    assert len(text_out) == 20 and set(text_out) <= set(vocab.chars)
+
+
+def test_cli_flags_and_sample_without_extra_flags(tmp_path, capsys):
+    from fastrnn.cli import sample_main, train_main
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcabd abcabd, a cab. " * 50, encoding="utf-8")
+    ck = tmp_path / "m.npz"
+    argv = [str(corpus), "--model", "lstm", "--num-layers", "2", "--dropout", "0.25",
+            "--hidden-size", "12", "--batch-size", "4", "--seq-length", "8", "--max-iters", "20",
+            "--sample-every", "0", "--eval-every", "0", "--checkpoint", str(ck), "--quiet"]
+    assert train_main(argv) == 0
+    model, _ = fastrnn.load_model(ck)
+    assert model.config()["cell"] == "lstm" and model.num_layers == 2 and model.dropout == 0.25
+    capsys.readouterr()
+    assert sample_main([str(ck), "--length", "15", "--seed", "2"]) == 0
+    assert len(capsys.readouterr().out.strip()) >= 10
+    # a resumed run cannot change the architecture
+    assert train_main(argv[:1] + ["--resume", str(ck), "--model", "gru"]) != 0
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--model", "transformer"], "--model"),
+    (["--num-layers", "0"], "--num-layers"),
+    (["--dropout", "1"], "--dropout"),
+])
+def test_cli_rejects_bad_model_flags(tmp_path, capsys, flags, message):
+    from fastrnn.cli import train_main
+    try:
+        status = train_main(["x.txt", *flags])
+    except SystemExit as exc:
+        status = exc.code
+    assert status != 0
+    assert message in capsys.readouterr().err

@@ -414,16 +414,20 @@ class CharRNN:
                  rng: np.random.Generator | None = None, backend: str = "kernel") -> np.ndarray:
         """Generate length indices, each fed back as the next input, starting from first_index.
 
-        h is the (1, H) state before first_index is read; it is updated in place to the state
+        h is the state before first_index is read, (1, H) for a single-layer rnn, else
+        state_shape(1) (the other cells step in numpy); it is updated in place to the state
         after the last generated index. Each character uses one rng.random() draw (even when
         greedy, so that the generator's position depends only on length): the same seed gives
         the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
         """
         impl = _backend_module(backend)
         V, H = self.vocab_size, self.hidden_size
-        _check_array(h, "h", (1, H), self.dtype)
-        if not _all_finite(h):
-            raise ValueError("h contains nan or inf")
+        if self._is_plain_rnn:
+            _check_array(h, "h", (1, H), self.dtype)
+            if not _all_finite(h):
+                raise ValueError("h contains nan or inf")
+        else:
+            self._checked_state(h, "h", 1)
         first_index = _check_index(first_index, "first_index", V)
         length = _positive_int(length, "length", minimum=0)
         temperature = float(temperature)
@@ -434,6 +438,15 @@ class CharRNN:
         p = self._checked_params()
         out = np.empty(length, dtype=np.int32)
         uniforms = rng.random(length)
+        if not self._is_plain_rnn:
+            # lstm, gru, stacked: one step_logits (numpy) per character, the same draw rule
+            x = first_index
+            for n in range(length):
+                logits, h_new = self.step_logits(np.array([x]), h)
+                h[...] = h_new
+                x = out[n] = reference.next_index(logits[0], temperature, top_k, bool(greedy),
+                                                  uniforms[n])
+            return out
         impl.rnn_generate(p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], h.reshape(H),
                           first_index, uniforms, temperature, top_k, bool(greedy), out,
                           np.empty(H, self.dtype), np.empty(V, self.dtype),
@@ -458,6 +471,7 @@ class CharRNN:
 
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = tuple(GATES)
 
 
 def _suffix(layer: int) -> str:
