@@ -451,3 +451,6 @@ def all_finite(const floating[:, ::1] a):
         else:
             ok = fr_all_finite_d(&a[0, 0], a.shape[0] * a.shape[1])
     return ok != 0
+
+
+include "_cells.pxi"

@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .errors import FastrnnError
-from .model import BACKENDS
+from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
 from .train import DEFAULT_MAX_EPOCHS, TrainConfig
 
@@ -81,6 +81,14 @@ def train_parser() -> argparse.ArgumentParser:
                    help=f"tail of the text held out for validation, in [0, 1) "
                         f"(default {D.val_fraction})")
     g = p.add_argument_group("model")
+    g.add_argument("--model", choices=CELLS,
+                   help=f"recurrent cell (default {D.model}); lstm learns longer-range "
+                        "structure, as in char-rnn")
+    g.add_argument("--num-layers", type=positive_int, metavar="L",
+                   help=f"stacked recurrent layers (default {D.num_layers})")
+    g.add_argument("--dropout", type=fraction, metavar="P",
+                   help=f"dropout between layers and before the output, while training only, "
+                        f"in [0, 1) (default {D.dropout:g})")
     g.add_argument("--hidden-size", type=positive_int, metavar="H",
                    help=f"hidden units (default {D.hidden_size}, as in the seed)")
     g.add_argument("--dtype", choices=("float32", "float64"),

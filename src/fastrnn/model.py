@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import reference
+from . import reference, reference_cells
 
 try:
     from . import _kernel
@@ -57,48 +57,116 @@ class Workspace:
         self.dhs = np.empty((T, B, H), dtype=dtype)
 
 
-class CharRNN:
-    """A character-level vanilla RNN language model.
+class StackWorkspace:
+    """Caches and scratch of the stacked path (lstm, gru, or rnn with L > 1 or dropout), for one
+    (B, T) chunk shape, allocated once and reused. See reference_cells.py for each buffer's role.
 
-    h_t = tanh(Wxh[x_t] + h_{t-1} @ Whh + bh);  logits_t = h_t @ Why + by.
-
-    ``params`` holds 'Wxh' (V,H), 'Whh' (H,H), 'bh' (H,), 'Why' (H,V), 'by' (V,), C-contiguous,
-    of the model dtype. Updating them in place or assigning new arrays of the same shape are both
-    honoured by the next call.
+    gates (L, T, B, G*H)  input projections, then gate activations, then their gradients
+                          (absent for the rnn, whose projection lives in hs)
+    hs    (L, T, B, H)    layer outputs, cache
+    cs    (L, T, B, H)    LSTM cell states, cache;  tcs (L, T, B, H) their tanh, cache
+    hns   (L, T, B, H)    GRU h_{t-1} Whh_n + bhn, cache, then its gradient
+    masks (L, T, B, H)    dropout keep-masks / (1 - p), drawn per training call (dropout > 0)
+    drops (L, T, B, H)    dropped layer outputs hs * masks, what the next layer / head reads
+    dhs   (L, T, B, H)    dL/dh per layer, scratch;  dc (B, H) LSTM cell-gradient carry, scratch
+    probs (T*B, V)        softmax probabilities, cache, then dlogits * T*B
     """
 
-    def __init__(self, vocab_size: int, hidden_size: int, dtype: Any = np.float64,
-                 seed: int | None = 0):
+    def __init__(self, cell: str, L: int, B: int, T: int, H: int, V: int, dropout: float,
+                 dtype: np.dtype):
+        G = GATES[cell]
+        layer = (L, T, B, H)
+        self.hs = np.empty(layer, dtype=dtype)
+        self.gates = self.hs if cell == "rnn" else np.empty((L, T, B, G * H), dtype=dtype)
+        self.cs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
+        self.tcs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
+        self.hns = np.empty(layer, dtype=dtype) if cell == "gru" else None
+        self.dc = np.empty((B, H), dtype=dtype) if cell == "lstm" else None
+        self.masks = np.empty(layer, dtype=dtype) if dropout > 0 else None
+        self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
+        self.dhs = np.empty(layer, dtype=dtype)
+        self.probs = np.empty((T * B, V), dtype=dtype)
+
+
+class CharRNN:
+    """A character-level language model: L stacked rnn, LSTM or GRU layers and a softmax head.
+
+    G gate blocks per layer (rnn 1, lstm 4 in the order i, f, g, o, gru 3 in the order r, z, n):
+        rnn:  h_t = tanh(x W + b + h_{t-1} @ Whh)
+        lstm: c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
+        gru:  n = tanh(x W_n + b_n + r * (h_{t-1} @ Whh_n + bhn));  h_t = (1-z) * n + z * h_{t-1}
+        logits_t = drop(h^{L-1}_t) @ Why + by
+    Layer 0's x is one-hot (Wxh is a row gather); layer l >= 1 reads drop(h^{l-1}). Inverted
+    dropout with probability ``dropout`` is applied, only while training, between layers and
+    before the head (as char-rnn), with masks drawn from the model's seeded generator ``rng``.
+
+    ``params`` (C-contiguous, model dtype): layer 0 'Wxh' (V, G*H), 'Whh' (H, G*H), 'bh' (G*H,);
+    layer l >= 1 'Wxh{l}' (H, G*H), 'Whh{l}', 'bh{l}'; for the gru also 'bhn' / 'bhn{l}' (H,);
+    the head 'Why' (H, V), 'by' (V,). A single-layer rnn has exactly 'Wxh', 'Whh', 'bh', 'Why',
+    'by'. Updating them in place or assigning new arrays of the same shape are both honoured.
+
+    State: (L, B, H) for rnn and gru, (2, L, B, H) for lstm (h first, c second); a single-layer
+    rnn also takes (B, H). Gradients and returned states have the shape of the state passed in.
+    """
+
+    def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, cell: str = "rnn",
+                 dropout: float = 0.0, dtype: Any = np.float64, seed: int | None = 0):
         self.vocab_size = _positive_int(vocab_size, "vocab_size", minimum=2)
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
+        self.num_layers = _positive_int(num_layers, "num_layers")
+        if not isinstance(cell, str) or cell not in GATES:
+            raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+        self.cell = cell
+        self.dropout = _dropout_probability(dropout)
         self.dtype = _model_dtype(dtype)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.params: dict[str, np.ndarray] = self._init_params()
-        self._workspaces: OrderedDict[tuple[int, int], Workspace] = OrderedDict()
+        self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
         self._disjoint: tuple[np.ndarray, ...] = ()   # last grads+params found not to overlap
 
     # ------------------------------------------------------------------ construction
 
+    @property
+    def gates(self) -> int:
+        """G, the number of gate blocks of one layer: rnn 1, lstm 4, gru 3."""
+        return GATES[self.cell]
+
+    @property
+    def _is_plain_rnn(self) -> bool:
+        """The single-layer rnn of the core issue, which also accepts a (B, H) state."""
+        return self.cell == "rnn" and self.num_layers == 1
+
     def _init_params(self) -> dict[str, np.ndarray]:
-        """Uniform(-1/sqrt(H), 1/sqrt(H)) weights (as torch-rnn and PyTorch), zero biases."""
-        V, H, dt = self.vocab_size, self.hidden_size, self.dtype
+        """Uniform(-1/sqrt(H), 1/sqrt(H)) weights (as torch-rnn and PyTorch), zero biases, drawn
+        in the order of param_shapes. The LSTM forget-gate bias (block f of every 'bh') starts
+        at 1, so that early in training the cell keeps its memory (Jozefowicz et al., 2015)."""
+        H, dt = self.hidden_size, self.dtype
         scale = 1.0 / np.sqrt(H)
-
-        def uniform(*shape):
-            return np.ascontiguousarray(self.rng.uniform(-scale, scale, size=shape), dtype=dt)
-
-        return {
-            "Wxh": uniform(V, H),
-            "Whh": uniform(H, H),
-            "bh": np.zeros(H, dtype=dt),
-            "Why": uniform(H, V),
-            "by": np.zeros(V, dtype=dt),
-        }
+        params = {}
+        for name, shape in self.param_shapes().items():
+            if name.startswith("W"):
+                params[name] = np.ascontiguousarray(
+                    self.rng.uniform(-scale, scale, size=shape), dtype=dt)
+            else:
+                params[name] = np.zeros(shape, dtype=dt)
+                if self.cell == "lstm" and name.startswith("bh"):
+                    params[name][H:2 * H] = 1.0
+        return params
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        V, H = self.vocab_size, self.hidden_size
-        return {"Wxh": (V, H), "Whh": (H, H), "bh": (H,), "Why": (H, V), "by": (V,)}
+        V, H, GH = self.vocab_size, self.hidden_size, self.gates * self.hidden_size
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            k = _suffix(layer)
+            shapes[f"Wxh{k}"] = (V if layer == 0 else H, GH)
+            shapes[f"Whh{k}"] = (H, GH)
+            shapes[f"bh{k}"] = (GH,)
+            if self.cell == "gru":
+                shapes[f"bhn{k}"] = (H,)
+        shapes["Why"] = (H, V)
+        shapes["by"] = (V,)
+        return shapes
 
     @property
     def num_params(self) -> int:
@@ -106,20 +174,26 @@ class CharRNN:
 
     def config(self) -> dict[str, Any]:
         """JSON-able description from which from_config rebuilds the same architecture."""
-        return {"cell": "rnn", "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-                "num_layers": 1, "dtype": self.dtype.name}
+        return {"cell": self.cell, "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "dropout": self.dropout, "dtype": self.dtype.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> "CharRNN":
-        cell = config.get("cell", "rnn")
-        if cell != "rnn" or config.get("num_layers", 1) != 1:
-            raise ValueError(f"unsupported model configuration: cell={cell!r}, "
-                             f"num_layers={config.get('num_layers')!r}")
-        return cls(config["vocab_size"], config["hidden_size"], dtype=config["dtype"], seed=seed)
+        return cls(config["vocab_size"], config["hidden_size"],
+                   num_layers=config.get("num_layers", 1), cell=config.get("cell", "rnn"),
+                   dropout=config.get("dropout", 0.0), dtype=config["dtype"], seed=seed)
+
+    def state_shape(self, batch_size: int) -> tuple[int, ...]:
+        """(2, L, B, H) for lstm, (L, B, H) otherwise."""
+        L, H = self.num_layers, self.hidden_size
+        return (2, L, batch_size, H) if self.cell == "lstm" else (L, batch_size, H)
 
     def initial_state(self, batch_size: int) -> np.ndarray:
-        """A zero hidden state for batch_size streams: (B, H)."""
-        return np.zeros((batch_size, self.hidden_size), dtype=self.dtype)
+        """A zero state for batch_size streams: (B, H) for a single-layer rnn (as in the core
+        issue), otherwise state_shape(B)."""
+        B = _positive_int(batch_size, "batch_size")
+        shape = (B, self.hidden_size) if self._is_plain_rnn else self.state_shape(B)
+        return np.zeros(shape, dtype=self.dtype)
 
     # ------------------------------------------------------------------ the one door
 
@@ -132,22 +206,43 @@ class CharRNN:
             _check_array(self.params[name], f"params[{name!r}]", shape, self.dtype)
         return self.params
 
+    def _checked_state(self, h, name: str, B: int) -> np.ndarray:
+        """The state in its canonical shape (a view), checked: dtype, shape, contiguity, finite."""
+        if self._is_plain_rnn and isinstance(h, np.ndarray) and h.ndim == 2:
+            _check_array(h, name, (B, self.hidden_size), self.dtype)
+        else:
+            expected = self.state_shape(B)
+            if self._is_plain_rnn and not (isinstance(h, np.ndarray) and h.ndim == 3):
+                expected_text = f"{(B, self.hidden_size)} or {expected}"
+                if not isinstance(h, np.ndarray):
+                    raise TypeError(f"{name} must be a numpy array, got {type(h).__name__}")
+                raise ValueError(f"{name} must have shape {expected_text}, got {h.shape}")
+            _check_array(h, name, expected, self.dtype)
+        if not _all_finite(h.reshape(-1, self.hidden_size)):
+            raise ValueError(f"{name} contains nan or inf")
+        return h.reshape(self.state_shape(B))
+
     def _checked_chunk(self, inputs, targets, h0):
         x = _check_indices(inputs, "inputs", self.vocab_size)
         y = _check_indices(targets, "targets", self.vocab_size)
         if y.shape != x.shape:
             raise ValueError(f"targets must have the shape of inputs {x.shape}, got {y.shape}")
-        B = x.shape[0]
-        _check_array(h0, "h0", (B, self.hidden_size), self.dtype)
-        if not _all_finite(h0):
-            raise ValueError("h0 contains nan or inf")
+        self._checked_state(h0, "h0", x.shape[0])
         return x, y, h0
 
-    def _workspace(self, B: int, T: int) -> Workspace:
-        key = (B, T)
+    def _uses_stack(self, train: bool) -> bool:
+        """The core rnn path unless layers, cells or active dropout need the stacked kernels."""
+        return not (self._is_plain_rnn and (self.dropout == 0.0 or not train))
+
+    def _workspace(self, B: int, T: int, stacked: bool):
+        key = (B, T, stacked)
         ws = self._workspaces.get(key)
         if ws is None:
-            ws = Workspace(B, T, self.hidden_size, self.vocab_size, self.dtype)
+            if stacked:
+                ws = StackWorkspace(self.cell, self.num_layers, B, T, self.hidden_size,
+                                    self.vocab_size, self.dropout, self.dtype)
+            else:
+                ws = Workspace(B, T, self.hidden_size, self.vocab_size, self.dtype)
             self._workspaces[key] = ws
             if len(self._workspaces) > _WORKSPACE_SHAPES_KEPT:
                 self._workspaces.popitem(last=False)
@@ -157,39 +252,60 @@ class CharRNN:
 
     # ------------------------------------------------------------------ computation
 
-    def loss(self, inputs, targets, h0, backend: str = "kernel") -> tuple[float, np.ndarray]:
-        """Forward only: (mean loss in nats/char, h_last (B,H))."""
-        impl = _backend_module(backend)
+    def loss(self, inputs, targets, h0, backend: str = "kernel",
+             train: bool = False) -> tuple[float, np.ndarray]:
+        """Forward only: (mean loss in nats/char, the state to carry, shaped like h0).
+        Dropout is off unless train=True (then masks are drawn from ``rng``)."""
+        _backend_module(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p = self._checked_params()
-        ws = self._workspace(*x.shape)
-        loss = impl.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
-                                ws.hs, ws.probs)
-        return loss, ws.hs[-1].copy()
+        stacked = self._uses_stack(bool(train))
+        ws = self._workspace(*x.shape, stacked)
+        if not stacked:
+            impl = _backend_module(backend)
+            loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
+                                    p["bh"], p["Why"], p["by"], ws.hs, ws.probs)
+            return loss, ws.hs[-1].reshape(h0.shape).copy()
+        dropping = self._draw_masks(ws, bool(train))
+        loss = self._stack_forward(_cells_module(backend), x, y, self._state(h0, x.shape[0]),
+                                   p, ws, dropping)
+        return loss, self._last_state(ws).reshape(h0.shape)
 
     def loss_and_grads(self, inputs, targets, h0, backend: str = "kernel",
-                       grads: dict[str, np.ndarray] | None = None):
+                       grads: dict[str, np.ndarray] | None = None, train: bool = True):
         """Loss, gradients of every parameter and of h0, and the state to carry.
 
-        inputs, targets: integer arrays (B, T) of indices in [0, V); h0: (B, H), model dtype.
-        Returns (loss: float, grads: dict with the params' keys plus 'h0', h_last: (B, H)).
-        ``grads``, if given, is a dict of C-contiguous arrays of the right shapes and dtype that
-        are overwritten and returned (no allocation per call); otherwise new arrays are returned.
+        inputs, targets: integer arrays (B, T) of indices in [0, V); h0: the state (see the class
+        docstring), model dtype. Returns (loss: float, grads: dict with the params' keys plus
+        'h0' shaped like h0, h_last shaped like h0). ``grads``, if given, is a dict of
+        C-contiguous arrays of the right shapes and dtype that are overwritten and returned (no
+        allocation per call); otherwise new arrays are returned. train=True applies dropout
+        (if the model has any) with masks drawn from ``rng``; train=False is deterministic.
         """
         impl = _backend_module(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p = self._checked_params()
         B, T = x.shape
-        g = self._checked_grads(grads, B)
-        ws = self._workspace(B, T)
-        loss = impl.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
-                                ws.hs, ws.probs)
-        impl.rnn_backward(x, y, h0, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
-                          g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], g["h0"])
-        return loss, g, ws.hs[-1].copy()
+        g = self._checked_grads(grads, h0.shape)
+        stacked = self._uses_stack(bool(train))
+        ws = self._workspace(B, T, stacked)
+        if not stacked:                       # the core single-layer rnn, state (B, H)
+            h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
+            loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
+                                    p["by"], ws.hs, ws.probs)
+            impl.rnn_backward(x, y, h0_bh, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
+                              g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh)
+            return loss, g, ws.hs[-1].reshape(h0.shape).copy()
+        cells = _cells_module(backend)
+        dropping = self._draw_masks(ws, bool(train))
+        state = self._state(h0, B)
+        loss = self._stack_forward(cells, x, y, state, p, ws, dropping)
+        self._stack_backward(cells, x, y, state, p, ws, dropping, g,
+                             self._state(g["h0"], B))
+        return loss, g, self._last_state(ws).reshape(h0.shape)
 
-    def _checked_grads(self, grads, B: int) -> dict[str, np.ndarray]:
-        shapes = dict(self.param_shapes(), h0=(B, self.hidden_size))
+    def _checked_grads(self, grads, state_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        shapes = dict(self.param_shapes(), h0=state_shape)
         if grads is None:
             return {name: np.empty(shape, dtype=self.dtype) for name, shape in shapes.items()}
         if not isinstance(grads, dict):
@@ -208,21 +324,110 @@ class CharRNN:
             self._disjoint = arrays
         return grads
 
+    # ------------------------------------------------------------------ the stacked path
+
+    def _state(self, h: np.ndarray, B: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Per-layer (B, H) views of a (checked) state: ([h^l], [c^l] for lstm, else None)."""
+        s = h.reshape(self.state_shape(B))
+        if self.cell == "lstm":
+            return list(s[0]), list(s[1])
+        return list(s), None
+
+    def _last_state(self, ws: StackWorkspace) -> np.ndarray:
+        if self.cell == "lstm":
+            return np.stack([ws.hs[:, -1], ws.cs[:, -1]])
+        return ws.hs[:, -1].copy()
+
+    def _draw_masks(self, ws: StackWorkspace, train: bool) -> bool:
+        """Fill ws.masks with keep / (1 - p) from the model's generator; False if no dropout.
+        Drawn here, before dispatch, so that both backends see the same masks."""
+        if not train or self.dropout == 0.0:
+            return False
+        self.rng.random(dtype=self.dtype, out=ws.masks)
+        keep = ws.masks >= self.dropout
+        np.multiply(keep, self.dtype.type(1.0 / (1.0 - self.dropout)), out=ws.masks)
+        return True
+
+    def _layer_input(self, ws: StackWorkspace, layer: int, dropping: bool) -> np.ndarray:
+        """What layer `layer` (or the head, layer = L) reads: drop(h^{layer-1})."""
+        return ws.drops[layer - 1] if dropping else ws.hs[layer - 1]
+
+    def _stack_forward(self, cells, x, y, state, p, ws: StackWorkspace, dropping: bool) -> float:
+        h0s, c0s = state
+        for layer in range(self.num_layers):
+            k = _suffix(layer)
+            gates = ws.gates[layer]
+            if layer == 0:
+                cells.input_forward(x, p["Wxh"], p["bh"], gates)
+            else:
+                cells.project_forward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
+                                      p[f"bh{k}"], gates)
+            if self.cell == "lstm":
+                cells.lstm_layer_forward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
+                                         ws.hs[layer], ws.cs[layer], ws.tcs[layer])
+            elif self.cell == "gru":
+                cells.gru_layer_forward(h0s[layer], p[f"Whh{k}"], p[f"bhn{k}"], gates,
+                                        ws.hns[layer], ws.hs[layer])
+            else:
+                cells.rnn_layer_forward(h0s[layer], p[f"Whh{k}"], ws.hs[layer])
+            if dropping:
+                cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
+        top = self._layer_input(ws, self.num_layers, dropping)
+        return cells.head_forward(top, p["Why"], p["by"], y, ws.probs)
+
+    def _stack_backward(self, cells, x, y, state, p, ws: StackWorkspace, dropping: bool,
+                        g: dict[str, np.ndarray], dstate) -> None:
+        h0s, c0s = state
+        dh0s, dc0s = dstate
+        L = self.num_layers
+        top = self._layer_input(ws, L, dropping)
+        cells.head_backward(top, p["Why"], y, ws.probs, ws.dhs[L - 1], g["Why"], g["by"])
+        if dropping:
+            cells.dropout_backward(ws.dhs[L - 1], ws.masks[L - 1])
+        for layer in range(L - 1, -1, -1):
+            k = _suffix(layer)
+            gates = ws.gates[layer]
+            if self.cell == "lstm":
+                cells.lstm_layer_backward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
+                                          ws.hs[layer], ws.cs[layer], ws.tcs[layer],
+                                          ws.dhs[layer], ws.dc, g[f"Whh{k}"], dh0s[layer],
+                                          dc0s[layer])
+            elif self.cell == "gru":
+                cells.gru_layer_backward(h0s[layer], p[f"Whh{k}"], gates, ws.hns[layer],
+                                         ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"],
+                                         g[f"bhn{k}"], dh0s[layer])
+            else:
+                cells.rnn_layer_backward(h0s[layer], p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer],
+                                         g[f"Whh{k}"], dh0s[layer])
+                gates = ws.dhs[layer]             # the rnn's dL/dpre lives in dhs
+            if layer == 0:
+                cells.input_backward(x, gates, g["Wxh"], g["bh"])
+            else:
+                cells.project_backward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
+                                       gates, g[f"Wxh{k}"], g[f"bh{k}"], ws.dhs[layer - 1])
+                if dropping:
+                    cells.dropout_backward(ws.dhs[layer - 1], ws.masks[layer - 1])
+
+    # ------------------------------------------------------------------ sampling
     def generate(self, h: np.ndarray, first_index: int, length: int, temperature: float = 1.0,
                  top_k: int | None = None, greedy: bool = False,
                  rng: np.random.Generator | None = None, backend: str = "kernel") -> np.ndarray:
         """Generate length indices, each fed back as the next input, starting from first_index.
 
-        h is the (1, H) state before first_index is read; it is updated in place to the state
+        h is the state before first_index is read, (1, H) for a single-layer rnn, else
+        state_shape(1) (the other cells step in numpy); it is updated in place to the state
         after the last generated index. Each character uses one rng.random() draw (even when
         greedy, so that the generator's position depends only on length): the same seed gives
         the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
         """
         impl = _backend_module(backend)
         V, H = self.vocab_size, self.hidden_size
-        _check_array(h, "h", (1, H), self.dtype)
-        if not _all_finite(h):
-            raise ValueError("h contains nan or inf")
+        if self._is_plain_rnn:
+            _check_array(h, "h", (1, H), self.dtype)
+            if not _all_finite(h):
+                raise ValueError("h contains nan or inf")
+        else:
+            self._checked_state(h, "h", 1)
         first_index = _check_index(first_index, "first_index", V)
         length = _positive_int(length, "length", minimum=0)
         temperature = float(temperature)
@@ -233,6 +438,15 @@ class CharRNN:
         p = self._checked_params()
         out = np.empty(length, dtype=np.int32)
         uniforms = rng.random(length)
+        if not self._is_plain_rnn:
+            # lstm, gru, stacked: one step_logits (numpy) per character, the same draw rule
+            x = first_index
+            for n in range(length):
+                logits, h_new = self.step_logits(np.array([x]), h)
+                h[...] = h_new
+                x = out[n] = reference.next_index(logits[0], temperature, top_k, bool(greedy),
+                                                  uniforms[n])
+            return out
         impl.rnn_generate(p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], h.reshape(H),
                           first_index, uniforms, temperature, top_k, bool(greedy), out,
                           np.empty(H, self.dtype), np.empty(V, self.dtype),
@@ -240,12 +454,46 @@ class CharRNN:
         return out
 
     def step_logits(self, x, h) -> tuple[np.ndarray, np.ndarray]:
-        """One forward step for sampling: x (B,) indices, h (B,H) -> (logits (B,V), h_new (B,H))."""
-        x = _check_indices(np.asarray(x).reshape(-1, 1), "x", self.vocab_size)[:, 0]
-        _check_array(h, "h", (x.shape[0], self.hidden_size), self.dtype)
+        """One forward step for sampling (no dropout): x (B,) indices and a state h ->
+        (logits (B, V), the new state shaped like h)."""
+        x = _check_indices(np.asarray(x).reshape(-1, 1), "x", self.vocab_size)
+        B = x.shape[0]
+        self._checked_state(h, "h", B)
         p = self._checked_params()
-        h_new = np.tanh(p["Wxh"][x] + h @ p["Whh"] + p["bh"])
-        return h_new @ p["Why"] + p["by"], h_new
+        if self._is_plain_rnn:
+            hs = np.tanh(p["Wxh"][x[:, 0]] + h.reshape(B, -1) @ p["Whh"] + p["bh"])
+            return hs @ p["Why"] + p["by"], hs.reshape(h.shape)
+        ws = StackWorkspace(self.cell, self.num_layers, B, 1, self.hidden_size,
+                            self.vocab_size, 0.0, self.dtype)
+        self._stack_forward(reference_cells, x, x, self._state(h, B), p, ws, False)
+        logits = ws.hs[-1, 0] @ p["Why"] + p["by"]
+        return logits, self._last_state(ws).reshape(h.shape)
+
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = tuple(GATES)
+
+
+def _suffix(layer: int) -> str:
+    """Parameter-name suffix of a layer: '' for layer 0, else its number ('Whh1')."""
+    return "" if layer == 0 else str(layer)
+
+
+def _cells_module(backend: str):
+    """The stacked-layer kernels: _cells.pxi (compiled into _kernel) or reference_cells."""
+    if backend == "kernel":
+        return _require_kernel()
+    if backend == "numpy":
+        return reference_cells
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def _dropout_probability(p) -> float:
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dropout must be a number, got {type(p).__name__}")
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    return float(p)
 
 
 # ---------------------------------------------------------------------- validation helpers

@@ -27,7 +27,7 @@ from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, che
                    default_corpus, describe_chars, read_corpus, split_train_val,
                    validation_chunks)
 from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
-from .model import BACKENDS, CharRNN
+from .model import BACKENDS, CELLS, CharRNN
 from .optim import OPTIMIZERS, decayed_lr, make_optimizer
 from .sample import iter_sample
 
@@ -55,6 +55,9 @@ class TrainConfig:
     batch_size: int = 32
     seq_length: int = 64
     # model
+    model: str = "rnn"                # the cell: rnn, lstm or gru
+    num_layers: int = 1
+    dropout: float = 0.0
     hidden_size: int = 100
     dtype: str = "float32"
     seed: int = 0
@@ -83,7 +86,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """ConfigError naming the first invalid value."""
-        positive = ("batch_size", "seq_length", "hidden_size", "lr_decay_every", "threads")
+        positive = ("batch_size", "seq_length", "hidden_size", "num_layers", "lr_decay_every",
+                    "threads")
         for name in positive:
             _require(getattr(self, name) >= 1, name, "must be a positive integer")
         non_negative = ("max_iters", "max_epochs", "time_limit", "eval_every", "sample_every",
@@ -97,6 +101,8 @@ class TrainConfig:
         _require(0 < self.lr_decay <= 1, "lr_decay", "must be in (0, 1]")
         _require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}")
         _require(self.dtype in ("float32", "float64"), "dtype", "must be float32 or float64")
+        _require(self.model in CELLS, "model", f"must be one of {CELLS}")
+        _require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         _require(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}")
 
 
@@ -106,7 +112,8 @@ def _require(ok: bool, name: str, what: str) -> None:
 
 
 # Options that define the run; a resumed run must keep them, or it would not be a continuation.
-FROZEN_ON_RESUME = ("batch_size", "seq_length", "val_fraction", "hidden_size", "dtype", "seed",
+FROZEN_ON_RESUME = ("batch_size", "seq_length", "val_fraction", "hidden_size", "model",
+                    "num_layers", "dtype", "seed",
                     "optimizer")
 
 
@@ -245,12 +252,15 @@ class Trainer:
             if vocab.size < 2:
                 raise CorpusError(f"the text has only {vocab.size} distinct character; "
                                   "at least 2 are needed to predict anything")
-            return CharRNN(vocab.size, cfg.hidden_size, dtype=cfg.dtype, seed=cfg.seed), vocab
+            return CharRNN(vocab.size, cfg.hidden_size, num_layers=cfg.num_layers,
+                           cell=cfg.model, dropout=cfg.dropout, dtype=cfg.dtype,
+                           seed=cfg.seed), vocab
         unknown = loaded.vocab.unknown_chars(text)
         if unknown:
             source = cfg.resume or cfg.init_from
             raise CorpusError(f"{self.corpus_name} has {len(unknown)} characters outside the "
                               f"vocabulary of {source}: {describe_chars(unknown)}")
+        loaded.model.dropout = cfg.dropout   # training-time only: may change on resume
         return loaded.model, loaded.vocab
 
     def _restore(self, loaded: ckpt.Checkpoint) -> None:
@@ -514,7 +524,7 @@ class Trainer:
             f"  corpus      {self.corpus_name}: {self.corpus_chars:,} characters, "
             f"vocabulary {self.vocab.size}; validation tail {self.val_chars:,} "
             f"({cfg.val_fraction:.1%})",
-            f"  model       vanilla RNN, hidden {self.model.hidden_size}, "
+            f"  model       {_describe_cell(self.model)}, hidden {self.model.hidden_size}, "
             f"{self.model.num_params:,} parameters, {self.model.dtype.name}",
             f"  batches     {cfg.batch_size} streams x {cfg.seq_length} steps = "
             f"{cfg.batch_size * cfg.seq_length:,} chars/iteration; "
@@ -545,11 +555,20 @@ class Trainer:
 def _check_same_model(cfg: TrainConfig, loaded: ckpt.Checkpoint, options: dict[str, Any]) -> None:
     """--init-from keeps the checkpoint's architecture; a contradicting flag is an error."""
     mcfg = loaded.model.config()
-    for name, saved in (("hidden_size", mcfg["hidden_size"]), ("dtype", mcfg["dtype"])):
+    for name, saved in (("hidden_size", mcfg["hidden_size"]), ("dtype", mcfg["dtype"]),
+                        ("model", mcfg["cell"]), ("num_layers", mcfg["num_layers"])):
         if name in options and options[name] != saved:
             raise ConfigError(f"--{name.replace('_', '-')} {options[name]} contradicts "
                               f"--init-from {cfg.init_from}, whose model has {saved}")
     cfg.hidden_size, cfg.dtype = mcfg["hidden_size"], mcfg["dtype"]
+    cfg.model, cfg.num_layers = mcfg["cell"], mcfg["num_layers"]
+
+
+def _describe_cell(model: CharRNN) -> str:
+    """'vanilla RNN', '2-layer LSTM, dropout 0.5', ..."""
+    name = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}[model.cell]
+    layers = f"{model.num_layers}-layer " if model.num_layers > 1 else ""
+    return layers + name + (f", dropout {model.dropout:g}" if model.dropout else "")
 
 
 # ---------------------------------------------------------------------------- threads, BLAS

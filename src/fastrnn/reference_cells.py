@@ -1,0 +1,204 @@
+"""The numpy twin of ``_cells.pxi``: stacked rnn / LSTM / GRU layers and dropout, function by function.
+
+Every function has the name, argument order and buffers of its Cython counterpart; model.py
+calls the one or the other with the same arguments. Plain, reasonably efficient numpy: the input
+projection and every weight gradient are one GEMM over the chunk; only the T recurrent steps loop.
+
+Dimension letters: B streams, T steps, H hidden, V vocabulary, G gate blocks (rnn 1, lstm 4,
+gru 3), L layers. Time-major buffers: (T, B, .). Gate blocks lie along the last axis, H each:
+LSTM i, f, g, o; GRU r, z, n.
+
+    LSTM:  [i f g o] = [sig sig tanh sig](x W + b + h_{t-1} Whh)
+           c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
+    GRU:   [r z] = sig(x W_rz + b_rz + h_{t-1} Whh_rz);   hn = h_{t-1} Whh_n + bhn
+           n = tanh(x W_n + b_n + r * hn);   h_t = (1 - z) * n + z * h_{t-1}
+    rnn:   h_t = tanh(x W + b + h_{t-1} Whh)
+
+Layer 0's input x is a character index (W is a row gather, ``input_forward``); layer l >= 1
+reads the layer below's output, after inverted dropout while training (``project_forward``).
+The output layer (``head_forward``) reads the top layer, after dropout while training.
+
+Per-layer buffers (allocated once per shape by model.py):
+    gates (T, B, G*H)  in: input projection; forward leaves the gate activations (cache);
+                       backward overwrites them with dL/d(pre-activation) (the rnn uses hs)
+    hs    (T, B, H)    layer outputs h_t, cache
+    cs    (T, B, H)    LSTM cell states c_t, cache
+    tcs   (T, B, H)    LSTM tanh(c_t), cache
+    hns   (T, B, H)    GRU h_{t-1} Whh_n + bhn, cache; backward overwrites it with its gradient
+    dhs   (T, B, H)    dL/dh_t from above; scratch (recurrent gradients accumulate into it)
+    dc    (B, H)       LSTM dL/dc carried backwards through time, scratch
+    mask  (T, B, H)    dropout keep-mask scaled by 1/(1-p), input
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .reference import output_backward, output_forward, recurrence_backward, recurrence_forward
+
+
+def sigmoid(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = 1 / (1 + exp(-a)), stable: with e = exp(-|a|), 1/(1+e) for a >= 0, e/(1+e) below."""
+    e = np.exp(-np.abs(a))
+    s = 1.0 / (1.0 + e)
+    np.copyto(out, np.where(a >= 0, s, e * s))
+    return out
+
+
+# ----------------------------------------------------------------------------- forward
+
+def input_forward(x, Wx, b, gates) -> None:
+    """gates[t, b] = Wx[x[b, t]] + b: layer 0's input projection, a row gather (x is one-hot)."""
+    np.add(Wx[x.T], b, out=gates)
+
+
+def project_forward(xin, Wx, b, gates) -> None:
+    """gates = xin @ Wx + b: the input projection of layer l >= 1, one GEMM over the chunk."""
+    T, B, H = xin.shape
+    np.matmul(xin.reshape(T * B, H), Wx, out=gates.reshape(T * B, -1))
+    gates += b
+
+
+def rnn_layer_forward(h0, Whh, hs) -> None:
+    """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh) (hs holds the input projection)."""
+    recurrence_forward(h0, Whh, hs)
+
+
+def lstm_layer_forward(h0, c0, Whh, gates, hs, cs, tcs) -> None:
+    """One LSTM layer over the chunk; gates holds x W + b in, the activations i, f, g, o out."""
+    T, B, H = hs.shape
+    h_prev, c_prev = h0, c0
+    for t in range(T):
+        g = gates[t]
+        g += h_prev @ Whh
+        sigmoid(g[:, :2 * H], out=g[:, :2 * H])                  # i, f
+        np.tanh(g[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])       # g
+        sigmoid(g[:, 3 * H:], out=g[:, 3 * H:])                  # o
+        i, f, gg, o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+        np.multiply(f, c_prev, out=cs[t])
+        cs[t] += i * gg                                          # c = f * c_prev + i * g
+        np.tanh(cs[t], out=tcs[t])
+        np.multiply(o, tcs[t], out=hs[t])                        # h = o * tanh(c)
+        h_prev, c_prev = hs[t], cs[t]
+
+
+def gru_layer_forward(h0, Whh, bhn, gates, hns, hs) -> None:
+    """One GRU layer over the chunk; gates holds x W + b in, the activations r, z, n out."""
+    T, B, H = hs.shape
+    h_prev = h0
+    for t in range(T):
+        g = gates[t]
+        g[:, :2 * H] += h_prev @ Whh[:, :2 * H]
+        np.matmul(h_prev, Whh[:, 2 * H:], out=hns[t])
+        hns[t] += bhn                                            # hn = h_prev Whh_n + bhn
+        sigmoid(g[:, :2 * H], out=g[:, :2 * H])                  # r, z
+        r, z, n = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
+        n += r * hns[t]
+        np.tanh(n, out=n)                                        # n = tanh(x W_n + b_n + r*hn)
+        np.multiply(1.0 - z, n, out=hs[t])
+        hs[t] += z * h_prev                                      # h = (1-z) n + z h_prev
+        h_prev = hs[t]
+
+
+def dropout_forward(h, mask, out) -> None:
+    """out = h * mask (inverted dropout: mask is keep / (1 - p))."""
+    np.multiply(h, mask, out=out)
+
+
+def head_forward(h, Why, by, y, probs) -> float:
+    """probs = softmax(h @ Why + by); returns the mean cross-entropy of y (see output_forward)."""
+    return output_forward(h, Why, by, y, probs)
+
+
+# ----------------------------------------------------------------------------- backward
+
+def head_backward(h, Why, y, probs, dh, dWhy, dby) -> None:
+    """dWhy, dby and dh = dL/dh from the head (see output_backward)."""
+    output_backward(h, Why, y, probs, dh, dWhy, dby)
+
+
+def dropout_backward(dh, mask) -> None:
+    """From out = h * mask: dh *= mask, in place."""
+    dh *= mask
+
+
+def recurrent_weight_backward(h0, hs, dgates, dWhh) -> None:
+    """From gates_t += h_{t-1} @ Whh:  dWhh = h0^T @ dgates[0] + hs[:T-1]^T @ dgates[1:]."""
+    T, B, H = hs.shape
+    np.matmul(h0.T, dgates[0], out=dWhh)
+    if T > 1:
+        dWhh += hs[:-1].reshape(-1, H).T @ dgates[1:].reshape((T - 1) * B, -1)
+
+
+def rnn_layer_backward(h0, Whh, hs, dhs, dWhh, dh0) -> None:
+    """BPTT of rnn_layer_forward: dhs becomes dL/dpre (see recurrence_backward); then dWhh."""
+    recurrence_backward(h0, Whh, hs, dhs, dh0)
+    recurrent_weight_backward(h0, hs, dhs, dWhh)
+
+
+def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0) -> None:
+    """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation)."""
+    T, B, H = hs.shape
+    dc.fill(0.0)
+    for t in range(T - 1, -1, -1):
+        g, dh = gates[t], dhs[t]
+        i, f, gg, o = g[:, :H].copy(), g[:, H:2 * H].copy(), g[:, 2 * H:3 * H].copy(), g[:, 3 * H:].copy()
+        c_prev = cs[t - 1] if t > 0 else c0
+        do = dh * tcs[t]                                          # h = o * tanh(c)
+        dc += dh * o * (1.0 - tcs[t] * tcs[t])
+        np.multiply(dc * gg, i * (1.0 - i), out=g[:, :H])        # c = f c_prev + i g, i = sig
+        np.multiply(dc * c_prev, f * (1.0 - f), out=g[:, H:2 * H])
+        np.multiply(dc * i, 1.0 - gg * gg, out=g[:, 2 * H:3 * H])  # g = tanh
+        np.multiply(do, o * (1.0 - o), out=g[:, 3 * H:])
+        dc *= f                                                  # dc_{t-1}
+        # gates_t += h_{t-1} @ Whh  ->  dh_{t-1} += dgates_t @ Whh^T
+        if t > 0:
+            dhs[t - 1] += g @ Whh.T
+        else:
+            np.matmul(g, Whh.T, out=dh0)
+    np.copyto(dc0, dc)
+    recurrent_weight_backward(h0, hs, gates, dWhh)
+
+
+def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0) -> None:
+    """BPTT of gru_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation) of x W + b,
+    hns becomes dL/dhn."""
+    T, B, H = hs.shape
+    dh0.fill(0.0)
+    for t in range(T - 1, -1, -1):
+        g, dh = gates[t], dhs[t]
+        r, z, n = g[:, :H].copy(), g[:, H:2 * H].copy(), g[:, 2 * H:].copy()
+        h_prev = hs[t - 1] if t > 0 else h0
+        dh_prev = dhs[t - 1] if t > 0 else dh0
+        da = dh * (1.0 - z) * (1.0 - n * n)                      # h = (1-z) n + z h_prev; n = tanh(a)
+        np.multiply(da * hns[t], r * (1.0 - r), out=g[:, :H])    # a = x W_n + b_n + r * hn
+        np.multiply(dh * (h_prev - n), z * (1.0 - z), out=g[:, H:2 * H])
+        g[:, 2 * H:] = da
+        np.multiply(da, r, out=hns[t])                           # dhn
+        dh_prev += dh * z
+        # [r z] pre += h_prev @ Whh_rz;  hn = h_prev @ Whh_n + bhn
+        dh_prev += g[:, :2 * H] @ Whh[:, :2 * H].T
+        dh_prev += hns[t] @ Whh[:, 2 * H:].T
+    np.matmul(h0.T, gates[0, :, :2 * H], out=dWhh[:, :2 * H])
+    np.matmul(h0.T, hns[0], out=dWhh[:, 2 * H:])
+    if T > 1:
+        hp = hs[:-1].reshape(-1, H).T
+        dWhh[:, :2 * H] += hp @ gates[1:, :, :2 * H].reshape(-1, 2 * H)
+        dWhh[:, 2 * H:] += hp @ hns[1:].reshape(-1, H)
+    np.sum(hns.reshape(-1, H), axis=0, out=dbhn)
+
+
+def input_backward(x, dgates, dWx, db) -> None:
+    """From gates[t, b] = Wx[x[b, t]] + b: dWx[v] = sum of dgates rows with input v, db = sum."""
+    GH = dgates.shape[-1]
+    dWx.fill(0.0)
+    np.add.at(dWx, x.T.reshape(-1), dgates.reshape(-1, GH))
+    np.sum(dgates.reshape(-1, GH), axis=0, out=db)
+
+
+def project_backward(xin, Wx, dgates, dWx, db, dxin) -> None:
+    """From gates = xin @ Wx + b: dWx = xin^T @ dgates; db = sum of rows; dxin = dgates @ Wx^T."""
+    T, B, H = xin.shape
+    dg = dgates.reshape(T * B, -1)
+    np.matmul(xin.reshape(T * B, H).T, dg, out=dWx)
+    np.sum(dg, axis=0, out=db)
+    np.matmul(dg, Wx.T, out=dxin.reshape(T * B, H))
