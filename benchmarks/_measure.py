@@ -9,7 +9,7 @@
   reduces the rounds.
 - ``blas_info``: the BLAS libraries in use, as threadpoolctl reports them.
 - ``training_step_peak``: tracemalloc peak of one training step.
-- ``sampling_rate``: characters/s of ``fastrnn.sample.generate`` where it exists.
+- ``sampling_rate``: characters/s of ``CharRNN.generate`` where it exists.
 
 fastrnn is imported first, so that both OpenBLAS copies (numpy's and scipy's) are loaded before
 any ``threadpool_limits`` is entered: a limit only reaches the libraries loaded at that time.
@@ -17,8 +17,6 @@ any ``threadpool_limits`` is entered: a limit only reaches the libraries loaded 
 from __future__ import annotations
 
 import gc
-import importlib
-import importlib.util
 import statistics
 import sys
 import time
@@ -230,35 +228,30 @@ def training_step_peak(cfg: BenchConfig, backend: str) -> dict[str, int]:
 
 # ------------------------------------------------------------------------- sampling
 
-def sampling_generator() -> Callable | None:
-    """fastrnn.sample.generate if the package has that module and function, else None (a
-    sample module that exists but fails to import raises)."""
-    if importlib.util.find_spec("fastrnn.sample") is None:
-        return None
-    sample = importlib.import_module("fastrnn.sample")
-    return getattr(sample, "generate", None)
+def has_generate() -> bool:
+    """Whether CharRNN has the generation loop (CharRNN.generate)."""
+    return callable(getattr(fastrnn.CharRNN, "generate", None))
 
 
-def sampling_rate(V: int, H: int, n_chars: int, top_k: int | None = None,
-                  dtype: str = "float32", repeats: int = 3, max_seconds: float = 0.5) -> float | None:
-    """Best characters/s of fastrnn.sample.generate(model, h, first, n_chars, temperature=1,
-    top_k, rng) on a fresh model (one stream), or None if there is no generator. A run stops
-    early after max_seconds (generate yields one index at a time), so a slow generator costs
-    bounded time."""
-    generate = sampling_generator()
-    if generate is None:
+def sampling_rate(V: int, H: int, top_k: int | None = None, backend: str = "kernel",
+                  dtype: str = "float32", repeats: int = 3, call_seconds: float = 0.05,
+                  max_length: int = 1 << 20) -> float | None:
+    """Best characters/s of CharRNN.generate(h, 0, length, temperature=1, top_k, rng=...,
+    backend) on a fresh model (one stream), or None if there is no CharRNN.generate. length is
+    grown (x4 from 64) until one call takes call_seconds, then the best of `repeats` calls."""
+    if not has_generate():
         return None
     model = fastrnn.CharRNN(vocab_size=V, hidden_size=H, dtype=np.dtype(dtype), seed=0)
-    best = 0.0
-    for r in range(repeats + 1):  # the first run warms up
-        rng = np.random.default_rng(r)
-        count = 0
+    rng = np.random.default_rng(0)
+
+    def call(length: int) -> float:
+        h = model.initial_state(1)
         t0 = time.perf_counter()
-        for _ in generate(model, model.initial_state(1), 0, n_chars, temperature=1.0,
-                          top_k=top_k, rng=rng):
-            count += 1
-            if count % 64 == 0 and time.perf_counter() - t0 > max_seconds:
-                break
-        if r:
-            best = max(best, count / (time.perf_counter() - t0))
-    return best
+        model.generate(h, 0, length, temperature=1.0, top_k=top_k, rng=rng, backend=backend)
+        return time.perf_counter() - t0
+
+    length = 64
+    call(length)  # warm-up
+    while call(length) < call_seconds and length < max_length:
+        length *= 4
+    return length / min(call(length) for _ in range(repeats))
