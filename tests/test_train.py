@@ -96,6 +96,14 @@ def test_resume_is_bit_exact(tmp_path):
         assert a.header[key] == b.header[key], key
 
 
+def test_resume_keeps_writing_the_resumed_file(tmp_path):
+    run(tmp_path, "first.npz", max_iters=3)
+    os.rename(tmp_path / "first.npz", tmp_path / "moved.npz")
+    train(text=TEXT, resume=str(tmp_path / "moved.npz"), max_iters=5, out=io.StringIO())
+    assert ckpt.load_checkpoint(tmp_path / "moved.npz").header["iteration"] == 5
+    assert not (tmp_path / "first.npz").exists()
+
+
 def test_resume_refuses_to_change_the_run(tmp_path):
     run(tmp_path, max_iters=3)
     with pytest.raises(ConfigError, match="--batch-size cannot change on --resume"):

@@ -127,7 +127,9 @@ def train_parser() -> argparse.ArgumentParser:
                         f"validation checkpoint goes beside it as NAME.best.npz "
                         f"(default {D.checkpoint})")
     g.add_argument("--resume", metavar="PATH",
-                   help="continue that run exactly (same corpus: TEXT_FILE defaults to it)")
+                   help="continue that run exactly, with its options and corpus (TEXT_FILE "
+                        "and --checkpoint default to the run's); only duration, checkpoint "
+                        "and output options may be given anew")
     g.add_argument("--init-from", metavar="PATH",
                    help="start a new run from that checkpoint's weights (fine-tuning); the "
                         "text may only use characters of its vocabulary")

@@ -219,7 +219,8 @@ class Trainer:
     @staticmethod
     def _make_config(options: dict[str, Any], loaded: ckpt.Checkpoint | None) -> TrainConfig:
         """Fresh run: defaults + options. Resume: the checkpoint's config + options, where options
-        may not change what defines the run (FROZEN_ON_RESUME)."""
+        may not change what defines the run (FROZEN_ON_RESUME), and checkpoints go on being
+        written to the resumed file unless --checkpoint says otherwise."""
         if loaded is None:
             if not any(k in options for k in DURATION_OPTIONS):
                 options = {**options, "max_epochs": DEFAULT_MAX_EPOCHS}
@@ -232,6 +233,7 @@ class Trainer:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} cannot change on --resume (the checkpoint has "
                     f"{getattr(base, name)!r}); use --init-from to start a new run from its weights")
+        options.setdefault("checkpoint", options["resume"])  # keep writing the file resumed
         return dataclasses.replace(base, init_from=None, **options)
 
     def _load_text(self, text: str | None) -> tuple[str, str]:
