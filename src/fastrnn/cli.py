@@ -128,8 +128,8 @@ def train_parser() -> argparse.ArgumentParser:
                         f"(default {D.checkpoint})")
     g.add_argument("--resume", metavar="PATH",
                    help="continue that run exactly, with its options and corpus (TEXT_FILE "
-                        "and --checkpoint default to the run's); only duration, checkpoint "
-                        "and output options may be given anew")
+                        "and --checkpoint default to the run's); sizes, --val-fraction, "
+                        "--dtype, --seed and --optimizer cannot change")
     g.add_argument("--init-from", metavar="PATH",
                    help="start a new run from that checkpoint's weights (fine-tuning); the "
                         "text may only use characters of its vocabulary")
