@@ -353,19 +353,8 @@ class Trainer:
                             quiet=cfg.quiet)
         started = time.monotonic()
         start_iteration = self.iteration
-        reason = None
         try:
-            while (reason := self.stop_reason(started)) is None:
-                loss = self.train_step()
-                if not math.isfinite(loss):
-                    self._diverged(loss, progress)
-                self.smoothed_loss = (loss if self.smoothed_loss is None else
-                                      (1 - SMOOTHING) * self.smoothed_loss + SMOOTHING * loss)
-                elapsed = time.monotonic() - started
-                rate = self._session_chars(start_iteration) / max(elapsed, 1e-9)
-                progress.update(self.iteration, self.epoch_progress(), self.smoothed_loss,
-                                self.last_val, rate)
-                self._periodic(progress, rate, elapsed)
+            reason = self._loop(progress, started)
             if self.last_eval_iteration != self.iteration:
                 self._evaluate_and_save(progress, self._rate(start_iteration, started),
                                         time.monotonic() - started)
@@ -379,6 +368,22 @@ class Trainer:
         result = self._result(reason, start_iteration, wall)
         self.print_summary(result)
         return result
+
+    def _loop(self, progress: "Progress", started: float) -> str:
+        """Iterate until a stop reason (limit reached or signal); return it."""
+        start_iteration = self.iteration
+        while (reason := self.stop_reason(started)) is None:
+            loss = self.train_step()
+            if not math.isfinite(loss):
+                self._diverged(loss, progress)
+            self.smoothed_loss = (loss if self.smoothed_loss is None else
+                                  (1 - SMOOTHING) * self.smoothed_loss + SMOOTHING * loss)
+            elapsed = time.monotonic() - started
+            rate = self._session_chars(start_iteration) / max(elapsed, 1e-9)
+            progress.update(self.iteration, self.epoch_progress(), self.smoothed_loss,
+                            self.last_val, rate)
+            self._periodic(progress, rate, elapsed)
+        return reason
 
     def _periodic(self, progress: "Progress", rate: float, elapsed: float) -> None:
         cfg = self.config
