@@ -76,6 +76,18 @@ def test_vocabulary_sorted_roundtrip_with_cjk_and_astral_chars():
     assert Vocabulary(vocab.codepoints()) == vocab
 
 
+def test_encoding_in_chunks_gives_the_same_result(monkeypatch):
+    import fastrnn.data as data
+
+    text = "".join(np.random.default_rng(0).choice(list("ab\nçd三"), 1000))
+    whole_vocab = Vocabulary.from_text(text)
+    whole = whole_vocab.encode(text)
+    monkeypatch.setattr(data, "ENCODE_CHUNK", 7)
+    assert Vocabulary.from_text(text) == whole_vocab
+    assert np.array_equal(whole_vocab.encode(text), whole)
+    assert whole_vocab.unknown_chars(text + "xy") == ["x", "y"]
+
+
 def test_vocabulary_index_dtype_grows_past_65535():
     assert Vocabulary(np.arange(65535)).index_dtype == np.uint16
     assert Vocabulary(np.arange(65536)).index_dtype == np.uint32

@@ -67,9 +67,17 @@ def default_corpus() -> str:
 
 # ---------------------------------------------------------------------------- vocabulary
 
+ENCODE_CHUNK = 1 << 22  # characters converted at a time: bounds the temporaries to ~50 MB
+
+
 def _codepoints(text: str) -> np.ndarray:
     """(N,) uint32 code points of text, without a Python loop."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _chunks(text: str) -> Iterable[str]:
+    for start in range(0, len(text), ENCODE_CHUNK):
+        yield text[start: start + ENCODE_CHUNK]
 
 
 class Vocabulary:
@@ -88,7 +96,9 @@ class Vocabulary:
 
     @classmethod
     def from_text(cls, text: str) -> "Vocabulary":
-        return cls(_codepoints(text))
+        """The characters of text (read in chunks, so a large text needs little extra memory)."""
+        found = [np.unique(_codepoints(part)) for part in _chunks(text)]
+        return cls(np.concatenate(found) if found else [])
 
     @property
     def size(self) -> int:
@@ -113,19 +123,28 @@ class Vocabulary:
 
     def unknown_chars(self, text: str) -> list[str]:
         """The distinct characters of text that are not in the vocabulary, sorted."""
-        cps = np.unique(_codepoints(text))
+        if not text:
+            return []
+        cps = np.unique(np.concatenate([np.unique(_codepoints(p)) for p in _chunks(text)]))
         known = np.isin(cps, self._codepoints)
         return [chr(c) for c in cps[~known].tolist()]
 
     def encode(self, text: str) -> np.ndarray:
-        """(N,) indices of text's characters, dtype index_dtype; CorpusError on unknown ones."""
-        cps = _codepoints(text)
-        idx = np.searchsorted(self._codepoints, cps)
-        np.minimum(idx, self.size - 1, out=idx)
-        if not np.array_equal(self._codepoints[idx], cps):
-            raise CorpusError("text has characters outside the vocabulary: "
-                              + describe_chars(self.unknown_chars(text)))
-        return idx.astype(self.index_dtype)
+        """(N,) indices of text's characters, dtype index_dtype; CorpusError on unknown ones.
+
+        Converted ENCODE_CHUNK characters at a time, so memory beyond the text itself is the
+        2 (or 4) bytes per character of the result plus one chunk's temporaries.
+        """
+        out = np.empty(len(text), dtype=self.index_dtype)
+        for k, part in enumerate(_chunks(text)):
+            cps = _codepoints(part)
+            idx = np.searchsorted(self._codepoints, cps)
+            np.minimum(idx, self.size - 1, out=idx)
+            if not np.array_equal(self._codepoints[idx], cps):
+                raise CorpusError("text has characters outside the vocabulary: "
+                                  + describe_chars(self.unknown_chars(text)))
+            out[k * ENCODE_CHUNK: k * ENCODE_CHUNK + cps.size] = idx
+        return out
 
     def decode(self, indices: Iterable[int] | np.ndarray) -> str:
         """The text whose characters have these indices."""
