@@ -35,7 +35,7 @@ SMOOTHING = 0.02  # weight of the newest loss in the displayed running mean (~50
 PLAIN_PROGRESS_SECONDS = 10.0  # interval of progress lines when stdout is not a terminal
 EXIT_STATUS = {"sigint": 130, "sigterm": 143}
 # A fresh run given no limit at all stops after this many epochs, so that a bare
-# `fastrnn-train` ends by itself (about a minute on the default corpus on 2 cores).
+# `fastrnn-train` ends by itself (about 40 s on the default corpus on 2 cores).
 DEFAULT_MAX_EPOCHS = 50.0
 DURATION_OPTIONS = ("max_iters", "max_epochs", "time_limit")
 
