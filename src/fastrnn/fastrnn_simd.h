@@ -217,7 +217,7 @@ FR_DEFINE_CHECKS(double, d)
  * One pass per parameter: g is clipped to [-clip, clip] (clip = inf: no clipping) and scaled by
  * scale (global-norm clipping) as it is read; numpy needs a dozen passes for the same update. */
 
-#define FR_DEFINE_UPDATES(T, S)                                                               \
+#define FR_DEFINE_UPDATES(T, S, SQRT)                                                              \
                                                                                               \
 static inline T fr_clip_##S(T g, T clip, T scale)                                            \
 {                                                                                             \
@@ -243,7 +243,7 @@ FR_CLONES static void fr_adagrad_##S(T *FR_RESTRICT p, const T *FR_RESTRICT g,  
     for (Py_ssize_t i = 0; i < n; i++) {                                                      \
         T gi = fr_clip_##S(g[i], clip, scale);                                                \
         c[i] += gi * gi;                                                                      \
-        p[i] -= lr * gi / (sqrt(c[i]) + eps);                                                 \
+        p[i] -= lr * gi / (SQRT(c[i]) + eps);                                                 \
     }                                                                                         \
 }                                                                                             \
                                                                                               \
@@ -256,7 +256,7 @@ FR_CLONES static void fr_rmsprop_##S(T *FR_RESTRICT p, const T *FR_RESTRICT g,  
     for (Py_ssize_t i = 0; i < n; i++) {                                                      \
         T gi = fr_clip_##S(g[i], clip, scale);                                                \
         c[i] = alpha * c[i] + (1 - alpha) * (gi * gi);                                        \
-        p[i] -= lr * gi / (sqrt(c[i]) + eps);                                                 \
+        p[i] -= lr * gi / (SQRT(c[i]) + eps);                                                 \
     }                                                                                         \
 }                                                                                             \
                                                                                               \
@@ -270,7 +270,7 @@ FR_CLONES static void fr_adam_##S(T *FR_RESTRICT p, const T *FR_RESTRICT g,     
         T gi = fr_clip_##S(g[i], clip, scale);                                                \
         m[i] = b1 * m[i] + (1 - b1) * gi;                                                     \
         v[i] = b2 * v[i] + (1 - b2) * (gi * gi);                                              \
-        p[i] -= lr_t * m[i] / (sqrt(v[i]) + eps_t);                                           \
+        p[i] -= lr_t * m[i] / (SQRT(v[i]) + eps_t);                                           \
     }                                                                                         \
 }                                                                                             \
                                                                                               \
@@ -288,8 +288,8 @@ FR_CLONES static double fr_clipped_sq_norm_##S(const T *FR_RESTRICT g, Py_ssize_
 
 FR_DEFINE_LOOPS(float, f)
 FR_DEFINE_LOOPS(double, d)
-FR_DEFINE_UPDATES(float, f)
-FR_DEFINE_UPDATES(double, d)
+FR_DEFINE_UPDATES(float, f, sqrtf)
+FR_DEFINE_UPDATES(double, d, sqrt)
 
 /* out[i] = exp(z[i] - m), for m >= max(z): the sampler's softmax weights, in double. */
 FR_CLONES static void fr_exp_shifted_d(double *FR_RESTRICT out, const double *FR_RESTRICT z,
