@@ -219,6 +219,18 @@ def test_train_then_sample_round_trip(trained, corpus, tmp_path, capsys):
     assert ckpt.load_checkpoint(trained).header["iteration"] == 25
 
 
+def test_seed_configuration_trains(corpus, tmp_path, capsys):
+    from fastrnn.cli import SEED_CONFIG
+
+    path = tmp_path / "seed.npz"
+    assert call(train_main, [corpus, *SEED_CONFIG.split(), "--max-iters", 400, "--eval-every",
+                             0, "--sample-every", 0, "--checkpoint", path]) == 0
+    loaded = ckpt.load_checkpoint(path)
+    header, V = loaded.header, loaded.vocab.size
+    assert header["train_config"]["batch_size"] == 1 and header["optimizer"]["name"] == "sgd"
+    assert header["val_loss"] < np.log(V) - 0.8  # learning, not diverging
+
+
 def test_help_groups_options(capsys):
     assert call(train_main, ["--help"]) == 0
     text = capsys.readouterr().out

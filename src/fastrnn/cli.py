@@ -18,13 +18,14 @@ from .train import DEFAULT_MAX_EPOCHS, TrainConfig
 D = TrainConfig()  # defaults, shown in --help
 
 SEED_CONFIG = ("--hidden-size 100 --seq-length 40 --batch-size 1 --optimizer sgd "
-               "--learning-rate 0.4 --grad-clip 5 --dtype float64")
+               "--learning-rate 0.4 --grad-clip 0.125 --dtype float64")
 
 TRAIN_EPILOG = f"""\
 The original seed program's configuration is one flag set away:
   fastrnn-train FILE {SEED_CONFIG}
-(the seed used SGD with lr 0.01 on the loss summed over 40 steps; fastrnn averages the loss
-over the B*T characters of a chunk, so the same step size is 0.01 * 40 = 0.4).
+(the seed used SGD with lr 0.01 and clipping at ±5 on the gradient of the loss summed over 40
+steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the gradient by
+40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
 
 Exit status: 0 done, 1 bad input or diverged (nan/inf loss), 2 bad option,
 130 after Ctrl-C, 143 after SIGTERM (the checkpoint is written first in both cases)."""
