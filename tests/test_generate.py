@@ -90,3 +90,12 @@ def test_generation_refuses_bad_options(kw, error, words):
     args.update(kw)
     with pytest.raises(error, match=words):
         model.generate(**args)
+
+
+@pytest.mark.parametrize("V,top_k", [(50, 1), (50, 7), (50, 49), (300, 64), (300, 65), (300, 200)])
+def test_top_k_matches_numpy_on_both_selection_paths(V, top_k):
+    """k <= 64 uses a one-pass selection, larger k quickselect: both agree with np.partition."""
+    model = sharp_model(V, 6, seed=V + top_k)
+    outs = [model.generate(np.zeros((1, 6)), 1, 300, top_k=top_k, temperature=1.5,
+                           rng=np.random.default_rng(7), backend=b) for b in ("kernel", "numpy")]
+    np.testing.assert_array_equal(outs[0], outs[1])

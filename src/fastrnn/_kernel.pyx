@@ -302,6 +302,26 @@ cdef double kth_largest(double *scratch, Py_ssize_t n, Py_ssize_t k) noexcept no
     return scratch[want]
 
 
+cdef double kth_largest_few(const double *z, Py_ssize_t n, Py_ssize_t k,
+                            double *best) noexcept nogil:
+    """The k-th largest of z[0:n] for small k: best[0:k] keeps the k largest seen, sorted
+    descending; most entries fail the one comparison with best[k-1], so this is one pass."""
+    cdef Py_ssize_t i, j, filled = 0
+    cdef double v
+    for i in range(n):
+        v = z[i]
+        if filled == k and v <= best[k - 1]:
+            continue
+        j = filled if filled < k else k - 1
+        while j > 0 and best[j - 1] < v:
+            best[j] = best[j - 1]
+            j -= 1
+        best[j] = v
+        if filled < k:
+            filled += 1
+    return best[k - 1]
+
+
 cdef Py_ssize_t next_index(const floating *logits, Py_ssize_t V, double temperature,
                            Py_ssize_t top_k, bint greedy, double u,
                            double *z, double *scratch) noexcept nogil:
@@ -320,7 +340,9 @@ cdef Py_ssize_t next_index(const floating *logits, Py_ssize_t V, double temperat
     for i in range(1, V):
         if z[i] > m:
             m = z[i]
-    if top_k < V:
+    if top_k < V and top_k <= 64:
+        cutoff = kth_largest_few(z, V, top_k, scratch)
+    elif top_k < V:
         memcpy(scratch, z, V * sizeof(double))
         cutoff = kth_largest(scratch, V, top_k)
     else:
