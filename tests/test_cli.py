@@ -274,3 +274,15 @@ def test_signal_saves_and_exits(corpus, tmp_path, sig, status):
     assert proc.returncode == status, err
     assert "Traceback" not in err and str(path) in err
     assert ckpt.load_checkpoint(path).header["iteration"] >= 0
+
+
+def test_sample_into_a_closed_pipe_is_quiet(trained):
+    env = {**os.environ, "PYTHONPATH": str(Path(fastrnn.__file__).resolve().parents[1])}
+    code = "from fastrnn.cli import sample_main; raise SystemExit(sample_main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(trained), "--length", "200000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.read(10)
+    proc.stdout.close()  # like `fastrnn-sample ... | head -c 10`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert err == ""

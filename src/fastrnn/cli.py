@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -176,6 +177,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print("fastrnn-train: interrupted before training started or a second time; "
               "stopped without writing a checkpoint", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        print("fastrnn-train: error: the output pipe was closed; stopped (checkpoints written "
+              "so far are intact)", file=sys.stderr)
+        return 1
     if result.stop_reason in ("sigint", "sigterm"):
         print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
               f"{result.checkpoint}", file=sys.stderr)
@@ -230,7 +236,17 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
         return _fail("fastrnn-sample", exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader (e.g. `head`) has all it wanted
+        _silence_stdout()
     return 0
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush of the
+    dead pipe does not print a traceback at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _stream(out, head: str, chars) -> None:
