@@ -148,3 +148,27 @@ def test_bad_optimizer_and_learning_rate():
         make_optimizer("lbfgs", make_params(), lr=0.1)
     with pytest.raises(ConfigError, match="learning rate"):
         make_optimizer("sgd", make_params(), lr=-1.0)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "numpy"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_step_refuses_mismatched_arrays_before_the_update(name, backend):
+    """The update loops are unchecked: a gradient of the wrong size, dtype or layout is refused
+    in Python (also after a first good step has cached the views), and nothing changes."""
+    params = {"W": np.ones((3, 4)), "b": np.zeros(4)}
+    opt = make_optimizer(name, params, 0.1, backend=backend)
+    good = {"W": np.full((3, 4), 0.5), "b": np.full(4, 0.5)}
+    opt.step(params, good)
+    before = {k: v.copy() for k, v in params.items()}
+    for bad in ({"W": np.ones((3, 5)), "b": good["b"]},
+                {"W": np.ones((3, 4), np.float32), "b": good["b"]},
+                {"W": np.ones((4, 3)).T, "b": good["b"]},
+                {"W": good["W"], "b": np.ones(40)}):
+        with pytest.raises(ConfigError):
+            opt.step(params, bad)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+    read_only = {"W": params["W"].copy(), "b": params["b"]}
+    read_only["W"].flags.writeable = False
+    with pytest.raises(ConfigError, match="read-only"):
+        opt.step(read_only, good)

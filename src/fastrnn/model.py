@@ -121,9 +121,11 @@ class CharRNN:
         self.dtype = _model_dtype(dtype)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self._param_shapes = self._compute_param_shapes()
         self.params: dict[str, np.ndarray] = self._init_params()
         self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
         self._disjoint: tuple[np.ndarray, ...] = ()   # last grads+params found not to overlap
+        self._disjoint_ids: tuple[int, ...] = ()
 
     # ------------------------------------------------------------------ construction
 
@@ -155,6 +157,10 @@ class CharRNN:
         return params
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{name: shape} of every parameter (a fresh dict; the architecture never changes)."""
+        return dict(self._param_shapes)
+
+    def _compute_param_shapes(self) -> dict[str, tuple[int, ...]]:
         V, H, GH = self.vocab_size, self.hidden_size, self.gates * self.hidden_size
         shapes: dict[str, tuple[int, ...]] = {}
         for layer in range(self.num_layers):
@@ -198,12 +204,14 @@ class CharRNN:
     # ------------------------------------------------------------------ the one door
 
     def _checked_params(self) -> dict[str, np.ndarray]:
-        shapes = self.param_shapes()
-        missing = sorted(set(shapes) - set(self.params))
+        shapes = self._param_shapes
+        missing = [n for n in shapes if n not in self.params]
         if missing:
             raise ValueError(f"params is missing {missing}")
         for name, shape in shapes.items():
-            _check_array(self.params[name], f"params[{name!r}]", shape, self.dtype)
+            a = self.params[name]
+            if not _fits(a, shape, self.dtype):     # the message is built only on failure
+                _check_array(a, f"params[{name!r}]", shape, self.dtype)
         return self.params
 
     def _checked_state(self, h, name: str, B: int) -> np.ndarray:
@@ -305,7 +313,7 @@ class CharRNN:
         return loss, g, self._last_state(ws).reshape(h0.shape)
 
     def _checked_grads(self, grads, state_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-        shapes = dict(self.param_shapes(), h0=state_shape)
+        shapes = dict(self._param_shapes, h0=state_shape)
         if grads is None:
             return {name: np.empty(shape, dtype=self.dtype) for name, shape in shapes.items()}
         if not isinstance(grads, dict):
@@ -313,15 +321,17 @@ class CharRNN:
         for name, shape in shapes.items():
             if name not in grads:
                 raise ValueError(f"grads is missing {name!r}")
-            _check_array(grads[name], f"grads[{name!r}]", shape, self.dtype)
+            if not _fits(grads[name], shape, self.dtype, writeable=True):
+                _check_array(grads[name], f"grads[{name!r}]", shape, self.dtype, writeable=True)
         # The pairwise overlap test is the costly part; the same array objects cannot start to
         # overlap later, so its verdict is kept for the last set of objects that passed it.
         arrays = tuple(grads[n] for n in shapes) + tuple(self.params.values())
-        if len(arrays) != len(self._disjoint) or any(
-                a is not b for a, b in zip(arrays, self._disjoint)):
+        ids = tuple(map(id, arrays))
+        if ids != self._disjoint_ids:
             _check_no_overlap([(f"grads[{n!r}]", grads[n]) for n in shapes]
                               + [(f"params[{n!r}]", p) for n, p in self.params.items()])
-            self._disjoint = arrays
+            # Holding the arrays keeps their ids from being reused by other objects.
+            self._disjoint, self._disjoint_ids = arrays, ids
         return grads
 
     # ------------------------------------------------------------------ the stacked path
@@ -516,8 +526,18 @@ def _model_dtype(dtype) -> np.dtype:
     return dt
 
 
-def _check_array(a, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """The array contract of the kernel: ndarray, exact dtype, exact shape, C-contiguous."""
+def _fits(a, shape: tuple[int, ...], dtype: np.dtype, writeable: bool = False) -> bool:
+    """The combined test of _check_array, for the common case (no message to build)."""
+    return (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
+            and a.flags.c_contiguous and (a.flags.writeable or not writeable))
+
+
+def _check_array(a, name: str, shape: tuple[int, ...], dtype: np.dtype,
+                 writeable: bool = False) -> None:
+    """The array contract of the kernel: ndarray, exact dtype, exact shape, C-contiguous (and
+    writeable for outputs); raises TypeError or ValueError naming the argument."""
+    if _fits(a, shape, dtype, writeable):
+        return
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
     if a.dtype != dtype:
@@ -526,8 +546,9 @@ def _check_array(a, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
-    if not a.flags.writeable and name.startswith("grads"):
+    if writeable and not a.flags.writeable:
         raise ValueError(f"{name} must be writeable")
+    raise AssertionError(f"{name}: _check_array found no reason to refuse")  # unreachable
 
 
 def _check_index(value, name: str, V: int) -> int:

@@ -47,6 +47,7 @@ class Optimizer:
         self.impl = _backend_module(backend)
         self.state = {f"{slot}.{n}": np.zeros_like(params[n]) for slot in self.slots
                       for n in self.names}
+        self._cached_views: tuple[tuple[np.ndarray, ...], tuple[int, ...], list] | None = None
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              clip: float = 0.0, max_norm: float = 0.0) -> float | None:
@@ -58,27 +59,53 @@ class Optimizer:
         The gradients themselves are not modified.
         """
         clip = clip if clip > 0 else math.inf
+        views = self._views(params, grads)
         norm, scale = None, 1.0
         if max_norm > 0:
-            norm = math.sqrt(sum(self.impl.clipped_sq_norm(_flat(grads[n]), clip)
-                                 for n in self.names))
+            norm = math.sqrt(sum(self.impl.clipped_sq_norm(g, clip) for _, g, _ in views))
             if norm > max_norm:
                 scale = max_norm / (norm + 1e-12)
         self.step_count += 1
         self._prepare()
-        for n in self.names:
-            self._update(n, _flat(params[n]), _flat(grads[n]), clip, scale)
+        for p, g, slots in views:
+            self._update(p, g, slots, clip, scale)
         return norm
+
+    def _views(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]):
+        """[(p, g, state slots)] as 1-D views, checked (the door to the unchecked update loops)
+        and kept while params and grads hold the same array objects: at small sizes building
+        and checking them every step would cost more than the updates themselves."""
+        arrays = tuple(params[n] for n in self.names) + tuple(grads[n] for n in self.names)
+        ids = tuple(map(id, arrays))
+        cached = self._cached_views
+        if cached is not None and cached[1] == ids:
+            return cached[2]
+        views = []
+        for n in self.names:
+            p, g = params[n], grads[n]
+            for what, a in (("parameter", p), ("gradient", g)):
+                if not (isinstance(a, np.ndarray) and a.flags.c_contiguous):
+                    raise ConfigError(f"{what} {n!r} must be a C-contiguous numpy array")
+            state = self.state[f"{self.slots[0]}.{n}"] if self.slots else p
+            if g.shape != p.shape or p.shape != state.shape or g.dtype != p.dtype \
+                    or p.dtype != state.dtype:
+                raise ConfigError(f"parameter {n!r} {p.shape} {p.dtype}, its gradient "
+                                  f"{g.shape} {g.dtype} and the optimizer state "
+                                  f"{state.shape} {state.dtype} must agree")
+            if not p.flags.writeable:
+                raise ConfigError(f"parameter {n!r} is read-only")
+            views.append((_flat(p), _flat(g),
+                          tuple(_flat(self.state[f"{slot}.{n}"]) for slot in self.slots)))
+        # Holding the arrays keeps their ids from being reused by other objects.
+        self._cached_views = (arrays, ids, views)
+        return views
 
     def _prepare(self) -> None:
         """Per-step scalars (Adam's bias corrections); nothing by default."""
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, clip: float,
-                scale: float) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, slots: tuple[np.ndarray, ...],
+                clip: float, scale: float) -> None:
         raise NotImplementedError
-
-    def _slot(self, slot: str, name: str) -> np.ndarray:
-        return _flat(self.state[f"{slot}.{name}"])
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return dict(self.state)
@@ -111,7 +138,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def _update(self, name, p, g, clip, scale):
+    def _update(self, p, g, slots, clip, scale):
         self.impl.sgd_update(p, g, self.lr, clip, scale)
 
 
@@ -121,9 +148,8 @@ class Adagrad(Optimizer):
     name = "adagrad"
     slots = ("sum_sq",)
 
-    def _update(self, name, p, g, clip, scale):
-        self.impl.adagrad_update(p, g, self._slot("sum_sq", name), self.lr, self.hyper["eps"],
-                                 clip, scale)
+    def _update(self, p, g, slots, clip, scale):
+        self.impl.adagrad_update(p, g, slots[0], self.lr, self.hyper["eps"], clip, scale)
 
 
 class RMSprop(Optimizer):
@@ -132,9 +158,9 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     slots = ("mean_sq",)
 
-    def _update(self, name, p, g, clip, scale):
-        self.impl.rmsprop_update(p, g, self._slot("mean_sq", name), self.lr,
-                                 self.hyper["alpha"], self.hyper["eps"], clip, scale)
+    def _update(self, p, g, slots, clip, scale):
+        self.impl.rmsprop_update(p, g, slots[0], self.lr, self.hyper["alpha"],
+                                 self.hyper["eps"], clip, scale)
 
 
 class Adam(Optimizer):
@@ -150,13 +176,12 @@ class Adam(Optimizer):
 
     def _prepare(self):
         t = self.step_count
-        root = math.sqrt(1.0 - self.hyper["beta2"] ** t)
-        self._lr_t = self.lr * root / (1.0 - self.hyper["beta1"] ** t)
-        self._eps_t = self.hyper["eps"] * root
+        b1, b2 = self.hyper["beta1"], self.hyper["beta2"]
+        root = math.sqrt(1.0 - b2 ** t)
+        self._args = (self.lr * root / (1.0 - b1 ** t), b1, b2, self.hyper["eps"] * root)
 
-    def _update(self, name, p, g, clip, scale):
-        self.impl.adam_update(p, g, self._slot("m", name), self._slot("v", name), self._lr_t,
-                              self.hyper["beta1"], self.hyper["beta2"], self._eps_t, clip, scale)
+    def _update(self, p, g, slots, clip, scale):
+        self.impl.adam_update(p, g, slots[0], slots[1], *self._args, clip, scale)
 
 
 _CLASSES = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
