@@ -20,6 +20,7 @@ class BenchConfig:
     threads: int = 1
     dtype: str = "float32"
     note: str = ""
+    cell: str = "rnn"     # one layer of rnn, lstm or gru
 
     @property
     def chars_per_step(self) -> int:
@@ -27,25 +28,34 @@ class BenchConfig:
         return self.B * self.T
 
     @property
+    def gates(self) -> int:
+        """G, the gate blocks of the cell: 1 rnn, 4 lstm, 3 gru."""
+        return GATES[self.cell]
+
+    @property
     def flops_per_char(self) -> int:
-        """6*(H*H + H*V): the multiply-adds of forward (h@Whh, h@Why) times 2 FLOPs, times 3
-        for forward plus a backward of twice its cost. The embedding gather is free."""
-        return flops_per_char(self.V, self.H)
+        """6*(G*H*H + H*V): the multiply-adds of forward (h@Whh, G blocks wide, and h@Why)
+        times 2 FLOPs, times 3 for forward plus a backward of twice its cost. The embedding
+        gather and the gate nonlinearities are not counted."""
+        return flops_per_char(self.V, self.H, self.gates)
 
     @property
     def num_params(self) -> int:
-        """Wxh (V,H) + Whh (H,H) + bh (H,) + Why (H,V) + by (V,)."""
-        V, H = self.V, self.H
-        return V * H + H * H + H + H * V + V
+        """Wxh (V,G*H) + Whh (H,G*H) + bh (G*H,) [+ bhn (H,) for gru] + Why (H,V) + by (V,)."""
+        V, H, GH = self.V, self.H, self.gates * self.H
+        return V * GH + H * GH + GH + (H if self.cell == "gru" else 0) + H * V + V
 
     def describe(self) -> str:
-        return (f"{self.name}: V={self.V} H={self.H} B={self.B} T={self.T} "
+        return (f"{self.name}: {self.cell} V={self.V} H={self.H} B={self.B} T={self.T} "
                 f"threads={self.threads} {self.dtype}")
 
 
-def flops_per_char(V: int, H: int) -> int:
-    """FLOPs of one training step per character: 6*(H*H + H*V)."""
-    return 6 * (H * H + H * V)
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def flops_per_char(V: int, H: int, gates: int = 1) -> int:
+    """FLOPs of one training step per character: 6*(G*H*H + H*V)."""
+    return 6 * (gates * H * H + H * V)
 
 
 def fraction_of_limit(chars_per_s: float, flops_per_char: float, gemm_flops_per_s: float) -> float:
@@ -82,6 +92,8 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
     BenchConfig("L", 65, 512, 32, 64),
     BenchConfig("L2", 65, 512, 32, 64, threads=2),
     BenchConfig("CJK", 6533, 256, 32, 64, note="Tang poems"),
+    BenchConfig("LSTM-M", 65, 100, 32, 40, cell="lstm"),
+    BenchConfig("LSTM-L", 65, 512, 32, 64, cell="lstm"),
 )}
 
 # The configurations whose training-step memory is measured (issue 4, memory).

@@ -1,6 +1,6 @@
 """Measurement helpers shared by the pytest-benchmark suite, the guard and the plot.
 
-- ``TrainingStep``: one training iteration (loss_and_grads + an in-place SGD update) of one
+- ``TrainingStep``: one training iteration (loss_and_grads + the clipped Adam update) of one
   backend on a named configuration, allocating nothing per call but what the model allocates.
 - ``GemmStep``, ``gemm_rate``: FLOP/s of a large square GEMM in scipy's OpenBLAS (the copy the
   kernel calls through ``scipy.linalg.cython_blas``), the denominator of "fraction of limit".
@@ -35,11 +35,13 @@ import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS before any thread lim
 from scipy.linalg import blas as scipy_blas
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from fastrnn.optim import make_optimizer
 from _configs import BenchConfig
 
 BACKENDS = ("kernel", "numpy")
 CHUNKS_IN_POOL = 8  # distinct random chunks a TrainingStep cycles through
-SGD_LR = 1e-3
+ADAM_LR = 1e-3
+GRAD_CLIP = 5.0
 GEMM_N = 1536  # square GEMM of the limit: large enough for OpenBLAS's peak, ~0.1 s per call
 
 
@@ -99,21 +101,14 @@ def gemm_rate(dtype: str, threads: int, n: int = GEMM_N, repeats: int = 5) -> fl
 
 # ------------------------------------------------------------------------- a training step
 
-def sgd_update(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float,
-               scratch: dict[str, np.ndarray]) -> None:
-    """p -= lr * g for every parameter, in place, through preallocated scratch (no temporaries)."""
-    for name, p in params.items():
-        s = scratch[name]
-        np.multiply(grads[name], lr, out=s)
-        np.subtract(p, s, out=p)
-
-
 class TrainingStep:
     """Callable: one training iteration of `backend` at `cfg`.
 
     loss_and_grads on the next of CHUNKS_IN_POOL pregenerated random chunks (so the model
     cannot overfit one chunk and drift into a different numeric regime over thousands of
-    timed steps), written into preallocated gradients, then SGD in place. h0 stays zero.
+    timed steps), written into preallocated gradients, then the trainer's own update: Adam with
+    elementwise clipping at 5 (fastrnn-train's defaults), compiled for the kernel and in numpy
+    for the reference. h0 stays zero.
     """
 
     def __init__(self, cfg: BenchConfig, backend: str, seed: int = 0,
@@ -121,7 +116,7 @@ class TrainingStep:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cfg, self.backend = cfg, backend
-        self.model = fastrnn.CharRNN(vocab_size=cfg.V, hidden_size=cfg.H,
+        self.model = fastrnn.CharRNN(vocab_size=cfg.V, hidden_size=cfg.H, cell=cfg.cell,
                                      dtype=np.dtype(cfg.dtype), seed=seed)
         rng = np.random.default_rng(seed + 1)
         shape = (CHUNKS_IN_POOL, cfg.B, cfg.T)
@@ -131,7 +126,7 @@ class TrainingStep:
         params = self.model.params
         self.grads = ({n: np.empty_like(p) for n, p in params.items()}
                       | {"h0": np.empty_like(self.h0)}) if preallocate_grads else None
-        self.scratch = {n: np.empty_like(p) for n, p in params.items()}
+        self.optimizer = make_optimizer("adam", params, ADAM_LR, backend=backend)
         self.i = 0
 
     def __call__(self) -> float:
@@ -139,7 +134,7 @@ class TrainingStep:
         self.i += 1
         loss, grads, _ = self.model.loss_and_grads(self.xs[k], self.ys[k], self.h0,
                                                    backend=self.backend, grads=self.grads)
-        sgd_update(self.model.params, grads, SGD_LR, self.scratch)
+        self.optimizer.step(self.model.params, grads, clip=GRAD_CLIP)
         return loss
 
 
@@ -255,3 +250,26 @@ def sampling_rate(V: int, H: int, top_k: int | None = None, backend: str = "kern
     while call(length) < call_seconds and length < max_length:
         length *= 4
     return length / min(call(length) for _ in range(repeats))
+
+
+# ------------------------------------------------------------------------- design probes
+
+TANH_PROBE_SIZE = 32 * 512          # one step of the recurrence at L
+
+
+def tanh_throughputs(dtype: str, rounds: int = 5, calls: int = 300) -> tuple[float, float]:
+    """(kernel, numpy) elements/s of tanh over TANH_PROBE_SIZE values, best of alternating
+    rounds. numpy's tanh is SIMD code, so a kernel that fell back to a scalar libm call per
+    element would show here as a ratio of a few percent."""
+    from fastrnn import _kernel
+
+    x = np.random.default_rng(0).uniform(-3, 3, TANH_PROBE_SIZE).astype(dtype)
+    work, out = x.copy(), np.empty_like(x)
+    best = {"kernel": 0.0, "numpy": 0.0}
+    calls_of = {"kernel": lambda: _kernel.tanh_array(work), "numpy": lambda: np.tanh(x, out=out)}
+    for r in range(rounds):
+        for name in (("kernel", "numpy") if r % 2 == 0 else ("numpy", "kernel")):
+            work[:] = x
+            seconds = time_steps(calls_of[name], calls)
+            best[name] = max(best[name], calls * x.size / seconds)
+    return best["kernel"], best["numpy"]

@@ -5,7 +5,7 @@
     python benchmarks/guard.py --only S,L --json guard.json
 
 For each named configuration (benchmarks/_configs.py) the kernel and the numpy reference each run
-one training step (loss_and_grads + SGD in place) in rounds that alternate between them; the
+one training step (loss_and_grads + the clipped Adam update) in rounds that alternate between them; the
 ratio is the median of the per-round ratios and chars/s the best round of each. The fraction of
 the limit is kernel chars/s * FLOPs/char / GEMM FLOP/s, the GEMM measured in this same run with
 the same dtype and thread count, in the same alternating rounds. A configuration below a floor of benchmarks/floors.json is
@@ -208,6 +208,20 @@ def run_memory(configs: list[BenchConfig], factor: float) -> list[dict]:
     return results
 
 
+def run_probes(floors: dict) -> list[dict]:
+    """The kernel's vectorised tanh against numpy's, per dtype, with the committed floor."""
+    import _measure
+
+    results = []
+    for dtype, floor in floors.get("probes", {}).items():
+        kernel, reference = _measure.tanh_throughputs(dtype)
+        ratio = kernel / reference
+        results.append({"name": f"tanh {dtype}", "kernel": kernel, "numpy": reference,
+                        "ratio": ratio, "floor": floor,
+                        "verdict": "ok" if ratio >= floor else "FAIL"})
+    return results
+
+
 def run_sampling(quick: bool) -> list[dict] | None:
     """chars/s of CharRNN.generate, kernel and numpy backends, one thread, without and with
     top-k; None when CharRNN has no generate."""
@@ -283,6 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(SPEED_HEADER, [speed_row(r) for r in speed]))
     ok = all(r["verdict"] == "ok" for r in speed)
 
+    probes = run_probes(floors)
+    if probes:
+        print("\nDesign probe: the kernel's vectorised tanh against numpy's (SIMD) tanh, "
+              f"{_measure.TANH_PROBE_SIZE} values; a scalar libm loop would be a few percent")
+        print(format_table(["probe", "kernel values/s", "numpy values/s", "ratio", "floor",
+                            "verdict"],
+                           [[p["name"], _si(p["kernel"]), _si(p["numpy"]), f"{p['ratio']:.2f}",
+                             p["floor"], p["verdict"]] for p in probes]))
+        ok = ok and all(p["verdict"] == "ok" for p in probes)
+
     memory = []
     mem_configs = [c for c in configs if c.name in MEMORY_CONFIGS]
     if not args.no_memory and mem_configs:
@@ -316,11 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t_start
     failed = [r["config"]["name"] + ": " + "; ".join(r["misses"]) for r in speed if r["misses"]]
     failed += [f"{m['name']} memory above bound" for m in memory if m["verdict"] == "FAIL"]
+    failed += [f"{p['name']} below its floor" for p in probes if p["verdict"] == "FAIL"]
     print(f"\n{'PASS' if ok else 'FAIL'} ({elapsed:.0f} s)" + ("" if ok else ": " + ", ".join(failed)))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"ok": ok, "seconds": elapsed, "openblas_env": env, "speed": speed,
-             "memory": memory, "sampling": sampling}, indent=2, default=str))
+             "memory": memory, "sampling": sampling, "probes": probes}, indent=2, default=str))
     return 0 if ok else 1
 
 

@@ -5,7 +5,7 @@
         [--out benchmarks/hidden_size.png] [--hidden 32,64,...] [--threads 1]
 
 V=65, B=32, T=64, float32 by default. Each point is the best of interleaved rounds of one training
-step (loss_and_grads + SGD in place), as in guard.py. The dashed line is the FLOP limit: the GEMM
+step (loss_and_grads + the clipped Adam update), as in guard.py. The dashed line is the FLOP limit: the GEMM
 rate of the same dtype and threads divided by 6*(H*H + H*V) FLOPs per character.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def plot(points: list[dict], base: BenchConfig, gemm: float, blas: str, out: Pat
     ax.set_yscale("log")
     ax.set_xticks(H, [str(h) for h in H])
     ax.set_xlabel("hidden size H")
-    ax.set_ylabel("training chars/s (loss, gradients, SGD)")
+    ax.set_ylabel("training chars/s (loss, gradients, Adam)")
     ax.set_title(f"V={base.V}, B={base.B}, T={base.T}, {base.dtype}, {base.threads} thread(s)",
                  fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
