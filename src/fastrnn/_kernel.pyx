@@ -12,6 +12,7 @@ Dimension letters: B streams, T steps, H hidden, V vocabulary. Time-major: row t
     loss   = mean over the B*T targets of -log softmax(logits)[y_t]
 
 Buffers (validated and allocated in Python by model.py, once per shape):
+    WhhT   (H, H)    scratch: Whh^T, for the untransposed GEMM of backpropagation
     x, y   (B, T)    int32 inputs / targets in [0, V), input
     h0     (B, H)    carried hidden state, input
     hs     (T, B, H) hidden states h_0..h_{T-1}, cache kept for backward
@@ -59,6 +60,8 @@ cdef extern from "fastrnn_simd.h" nogil:
                    double lr_t, double b1, double b2, double eps_t, double clip, double scale)
     double fr_clipped_sq_norm_f(const float *g, Py_ssize_t n, float clip)
     double fr_clipped_sq_norm_d(const double *g, Py_ssize_t n, double clip)
+    void fr_transpose_f(float *dst, const float *src, Py_ssize_t m, Py_ssize_t n)
+    void fr_transpose_d(double *dst, const double *src, Py_ssize_t m, Py_ssize_t n)
     int fr_all_finite_f(const float *a, Py_ssize_t n)
     int fr_all_finite_d(const double *a, Py_ssize_t n)
 
@@ -100,6 +103,15 @@ cdef inline double softmax_nll(floating *row, Py_ssize_t n, Py_ssize_t target) n
         return fr_softmax_nll_f(row, n, target)
     else:
         return fr_softmax_nll_d(row, n, target)
+
+
+cdef inline void transpose(floating *dst, const floating *src, Py_ssize_t m,
+                           Py_ssize_t n) noexcept nogil:
+    """dst (n, m) = src (m, n)^T"""
+    if floating is float:
+        fr_transpose_f(dst, src, m, n)
+    else:
+        fr_transpose_d(dst, src, m, n)
 
 
 cdef inline void column_sums(const floating *a, Py_ssize_t rows, Py_ssize_t cols,
@@ -202,16 +214,19 @@ cdef void output_backward(const floating[:, :, ::1] hs, const floating[:, ::1] W
 
 
 cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                              const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
-                              floating[:, ::1] dh0) noexcept nogil:
+                              floating[:, ::1] WhhT, const floating[:, :, ::1] hs,
+                              floating[:, :, ::1] dhs, floating[:, ::1] dh0) noexcept nogil:
     """Full BPTT, in place over t = T-1..0. Differentiates h_t = tanh(pre_t),
     pre_t = ... + h_{t-1} @ Whh:  dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
     dh_{t-1} += dpre_t @ Whh^T, which at t = 0 is dh0, the carried state's gradient.
+    WhhT (H, H) is scratch for Whh^T (see fr_transpose in the header); unused at B = 1.
     """
     cdef Py_ssize_t t, T = hs.shape[0]
     cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef floating *dh_prev
     cdef floating beta
+    if B > 1:
+        transpose(&WhhT[0, 0], &Whh[0, 0], H, H)
     for t in range(T - 1, -1, -1):
         tanh_backward(&dhs[t, 0, 0], &hs[t, 0, 0], B * H)
         if t > 0:
@@ -222,7 +237,7 @@ cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] 
         if B == 1:
             gemv(False, H, H, <floating> 1, &Whh[0, 0], H, &dhs[t, 0, 0], beta, dh_prev)
         else:
-            gemm(False, True, B, H, H, <floating> 1, &dhs[t, 0, 0], H, &Whh[0, 0], H,
+            gemm(False, False, B, H, H, <floating> 1, &dhs[t, 0, 0], H, &WhhT[0, 0], H,
                  beta, dh_prev, H)
 
 
@@ -251,14 +266,15 @@ cdef void weight_backward(const int[:, ::1] x, const floating[:, ::1] h0,
 
 
 def rnn_backward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1] h0,
-                 const floating[:, ::1] Whh, const floating[:, ::1] Why,
+                 const floating[:, ::1] Whh, floating[:, ::1] WhhT, const floating[:, ::1] Why,
                  const floating[:, :, ::1] hs, floating[:, ::1] probs, floating[:, :, ::1] dhs,
                  floating[:, ::1] dWxh, floating[:, ::1] dWhh, floating[::1] dbh,
                  floating[:, ::1] dWhy, floating[::1] dby, floating[:, ::1] dh0):
-    """Whole backward pass over one chunk, from the caches of rnn_forward."""
+    """Whole backward pass over one chunk, from the caches of rnn_forward. WhhT (H, H) is
+    scratch."""
     with nogil:
         output_backward(hs, Why, y, probs, dhs, dWhy, dby)
-        recurrence_backward(h0, Whh, hs, dhs, dh0)
+        recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0)
         weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
 
 

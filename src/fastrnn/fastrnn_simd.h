@@ -200,6 +200,25 @@ FR_CLONES static double fr_softmax_nll_##S(T *FR_RESTRICT row, Py_ssize_t n,    
     return log((double)s) - shifted_target;                                                   \
 }
 
+/* dst (n, m) = src (m, n)^T, both row-major, in 32 x 32 tiles so that both sides stay in cache.
+ * Backpropagation multiplies by Whh^T every step; BLAS runs the plain (untransposed) product of
+ * a pre-transposed copy faster than the transposed one (measured: 6.6 against 10.2 us at
+ * B=32, H=100), so the copy is made once per chunk. */
+#define FR_DEFINE_TRANSPOSE(T, S)                                                             \
+static void fr_transpose_##S(T *FR_RESTRICT dst, const T *FR_RESTRICT src, Py_ssize_t m,      \
+                             Py_ssize_t n)                                                    \
+{                                                                                             \
+    for (Py_ssize_t i0 = 0; i0 < m; i0 += 32)                                                 \
+        for (Py_ssize_t j0 = 0; j0 < n; j0 += 32) {                                           \
+            Py_ssize_t i1 = i0 + 32 < m ? i0 + 32 : m, j1 = j0 + 32 < n ? j0 + 32 : n;        \
+            for (Py_ssize_t i = i0; i < i1; i++)                                              \
+                for (Py_ssize_t j = j0; j < j1; j++) dst[j * m + i] = src[i * n + j];         \
+        }                                                                                     \
+}
+
+FR_DEFINE_TRANSPOSE(float, f)
+FR_DEFINE_TRANSPOSE(double, d)
+
 /* 1 when no entry of a is nan or inf: x - x is 0 for finite x and nan otherwise. */
 #define FR_DEFINE_CHECKS(T, S)                                                                \
 FR_CLONES static int fr_all_finite_##S(const T *FR_RESTRICT a, Py_ssize_t n)                  \

@@ -14,6 +14,7 @@ Model, for t = 0..T-1 (h_{-1} = h0, the state carried in from the previous chunk
     loss   = mean over the B*T targets of -log softmax(logits)[y_t]
 
 Buffers (allocated by the caller, once per shape):
+    WhhT   (H, H)    scratch: a contiguous Whh^T for backpropagation
     x, y   (B, T)    int32 inputs / targets, input
     h0     (B, H)    carried hidden state, input
     hs     (T, B, H) hidden states h_0..h_{T-1}, cache kept for backward
@@ -90,19 +91,21 @@ def output_backward(hs, Why, y, probs, dhs, dWhy, dby) -> None:
     dhs *= inv_n
 
 
-def recurrence_backward(h0, Whh, hs, dhs, dh0) -> None:
+def recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0) -> None:
     """Full BPTT, in place over t = T-1..0.
 
     Differentiates h_t = tanh(pre_t), pre_t = ... + h_{t-1} @ Whh:
     dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
     dh_{t-1} += dpre_t @ Whh^T, and for t = 0 that is dh0 (the carried state's gradient).
+    WhhT (H, H) is scratch for a contiguous copy of Whh^T, as in the kernel.
     """
     T = hs.shape[0]
+    np.copyto(WhhT, Whh.T)
     for t in range(T - 1, -1, -1):
         dhs[t] *= 1.0 - hs[t] * hs[t]
         if t > 0:
-            dhs[t - 1] += dhs[t] @ Whh.T
-    np.matmul(dhs[0], Whh.T, out=dh0)
+            dhs[t - 1] += dhs[t] @ WhhT
+    np.matmul(dhs[0], WhhT, out=dh0)
 
 
 def weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh) -> None:
@@ -119,11 +122,12 @@ def weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh) -> None:
     np.add.at(dWxh, x.T.reshape(-1), dhs.reshape(-1, H))
 
 
-def rnn_backward(x, y, h0, Whh, Why, hs, probs, dhs,
+def rnn_backward(x, y, h0, Whh, WhhT, Why, hs, probs, dhs,
                  dWxh, dWhh, dbh, dWhy, dby, dh0) -> None:
-    """Whole backward pass over one chunk, from the caches of rnn_forward."""
+    """Whole backward pass over one chunk, from the caches of rnn_forward. WhhT (H, H) is
+    scratch."""
     output_backward(hs, Why, y, probs, dhs, dWhy, dby)
-    recurrence_backward(h0, Whh, hs, dhs, dh0)
+    recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0)
     weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
 
 

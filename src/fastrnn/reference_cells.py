@@ -129,15 +129,18 @@ def recurrent_weight_backward(h0, hs, dgates, dWhh) -> None:
         dWhh += hs[:-1].reshape(-1, H).T @ dgates[1:].reshape((T - 1) * B, -1)
 
 
-def rnn_layer_backward(h0, Whh, hs, dhs, dWhh, dh0) -> None:
+def rnn_layer_backward(h0, Whh, WhhT, hs, dhs, dWhh, dh0) -> None:
     """BPTT of rnn_layer_forward: dhs becomes dL/dpre (see recurrence_backward); then dWhh."""
-    recurrence_backward(h0, Whh, hs, dhs, dh0)
+    recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0)
     recurrent_weight_backward(h0, hs, dhs, dWhh)
 
 
-def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0) -> None:
-    """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation)."""
+def lstm_layer_backward(h0, c0, Whh, WhhT, gates, hs, cs, tcs, dhs, dc, dWhh, dh0,
+                        dc0) -> None:
+    """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation).
+    WhhT (4H, H) is scratch for a contiguous Whh^T."""
     T, B, H = hs.shape
+    np.copyto(WhhT, Whh.T)
     dc.fill(0.0)
     for t in range(T - 1, -1, -1):
         g, dh = gates[t], dhs[t]
@@ -152,17 +155,18 @@ def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0
         dc *= f                                                  # dc_{t-1}
         # gates_t += h_{t-1} @ Whh  ->  dh_{t-1} += dgates_t @ Whh^T
         if t > 0:
-            dhs[t - 1] += g @ Whh.T
+            dhs[t - 1] += g @ WhhT
         else:
-            np.matmul(g, Whh.T, out=dh0)
+            np.matmul(g, WhhT, out=dh0)
     np.copyto(dc0, dc)
     recurrent_weight_backward(h0, hs, gates, dWhh)
 
 
-def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0) -> None:
+def gru_layer_backward(h0, Whh, WhhT, gates, hns, hs, dhs, dWhh, dbhn, dh0) -> None:
     """BPTT of gru_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation) of x W + b,
-    hns becomes dL/dhn."""
+    hns becomes dL/dhn. WhhT (3H, H) is scratch for a contiguous Whh^T."""
     T, B, H = hs.shape
+    np.copyto(WhhT, Whh.T)
     dh0.fill(0.0)
     for t in range(T - 1, -1, -1):
         g, dh = gates[t], dhs[t]
@@ -176,8 +180,8 @@ def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0) -> None:
         np.multiply(da, r, out=hns[t])                           # dhn
         dh_prev += dh * z
         # [r z] pre += h_prev @ Whh_rz;  hn = h_prev @ Whh_n + bhn
-        dh_prev += g[:, :2 * H] @ Whh[:, :2 * H].T
-        dh_prev += hns[t] @ Whh[:, 2 * H:].T
+        dh_prev += g[:, :2 * H] @ WhhT[:2 * H]
+        dh_prev += hns[t] @ WhhT[2 * H:]
     np.matmul(h0.T, gates[0, :, :2 * H], out=dWhh[:, :2 * H])
     np.matmul(h0.T, hns[0], out=dWhh[:, 2 * H:])
     if T > 1:
