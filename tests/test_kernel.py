@@ -85,7 +85,7 @@ def test_intermediate_buffers_match(dtype):
         fwd = (hs.copy(), probs.copy())
         g = {k: np.empty_like(v) for k, v in p.items()}
         dh0 = np.empty_like(h0)
-        impl.rnn_backward(x, y, h0, p["Whh"], np.empty((H, H), dtype), p["Why"], hs, probs, dhs,
+        impl.rnn_backward(x, y, h0, p["Whh"], p["Why"], hs, probs, dhs,
                           g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0)
         bufs[name] = (loss, fwd, probs, dhs)
     tol = TOL[dtype]

@@ -226,33 +226,33 @@ cdef void recurrent_weight_backward(const floating *h0, const floating *hs,
 
 
 def rnn_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                       floating[:, ::1] WhhT, const floating[:, :, ::1] hs,
-                       floating[:, :, ::1] dhs,
+                       const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
                        floating[:, ::1] dWhh, floating[:, ::1] dh0):
     """BPTT of rnn_layer_forward: dhs becomes dL/dpre (see recurrence_backward); then dWhh."""
     cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
     with nogil:
-        recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0)
+        recurrence_backward(h0, Whh, hs, dhs, dh0, &dWhh[0, 0])  # dWhh lent as scratch
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], H, &dWhh[0, 0], H,
                                   T, B, H, H)
 
 
 def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
-                        const floating[:, ::1] Whh, floating[:, ::1] WhhT,
-                        floating[:, :, ::1] gates,
+                        const floating[:, ::1] Whh, floating[:, :, ::1] gates,
                         const floating[:, :, ::1] hs, const floating[:, :, ::1] cs,
                         const floating[:, :, ::1] tcs, floating[:, :, ::1] dhs,
                         floating[:, ::1] dc, floating[:, ::1] dWhh, floating[:, ::1] dh0,
                         floating[:, ::1] dc0):
     """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation).
-    Outputs dWhh (H, 4H), dh0 and dc0 (B, H); WhhT (4H, H) is scratch for Whh^T."""
+    Outputs dWhh (H, 4H), dh0 and dc0 (B, H). dWhh holds Whh^T (4H, H) until the recurrence
+    is done (see recurrence_backward)."""
     cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
     cdef int GH = <int> gates.shape[2]
     cdef const floating *c_prev
     cdef floating *dh_prev
     cdef floating beta
+    cdef floating *WhhT = &dWhh[0, 0]
     with nogil:
-        transpose(&WhhT[0, 0], &Whh[0, 0], H, GH)
+        transpose(WhhT, &Whh[0, 0], H, GH)
         memset(&dc[0, 0], 0, B * H * sizeof(floating))
         for t in range(T - 1, -1, -1):
             c_prev = &cs[t - 1, 0, 0] if t > 0 else &c0[0, 0]
@@ -266,25 +266,26 @@ def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
                 dh_prev, beta = &dh0[0, 0], 0
             # gates_t += h_{t-1} @ Whh  ->  dh_prev = dgates_t @ Whh^T + beta * dh_prev
             gemm(False, False, <int> B, <int> H, GH, <floating> 1, &gates[t, 0, 0], GH,
-                 &WhhT[0, 0], <int> H, beta, dh_prev, <int> H)
+                 WhhT, <int> H, beta, dh_prev, <int> H)
         memcpy(&dc0[0, 0], &dc[0, 0], B * H * sizeof(floating))
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &gates[0, 0, 0], GH, &dWhh[0, 0], GH,
                                   <int> T, <int> B, <int> H, GH)
 
 
 def gru_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                       floating[:, ::1] WhhT, floating[:, :, ::1] gates, floating[:, :, ::1] hns,
+                       floating[:, :, ::1] gates, floating[:, :, ::1] hns,
                        const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
                        floating[:, ::1] dWhh, floating[::1] dbhn, floating[:, ::1] dh0):
     """BPTT of gru_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation) of x W + b,
-    hns becomes dL/dhn. Outputs dWhh (H, 3H), dbhn (H,), dh0 (B, H); WhhT (3H, H) is scratch
-    for Whh^T."""
+    hns becomes dL/dhn. Outputs dWhh (H, 3H), dbhn (H,), dh0 (B, H). dWhh holds Whh^T (3H, H)
+    until the recurrence is done (see recurrence_backward)."""
     cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
     cdef int GH = <int> gates.shape[2]
     cdef const floating *h_prev
     cdef floating *dh_prev
+    cdef floating *WhhT = &dWhh[0, 0]
     with nogil:
-        transpose(&WhhT[0, 0], &Whh[0, 0], H, GH)
+        transpose(WhhT, &Whh[0, 0], H, GH)
         memset(&dh0[0, 0], 0, B * H * sizeof(floating))
         for t in range(T - 1, -1, -1):
             h_prev = &hs[t - 1, 0, 0] if t > 0 else &h0[0, 0]
@@ -295,10 +296,10 @@ def gru_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                                   dh_prev + b * H, H)
             # [r z] pre += h_prev @ Whh[:, :2H]  ->  dh_prev += dgates_t[:, :2H] @ Whh[:, :2H]^T
             gemm(False, False, <int> B, <int> H, <int> (2 * H), <floating> 1, &gates[t, 0, 0],
-                 GH, &WhhT[0, 0], <int> H, <floating> 1, dh_prev, <int> H)
+                 GH, WhhT, <int> H, <floating> 1, dh_prev, <int> H)
             # hn = h_prev @ Whh[:, 2H:] + bhn  ->  dh_prev += dhn_t @ Whh[:, 2H:]^T
             gemm(False, False, <int> B, <int> H, <int> H, <floating> 1, &hns[t, 0, 0], <int> H,
-                 &WhhT[2 * H, 0], <int> H, <floating> 1, dh_prev, <int> H)
+                 WhhT + 2 * H * H, <int> H, <floating> 1, dh_prev, <int> H)
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &gates[0, 0, 0], GH, &dWhh[0, 0], GH,
                                   <int> T, <int> B, <int> H, <int> (2 * H))
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &hns[0, 0, 0], <int> H,

@@ -12,7 +12,6 @@ Dimension letters: B streams, T steps, H hidden, V vocabulary. Time-major: row t
     loss   = mean over the B*T targets of -log softmax(logits)[y_t]
 
 Buffers (validated and allocated in Python by model.py, once per shape):
-    WhhT   (H, H)    scratch: Whh^T, for the untransposed GEMM of backpropagation
     x, y   (B, T)    int32 inputs / targets in [0, V), input
     h0     (B, H)    carried hidden state, input
     hs     (T, B, H) hidden states h_0..h_{T-1}, cache kept for backward
@@ -20,7 +19,8 @@ Buffers (validated and allocated in Python by model.py, once per shape):
                      probs - onehot(y) = (T*B) * dlogits (the 1/(T*B) goes into the GEMMs' alpha)
     dhs    (T, B, H) scratch: dL/dh_t, then in place dL/dpre_t
 Gradients (outputs, overwritten): dWxh (V,H), dWhh (H,H), dbh (H,), dWhy (H,V), dby (V,),
-dh0 (B,H).
+dh0 (B,H). Until weight_backward writes it, dWhh holds Whh^T: backpropagation multiplies by Whh^T
+every step, and BLAS runs the untransposed product of a transposed copy faster.
 
 Only the recurrence is sequential (one GEMM, or GEMV at B = 1, and one vectorised tanh per
 step). The output layer, softmax, dWhy, dby, dhs, dWhh, dbh and dWxh are each one pass or one
@@ -214,19 +214,20 @@ cdef void output_backward(const floating[:, :, ::1] hs, const floating[:, ::1] W
 
 
 cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                              floating[:, ::1] WhhT, const floating[:, :, ::1] hs,
-                              floating[:, :, ::1] dhs, floating[:, ::1] dh0) noexcept nogil:
+                              const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
+                              floating[:, ::1] dh0, floating *WhhT) noexcept nogil:
     """Full BPTT, in place over t = T-1..0. Differentiates h_t = tanh(pre_t),
     pre_t = ... + h_{t-1} @ Whh:  dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
     dh_{t-1} += dpre_t @ Whh^T, which at t = 0 is dh0, the carried state's gradient.
-    WhhT (H, H) is scratch for Whh^T (see fr_transpose in the header); unused at B = 1.
+    WhhT (H*H values) is scratch for Whh^T (see fr_transpose in the header), unused at B = 1:
+    the callers lend it dWhh, which is written only after the recurrence.
     """
     cdef Py_ssize_t t, T = hs.shape[0]
     cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef floating *dh_prev
     cdef floating beta
     if B > 1:
-        transpose(&WhhT[0, 0], &Whh[0, 0], H, H)
+        transpose(WhhT, &Whh[0, 0], H, H)
     for t in range(T - 1, -1, -1):
         tanh_backward(&dhs[t, 0, 0], &hs[t, 0, 0], B * H)
         if t > 0:
@@ -237,7 +238,7 @@ cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] 
         if B == 1:
             gemv(False, H, H, <floating> 1, &Whh[0, 0], H, &dhs[t, 0, 0], beta, dh_prev)
         else:
-            gemm(False, False, B, H, H, <floating> 1, &dhs[t, 0, 0], H, &WhhT[0, 0], H,
+            gemm(False, False, B, H, H, <floating> 1, &dhs[t, 0, 0], H, WhhT, H,
                  beta, dh_prev, H)
 
 
@@ -266,15 +267,14 @@ cdef void weight_backward(const int[:, ::1] x, const floating[:, ::1] h0,
 
 
 def rnn_backward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1] h0,
-                 const floating[:, ::1] Whh, floating[:, ::1] WhhT, const floating[:, ::1] Why,
+                 const floating[:, ::1] Whh, const floating[:, ::1] Why,
                  const floating[:, :, ::1] hs, floating[:, ::1] probs, floating[:, :, ::1] dhs,
                  floating[:, ::1] dWxh, floating[:, ::1] dWhh, floating[::1] dbh,
                  floating[:, ::1] dWhy, floating[::1] dby, floating[:, ::1] dh0):
-    """Whole backward pass over one chunk, from the caches of rnn_forward. WhhT (H, H) is
-    scratch."""
+    """Whole backward pass over one chunk, from the caches of rnn_forward."""
     with nogil:
         output_backward(hs, Why, y, probs, dhs, dWhy, dby)
-        recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0)
+        recurrence_backward(h0, Whh, hs, dhs, dh0, &dWhh[0, 0])  # dWhh lent as scratch
         weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
 
 

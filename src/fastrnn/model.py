@@ -49,14 +49,12 @@ class Workspace:
     hs    (T, B, H)  hidden states, cache kept for backward
     probs (T*B, V)   softmax probabilities, cache; backward overwrites it with dlogits
     dhs   (T, B, H)  scratch for dL/dh_t and dL/dpre_t
-    WhhT  (H, H)     scratch for Whh^T in backpropagation
     """
 
     def __init__(self, B: int, T: int, H: int, V: int, dtype: np.dtype):
         self.hs = np.empty((T, B, H), dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
         self.dhs = np.empty((T, B, H), dtype=dtype)
-        self.WhhT = np.empty((H, H), dtype=dtype)
 
 
 class StackWorkspace:
@@ -71,7 +69,6 @@ class StackWorkspace:
     masks (L, T, B, H)    dropout keep-masks / (1 - p), drawn per training call (dropout > 0)
     drops (L, T, B, H)    dropped layer outputs hs * masks, what the next layer / head reads
     dhs   (L, T, B, H)    dL/dh per layer, scratch;  dc (B, H) LSTM cell-gradient carry, scratch
-    WhhT  (G*H, H)        scratch for a layer's Whh^T in backpropagation (layers take turns)
     probs (T*B, V)        softmax probabilities, cache, then dlogits * T*B
     """
 
@@ -88,7 +85,6 @@ class StackWorkspace:
         self.masks = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.dhs = np.empty(layer, dtype=dtype)
-        self.WhhT = np.empty((G * H, H), dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
 
 
@@ -305,7 +301,7 @@ class CharRNN:
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
             loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
                                     p["by"], ws.hs, ws.probs)
-            impl.rnn_backward(x, y, h0_bh, p["Whh"], ws.WhhT, p["Why"], ws.hs, ws.probs, ws.dhs,
+            impl.rnn_backward(x, y, h0_bh, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
                               g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh)
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
         cells = _cells_module(backend)
@@ -402,17 +398,16 @@ class CharRNN:
             k = _suffix(layer)
             gates = ws.gates[layer]
             if self.cell == "lstm":
-                cells.lstm_layer_backward(h0s[layer], c0s[layer], p[f"Whh{k}"], ws.WhhT, gates,
+                cells.lstm_layer_backward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
                                           ws.hs[layer], ws.cs[layer], ws.tcs[layer],
                                           ws.dhs[layer], ws.dc, g[f"Whh{k}"], dh0s[layer],
                                           dc0s[layer])
             elif self.cell == "gru":
-                cells.gru_layer_backward(h0s[layer], p[f"Whh{k}"], ws.WhhT, gates, ws.hns[layer],
+                cells.gru_layer_backward(h0s[layer], p[f"Whh{k}"], gates, ws.hns[layer],
                                          ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"],
                                          g[f"bhn{k}"], dh0s[layer])
             else:
-                cells.rnn_layer_backward(h0s[layer], p[f"Whh{k}"], ws.WhhT, ws.hs[layer],
-                                         ws.dhs[layer],
+                cells.rnn_layer_backward(h0s[layer], p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer],
                                          g[f"Whh{k}"], dh0s[layer])
                 gates = ws.dhs[layer]             # the rnn's dL/dpre lives in dhs
             if layer == 0:

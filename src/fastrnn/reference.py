@@ -14,7 +14,6 @@ Model, for t = 0..T-1 (h_{-1} = h0, the state carried in from the previous chunk
     loss   = mean over the B*T targets of -log softmax(logits)[y_t]
 
 Buffers (allocated by the caller, once per shape):
-    WhhT   (H, H)    scratch: a contiguous Whh^T for backpropagation
     x, y   (B, T)    int32 inputs / targets, input
     h0     (B, H)    carried hidden state, input
     hs     (T, B, H) hidden states h_0..h_{T-1}, cache kept for backward
@@ -22,6 +21,7 @@ Buffers (allocated by the caller, once per shape):
                      probs - onehot(y) = (T*B) * dlogits
     dhs    (T, B, H) scratch: dL/dh_t, then in place dL/dpre_t (the gradient before tanh)
 Gradients (outputs, overwritten): dWxh (V,H), dWhh (H,H), dbh (H,), dWhy (H,V), dby (V,), dh0 (B,H).
+Until weight_backward writes it, dWhh holds Whh^T, the matrix backpropagation multiplies by.
 """
 from __future__ import annotations
 
@@ -91,13 +91,14 @@ def output_backward(hs, Why, y, probs, dhs, dWhy, dby) -> None:
     dhs *= inv_n
 
 
-def recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0) -> None:
+def recurrence_backward(h0, Whh, hs, dhs, dh0, WhhT) -> None:
     """Full BPTT, in place over t = T-1..0.
 
     Differentiates h_t = tanh(pre_t), pre_t = ... + h_{t-1} @ Whh:
     dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
     dh_{t-1} += dpre_t @ Whh^T, and for t = 0 that is dh0 (the carried state's gradient).
-    WhhT (H, H) is scratch for a contiguous copy of Whh^T, as in the kernel.
+    WhhT (H, H) is scratch for a contiguous copy of Whh^T; the callers lend dWhh, as in the
+    kernel.
     """
     T = hs.shape[0]
     np.copyto(WhhT, Whh.T)
@@ -122,12 +123,11 @@ def weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh) -> None:
     np.add.at(dWxh, x.T.reshape(-1), dhs.reshape(-1, H))
 
 
-def rnn_backward(x, y, h0, Whh, WhhT, Why, hs, probs, dhs,
+def rnn_backward(x, y, h0, Whh, Why, hs, probs, dhs,
                  dWxh, dWhh, dbh, dWhy, dby, dh0) -> None:
-    """Whole backward pass over one chunk, from the caches of rnn_forward. WhhT (H, H) is
-    scratch."""
+    """Whole backward pass over one chunk, from the caches of rnn_forward."""
     output_backward(hs, Why, y, probs, dhs, dWhy, dby)
-    recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0)
+    recurrence_backward(h0, Whh, hs, dhs, dh0, dWhh)   # dWhh lent as scratch for Whh^T
     weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
 
 

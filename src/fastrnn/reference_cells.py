@@ -129,17 +129,17 @@ def recurrent_weight_backward(h0, hs, dgates, dWhh) -> None:
         dWhh += hs[:-1].reshape(-1, H).T @ dgates[1:].reshape((T - 1) * B, -1)
 
 
-def rnn_layer_backward(h0, Whh, WhhT, hs, dhs, dWhh, dh0) -> None:
+def rnn_layer_backward(h0, Whh, hs, dhs, dWhh, dh0) -> None:
     """BPTT of rnn_layer_forward: dhs becomes dL/dpre (see recurrence_backward); then dWhh."""
-    recurrence_backward(h0, Whh, WhhT, hs, dhs, dh0)
+    recurrence_backward(h0, Whh, hs, dhs, dh0, dWhh)   # dWhh lent as scratch for Whh^T
     recurrent_weight_backward(h0, hs, dhs, dWhh)
 
 
-def lstm_layer_backward(h0, c0, Whh, WhhT, gates, hs, cs, tcs, dhs, dc, dWhh, dh0,
-                        dc0) -> None:
+def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0) -> None:
     """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation).
-    WhhT (4H, H) is scratch for a contiguous Whh^T."""
+    dWhh holds a contiguous Whh^T (4H, H) until the recurrence is done, as in the kernel."""
     T, B, H = hs.shape
+    WhhT = dWhh.reshape(Whh.shape[::-1])
     np.copyto(WhhT, Whh.T)
     dc.fill(0.0)
     for t in range(T - 1, -1, -1):
@@ -162,10 +162,11 @@ def lstm_layer_backward(h0, c0, Whh, WhhT, gates, hs, cs, tcs, dhs, dc, dWhh, dh
     recurrent_weight_backward(h0, hs, gates, dWhh)
 
 
-def gru_layer_backward(h0, Whh, WhhT, gates, hns, hs, dhs, dWhh, dbhn, dh0) -> None:
+def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0) -> None:
     """BPTT of gru_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation) of x W + b,
-    hns becomes dL/dhn. WhhT (3H, H) is scratch for a contiguous Whh^T."""
+    hns becomes dL/dhn. dWhh holds a contiguous Whh^T (3H, H) until the recurrence is done."""
     T, B, H = hs.shape
+    WhhT = dWhh.reshape(Whh.shape[::-1])
     np.copyto(WhhT, Whh.T)
     dh0.fill(0.0)
     for t in range(T - 1, -1, -1):
