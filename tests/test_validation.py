@@ -287,3 +287,49 @@ def test_nan_anywhere_in_a_large_h0(dtype):
         h0[pos] = np.nan
         with pytest.raises(ValueError, match="h0"):
             model.loss_and_grads(x, x, h0)
+
+
+# ------------------------------------------------------------------ repeated calls: the fast path
+
+@pytest.mark.parametrize("backend", ["kernel", "numpy"])
+def test_checks_are_not_skipped_when_the_same_arrays_change(backend):
+    """After a call has passed, the same grads dict and params are accepted without the full
+    checks; anything that changed since must still be refused, never reach the kernel."""
+    model = fastrnn.CharRNN(V, H, seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    h0 = np.zeros((B, H))
+    _, grads, _ = model.loss_and_grads(x, y, h0, backend=backend)
+    model.loss_and_grads(x, y, h0, backend=backend, grads=grads)        # passes, remembered
+    # A different batch size with the same grads: grads['h0'] no longer fits.
+    with pytest.raises(ValueError, match=r"grads\['h0'\]"):
+        model.loss_and_grads(x[:1], y[:1], h0[:1], backend=backend, grads=grads)
+    model.loss_and_grads(x, y, h0, backend=backend, grads=grads)
+    # A parameter reshaped in place (same object, same size, other shape).
+    model.params["Wxh"].shape = (H, V)
+    with pytest.raises(ValueError, match="Wxh"):
+        model.loss_and_grads(x, y, h0, backend=backend, grads=grads)
+    model.params["Wxh"].shape = (V, H)
+    model.loss_and_grads(x, y, h0, backend=backend, grads=grads)
+    # A gradient buffer made read-only in place.
+    grads["Whh"].flags.writeable = False
+    with pytest.raises(ValueError):
+        model.loss_and_grads(x, y, h0, backend=backend, grads=grads)
+    grads["Whh"].flags.writeable = True
+    # A gradient replaced by an array of the wrong dtype (a new object).
+    grads["bh"] = grads["bh"].astype(np.float32)
+    with pytest.raises(TypeError, match="bh"):
+        model.loss_and_grads(x, y, h0, backend=backend, grads=grads)
+
+
+def test_fast_path_gives_the_same_results():
+    model = fastrnn.CharRNN(V, H, seed=1)
+    rng = np.random.default_rng(1)
+    x, y, h0 = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T)), np.zeros((B, H))
+    loss0, fresh, h_0 = model.loss_and_grads(x, y, h0)
+    buffers = {k: np.empty_like(v) for k, v in fresh.items()}
+    for _ in range(3):
+        loss, grads, h_last = model.loss_and_grads(x, y, h0, grads=buffers)
+        assert loss == loss0
+        for k in fresh:
+            np.testing.assert_array_equal(grads[k], fresh[k])

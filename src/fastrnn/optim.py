@@ -47,7 +47,7 @@ class Optimizer:
         self.impl = _backend_module(backend)
         self.state = {f"{slot}.{n}": np.zeros_like(params[n]) for slot in self.slots
                       for n in self.names}
-        self._cached_views: tuple[tuple[np.ndarray, ...], tuple[int, ...], list] | None = None
+        self._cached_views: tuple | None = None   # (arrays, their ids, views, plan)
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              clip: float = 0.0, max_norm: float = 0.0) -> float | None:
@@ -59,27 +59,33 @@ class Optimizer:
         The gradients themselves are not modified.
         """
         clip = clip if clip > 0 else math.inf
-        views = self._views(params, grads)
+        views, plan = self._views(params, grads)
         norm, scale = None, 1.0
         if max_norm > 0:
-            norm = math.sqrt(sum(self.impl.clipped_sq_norm(g, clip) for _, g, _ in views))
+            sq = plan.clipped_sq_norm(clip) if plan is not None else sum(
+                self.impl.clipped_sq_norm(g, clip) for _, g, _ in views)
+            norm = math.sqrt(sq)
             if norm > max_norm:
                 scale = max_norm / (norm + 1e-12)
         self.step_count += 1
         self._prepare()
-        for p, g, slots in views:
-            self._update(p, g, slots, clip, scale)
+        if plan is not None:                 # the kernel: every parameter in one call
+            self._update_plan(plan, clip, scale)
+        else:                                # the numpy twins, one parameter at a time
+            for p, g, slots in views:
+                self._update(p, g, slots, clip, scale)
         return norm
 
     def _views(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]):
-        """[(p, g, state slots)] as 1-D views, checked (the door to the unchecked update loops)
-        and kept while params and grads hold the same array objects: at small sizes building
-        and checking them every step would cost more than the updates themselves."""
+        """([(p, g, state slots)] as 1-D views, the kernel's UpdatePlan over them or None for
+        numpy), checked (the door to the unchecked update loops) and kept while params and grads
+        hold the same array objects: at small sizes building and checking them every step
+        would cost more than the updates themselves."""
         arrays = tuple(params[n] for n in self.names) + tuple(grads[n] for n in self.names)
         ids = tuple(map(id, arrays))
         cached = self._cached_views
         if cached is not None and cached[1] == ids:
-            return cached[2]
+            return cached[2], cached[3]
         views = []
         for n in self.names:
             p, g = params[n], grads[n]
@@ -96,15 +102,22 @@ class Optimizer:
                 raise ConfigError(f"parameter {n!r} is read-only")
             views.append((_flat(p), _flat(g),
                           tuple(_flat(self.state[f"{slot}.{n}"]) for slot in self.slots)))
+        plan = self.impl.UpdatePlan(views, len(self.slots)) if hasattr(
+            self.impl, "UpdatePlan") else None
         # Holding the arrays keeps their ids from being reused by other objects.
-        self._cached_views = (arrays, ids, views)
-        return views
+        self._cached_views = (arrays, ids, views, plan)
+        return views, plan
 
     def _prepare(self) -> None:
         """Per-step scalars (Adam's bias corrections); nothing by default."""
 
     def _update(self, p: np.ndarray, g: np.ndarray, slots: tuple[np.ndarray, ...],
                 clip: float, scale: float) -> None:
+        """One parameter through the numpy twin of the update."""
+        raise NotImplementedError
+
+    def _update_plan(self, plan, clip: float, scale: float) -> None:
+        """Every parameter through the kernel's UpdatePlan."""
         raise NotImplementedError
 
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -141,6 +154,9 @@ class SGD(Optimizer):
     def _update(self, p, g, slots, clip, scale):
         self.impl.sgd_update(p, g, self.lr, clip, scale)
 
+    def _update_plan(self, plan, clip, scale):
+        plan.sgd(self.lr, clip, scale)
+
 
 class Adagrad(Optimizer):
     """s <- s + g**2;  p <- p - lr * g / (sqrt(s) + eps)   (min-char-rnn's update)"""
@@ -150,6 +166,9 @@ class Adagrad(Optimizer):
 
     def _update(self, p, g, slots, clip, scale):
         self.impl.adagrad_update(p, g, slots[0], self.lr, self.hyper["eps"], clip, scale)
+
+    def _update_plan(self, plan, clip, scale):
+        plan.adagrad(self.lr, self.hyper["eps"], clip, scale)
 
 
 class RMSprop(Optimizer):
@@ -161,6 +180,9 @@ class RMSprop(Optimizer):
     def _update(self, p, g, slots, clip, scale):
         self.impl.rmsprop_update(p, g, slots[0], self.lr, self.hyper["alpha"],
                                  self.hyper["eps"], clip, scale)
+
+    def _update_plan(self, plan, clip, scale):
+        plan.rmsprop(self.lr, self.hyper["alpha"], self.hyper["eps"], clip, scale)
 
 
 class Adam(Optimizer):
@@ -182,6 +204,9 @@ class Adam(Optimizer):
 
     def _update(self, p, g, slots, clip, scale):
         self.impl.adam_update(p, g, slots[0], slots[1], *self._args, clip, scale)
+
+    def _update_plan(self, plan, clip, scale):
+        plan.adam(*self._args, clip, scale)
 
 
 _CLASSES = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
