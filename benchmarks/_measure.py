@@ -17,6 +17,7 @@ any ``threadpool_limits`` is entered: a limit only reaches the libraries loaded 
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import sys
 import time
@@ -273,3 +274,34 @@ def tanh_throughputs(dtype: str, rounds: int = 5, calls: int = 300) -> tuple[flo
             seconds = time_steps(calls_of[name], calls)
             best[name] = max(best[name], calls * x.size / seconds)
     return best["kernel"], best["numpy"]
+
+
+def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7, calls: int = 1000) -> tuple[float, float]:
+    """(fixed cost in seconds, its fraction of the iteration) of one training step: the time of
+    TrainingStep minus the time of the bare compiled calls it makes (rnn_forward, rnn_backward
+    and one UpdatePlan.adam, called directly on prepared buffers). Alternating rounds, best of
+    each. Single-layer rnn configurations only."""
+    from fastrnn import _kernel
+
+    step = TrainingStep(cfg, "kernel")
+    step()                                   # workspace, optimizer views and plan exist now
+    m, opt, g = step.model, step.optimizer, step.grads
+    p, ws = m.params, m._workspaces[next(reversed(m._workspaces))]
+    x, y, h0 = step.xs[0], step.ys[0], step.h0
+    _, plan = opt._views(p, g)
+    args = opt._args
+
+    def bare():
+        _kernel.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
+                            ws.hs, ws.probs)
+        _kernel.rnn_backward(x, y, h0, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
+                             g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], g["h0"])
+        plan.adam(*args, GRAD_CLIP, 1.0)
+
+    best = {"bare": math.inf, "step": math.inf}
+    for r in range(rounds):
+        for name in (("bare", "step") if r % 2 == 0 else ("step", "bare")):
+            seconds = time_steps(bare if name == "bare" else step, calls) / calls
+            best[name] = min(best[name], seconds)
+    fixed = best["step"] - best["bare"]
+    return fixed, fixed / best["step"]

@@ -209,10 +209,19 @@ def run_memory(configs: list[BenchConfig], factor: float) -> list[dict]:
 
 
 def run_probes(floors: dict) -> list[dict]:
-    """The kernel's vectorised tanh against numpy's, per dtype, with the committed floor."""
+    """The kernel's vectorised tanh against numpy's, per dtype, with the committed floor; and
+    the fixed (Python) cost of a training step at S against its committed ceiling."""
     import _measure
+    from threadpoolctl import threadpool_limits
 
     results = []
+    ceiling = floors.get("fixed_cost_ceiling")
+    if ceiling is not None:
+        with threadpool_limits(1):
+            fixed, fraction = _measure.fixed_cost_fraction(CONFIGS["S"])
+        results.append({"name": f"fixed cost at S ({fixed * 1e6:.1f} us)", "kernel": fraction,
+                        "numpy": None, "ratio": fraction, "floor": f"<= {ceiling}",
+                        "verdict": "ok" if fraction <= ceiling else "FAIL"})
     for dtype, floor in floors.get("probes", {}).items():
         kernel, reference = _measure.tanh_throughputs(dtype)
         ratio = kernel / reference
@@ -299,11 +308,13 @@ def main(argv: list[str] | None = None) -> int:
 
     probes = run_probes(floors)
     if probes:
-        print("\nDesign probe: the kernel's vectorised tanh against numpy's (SIMD) tanh, "
-              f"{_measure.TANH_PROBE_SIZE} values; a scalar libm loop would be a few percent")
-        print(format_table(["probe", "kernel values/s", "numpy values/s", "ratio", "floor",
-                            "verdict"],
-                           [[p["name"], _si(p["kernel"]), _si(p["numpy"]), f"{p['ratio']:.2f}",
+        print("\nDesign probes: the share of a training step at S spent outside compiled code "
+              "(validation, dispatch, the optimizer's Python), and the kernel's vectorised tanh "
+              f"against numpy's (SIMD) tanh on {_measure.TANH_PROBE_SIZE} values (a scalar libm "
+              "loop would be a few percent)")
+        print(format_table(["probe", "kernel", "numpy", "ratio", "floor", "verdict"],
+                           [[p["name"], _si(p["kernel"]) if p["numpy"] else "-",
+                             _si(p["numpy"]) if p["numpy"] else "-", f"{p['ratio']:.2f}",
                              p["floor"], p["verdict"]] for p in probes]))
         ok = ok and all(p["verdict"] == "ok" for p in probes)
 

@@ -584,6 +584,41 @@ cdef class UpdatePlan:
                     total += fr_clipped_sq_norm_d(<double *> self.at(i, 1), self.sizes[i], clip)
         return total
 
+
+cdef class SameArrays:
+    """Remembers a set of arrays that passed the Python checks: the objects (held, so their
+    identities cannot be reused) and their shapes. ``matches`` tells, in C, whether the arrays
+    named by ``keys`` in ``dicts`` are those same objects with those same shapes; it is what
+    lets a training loop skip re-checking the arrays it passes on every call."""
+    cdef list held
+    cdef tuple shapes
+
+    def __cinit__(self):
+        self.held = []
+        self.shapes = ()
+
+    def remember(self, list arrays):
+        """Keep arrays (each has passed the checks) as the set to match."""
+        self.held = list(arrays)
+        self.shapes = tuple([a.shape for a in arrays])
+
+    def forget(self):
+        self.held = []
+        self.shapes = ()
+
+    def matches(self, list arrays):
+        """True when arrays are the remembered objects, in order, with the remembered shapes."""
+        cdef Py_ssize_t i, n = len(arrays)
+        if n != len(self.held) or n == 0:
+            return False
+        for i in range(n):
+            if arrays[i] is not self.held[i]:
+                return False
+        for i in range(n):
+            if arrays[i].shape != self.shapes[i]:
+                return False
+        return True
+
 # ----------------------------------------------------------------------------- validation aids
 # Used by model.py's checks (before any unchecked code runs): one pass instead of numpy's
 # min(), max() and isfinite().all(), which cost microseconds each on small chunks.

@@ -15,7 +15,25 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .model import _backend_module
+from .model import _backend_module, _kernel
+
+
+class _ArraysByIdentity:
+    """SameArrays for a build without the kernel (numpy backend only): the same contract."""
+
+    def __init__(self):
+        self.held: list[np.ndarray] = []
+        self.shapes: list[tuple[int, ...]] = []
+
+    def remember(self, arrays: list[np.ndarray]) -> None:
+        self.held, self.shapes = list(arrays), [a.shape for a in arrays]
+
+    def matches(self, arrays: list[np.ndarray]) -> bool:
+        return (len(arrays) == len(self.held) and all(a is b for a, b in zip(arrays, self.held))
+                and all(a.shape == s for a, s in zip(arrays, self.shapes)))
+
+
+_SameArrays = _kernel.SameArrays if _kernel is not None else _ArraysByIdentity
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
 
@@ -47,7 +65,8 @@ class Optimizer:
         self.impl = _backend_module(backend)
         self.state = {f"{slot}.{n}": np.zeros_like(params[n]) for slot in self.slots
                       for n in self.names}
-        self._cached_views: tuple | None = None   # (arrays, their ids, views, plan)
+        self._cached_views: tuple | None = None   # (views, plan) for the arrays in _checked
+        self._checked = _SameArrays()
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              clip: float = 0.0, max_norm: float = 0.0) -> float | None:
@@ -81,11 +100,9 @@ class Optimizer:
         numpy), checked (the door to the unchecked update loops) and kept while params and grads
         hold the same array objects: at small sizes building and checking them every step
         would cost more than the updates themselves."""
-        arrays = tuple(params[n] for n in self.names) + tuple(grads[n] for n in self.names)
-        ids = tuple(map(id, arrays))
-        cached = self._cached_views
-        if cached is not None and cached[1] == ids:
-            return cached[2], cached[3]
+        arrays = [params[n] for n in self.names] + [grads[n] for n in self.names]
+        if self._cached_views is not None and self._checked.matches(arrays):
+            return self._cached_views
         views = []
         for n in self.names:
             p, g = params[n], grads[n]
@@ -104,8 +121,8 @@ class Optimizer:
                           tuple(_flat(self.state[f"{slot}.{n}"]) for slot in self.slots)))
         plan = self.impl.UpdatePlan(views, len(self.slots)) if hasattr(
             self.impl, "UpdatePlan") else None
-        # Holding the arrays keeps their ids from being reused by other objects.
-        self._cached_views = (arrays, ids, views, plan)
+        self._cached_views = (views, plan)
+        self._checked.remember(arrays)
         return views, plan
 
     def _prepare(self) -> None:
