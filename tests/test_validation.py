@@ -333,3 +333,21 @@ def test_fast_path_gives_the_same_results():
         assert loss == loss0
         for k in fresh:
             np.testing.assert_array_equal(grads[k], fresh[k])
+
+
+def test_same_arrays_memo():
+    from fastrnn.model import _kernel
+    from fastrnn.optim import _ArraysByIdentity
+
+    a, b = np.zeros((2, 3)), np.zeros(4)
+    for memo in (_kernel.SameArrays(), _ArraysByIdentity()):
+        assert not memo.matches([a, b])                  # nothing remembered yet
+        memo.remember([a, b])
+        assert memo.matches([a, b])
+        assert not memo.matches([b, a])                  # order counts
+        assert not memo.matches([a, b.copy()])           # identity, not equality
+        assert not memo.matches([a])
+        a.shape = (3, 2)                                 # same object, reshaped in place
+        assert not memo.matches([a, b])
+        a.shape = (2, 3)
+        assert memo.matches([a, b])
