@@ -602,10 +602,6 @@ cdef class SameArrays:
         self.held = list(arrays)
         self.shapes = tuple([a.shape for a in arrays])
 
-    def forget(self):
-        self.held = []
-        self.shapes = ()
-
     def matches(self, list arrays):
         """True when arrays are the remembered objects, in order, with the remembered shapes."""
         cdef Py_ssize_t i, n = len(arrays)
