@@ -348,18 +348,22 @@ def test_bad_grads_buffers_are_rejected():
 
 @pytest.mark.parametrize("cell,L", [("lstm", 2), ("gru", 1), ("rnn", 2)])
 def test_generate_matches_step_logits(cell, L):
-    """generate for the other cells: same draws as stepping step_logits with next_index."""
+    """generate for the other cells: same draws as stepping step_logits with next_index, on
+    the numpy backend exactly and on the kernel to rounding (float64)."""
     from fastrnn.reference import next_index
     m = make_model(cell, L, V=6)
-    h = m.initial_state(1)
-    out = m.generate(h, 2, 30, temperature=0.8, top_k=4, rng=np.random.default_rng(3))
     u = np.random.default_rng(3).random(30)
-    g, x = m.initial_state(1), 2
+    g, x, expected = m.initial_state(1), 2, []
     for n in range(30):
         logits, g = m.step_logits(np.array([x]), g)
         x = next_index(logits[0], 0.8, 4, False, u[n])
-        assert out[n] == x
-    np.testing.assert_array_equal(h, g)
+        expected.append(x)
+    for backend in ("numpy", "kernel"):
+        h = m.initial_state(1)
+        out = m.generate(h, 2, 30, temperature=0.8, top_k=4, rng=np.random.default_rng(3),
+                         backend=backend)
+        assert out.tolist() == expected, backend
+        np.testing.assert_allclose(h, g, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("cell,L,dropout", [("lstm", 2, 0.3), ("gru", 1, 0.0)])

@@ -374,6 +374,17 @@ cdef Py_ssize_t next_index(const floating *logits, Py_ssize_t V, double temperat
     return draw_index(z, V, u)
 
 
+def sample_index(const floating[::1] logits, double temperature, Py_ssize_t top_k,
+                 bint greedy, double u, double[::1] z, double[::1] scratch):
+    """One draw of next_index from a (V,) row of logits (z and scratch: (V,) double scratch),
+    for the generation of models that step through the layer kernels one character at a time."""
+    cdef Py_ssize_t i
+    with nogil:
+        i = next_index(&logits[0], logits.shape[0], temperature, top_k, greedy, u, &z[0],
+                       &scratch[0])
+    return i
+
+
 def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
                  const floating[::1] bh, const floating[:, ::1] Why, const floating[::1] by,
                  floating[::1] h, int first_index, const double[::1] uniforms,

@@ -388,7 +388,42 @@ class CharRNN:
         """What layer `layer` (or the head, layer = L) reads: drop(h^{layer-1})."""
         return ws.drops[layer - 1] if dropping else ws.hs[layer - 1]
 
+    def _generate_stacked(self, impl, cells, h: np.ndarray, x: int, uniforms: np.ndarray,
+                          temperature: float, top_k: int, greedy: bool, out: np.ndarray) -> None:
+        """generate for lstm, gru and stacked rnn: the layer kernels one step (T = 1) at a time
+        into a cached workspace, the draw of rnn_generate (sample_index). h, a checked state of
+        shape state_shape(1), is updated in place."""
+        p, V = self.params, self.vocab_size
+        ws = self._workspace(1, 1, True)
+        state = self._state(h, 1)               # per-layer views into h
+        xa = np.empty((1, 1), dtype=np.int32)
+        logits = np.empty(V, dtype=self.dtype)
+        z, scratch = np.empty(V), np.empty(V)
+        for n in range(out.shape[0]):
+            xa[0, 0] = x
+            self._layers_forward(cells, xa, state, p, ws, False)
+            self._carry_state(ws, state)
+            np.matmul(ws.hs[-1, 0, 0], p["Why"], out=logits)
+            logits += p["by"]
+            x = out[n] = impl.sample_index(logits, temperature, top_k, greedy, uniforms[n], z,
+                                           scratch)
+
+    def _carry_state(self, ws: StackWorkspace, state) -> None:
+        """state (per-layer (B, H) views) = the last step's h (and c) of every layer."""
+        h0s, c0s = state
+        for layer in range(self.num_layers):
+            h0s[layer][...] = ws.hs[layer, -1]
+            if c0s is not None:
+                c0s[layer][...] = ws.cs[layer, -1]
+
     def _stack_forward(self, cells, x, y, state, p, ws: StackWorkspace, dropping: bool) -> float:
+        """Every layer, then the head: returns the mean loss."""
+        self._layers_forward(cells, x, state, p, ws, dropping)
+        top = self._layer_input(ws, self.num_layers, dropping)
+        return cells.head_forward(top, p["Why"], p["by"], y, ws.probs)
+
+    def _layers_forward(self, cells, x, state, p, ws: StackWorkspace, dropping: bool) -> None:
+        """Every layer's forward over the chunk, into ws (layer outputs hs, cs, ...)."""
         h0s, c0s = state
         for layer in range(self.num_layers):
             k = _suffix(layer)
@@ -408,8 +443,6 @@ class CharRNN:
                 cells.rnn_layer_forward(h0s[layer], p[f"Whh{k}"], ws.hs[layer])
             if dropping:
                 cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
-        top = self._layer_input(ws, self.num_layers, dropping)
-        return cells.head_forward(top, p["Why"], p["by"], y, ws.probs)
 
     def _stack_backward(self, cells, x, y, state, p, ws: StackWorkspace, dropping: bool,
                         g: dict[str, np.ndarray], dstate) -> None:
@@ -475,13 +508,8 @@ class CharRNN:
         out = np.empty(length, dtype=np.int32)
         uniforms = rng.random(length)
         if not self._is_plain_rnn:
-            # lstm, gru, stacked: one step_logits (numpy) per character, the same draw rule
-            x = first_index
-            for n in range(length):
-                logits, h_new = self.step_logits(np.array([x]), h)
-                h[...] = h_new
-                x = out[n] = reference.next_index(logits[0], temperature, top_k, bool(greedy),
-                                                  uniforms[n])
+            self._generate_stacked(impl, _cells_module(backend), h, first_index, uniforms,
+                                   temperature, top_k, bool(greedy), out)
             return out
         impl.rnn_generate(p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], h.reshape(H),
                           first_index, uniforms, temperature, top_k, bool(greedy), out,
@@ -499,9 +527,8 @@ class CharRNN:
         if self._is_plain_rnn:
             hs = np.tanh(p["Wxh"][x[:, 0]] + h.reshape(B, -1) @ p["Whh"] + p["bh"])
             return hs @ p["Why"] + p["by"], hs.reshape(h.shape)
-        ws = StackWorkspace(self.cell, self.num_layers, B, 1, self.hidden_size,
-                            self.vocab_size, 0.0, self.dtype)
-        self._stack_forward(reference_cells, x, x, self._state(h, B), p, ws, False)
+        ws = self._workspace(B, 1, True)
+        self._layers_forward(reference_cells, x, self._state(h, B), p, ws, False)
         logits = ws.hs[-1, 0] @ p["Why"] + p["by"]
         return logits, self._last_state(ws).reshape(h.shape)
 

@@ -151,6 +151,11 @@ def next_index(logits: np.ndarray, temperature: float, top_k: int, greedy: bool,
     return draw_index(np.cumsum(weights), u)
 
 
+def sample_index(logits, temperature, top_k, greedy, u, z, scratch) -> int:
+    """One draw of next_index from a (V,) row of logits (z, scratch: the kernel's scratch)."""
+    return next_index(logits, temperature, top_k, greedy, u)
+
+
 def rnn_generate(Wxh, Whh, bh, Why, by, h, first_index, uniforms, temperature, top_k, greedy,
                  out, pre, logits, z, scratch) -> None:
     """Generate len(out) indices, each read back as the next input, starting from first_index.
