@@ -47,7 +47,7 @@ class Workspace:
     """Caches and scratch for one (B, T) chunk shape, allocated once and reused.
 
     hs    (T, B, H)  hidden states, cache kept for backward
-    probs (T*B, V)   softmax probabilities, cache; backward overwrites it with dlogits
+    probs (T*B, V)   softmax probabilities, cache; backward overwrites it with probs - onehot(y)
     dhs   (T, B, H)  scratch for dL/dh_t and dL/dpre_t
     """
 
@@ -69,7 +69,7 @@ class StackWorkspace:
     masks (L, T, B, H)    dropout keep-masks / (1 - p), drawn per training call (dropout > 0)
     drops (L, T, B, H)    dropped layer outputs hs * masks, what the next layer / head reads
     dhs   (L, T, B, H)    dL/dh per layer, scratch;  dc (B, H) LSTM cell-gradient carry, scratch
-    probs (T*B, V)        softmax probabilities, cache, then dlogits * T*B
+    probs (T*B, V)        softmax probabilities, cache, then probs - onehot(y) = dlogits * T*B
     """
 
     def __init__(self, cell: str, L: int, B: int, T: int, H: int, V: int, dropout: float,
