@@ -56,8 +56,9 @@ def output_forward(hs: np.ndarray, Why: np.ndarray, by: np.ndarray, y: np.ndarra
     probs += by
     rows = np.arange(T * B)
     targets = y.T.reshape(-1)                        # time-major, like the rows of probs
-    shifted_y = probs[rows, targets] - probs.max(axis=1)
-    probs -= probs.max(axis=1, keepdims=True)
+    row_max = probs.max(axis=1, keepdims=True)
+    shifted_y = probs[rows, targets] - row_max[:, 0]
+    probs -= row_max
     np.exp(probs, out=probs)
     sums = probs.sum(axis=1)
     probs /= sums[:, None]
