@@ -14,9 +14,15 @@ from typing import Any, Callable, Sequence
 from .errors import FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
-from .config import DEFAULT_MAX_EPOCHS, TrainConfig
+from .schedule import COSINE_FINAL_FRACTION, SCHEDULES
+from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
 
 D = TrainConfig()  # defaults, shown in --help
+
+
+def why(name: str, shown: str | None = None) -> str:
+    """'default VALUE: reason' of a model or optimization option, for --help."""
+    return DEFAULTS[name].help(shown).replace("%", "%%")
 
 # The classic numpy char-RNN configuration (min-char-rnn style): hidden 100, 40 steps, one
 # stream, plain SGD at 0.01 with clipping at ±5 on the gradient of the summed loss.
@@ -76,42 +82,56 @@ def train_parser() -> argparse.ArgumentParser:
                    help="UTF-8 text to learn; without it, the Python documentation that ships "
                         "with every Python (pydoc_data.topics, ~465,000 characters)")
     g.add_argument("--batch-size", type=positive_int, metavar="B",
-                   help=f"parallel streams per chunk (default {D.batch_size}: enough rows for "
-                        "BLAS to run efficiently, few enough that each stream is long)")
+                   help=f"parallel streams per chunk ({why('batch_size')})")
     g.add_argument("--seq-length", type=positive_int, metavar="T",
-                   help=f"steps per chunk, the length of backpropagation through time "
-                        f"(default {D.seq_length})")
+                   help=f"steps per chunk ({why('seq_length')})")
     g.add_argument("--val-fraction", type=fraction, metavar="F",
                    help=f"tail of the text held out for validation, in [0, 1) "
                         f"(default {D.val_fraction})")
     g = p.add_argument_group("model")
     g.add_argument("--model", "--cell", dest="cell", choices=CELLS,
-                   help=f"recurrent cell (default {D.cell}); lstm learns longer-range "
-                        "structure, as in char-rnn")
+                   help=f"recurrent cell ({why('cell')})")
     g.add_argument("--num-layers", type=positive_int, metavar="L",
-                   help=f"stacked recurrent layers (default {D.num_layers})")
+                   help=f"stacked recurrent layers ({why('num_layers')})")
     g.add_argument("--dropout", type=fraction, metavar="P",
                    help=f"dropout between layers and before the output, while training only, "
-                        f"in [0, 1) (default {D.dropout:g})")
+                        f"in [0, 1) ({why('dropout', f'{D.dropout:g}')})")
     g.add_argument("--hidden-size", type=positive_int, metavar="H",
-                   help=f"hidden units (default {D.hidden_size}, as in the classic char-RNN)")
-    g.add_argument("--dtype", choices=("float32", "float64"),
-                   help=f"(default {D.dtype}: about twice the speed of float64 and plenty "
-                        "for training; float64 for exact comparisons)")
+                   help=f"hidden units ({why('hidden_size')})")
+    g.add_argument("--embedding-size", type=non_negative_int, metavar="E",
+                   help=f"an E-wide learned embedding of each character before the first "
+                        f"layer, 0 for one-hot input rows ({why('embedding_size')})")
+    g.add_argument("--init", choices=tuple(INIT_SCHEMES), metavar="SCHEME",
+                   help=f"initialisation of the weights, one of {', '.join(INIT_SCHEMES)} "
+                        f"({why('init')})")
+    g.add_argument("--dtype", choices=("float32", "float64"), help=f"({why('dtype')})")
     g.add_argument("--seed", type=int, help=f"initial weights and sampling RNG (default {D.seed})")
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help=f"(default {D.optimizer}: converges fastest with little tuning)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({why('optimizer')})")
     g.add_argument("--learning-rate", type=positive_float, metavar="LR",
-                   help=f"(default {D.learning_rate:g}, a good value for adam)")
+                   help=f"the base rate ({why('learning_rate', f'{D.learning_rate:g}')})")
+    g.add_argument("--lr-schedule", choices=SCHEDULES,
+                   help="constant; step: x--lr-decay every --lr-decay-every iterations; "
+                        f"cosine: down to {COSINE_FINAL_FRACTION * 100:.0f}%% of the rate at the "
+                        "planned end of the run (from --max-iters/--max-epochs, else "
+                        "--time-limit); plateau: x--lr-decay when the validation loss has not "
+                        f"improved for --plateau-patience evaluations ({why('lr_schedule')}; "
+                        "--lr-decay < 1 alone means step)")
+    g.add_argument("--warmup-iters", type=non_negative_int, metavar="N",
+                   help=f"raise the rate linearly from LR/N to LR over the first N iterations "
+                        f"({why('warmup_iters')})")
     g.add_argument("--lr-decay", type=decay, metavar="FACTOR",
-                   help=f"multiply the learning rate by FACTOR every --lr-decay-every "
-                        f"iterations (default {D.lr_decay:g}: no decay)")
+                   help=f"the factor of the step and plateau schedules "
+                        f"(default {D.lr_decay:g}: no decay)")
     g.add_argument("--lr-decay-every", type=positive_int, metavar="N",
-                   help=f"(default {D.lr_decay_every})")
+                   help=f"iterations between steps of the step schedule "
+                        f"(default {D.lr_decay_every})")
+    g.add_argument("--plateau-patience", type=positive_int, metavar="N",
+                   help=f"evaluations without improvement before the plateau schedule lowers "
+                        f"the rate (default {D.plateau_patience})")
     g.add_argument("--grad-clip", type=non_negative_float, metavar="C",
                    help=f"clip every gradient element to [-C, C], 0 for off "
-                        f"(default {D.grad_clip:g}, the classic char-RNN's clip)")
+                        f"({why('grad_clip', f'{D.grad_clip:g}')})")
     g.add_argument("--max-grad-norm", type=non_negative_float, metavar="N",
                    help="rescale the gradients when their global norm exceeds N "
                         "(default 0: off)")
@@ -124,7 +144,11 @@ def train_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_MAX_EPOCHS:g} when no limit is given: about 40 s on the "
                         "default corpus, 1.5 min on tinyshakespeare, on a 2-core CPU)")
     g.add_argument("--time-limit", type=non_negative_float, metavar="SECONDS",
-                   help="stop after this many seconds of this session; 0 for none (default 0)")
+                   help="stop after this many seconds of training, counted over the whole run "
+                        "(a resumed run goes on counting); 0 for none (default 0)")
+    g.add_argument("--patience", type=non_negative_int, metavar="N",
+                   help="stop early when the validation loss has not improved for N "
+                        "evaluations (every --eval-every iterations); 0 for off (default 0)")
     g = p.add_argument_group("checkpoints")
     g.add_argument("--checkpoint", metavar="PATH",
                    help=f"written every --eval-every iterations and at the end; the best "

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from .model import CharRNN
+from .schedule import COSINE_FINAL_FRACTION
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -64,14 +65,25 @@ def start_block(cfg: TrainConfig, model: CharRNN, data: TrainData, iteration: in
         f"{cfg.batch_size * cfg.seq_length:,} chars/iteration; "
         f"{b.chars_per_epoch:,} chars/epoch = {b.chunks_per_epoch:,} iterations",
         f"  plan        {plan}",
-        f"  optimizer   {cfg.optimizer}, lr {cfg.learning_rate:g}"
-        + (f" x{cfg.lr_decay:g} every {cfg.lr_decay_every}" if cfg.lr_decay < 1 else "")
+        f"  optimizer   {cfg.optimizer}, lr {cfg.learning_rate:g}{describe_schedule(cfg)}"
         + (f", clip ±{cfg.grad_clip:g}" if cfg.grad_clip > 0 else "")
         + (f", max grad norm {cfg.max_grad_norm:g}" if cfg.max_grad_norm > 0 else ""),
         f"  compute     backend {cfg.backend}; {blas_description()}",
         f"  checkpoint  {cfg.checkpoint} (best: {best_checkpoint})"
-        + (f", every {cfg.eval_every} iterations" if cfg.eval_every else ", at the end"),
+        + (f", every {cfg.eval_every} iterations" if cfg.eval_every else ", at the end")
+        + (f"; stop after {cfg.patience} evaluations without improvement"
+           if cfg.patience else ""),
     ]
+
+
+def describe_schedule(cfg: TrainConfig) -> str:
+    """' x0.5 every 1000', ', cosine to 10%', ... and the warmup, for the start block."""
+    text = {"constant": "",
+            "step": f" x{cfg.lr_decay:g} every {cfg.lr_decay_every}",
+            "cosine": f", cosine to {COSINE_FINAL_FRACTION:.0%} at the planned end",
+            "plateau": f" x{cfg.lr_decay:g} after {cfg.plateau_patience} evaluations without "
+                       "improvement"}[cfg.lr_schedule]
+    return text + (f", warmup {cfg.warmup_iters} iterations" if cfg.warmup_iters else "")
 
 
 def eval_line(iteration: int, epoch: float, smoothed: float | None, val: float | None,
@@ -84,7 +96,8 @@ def eval_line(iteration: int, epoch: float, smoothed: float | None, val: float |
 
 
 STOP_WORDS = {"sigint": "interrupted (SIGINT)", "sigterm": "terminated (SIGTERM)",
-              "time_limit": "time limit reached", "max_iters": "done", "max_epochs": "done"}
+              "time_limit": "time limit reached", "max_iters": "done", "max_epochs": "done",
+              "patience": "stopped early (the validation loss stopped improving)"}
 
 
 def summary(r: TrainResult) -> str:

@@ -27,15 +27,16 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import report
-from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, canonical_options, checkpoint_to_load,
-                     field_names, resolve_config)
+from .config import (DEFAULT_MAX_EPOCHS, HAS_EMBEDDING, TrainConfig, canonical_options,
+                     checkpoint_to_load, field_names, resolve_config)
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
                    default_corpus, describe_chars, read_corpus, split_train_val,
                    validation_chunks)
 from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from .model import CharRNN
-from .optim import decayed_lr, make_optimizer
+from .optim import make_optimizer
 from .sample import iter_sample
+from .schedule import LossWatch, cosine_progress, learning_rate
 
 __all__ = ["train", "Trainer", "TrainResult", "TrainConfig", "best_path", "DEFAULT_MAX_EPOCHS"]
 
@@ -137,7 +138,7 @@ def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None, text: str,
                               "at least 2 are needed to predict anything")
         return CharRNN(vocab.size, cfg.hidden_size, num_layers=cfg.num_layers,
                        cell=cfg.cell, dropout=cfg.dropout, dtype=cfg.dtype,
-                       seed=cfg.seed), vocab
+                       seed=cfg.seed, **input_options(cfg)), vocab
     unknown = loaded.vocab.unknown_chars(text)
     if unknown:
         source = cfg.resume or cfg.init_from
@@ -145,6 +146,13 @@ def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None, text: str,
                           f"vocabulary of {source}: {describe_chars(unknown)}")
     loaded.model.dropout = cfg.dropout   # training-time only: may change on resume
     return loaded.model, loaded.vocab
+
+
+def input_options(cfg: TrainConfig) -> dict[str, Any]:
+    """CharRNN's embedding_size and init, for a fastrnn that has them."""
+    if not HAS_EMBEDDING:
+        return {}
+    return {"embedding_size": cfg.embedding_size, "init": cfg.init}
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -174,6 +182,9 @@ class Trainer:
         self.best_val: float | None = None
         self.last_saved: tuple[str, int] | None = None
         self.last_eval_iteration: int | None = None
+        self.watch = LossWatch()           # the periodic validation losses: patience, plateau
+        self.seconds_before = 0.0          # training time of the sessions before this one
+        self.session = Session(0, cfg.batch_size * cfg.seq_length)
         self.sample_rng = np.random.default_rng(cfg.seed)
         self.signals = StopSignals(enabled=False)
         if cfg.resume:
@@ -199,6 +210,8 @@ class Trainer:
         self.smoothed_loss = head.get("smoothed_loss")
         self.last_val = head.get("val_loss")
         self.best_val = head.get("best_val_loss")
+        self.watch = LossWatch.from_dict(head.get("loss_watch"))
+        self.seconds_before = float(head.get("train_seconds", 0.0))
         if head.get("corpus_sha256") != self.data.sha256:
             self.progress.say(f"note: {self.data.name} differs from the corpus this checkpoint "
                               "was trained on; the run continues but is not an exact "
@@ -217,13 +230,25 @@ class Trainer:
                                                         backend=cfg.backend, grads=self.grads)
         if not math.isfinite(loss):
             return loss
-        self.optimizer.lr = decayed_lr(cfg.learning_rate, cfg.lr_decay, cfg.lr_decay_every,
-                                       self.iteration)
+        self.optimizer.lr = self.learning_rate()
         self.optimizer.step(self.model.params, grads, clip=cfg.grad_clip,
                             max_norm=cfg.max_grad_norm)
         self.h = h_last
         self.iteration += 1
         return loss
+
+    def learning_rate(self) -> float:
+        """The rate of the next update, by the schedule (schedule.py)."""
+        cfg = self.config
+        progress = 0.0
+        if cfg.lr_schedule == "cosine":
+            progress = cosine_progress(self.iteration, cfg.warmup_iters,
+                                       self.planned_iterations(), self.train_seconds(),
+                                       cfg.time_limit)
+        return learning_rate(cfg.lr_schedule, cfg.learning_rate, self.iteration,
+                             warmup_iters=cfg.warmup_iters, decay=cfg.lr_decay,
+                             decay_every=cfg.lr_decay_every, progress=progress,
+                             plateau_scale=self.watch.scale)
 
     def evaluate(self) -> float | None:
         """Mean loss per character over the validation tail (forward only, own hidden state)."""
@@ -256,10 +281,10 @@ class Trainer:
     def loop(self) -> TrainResult:
         """Iterate until a stop reason, evaluate and save at the end; the run's result."""
         cfg = self.config
-        session = Session(self.iteration, cfg.batch_size * cfg.seq_length)
+        self.session = session = Session(self.iteration, cfg.batch_size * cfg.seq_length)
         self.progress.start(total=self.planned_iterations(), initial=self.iteration)
         try:
-            while (reason := self.stop_reason(session)) is None:
+            while (reason := self.stop_reason()) is None:
                 loss = self.train_step()
                 if not math.isfinite(loss):
                     self.diverged(loss)
@@ -268,11 +293,11 @@ class Trainer:
                 self.progress.update(self.iteration, self.epoch_progress(), self.smoothed_loss,
                                      self.last_val, rate)
                 if cfg.eval_every and self.iteration % cfg.eval_every == 0:
-                    self.evaluate_and_save(rate, session.elapsed())
+                    self.evaluate_and_save(rate, periodic=True)
                 if cfg.sample_every and self.iteration % cfg.sample_every == 0:
                     self.print_sample()
             if self.last_eval_iteration != self.iteration:
-                self.evaluate_and_save(session.rate(self.iteration), session.elapsed())
+                self.evaluate_and_save(session.rate(self.iteration))
             else:
                 self.save()  # again: a sample may have moved the RNG since the last save
         finally:
@@ -289,30 +314,43 @@ class Trainer:
             limits.append(math.ceil(cfg.max_epochs * self.batches.chunks_per_epoch))
         return min(limits) if limits else None
 
-    def stop_reason(self, session: Session) -> str | None:
+    def stop_reason(self) -> str | None:
         """Why the run stops before the next iteration, or None to go on."""
+        cfg = self.config
         planned = self.planned_iterations()
         if self.signals.received:
             return self.signals.received
         if planned is not None and self.iteration >= planned:
-            return "max_iters" if planned == self.config.max_iters else "max_epochs"
-        if self.config.time_limit > 0 and session.elapsed() >= self.config.time_limit:
+            return "max_iters" if planned == cfg.max_iters else "max_epochs"
+        if cfg.time_limit > 0 and self.train_seconds() >= cfg.time_limit:
             return "time_limit"
+        if cfg.patience > 0 and self.watch.since_best >= cfg.patience:
+            return "patience"
         return None
+
+    def train_seconds(self) -> float:
+        """Training time of the whole run: the sessions before this one and this one."""
+        return self.seconds_before + self.session.elapsed()
 
     # ------------------------------------------------------------------ evaluation and samples
 
-    def evaluate_and_save(self, rate: float, elapsed: float) -> None:
-        """Validation loss, log line, checkpoint, and the best checkpoint when it improved."""
+    def evaluate_and_save(self, rate: float, periodic: bool = False) -> None:
+        """Validation loss, log line, checkpoint, and the best checkpoint when it improved.
+        Only the periodic evaluations (every --eval-every) count for --patience and the
+        plateau schedule, so that a run stopped and resumed counts as one that went on."""
+        cfg = self.config
         val = self.evaluate()
         if val is not None and not math.isfinite(val):  # never save diverged parameters
             self.diverged(val, what="validation loss", at=self.iteration)
+        if periodic and val is not None:
+            plateau = cfg.plateau_patience if cfg.lr_schedule == "plateau" else 0
+            self.watch.observe(val, plateau, cfg.lr_decay)
         self.last_val = val
         self.last_eval_iteration = self.iteration
         improved = val is not None and (self.best_val is None or val < self.best_val)
         if improved:
             self.best_val = val
-        self.log(rate, elapsed)
+        self.log(rate)
         self.progress.say(report.eval_line(self.iteration, self.epoch_progress(),
                                            self.smoothed_loss, self.last_val, rate))
         self.save()
@@ -357,6 +395,8 @@ class Trainer:
             "corpus": self.data.name,
             "corpus_chars": self.data.chars,
             "corpus_sha256": self.data.sha256,
+            "loss_watch": self.watch.as_dict(),
+            "train_seconds": self.train_seconds(),
         }
 
     def save(self, path: str | None = None) -> None:
@@ -366,14 +406,15 @@ class Trainer:
         if path == self.config.checkpoint:
             self.last_saved = (path, self.iteration)
 
-    def log(self, rate: float, elapsed: float) -> None:
-        """One JSON line per evaluation, appended to --log."""
+    def log(self, rate: float) -> None:
+        """One JSON line per evaluation, appended to --log; 'elapsed' is the training time of
+        the run, so the curves of a resumed run continue."""
         if not self.config.log:
             return
         record = {"iteration": self.iteration, "epoch": round(self.epoch_progress(), 4),
                   "train_loss": self.smoothed_loss, "val_loss": self.last_val,
                   "chars_per_sec": round(rate, 1), "lr": self.optimizer.lr,
-                  "elapsed": round(elapsed, 3)}
+                  "elapsed": round(self.train_seconds(), 3)}
         try:
             with open(self.config.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
