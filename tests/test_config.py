@@ -64,7 +64,7 @@ def test_checkpoint_with_model_in_its_train_config_resumes_exactly(tmp_path):
 
     rewrite_header(tmp_path / "old.npz", as_older_version)
     assert "model" in ckpt.load_checkpoint(tmp_path / "old.npz").header["train_config"]
-    resumed = fastrnn.train(text=TEXT, resume=str(tmp_path / "old.npz"), max_iters=30,
+    resumed = fastrnn.train(text=TEXT, resume=str(tmp_path / "old.npz"), max_iters=15,
                             out=io.StringIO())
     assert resumed.iterations == straight.iterations == 30
     assert resumed.model.cell == "lstm"

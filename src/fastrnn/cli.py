@@ -135,17 +135,20 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-grad-norm", type=non_negative_float, metavar="N",
                    help="rescale the gradients when their global norm exceeds N "
                         "(default 0: off)")
-    g = p.add_argument_group("duration (the first limit reached ends the run)")
+    g = p.add_argument_group("duration (the first limit reached ends the run; on --resume, a "
+                             "limit given is a new budget counted from the resume point)")
     g.add_argument("--max-iters", type=non_negative_int, metavar="N",
-                   help="stop after iteration N, counted from the start of the run (also "
-                        "when resuming); 0 for no limit (default 0)")
+                   help="stop after N iterations (on --resume: N more); 0 for no limit "
+                        "(default 0)")
     g.add_argument("--max-epochs", type=non_negative_float, metavar="E",
-                   help=f"stop after E passes over the text; 0 for no limit (default "
+                   help=f"stop after E passes over the text (on --resume: E more); 0 for no "
+                        f"limit (default "
                         f"{DEFAULT_MAX_EPOCHS:g} when no limit is given: about 40 s on the "
                         "default corpus, 1.5 min on tinyshakespeare, on a 2-core CPU)")
     g.add_argument("--time-limit", type=non_negative_float, metavar="SECONDS",
-                   help="stop after this many seconds of training, counted over the whole run "
-                        "(a resumed run goes on counting); 0 for none (default 0)")
+                   help="stop after this many seconds of training (on --resume: this many "
+                        "more; a resumed run without a new limit goes on counting to its own); "
+                        "0 for none (default 0)")
     g.add_argument("--patience", type=non_negative_int, metavar="N",
                    help="stop early when the validation loss has not improved for N "
                         "evaluations (every --eval-every iterations); 0 for off (default 0)")
@@ -154,13 +157,22 @@ def train_parser() -> argparse.ArgumentParser:
                    help=f"written every --eval-every iterations and at the end; the best "
                         f"validation checkpoint goes beside it as NAME.best.npz "
                         f"(default {D.checkpoint})")
+    g.add_argument("--overwrite", action="store_true", default=None,
+                   help="let a new run replace an existing checkpoint of another run "
+                        "(to continue that run instead, use --resume)")
     g.add_argument("--resume", metavar="PATH",
                    help="continue that run exactly, with its options and corpus (TEXT_FILE "
-                        "and --checkpoint default to the run's); sizes, --val-fraction, "
-                        "--dtype, --seed and --optimizer cannot change")
+                        "and --checkpoint default to the run's; the corpus is looked for "
+                        "where it was, then beside the checkpoint); sizes, --cell, --init, "
+                        "--val-fraction, --dtype, --seed and --optimizer cannot change. A run "
+                        "that reached its limit needs a new one (--max-iters N: N more)")
     g.add_argument("--init-from", metavar="PATH",
                    help="start a new run from that checkpoint's weights (fine-tuning); the "
-                        "text may only use characters of its vocabulary")
+                        "text may only use characters of its vocabulary (see --unknown-chars)")
+    g.add_argument("--unknown-chars", choices=("error", "drop"),
+                   help="with --init-from or --resume, characters of the text outside the "
+                        "checkpoint's vocabulary: error names them, drop leaves them out and "
+                        f"says how many (default {D.unknown_chars})")
     g.add_argument("--eval-every", type=non_negative_int, metavar="N",
                    help=f"validation loss, log line and checkpoint every N iterations "
                         f"(default {D.eval_every}: every few seconds at the defaults)")
@@ -171,8 +183,13 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-length", type=non_negative_int, metavar="N",
                    help=f"characters per sample (default {D.sample_length})")
     g.add_argument("--log", metavar="PATH",
-                   help="append one JSON line per evaluation: iteration, train and validation "
-                        "loss, chars/s")
+                   help="append one JSON line per evaluation: iteration, smoothed train and "
+                        "validation loss in nats/char (train_loss, val_loss) and bits/char "
+                        "(train_bpc, val_bpc), learning rate, chars/s, training seconds")
+    g.add_argument("--plot", action="store_true", default=None,
+                   help="after each evaluation, draw the loss curves beside the checkpoint "
+                        "(run.npz -> run.png) from the --log (default: run.jsonl); needs "
+                        "matplotlib (pip install 'fastrnn[plot]')")
     g.add_argument("--quiet", action="store_true", default=None,
                    help="print only the final summary line")
     g = p.add_argument_group("compute")
@@ -193,11 +210,13 @@ def train_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of fastrnn-train; returns the exit status."""
+    from .report import summary
     from .train import train
 
     args = train_parser().parse_args(argv)
+    options = train_options(args)
     try:
-        result = train(args.text_file, **train_options(args))
+        result = train(args.text_file, **options)
     except (FastrnnError, ImportError) as exc:  # ImportError: the kernel is not built
         return _fail("fastrnn-train", exc)
     except KeyboardInterrupt:
@@ -209,6 +228,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print("fastrnn-train: error: the output pipe was closed; stopped (checkpoints written "
               "so far are intact)", file=sys.stderr)
         return 1
+    if options.get("quiet"):  # the library's quiet prints nothing; the CLI's keeps the summary
+        print(summary(result), flush=True)
     if result.stop_reason in ("sigint", "sigterm"):
         print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
               f"{result.checkpoint}", file=sys.stderr)

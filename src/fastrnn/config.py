@@ -9,7 +9,9 @@ is the one function that applies these rules.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,7 @@ except ImportError:  # a fastrnn without fastrnn.init: one-hot inputs, the unifo
 # `fastrnn-train` ends by itself (about 40 s on the default corpus on 2 cores).
 DEFAULT_MAX_EPOCHS = 50.0
 DURATION_OPTIONS = ("max_iters", "max_epochs", "time_limit")
+UNKNOWN_CHARS = ("error", "drop")
 
 # Former option names still accepted (from the Python API and stored checkpoint headers).
 OPTION_ALIASES = {"model": "cell"}
@@ -115,13 +118,16 @@ class TrainConfig:
     time_limit: float = 0.0
     patience: int = 0                   # early stopping: evaluations without improvement
     # checkpoints and output
-    checkpoint: str = "fastrnn.npz"
+    checkpoint: str | None = "fastrnn.npz"   # None: write no checkpoint at all
+    overwrite: bool = False             # a new run may replace another run's checkpoint
     resume: str | None = None
     init_from: str | None = None
+    unknown_chars: str = "error"        # resume/init-from text outside the vocabulary: or "drop"
     eval_every: int = 1000
     sample_every: int = 5000
     sample_length: int = 200
     log: str | None = None
+    plot: bool = False                  # write the loss curves beside the checkpoint
     threads: int = 1
     backend: str = "kernel"
     quiet: bool = False
@@ -161,6 +167,10 @@ class TrainConfig:
             what = "--patience" if self.patience > 0 else "--lr-schedule plateau"
             raise ConfigError(f"{what} watches the validation loss: it needs --eval-every > 0 "
                               "and --val-fraction > 0")
+        _require(self.unknown_chars in UNKNOWN_CHARS, "unknown_chars",
+                 f"must be one of {UNKNOWN_CHARS}")
+        if self.plot and not self.checkpoint:
+            raise ConfigError("--plot writes the curves beside the checkpoint: give a checkpoint")
         if self.embedding_size and not HAS_EMBEDDING:
             raise ConfigError("--embedding-size needs a fastrnn with input embeddings")
 
@@ -191,6 +201,15 @@ def field_names() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
+def check_option_names(options: dict[str, Any]) -> None:
+    """ConfigError for a name that is not an option, with the closest ones as suggestions."""
+    known = field_names() | set(OPTION_ALIASES)
+    for name in sorted(set(options) - known):
+        close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"unknown training option {name!r}{hint}")
+
+
 def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
     """options with former names (OPTION_ALIASES) replaced by the current ones."""
     for old, new in OPTION_ALIASES.items():
@@ -213,8 +232,11 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
     loaded is the checkpoint of options['resume'] or options['init_from'] (None for a fresh
     run). Raises ConfigError for contradictions and invalid values.
     """
+    check_option_names(options)
     options = canonical_options(options)
     checkpoint_to_load(options)
+    if options.get("corpus"):
+        options["corpus"] = os.path.abspath(options["corpus"])  # a resume may run elsewhere
     if options.get("resume"):
         if loaded is None:
             raise ValueError("resolve_config: resume needs the loaded checkpoint")
@@ -228,8 +250,20 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
                 raise ValueError("resolve_config: init_from needs the loaded checkpoint")
             _adopt_model(cfg, loaded, options)
     _implied_schedule(cfg, options)
+    if cfg.plot and not cfg.log and cfg.checkpoint:
+        cfg.log = default_log_path(cfg.checkpoint)
     cfg.validate()
     return cfg
+
+
+def default_log_path(checkpoint: str) -> str:
+    """The log that --plot keeps when --log is not given: 'run.npz' -> 'run.jsonl'."""
+    return os.path.splitext(checkpoint)[0] + ".jsonl"
+
+
+def budget_given(options: dict[str, Any]) -> list[str]:
+    """The duration options given: on resume, a new budget counted from the resume point."""
+    return [name for name in DURATION_OPTIONS if name in options]
 
 
 def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
@@ -245,6 +279,8 @@ def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
             raise ConfigError(
                 f"{flag(name)} cannot change on --resume (the checkpoint has "
                 f"{getattr(base, name)!r}); use --init-from to start a new run from its weights")
+    if budget_given(options):   # the stored limits were the old run's: the new budget rules
+        base = dataclasses.replace(base, **{name: 0 for name in DURATION_OPTIONS})
     options = {**options}
     options.setdefault("checkpoint", options["resume"])  # keep writing the file resumed
     return dataclasses.replace(base, init_from=None, **options)
