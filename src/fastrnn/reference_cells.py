@@ -14,8 +14,10 @@ LSTM i, f, g, o; GRU r, z, n.
            n = tanh(x W_n + b_n + r * hn);   h_t = (1 - z) * n + z * h_{t-1}
     rnn:   h_t = tanh(x W + b + h_{t-1} Whh)
 
-Layer 0's input x is a character index (W is a row gather, ``input_forward``); layer l >= 1
-reads the layer below's output, after inverted dropout while training (``project_forward``).
+Layer 0's input x is a character index: W is a row gather (``input_forward``) or, with an
+embedding Wemb (V, E), the gathered rows emb = Wemb[x] (``embedding_forward``) are projected by
+an (E, G*H) W (``project_forward``); layer l >= 1 reads the layer below's output, after
+inverted dropout while training (``project_forward``).
 The output layer (``head_forward``) reads the top layer, after dropout while training.
 
 Per-layer buffers (allocated once per shape by model.py):
@@ -28,6 +30,9 @@ Per-layer buffers (allocated once per shape by model.py):
     dhs   (T, B, H)    dL/dh_t from above; scratch (recurrent gradients accumulate into it)
     dc    (B, H)       LSTM dL/dc carried backwards through time, scratch
     mask  (T, B, H)    dropout keep-mask scaled by 1/(1-p), input
+Embedding buffers (E > 0):
+    emb   (T, B, E)    embedding rows Wemb[x], cache (layer 0's input)
+    demb  (T, B, E)    dL/demb, scratch
 """
 from __future__ import annotations
 
@@ -49,6 +54,11 @@ def sigmoid(a: np.ndarray, out: np.ndarray) -> np.ndarray:
 def input_forward(x, Wx, b, gates) -> None:
     """gates[t, b] = Wx[x[b, t]] + b: layer 0's input projection, a row gather (x is one-hot)."""
     np.add(Wx[x.T], b, out=gates)
+
+
+def embedding_forward(x, Wemb, emb) -> None:
+    """emb[t, b] = Wemb[x[b, t]]: the embedding rows of the chunk's inputs, a row gather."""
+    np.take(Wemb, x.T, axis=0, out=emb)
 
 
 def project_forward(xin, Wx, b, gates) -> None:
@@ -207,3 +217,9 @@ def project_backward(xin, Wx, dgates, dWx, db, dxin) -> None:
     np.matmul(xin.reshape(T * B, H).T, dg, out=dWx)
     np.sum(dg, axis=0, out=db)
     np.matmul(dg, Wx.T, out=dxin.reshape(T * B, H))
+
+
+def embedding_backward(x, demb, dWemb) -> None:
+    """From emb[t, b] = Wemb[x[b, t]]: dWemb[v] = sum of the demb rows whose input is v."""
+    dWemb.fill(0.0)
+    np.add.at(dWemb, x.T.reshape(-1), demb.reshape(-1, demb.shape[-1]))
