@@ -62,7 +62,8 @@ def embedding_forward(x, Wemb, emb) -> None:
 
 
 def project_forward(xin, Wx, b, gates) -> None:
-    """gates = xin @ Wx + b: the input projection of layer l >= 1, one GEMM over the chunk."""
+    """gates = xin @ Wx + b: the input projection of layer l >= 1 (xin (T, B, H)) or of an
+    embedded layer 0 (xin = emb (T, B, E)), one GEMM over the chunk."""
     T, B, H = xin.shape
     np.matmul(xin.reshape(T * B, H), Wx, out=gates.reshape(T * B, -1))
     gates += b
