@@ -2,7 +2,8 @@
 
 A scheme is an ``InitScheme`` (frozen: its numbers are recorded in every checkpoint header, and
 the same scheme, seed and architecture always give the same draws). ``SCHEMES`` names the ones
-CharRNN(init=...) accepts; the numbers of each live in that one table.
+CharRNN(init=...) accepts by name (it also takes an InitScheme); the numbers of each live in
+that one table. model.py validates the choice; an InitScheme validates its own fields.
 
 Dimension letters: V vocabulary, E embedding size, H hidden, G gate blocks (rnn 1, lstm 4,
 gru 3), GH = G*H. Parameters are drawn in the order of CharRNN.param_shapes, each from the
@@ -17,6 +18,8 @@ model's seeded generator, then cast to the model dtype:
     Whh{l}         (H, GH)  recurrent matrices:              recurrent
     Why            (H, V)   the head:                        head
     bh{l}, bhn{l}, by       zero, except the LSTM forget block f of every bh{l} = forget_bias
+                            (an open forget gate keeps the cell's memory early in training,
+                            Jozefowicz et al., 2015)
 
 Matrix kinds: "uniform" is U(-1/sqrt(fan), 1/sqrt(fan)) with fan = H (fan = E for embed_proj);
 "orthogonal" draws each of the G (rows, H) gate blocks with orthonormal columns (or rows, when
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,10 +55,11 @@ class InitScheme:
     def __post_init__(self) -> None:
         for name in ("input_std", "embed_std", "forget_bias"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
                 raise TypeError(f"InitScheme.{name} must be a number, got {type(value).__name__}")
             if not math.isfinite(value):
                 raise ValueError(f"InitScheme.{name} must be finite, got {value}")
+            object.__setattr__(self, name, float(value))   # plain floats: JSON-able, comparable
         for name in ("input_std", "embed_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"InitScheme.{name} must be >= 0, got {getattr(self, name)}")
@@ -78,19 +83,6 @@ SCHEMES: dict[str, InitScheme] = {
     "default": InitScheme(input_std=1.0, embed_std=1.0, recurrent="orthogonal", head="uniform",
                           forget_bias=1.0),
 }
-
-
-def resolve(init: str | InitScheme) -> tuple[str, InitScheme]:
-    """(name, scheme) for CharRNN(init=...): a name of SCHEMES, or an InitScheme, whose name is
-    that of the registered scheme it equals, else "custom"."""
-    if isinstance(init, InitScheme):
-        names = [name for name, scheme in SCHEMES.items() if scheme == init]
-        return (names[0] if names else "custom"), init
-    if not isinstance(init, str):
-        raise TypeError(f"init must be a scheme name or an InitScheme, got {type(init).__name__}")
-    if init not in SCHEMES:
-        raise ValueError(f"init must be one of {tuple(SCHEMES)}, got {init!r}")
-    return init, SCHEMES[init]
 
 
 def from_spec(spec: dict[str, Any]) -> InitScheme:

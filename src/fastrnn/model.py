@@ -131,7 +131,7 @@ class CharRNN:
         self.dropout = _dropout_probability(dropout)
         self.dtype = _model_dtype(dtype)
         self.embedding_size = _positive_int(embedding_size, "embedding_size", minimum=0)
-        self.init, self.init_scheme = initialisation.resolve(init)
+        self.init, self.init_scheme = _init_scheme(init)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._param_shapes = self._compute_param_shapes()
@@ -404,9 +404,9 @@ class CharRNN:
 
     def _generate_stacked(self, impl, cells, h: np.ndarray, x: int, uniforms: np.ndarray,
                           temperature: float, top_k: int, greedy: bool, out: np.ndarray) -> None:
-        """generate for lstm, gru, stacked rnn and embedded models: the layer kernels one step (T = 1) at a time
-        into a cached workspace, the draw of rnn_generate (sample_index). h, a checked state of
-        shape state_shape(1), is updated in place."""
+        """generate for lstm, gru, stacked rnn and embedded models: the layer kernels one step
+        (T = 1) at a time into a cached workspace, the draw of rnn_generate (sample_index). h, a
+        checked state of shape state_shape(1), is updated in place."""
         p, V = self.params, self.vocab_size
         ws = self._workspace(1, 1, True)
         state = self._state(h, 1)               # per-layer views into h
@@ -612,6 +612,20 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _init_scheme(init) -> tuple[str, initialisation.InitScheme]:
+    """(name, scheme) of CharRNN(init=...): a name of SCHEMES, or an InitScheme, named after
+    the registered scheme it equals, else "custom"."""
+    schemes = initialisation.SCHEMES
+    if isinstance(init, initialisation.InitScheme):
+        names = [name for name, scheme in schemes.items() if scheme == init]
+        return (names[0] if names else "custom"), init
+    if not isinstance(init, str):
+        raise TypeError(f"init must be a scheme name or an InitScheme, got {type(init).__name__}")
+    if init not in schemes:
+        raise ValueError(f"init must be one of {tuple(schemes)}, got {init!r}")
+    return init, schemes[init]
 
 
 def _model_dtype(dtype) -> np.dtype:
