@@ -56,11 +56,6 @@ def input_forward(x, Wx, b, gates) -> None:
     np.add(Wx[x.T], b, out=gates)
 
 
-def embedding_forward(x, Wemb, emb) -> None:
-    """emb[t, b] = Wemb[x[b, t]]: the embedding rows of the chunk's inputs, a row gather."""
-    np.take(Wemb, x.T, axis=0, out=emb)
-
-
 def project_forward(xin, Wx, b, gates) -> None:
     """gates = xin @ Wx + b: the input projection of layer l >= 1 (xin (T, B, H)) or of an
     embedded layer 0 (xin = emb (T, B, E)), one GEMM over the chunk."""
@@ -220,7 +215,18 @@ def project_backward(xin, Wx, dgates, dWx, db, dxin) -> None:
     np.matmul(dg, Wx.T, out=dxin.reshape(T * B, H))
 
 
+# ----------------------------------------------------------------------------- embedding
+# Layer 0 of an embedded model: emb = Wemb[x], then project_forward(emb, Wxh, bh, gates);
+# backward: project_backward(emb, Wxh, dgates, dWxh, dbh, demb), then embedding_backward.
+
+def embedding_forward(x, Wemb, emb) -> None:
+    """emb[t, b] = Wemb[x[b, t]]: the embedding rows of the chunk's inputs, a row gather.
+    x (B, T) int in [0, V), input; Wemb (V, E); emb (T, B, E), output."""
+    np.take(Wemb, x.T, axis=0, out=emb)
+
+
 def embedding_backward(x, demb, dWemb) -> None:
-    """From emb[t, b] = Wemb[x[b, t]]: dWemb[v] = sum of the demb rows whose input is v."""
+    """From emb[t, b] = Wemb[x[b, t]]: dWemb[v] = sum of the demb rows whose input is v
+    (scatter-add). demb (T, B, E), input; dWemb (V, E), output, overwritten."""
     dWemb.fill(0.0)
     np.add.at(dWemb, x.T.reshape(-1), demb.reshape(-1, demb.shape[-1]))
