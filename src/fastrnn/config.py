@@ -19,14 +19,8 @@ from .checkpoint import Checkpoint
 from .errors import ConfigError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
+from .init import SCHEMES as INIT_SCHEMES
 from .schedule import SCHEDULES
-
-try:
-    from .init import SCHEMES as INIT_SCHEMES
-    HAS_EMBEDDING = True
-except ImportError:  # a fastrnn without fastrnn.init: one-hot inputs, the uniform scheme only
-    INIT_SCHEMES = {"uniform": None}
-    HAS_EMBEDDING = False
 
 # A fresh run given no limit at all stops after this many epochs, so that a bare
 # `fastrnn-train` ends by itself (about 40 s on the default corpus on 2 cores).
@@ -155,7 +149,9 @@ class TrainConfig:
         for name in ("embedding_size", "warmup_iters", "patience"):
             _require(getattr(self, name) >= 0, name, "must be an integer >= 0 (0 turns it off)")
         _require(self.plateau_patience >= 1, "plateau_patience", "must be a positive integer")
-        _require(self.init in INIT_SCHEMES, "init", f"must be one of {tuple(INIT_SCHEMES)}")
+        from_checkpoint = bool(self.resume or self.init_from)  # may hold a "custom" scheme
+        _require(self.init in INIT_SCHEMES or (self.init == "custom" and from_checkpoint),
+                 "init", f"must be one of {tuple(INIT_SCHEMES)}")
         _require(self.lr_schedule in SCHEDULES, "lr_schedule", f"must be one of {SCHEDULES}")
         if self.lr_schedule == "constant":
             _require(self.lr_decay == 1, "lr_decay", "needs --lr-schedule step or plateau")
@@ -171,8 +167,6 @@ class TrainConfig:
                  f"must be one of {UNKNOWN_CHARS}")
         if self.plot and not self.checkpoint:
             raise ConfigError("--plot writes the curves beside the checkpoint: give a checkpoint")
-        if self.embedding_size and not HAS_EMBEDDING:
-            raise ConfigError("--embedding-size needs a fastrnn with input embeddings")
 
 
 def _require(ok: bool, name: str, what: str) -> None:

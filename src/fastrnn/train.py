@@ -27,7 +27,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import report
-from .config import (DEFAULT_MAX_EPOCHS, HAS_EMBEDDING, TrainConfig, budget_given,
+from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, budget_given,
                      canonical_options, check_option_names, checkpoint_to_load, resolve_config)
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
                    default_corpus, describe_chars, read_corpus, split_train_val,
@@ -159,7 +159,7 @@ def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None, text: str,
                               "at least 2 are needed to predict anything")
         return CharRNN(vocab.size, cfg.hidden_size, num_layers=cfg.num_layers,
                        cell=cfg.cell, dropout=cfg.dropout, dtype=cfg.dtype,
-                       seed=cfg.seed, **input_options(cfg)), vocab
+                       seed=cfg.seed, embedding_size=cfg.embedding_size, init=cfg.init), vocab
     loaded.model.dropout = cfg.dropout   # training-time only: may change on resume
     return loaded.model, loaded.vocab
 
@@ -181,13 +181,6 @@ def drop_unknown(cfg: TrainConfig, vocab: Vocabulary, text: str,
         raise CorpusError(f"{corpus_name} has no character of the vocabulary of {source}")
     return kept, (f"dropped {len(text) - len(kept):,} occurrences of {len(unknown)} "
                   f"characters outside the vocabulary of {source}: {describe_chars(unknown)}")
-
-
-def input_options(cfg: TrainConfig) -> dict[str, Any]:
-    """CharRNN's embedding_size and init, for a fastrnn that has them."""
-    if not HAS_EMBEDDING:
-        return {}
-    return {"embedding_size": cfg.embedding_size, "init": cfg.init}
 
 
 # ---------------------------------------------------------------------------- the trainer
