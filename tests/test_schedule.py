@@ -83,6 +83,8 @@ def test_schedule_options_are_checked():
         resolve_config({"patience": 3, "eval_every": 0})
     with pytest.raises(ConfigError, match="plateau watches the validation loss"):
         resolve_config({"lr_schedule": "plateau", "lr_decay": 0.5, "val_fraction": 0.0})
+    with pytest.raises(ConfigError, match="cosine decays to the planned end of the run"):
+        resolve_config({"lr_schedule": "cosine", "max_iters": 0})
     with pytest.raises(ConfigError, match="--lr-schedule must be one of"):
         resolve_config({"lr_schedule": "linear"})
 

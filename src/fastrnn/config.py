@@ -158,6 +158,10 @@ class TrainConfig:
         if self.lr_schedule == "plateau":
             _require(self.lr_decay < 1, "lr_schedule",
                      "plateau needs --lr-decay < 1, the factor applied at each plateau")
+        if self.lr_schedule == "cosine" and not (self.max_iters or self.max_epochs
+                                                 or self.time_limit):
+            raise ConfigError("--lr-schedule cosine decays to the planned end of the run: it "
+                              "needs --max-iters, --max-epochs or --time-limit")
         watches = self.patience > 0 or self.lr_schedule == "plateau"
         if watches and (self.eval_every == 0 or self.val_fraction == 0):
             what = "--patience" if self.patience > 0 else "--lr-schedule plateau"
@@ -275,7 +279,7 @@ def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
                 f"{getattr(base, name)!r}); use --init-from to start a new run from its weights")
     if budget_given(options):   # the stored limits were the old run's: the new budget rules
         base = dataclasses.replace(base, **{name: 0 for name in DURATION_OPTIONS})
-    options = {**options}
+    options = {"overwrite": False, **options}  # given again each session, never inherited
     options.setdefault("checkpoint", options["resume"])  # keep writing the file resumed
     return dataclasses.replace(base, init_from=None, **options)
 

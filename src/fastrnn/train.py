@@ -11,6 +11,7 @@ The options and how they meet a checkpoint are in config.py; what the run prints
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import numpy as np
 
@@ -319,26 +320,27 @@ class Trainer:
         if cfg.resume and (done := self.stop_reason()) is not None:
             result = self.result("complete", Session(self.iteration, 0), done_by=done)
         else:
-            with StopSignals(enabled=handle_signals) as self.signals:
-                self.prepare_outputs()
-                with limit_threads(cfg.threads):
-                    for line in report.start_block(cfg, self.model, self.data, self.iteration,
-                                                   self.planned_iterations(), self.best_path()):
-                        self.progress.say(line)
-                    result = self.loop()
+            with StopSignals(enabled=handle_signals) as self.signals, self.outputs_claimed(), \
+                    limit_threads(cfg.threads):
+                for line in report.start_block(cfg, self.model, self.data, self.iteration,
+                                               self.planned_iterations(), self.best_path()):
+                    self.progress.say(line)
+                result = self.loop()
         self.progress.say(report.summary(result))
         return result
 
-    def prepare_outputs(self) -> None:
-        """Before the first iteration: fail now, not at the first save, if the checkpoint or
-        the curves could not be written."""
+    @contextlib.contextmanager
+    def outputs_claimed(self) -> Iterator[None]:
+        """For the life of the run: fail before the first iteration, not at the first save,
+        if the checkpoint or the curves could not be written."""
         cfg = self.config
-        if cfg.checkpoint:
-            ckpt.check_writable(cfg.checkpoint)
-            # Checkpoint lifecycle: the lock on cfg.checkpoint for the life of the run and the
-            # refusal to replace another run's checkpoint unless cfg.overwrite belong here.
         if cfg.plot:
             self.plotter = load_plotter()
+        if cfg.checkpoint:
+            ckpt.check_writable(cfg.checkpoint)
+        # Checkpoint lifecycle goes here: the lock on cfg.checkpoint (and its best) held around
+        # this yield, and the refusal to replace another run's checkpoint unless cfg.overwrite.
+        yield
 
     def loop(self) -> TrainResult:
         """Iterate until a stop reason, evaluate and save at the end; the run's result."""
