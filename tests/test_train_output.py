@@ -131,3 +131,15 @@ def test_plot_draws_the_curves_after_each_evaluation(tmp_path, monkeypatch):
     assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 3
     with pytest.raises(ConfigError, match="--plot writes the curves beside the checkpoint"):
         fastrnn.train(text=TEXT, out=io.StringIO(), checkpoint=None, plot=True, **SMALL)
+
+
+def test_quiet_and_overwrite_are_not_inherited_on_resume(tmp_path):
+    path = tmp_path / "r.npz"
+    fastrnn.train(text=TEXT, checkpoint=str(path), quiet=True, overwrite=True, max_iters=6,
+                  out=io.StringIO(), **SMALL)
+    out = io.StringIO()
+    fastrnn.train(text=TEXT, resume=str(path), max_iters=2, out=out)
+    assert "done: 8 iterations" in out.getvalue()
+    from fastrnn import checkpoint as ckpt
+    config = ckpt.load_checkpoint(path).header["train_config"]
+    assert config["quiet"] is False and config["overwrite"] is False

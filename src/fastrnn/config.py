@@ -190,6 +190,8 @@ FROZEN_ON_RESUME = ("batch_size", "seq_length", "val_fraction", "hidden_size", "
 # model.config() without them means (a model from before embeddings and init schemes).
 MODEL_OPTIONS = ("hidden_size", "dtype", "cell", "num_layers", "embedding_size", "init")
 MODEL_CONFIG_MISSING = {"embedding_size": 0, "init": "uniform"}
+# Options of one session only: a resumed run does not inherit them from the checkpoint.
+SESSION_ONLY = {"overwrite": False, "quiet": False}
 # What a stored train_config without these options meant (whatever their defaults now are).
 BEFORE_OPTION = {"lr_schedule": "constant", "warmup_iters": 0, "patience": 0,
                  **MODEL_CONFIG_MISSING}
@@ -279,7 +281,7 @@ def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
                 f"{getattr(base, name)!r}); use --init-from to start a new run from its weights")
     if budget_given(options):   # the stored limits were the old run's: the new budget rules
         base = dataclasses.replace(base, **{name: 0 for name in DURATION_OPTIONS})
-    options = {"overwrite": False, **options}  # given again each session, never inherited
+    options = {**SESSION_ONLY, **options}  # given again each session, never inherited
     options.setdefault("checkpoint", options["resume"])  # keep writing the file resumed
     return dataclasses.replace(base, init_from=None, **options)
 
