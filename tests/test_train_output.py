@@ -10,6 +10,7 @@ import types
 import pytest
 
 import fastrnn
+from fastrnn import checkpoint as ckpt
 from fastrnn import report
 from fastrnn.cli import train_main
 from fastrnn.data import default_corpus
@@ -140,6 +141,5 @@ def test_quiet_and_overwrite_are_not_inherited_on_resume(tmp_path):
     out = io.StringIO()
     fastrnn.train(text=TEXT, resume=str(path), max_iters=2, out=out)
     assert "done: 8 iterations" in out.getvalue()
-    from fastrnn import checkpoint as ckpt
     config = ckpt.load_checkpoint(path).header["train_config"]
     assert config["quiet"] is False and config["overwrite"] is False

@@ -17,9 +17,9 @@ from typing import Any
 
 from .checkpoint import Checkpoint
 from .errors import ConfigError
+from .init import SCHEMES as INIT_SCHEMES
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
-from .init import SCHEMES as INIT_SCHEMES
 from .schedule import SCHEDULES
 
 # A fresh run given no limit at all stops after this many epochs, so that a bare
@@ -235,8 +235,9 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
     check_option_names(options)
     options = canonical_options(options)
     checkpoint_to_load(options)
-    if options.get("corpus"):
-        options["corpus"] = os.path.abspath(options["corpus"])  # a resume may run elsewhere
+    for name in ("corpus", "log"):  # a resume may run from another directory
+        if options.get(name):
+            options[name] = os.path.abspath(options[name])
     if options.get("resume"):
         if loaded is None:
             raise ValueError("resolve_config: resume needs the loaded checkpoint")
@@ -251,7 +252,7 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
             _adopt_model(cfg, loaded, options)
     _implied_schedule(cfg, options)
     if cfg.plot and not cfg.log and cfg.checkpoint:
-        cfg.log = default_log_path(cfg.checkpoint)
+        cfg.log = os.path.abspath(default_log_path(cfg.checkpoint))
     cfg.validate()
     return cfg
 
