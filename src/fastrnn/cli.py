@@ -267,3 +267,75 @@ def _write_file(path: str, text: str) -> None:
             f.write(text + "\n")
     except OSError as exc:
         raise FastrnnError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ============================================================================ tools
+# fastrnn-eval, fastrnn-plot, fastrnn-inspect, fastrnn-export: one parser and one entry point
+# each; the work is done by fastrnn.evaluate, .plot, .viewer and .export.
+
+def _tool_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return _Parser(prog=prog, description=description, allow_abbrev=False)
+
+
+# ---------------------------------------------------------------------------- fastrnn-eval
+
+def eval_parser() -> argparse.ArgumentParser:
+    from .evaluate import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LENGTH
+
+    p = _tool_parser("fastrnn-eval", "Score a checkpoint on UTF-8 text files: loss in bits/char, "
+                                     "nats/char and perplexity per character, per file and "
+                                     "overall (weighted by characters scored).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files to score")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="B",
+                   help="streams read in parallel; each starts from a zero state and its first "
+                        f"character is not scored (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--seq-length", type=positive_int, default=DEFAULT_SEQ_LENGTH, metavar="T",
+                   help=f"characters per chunk; does not change the result "
+                        f"(default {DEFAULT_SEQ_LENGTH})")
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="drop characters outside the model's vocabulary and report how many "
+                        "(default: stop with an error naming them)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return p
+
+
+def _eval_line(name: str, r) -> str:
+    skipped = f", {r.chars_skipped:,} skipped" if r.chars_skipped else ""
+    return (f"{name}: {r.bits_per_char:.4f} bits/char ({r.nats_per_char:.4f} nats/char, "
+            f"perplexity {r.perplexity:.3f}) over {r.chars_scored:,} characters{skipped}; "
+            f"{r.seconds:.2f} s, {r.chars_per_sec:,.0f} chars/s")
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-eval; returns the exit status."""
+    import json
+
+    from .checkpoint import load_model
+    from .data import read_corpus
+    from .evaluate import combine, evaluate
+
+    args = eval_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        results = []
+        for path in args.files:
+            try:
+                result = evaluate(model, vocab, read_corpus(path), batch_size=args.batch_size,
+                                  seq_length=args.seq_length, skip_unknown=args.skip_unknown)
+            except FastrnnError as exc:
+                msg = str(exc)
+                raise type(exc)(msg if msg.startswith(path) else f"{path}: {msg}") from None
+            results.append((path, result))
+            if not args.json:
+                print(_eval_line(path, result), flush=True)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-eval", exc)
+    overall = combine(r for _, r in results)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint,
+                          "files": [{"file": f, **r.to_dict()} for f, r in results],
+                          "overall": overall.to_dict()}, indent=2))
+    elif len(results) > 1:
+        print(_eval_line("overall", overall))
+    return 0
