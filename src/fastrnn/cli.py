@@ -339,3 +339,34 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     elif len(results) > 1:
         print(_eval_line("overall", overall))
     return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-export
+
+def export_parser() -> argparse.ArgumentParser:
+    from .export import DEFAULT_OPSET
+
+    p = _tool_parser("fastrnn-export", "Export a checkpoint as an ONNX model built from ONNX's "
+                                       "RNN, LSTM and GRU operators (needs fastrnn[onnx]).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, metavar="N",
+                   help=f"ONNX operator set version, >= 13 (default {DEFAULT_OPSET})")
+    return p
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-export; returns the exit status."""
+    from .checkpoint import load_model
+    from .export import write_onnx
+
+    args = export_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        write_onnx(model, vocab, args.output, args.opset)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-export", exc)
+    print(f"wrote {args.output}: {model.cell}, {model.num_layers} layer(s), H={model.hidden_size}, "
+          f"V={model.vocab_size}; inputs tokens int64 (T, B), h0 (L, B, H)"
+          f"{', c0 (L, B, H)' if model.cell == 'lstm' else ''}")
+    return 0
