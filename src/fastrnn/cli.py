@@ -370,3 +370,41 @@ def export_main(argv: Sequence[str] | None = None) -> int:
           f"V={model.vocab_size}; inputs tokens int64 (T, B), h0 (L, B, H)"
           f"{', c0 (L, B, H)' if model.cell == 'lstm' else ''}")
     return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-inspect
+
+def inspect_parser() -> argparse.ArgumentParser:
+    from .viewer import DEFAULT_MAX_CHARS
+
+    p = _tool_parser("fastrnn-inspect", "Write a self-contained HTML page showing each hidden "
+                                        "unit's activation over a text, the units ranked by "
+                                        "interpretability, and the model's predictions.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("text_file", metavar="TEXT_FILE", help="UTF-8 text to read with the model")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .html file to write")
+    p.add_argument("--layer", type=non_negative_int, default=None, metavar="L",
+                   help="the layer to show, 0 = the first (default: the last)")
+    p.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
+                   help=f"show only the first N characters of the text "
+                        f"(default {DEFAULT_MAX_CHARS})")
+    return p
+
+
+def inspect_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-inspect; returns the exit status."""
+    from .checkpoint import load_model
+    from .data import read_corpus
+    from .viewer import write_view
+
+    args = inspect_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        data = write_view(model, vocab, read_corpus(args.text_file), args.output, args.layer,
+                          args.max_chars)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-inspect", exc)
+    best = data["ranking"]["h"][0]
+    print(f"wrote {args.output}: {len(data['text']):,} characters, layer {data['layer']}; "
+          f"most interpretable h unit {best['unit']} ({best['feature']}, r = {best['r']:+.2f})")
+    return 0
