@@ -408,3 +408,30 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {args.output}: {len(data['text']):,} characters, layer {data['layer']}; "
           f"most interpretable h unit {best['unit']} ({best['feature']}, r = {best['r']:+.2f})")
     return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-plot
+
+def plot_parser() -> argparse.ArgumentParser:
+    p = _tool_parser("fastrnn-plot", "Plot training and validation loss (bits/char) of one or "
+                                     "more runs against iteration and wall-clock time, from "
+                                     "their --log files (needs fastrnn[plot]).")
+    p.add_argument("logs", nargs="+", metavar="LOG.jsonl", help="logs written by fastrnn-train --log")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the picture to write; the format follows the extension (.png, .svg, .pdf)")
+    p.add_argument("--names", nargs="+", metavar="NAME",
+                   help="one legend name per log (default: each log's file name without extension)")
+    return p
+
+
+def plot_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-plot; returns the exit status."""
+    from .plot import write_curves
+
+    args = plot_parser().parse_args(argv)
+    try:
+        write_curves(args.logs, args.output, args.names)
+    except FastrnnError as exc:
+        return _fail("fastrnn-plot", exc)
+    print(f"wrote {args.output}")
+    return 0
