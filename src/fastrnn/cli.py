@@ -215,6 +215,10 @@ def sample_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, metavar="S",
                    help="RNG seed: the same seed gives the same text (default: random)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--beam", type=positive_int, default=None, metavar="N",
+                   help="beam search instead of sampling: print the N likeliest continuations "
+                        "found, each with its bits/char (--temperature, --top-k, --greedy and "
+                        "--seed do not apply)")
     return p
 
 
@@ -224,6 +228,8 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     from .sample import iter_sample
 
     args = sample_parser().parse_args(argv)
+    if args.beam is not None:
+        return beam_main(args)
     try:
         model, vocab = load_model(args.checkpoint)
         chars = iter_sample(model, vocab, args.length, args.prime, args.temperature,
@@ -434,4 +440,30 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
     except FastrnnError as exc:
         return _fail("fastrnn-plot", exc)
     print(f"wrote {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-sample --beam
+
+def beam_main(args: argparse.Namespace) -> int:
+    """fastrnn-sample --beam N: the N likeliest continuations, best first, each after a
+    '# beam k: B bits/char' line."""
+    from .beam import beam_search, bits_per_char
+    from .checkpoint import load_model
+
+    try:
+        model, vocab = load_model(args.checkpoint)
+        found = beam_search(model, vocab, args.length, args.prime, args.beam)
+        blocks = [f"# beam {k}: {bits_per_char(logp, args.length):.4f} bits/char "
+                  f"(log-probability {logp:.2f} nats)\n{args.prime}{text}"
+                  for k, (text, logp) in enumerate(found, 1)]
+        if args.output:
+            _write_file(args.output, "\n".join(blocks))
+        else:
+            for block in blocks:
+                print(block, flush=True)
+    except FastrnnError as exc:
+        return _fail("fastrnn-sample", exc)
+    except BrokenPipeError:
+        _silence_stdout()
     return 0
