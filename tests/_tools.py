@@ -15,7 +15,7 @@ def random_model(vocab: Vocabulary, cell: str = "rnn", num_layers: int = 1, hidd
     """A model with random weights (biases included) large enough for non-trivial dynamics."""
     model = CharRNN(vocab.size, hidden, num_layers=num_layers, cell=cell, dtype=dtype, seed=seed)
     rng = np.random.default_rng(seed + 1)
-    for name, p in model.params.items():
+    for p in model.params.values():
         p[...] = rng.normal(0.0, scale, size=p.shape)
     return model
 

@@ -5,12 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from _tools import random_model, write_checkpoint
 
 from fastrnn import Vocabulary
 from fastrnn.beam import beam_indices, beam_search, bits_per_char
 from fastrnn.cli import sample_main
-
-from _tools import random_model, write_checkpoint
 
 TINY = Vocabulary.from_text("abc")
 LENGTH = 4

@@ -5,14 +5,13 @@ import math
 
 import numpy as np
 import pytest
+from _tools import TEXT, random_model, write_checkpoint
 
 import fastrnn
 from fastrnn import Vocabulary
 from fastrnn.cli import eval_main
 from fastrnn.data import validation_chunks
 from fastrnn.evaluate import combine, eval_chunks
-
-from _tools import TEXT, random_model, write_checkpoint
 
 VOCAB = Vocabulary.from_text(TEXT)
 

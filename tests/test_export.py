@@ -4,13 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from _tools import TEXT, random_model, write_checkpoint
 
 from fastrnn import Vocabulary
 from fastrnn.cli import export_main
 from fastrnn.errors import ConfigError
 from fastrnn.export import build_onnx, onnx_bias, onnx_blocks, write_onnx
-
-from _tools import TEXT, random_model, write_checkpoint
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

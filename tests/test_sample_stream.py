@@ -4,11 +4,10 @@ import importlib
 import io
 
 import numpy as np
+from _tools import random_model, write_checkpoint
 
 from fastrnn import Vocabulary
 from fastrnn.cli import sample_main
-
-from _tools import random_model, write_checkpoint
 
 SAMPLE = importlib.import_module("fastrnn.sample")  # the module (fastrnn.sample is the function)
 

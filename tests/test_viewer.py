@@ -6,20 +6,19 @@ import re
 
 import numpy as np
 import pytest
+from _tools import TEXT, random_model, write_checkpoint
 
 from fastrnn import Vocabulary
 from fastrnn.cli import inspect_main
 from fastrnn.errors import ConfigError, CorpusError
 from fastrnn.viewer import rank_units, render_html, text_features, view_data
 
-from _tools import TEXT, random_model, write_checkpoint
-
 VOCAB = Vocabulary.from_text(TEXT)
 SHORT = TEXT[:300]
 
 
 def embedded(html: str) -> dict:
-    m = re.search(r'<script type="application/json" id="data">(.*?)</script>', html, re.S)
+    m = re.search(r'<script type="application/json" id="data">(.*?)</script>', html, re.DOTALL)
     return json.loads(m.group(1))
 
 
