@@ -308,10 +308,10 @@ function fill() {
   show();
 }
 const shown = (c) => JSON.stringify(c).replace(/&/g, "&amp;").replace(/</g, "&lt;");
-textDiv.addEventListener("mouseover", (ev) => {
-  const i = ev.target.dataset ? ev.target.dataset.i : undefined;
-  if (i === undefined) return;
-  const k = +i, kind = kindSel.value, unit = +unitIn.value || 0;
+function describe(k) {
+  const kind = kindSel.value, unit = +unitIn.value || 0;
+  for (const s of textDiv.querySelectorAll("span.on")) s.classList.remove("on");
+  spans[k].classList.add("on");
   let html = "after " + shown(chars[k]) + " (" + kind + "[" + unit + "] = " +
     D.acts[kind][unit][k].toFixed(3) + ")<br>";
   if (D.surprisal[k] !== null)
@@ -320,10 +320,15 @@ textDiv.addEventListener("mouseover", (ev) => {
   for (let j = 0; j < D.top_chars[k].length; j++)
     html += "&nbsp;" + shown(D.top_chars[k][j]) + " " + D.top_probs[k][j].toFixed(3) + "<br>";
   tip.innerHTML = html;
+}
+textDiv.addEventListener("mouseover", (ev) => {
+  const i = ev.target.dataset ? ev.target.dataset.i : undefined;
+  if (i !== undefined) describe(+i);
 });
 kindSel.onchange = fill; orderSel.onchange = fill; unitIn.oninput = show;
 unitIn.value = D.ranking[kindSel.value][0].unit;
 fill();
+describe(Math.min(7, spans.length - 1));  // an example until the pointer moves
 </script>
 </body></html>
 """
