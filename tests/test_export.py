@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from _tools import TEXT, random_model, write_checkpoint
 
-from fastrnn import Vocabulary
+from fastrnn import CharRNN, Vocabulary
 from fastrnn.cli import export_main
 from fastrnn.errors import ConfigError
 from fastrnn.export import build_onnx, onnx_bias, onnx_blocks, write_onnx
@@ -107,3 +107,41 @@ def test_missing_onnx_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     with pytest.raises(ConfigError, match=r'pip install "fastrnn\[onnx\]"'):
         build_onnx(random_model(VOCAB, "rnn", hidden=4), VOCAB)
+
+
+def test_embedding_is_exported_as_a_gather():
+    """With a 'Wemb' (V, E) parameter the graph gathers its rows for layer 0. An identity
+    embedding (E = V) reads exactly the one-hot rows, so the model's own forward is the
+    reference whether or not this fastrnn has embeddings."""
+    model = random_model(VOCAB, "gru", 2, hidden=8, dtype=np.float32)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, VOCAB.size, size=(B, T)).astype(np.int32)
+    h0 = rng.normal(0, 0.5, size=model.state_shape(B)).astype(np.float32)
+    logits, h_last = kernel_run(model, x, h0)
+    model.params["Wemb"] = np.eye(VOCAB.size, dtype=np.float32)
+    proto = build_onnx(model, VOCAB)
+    assert [n.op_type for n in proto.graph.node][0] == "Gather"
+    assert "OneHot" not in [n.op_type for n in proto.graph.node]
+    out = onnx_run(proto, x, h0, "gru")
+    np.testing.assert_allclose(out[0], logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[1], h_last, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_model_with_an_embedding_matches_the_kernel(cell):
+    try:
+        model = CharRNN(VOCAB.size, 10, num_layers=2, cell=cell, dtype=np.float32,
+                        embedding_size=6)
+    except TypeError:
+        pytest.skip("this fastrnn has no embedding_size")
+    rng = np.random.default_rng(5)
+    for p in model.params.values():
+        p[...] = rng.normal(0, 0.5, size=p.shape)
+    assert model.params["Wemb"].shape == (VOCAB.size, 6)
+    x = rng.integers(0, VOCAB.size, size=(B, T)).astype(np.int32)
+    h0 = rng.normal(0, 0.5, size=model.state_shape(B)).astype(np.float32)
+    logits, h_last = kernel_run(model, x, h0)
+    out = onnx_run(build_onnx(model, VOCAB), x, h0, cell)
+    np.testing.assert_allclose(out[0], logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[1], h_last[0] if cell == "lstm" else h_last,
+                               rtol=1e-5, atol=1e-5)

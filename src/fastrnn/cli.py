@@ -305,6 +305,8 @@ def eval_parser() -> argparse.ArgumentParser:
                    help="drop characters outside the model's vocabulary and report how many "
                         "(default: stop with an error naming them)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                   help="BLAS threads (default 1, as fastrnn-train)")
     return p
 
 
@@ -322,6 +324,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import load_model
     from .data import read_corpus
     from .evaluate import combine, evaluate
+    from .train import limit_threads
 
     args = eval_parser().parse_args(argv)
     try:
@@ -329,8 +332,10 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         results = []
         for path in args.files:
             try:
-                result = evaluate(model, vocab, read_corpus(path), batch_size=args.batch_size,
-                                  seq_length=args.seq_length, skip_unknown=args.skip_unknown)
+                with limit_threads(args.threads):
+                        result = evaluate(model, vocab, read_corpus(path),
+                                      batch_size=args.batch_size, seq_length=args.seq_length,
+                                      skip_unknown=args.skip_unknown)
             except FastrnnError as exc:
                 msg = str(exc)
                 raise type(exc)(msg if msg.startswith(path) else f"{path}: {msg}") from None
