@@ -223,10 +223,10 @@ def test_train_then_sample_round_trip(trained, corpus, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_seed_configuration_trains(corpus, tmp_path, capsys):
+def test_classic_configuration_trains(corpus, tmp_path, capsys):
     from fastrnn.cli import SEED_CONFIG
 
-    path = tmp_path / "seed.npz"
+    path = tmp_path / "classic.npz"
     assert call(train_main, [corpus, *SEED_CONFIG.split(), "--max-iters", 400, "--eval-every",
                              0, "--sample-every", 0, "--checkpoint", path]) == 0
     loaded = ckpt.load_checkpoint(path)

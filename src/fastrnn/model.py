@@ -139,7 +139,8 @@ class CharRNN:
 
     @property
     def _is_plain_rnn(self) -> bool:
-        """The single-layer rnn of the core issue, which also accepts a (B, H) state."""
+        """The single-layer rnn, which takes the single-layer fast path and also accepts a
+        (B, H) state."""
         return self.cell == "rnn" and self.num_layers == 1
 
     def _init_params(self) -> dict[str, np.ndarray]:
@@ -198,8 +199,8 @@ class CharRNN:
         return (2, L, batch_size, H) if self.cell == "lstm" else (L, batch_size, H)
 
     def initial_state(self, batch_size: int) -> np.ndarray:
-        """A zero state for batch_size streams: (B, H) for a single-layer rnn (as in the core
-        issue), otherwise state_shape(B)."""
+        """A zero state for batch_size streams: (B, H) for a single-layer rnn, otherwise
+        state_shape(B)."""
         B = _positive_int(batch_size, "batch_size")
         shape = (B, self.hidden_size) if self._is_plain_rnn else self.state_shape(B)
         return np.zeros(shape, dtype=self.dtype)
@@ -484,8 +485,9 @@ class CharRNN:
         """Generate length indices, each fed back as the next input, starting from first_index.
 
         h is the state before first_index is read, (1, H) for a single-layer rnn, else
-        state_shape(1) (the other cells step in numpy); it is updated in place to the state
-        after the last generated index. Each character uses one rng.random() draw (even when
+        state_shape(1); it is updated in place to the state after the last generated index.
+        The single-layer rnn runs the whole loop in one compiled call (rnn_generate); the other
+        cells step the layer kernels one character at a time and draw with sample_index. Each character uses one rng.random() draw (even when
         greedy, so that the generator's position depends only on length): the same seed gives
         the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
         """
