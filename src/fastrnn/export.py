@@ -89,7 +89,7 @@ def layer_weights(model: CharRNN, layer: int) -> dict[str, np.ndarray]:
 class _Graph:
     """Nodes and initializers collected in order, then made into an onnx GraphProto."""
 
-    def __init__(self, onnx):
+    def __init__(self, onnx: Any) -> None:
         self.onnx, self.helper = onnx, onnx.helper
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
