@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from _gradcheck import centred_differences
+from conftest import centred_differences
 from fastrnn import CharRNN, reference_cells
 from fastrnn.optim import make_optimizer
 

@@ -18,6 +18,9 @@ from fastrnn.sample import sample
 from fastrnn.config import DEFAULT_MAX_EPOCHS, resolve_config
 from fastrnn.train import Trainer, best_path, train
 
+# Every test here trains, however briefly.
+pytestmark = pytest.mark.slow
+
 SANZIJING = Path(__file__).resolve().parents[2] / "shared" / "data" / "sanzijing.txt"
 TEXT = default_corpus()[:12_000]
 SHORT = TEXT[:2500]  # about 37 chunks per epoch at SMALL: short runs cross epoch ends
@@ -286,3 +289,22 @@ def test_resume_from_a_model_only_checkpoint(tmp_path):
     ckpt.save_checkpoint(tmp_path / "bare.npz", model, vocab, {})
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         train(text=TEXT, resume=str(tmp_path / "bare.npz"), out=io.StringIO())
+
+
+# ------------------------------------------------------------------ stacked models
+
+@pytest.mark.parametrize("cell,L,dropout", [("lstm", 2, 0.3), ("gru", 1, 0.0)])
+def test_train_and_sample_other_cells(tmp_path, cell, L, dropout):
+    """fastrnn.train with model/num_layers/dropout; the checkpoint records them and sampling
+    needs nothing else; the loss goes down."""
+    text = "the quick brown fox jumps over the lazy dog. " * 40
+    ck = str(tmp_path / "m.npz")
+    result = fastrnn.train(text=text, model=cell, num_layers=L, dropout=dropout,
+                           hidden_size=16, batch_size=4, seq_length=16, max_iters=60,
+                           eval_every=0, sample_every=0, checkpoint=ck, quiet=True,
+                           out=io.StringIO(), handle_signals=False)
+    model, vocab = fastrnn.load_model(ck)
+    assert (model.cell, model.num_layers, model.dropout) == (cell, L, dropout)
+    assert result.train_loss < np.log(vocab.size)
+    text_out = fastrnn.sample(model, vocab, length=20, seed=1)
+    assert len(text_out) == 20 and set(text_out) <= set(vocab.chars)

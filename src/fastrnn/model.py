@@ -158,8 +158,9 @@ class CharRNN:
         return self.cell == "rnn" and self.num_layers == 1
 
     @property
-    def _has_core_path(self) -> bool:
-        """A single-layer rnn reading one-hot rows: the model of rnn_forward / rnn_generate."""
+    def _has_fast_path(self) -> bool:
+        """A single-layer rnn reading one-hot rows: the single-layer fast path (rnn_forward,
+        rnn_backward, rnn_generate) computes it."""
         return self._is_plain_rnn and self.embedding_size == 0
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -210,8 +211,8 @@ class CharRNN:
         return (2, L, batch_size, H) if self.cell == "lstm" else (L, batch_size, H)
 
     def initial_state(self, batch_size: int) -> np.ndarray:
-        """A zero state for batch_size streams: (B, H) for a single-layer rnn (as in the core
-        issue), otherwise state_shape(B)."""
+        """A zero state for batch_size streams: (B, H) for a single-layer rnn, otherwise
+        state_shape(B)."""
         B = _positive_int(batch_size, "batch_size")
         shape = (B, self.hidden_size) if self._is_plain_rnn else self.state_shape(B)
         return np.zeros(shape, dtype=self.dtype)
@@ -256,7 +257,7 @@ class CharRNN:
     def _uses_stack(self, train: bool) -> bool:
         """The core rnn path unless layers, cells, an embedding or active dropout need the
         stacked kernels."""
-        return not (self._has_core_path and (self.dropout == 0.0 or not train))
+        return not (self._has_fast_path and (self.dropout == 0.0 or not train))
 
     def _workspace(self, B: int, T: int, stacked: bool):
         key = (B, T, stacked)
@@ -517,8 +518,9 @@ class CharRNN:
         """Generate length indices, each fed back as the next input, starting from first_index.
 
         h is the state before first_index is read, (1, H) for a single-layer rnn, else
-        state_shape(1) (the other cells step in numpy); it is updated in place to the state
-        after the last generated index. Each character uses one rng.random() draw (even when
+        state_shape(1); it is updated in place to the state after the last generated index.
+        The single-layer rnn runs the whole loop in one compiled call (rnn_generate); the other
+        cells step the layer kernels one character at a time and draw with sample_index. Each character uses one rng.random() draw (even when
         greedy, so that the generator's position depends only on length): the same seed gives
         the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
         """
@@ -540,7 +542,7 @@ class CharRNN:
         p = self._checked_params()
         out = np.empty(length, dtype=np.int32)
         uniforms = rng.random(length)
-        if not self._has_core_path:
+        if not self._has_fast_path:
             self._generate_stacked(impl, _cells_module(backend), h, first_index, uniforms,
                                    temperature, top_k, bool(greedy), out)
             return out
@@ -557,7 +559,7 @@ class CharRNN:
         B = x.shape[0]
         self._checked_state(h, "h", B)
         p = self._checked_params()
-        if self._has_core_path:
+        if self._has_fast_path:
             hs = np.tanh(p["Wxh"][x[:, 0]] + h.reshape(B, -1) @ p["Whh"] + p["bh"])
             return hs @ p["Why"] + p["by"], hs.reshape(h.shape)
         ws = self._workspace(B, 1, True)
