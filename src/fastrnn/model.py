@@ -243,7 +243,14 @@ class CharRNN:
         return x, y, h0
 
     def _uses_stack(self, train: bool) -> bool:
-        """The core rnn path unless layers, cells or active dropout need the stacked kernels."""
+        """The single-layer fast path unless layers, cells or active dropout need the stacked
+        kernels."""
+        # Two paths compute a one-layer rnn; the fast one (two compiled calls per chunk instead
+        # of six) is kept because the stacked one is measurably slower where the per-call cost
+        # counts. benchmarks/single_layer_paths.py, loss_and_grads, float32, one thread, fast /
+        # stacked chars/s, median of per-round ratios, three runs on a shared 2-core EPYC
+        # (OpenBLAS 0.3.30, load ~7): S (B 1, T 40, H 100) 1.08-1.19; M (B 32, T 40, H 100)
+        # 1.04-1.19; L (B 32, T 64, H 512) 0.91-0.98, equal within noise.
         return not (self._is_plain_rnn and (self.dropout == 0.0 or not train))
 
     def _workspace(self, B: int, T: int, stacked: bool):
@@ -300,7 +307,7 @@ class CharRNN:
         B, T = x.shape
         stacked = self._uses_stack(bool(train))
         ws = self._workspace(B, T, stacked)
-        if not stacked:                       # the core single-layer rnn, state (B, H)
+        if not stacked:                       # the single-layer fast path, state (B, H)
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
             loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
                                     p["by"], ws.hs, ws.probs)
