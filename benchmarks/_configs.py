@@ -87,7 +87,8 @@ def memory_bound_bytes(cfg: BenchConfig, itemsize: int) -> int:
 
 CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
     BenchConfig("S", 65, 100, 1, 40, note="the classic char-RNN size"),
-    BenchConfig("S64", 65, 100, 1, 40, dtype="float64", note="the classic char-RNN size in float64"),
+    BenchConfig("S64", 65, 100, 1, 40, dtype="float64",
+                note="the classic char-RNN size in float64"),
     BenchConfig("M", 65, 100, 32, 40),
     BenchConfig("L", 65, 512, 32, 64),
     BenchConfig("L2", 65, 512, 32, 64, threads=2),

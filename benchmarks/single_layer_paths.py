@@ -15,14 +15,13 @@ import argparse
 import platform
 import statistics
 
-import _measure  # noqa: F401  (imports fastrnn first, as every benchmark does)
 import numpy as np
-from _configs import CONFIGS, BenchConfig
-from _measure import (CHUNKS_IN_POOL, blas_info, describe_blas, interleaved_rates,
-                      steps_per_round)
 from threadpoolctl import threadpool_limits
 
+import _measure  # noqa: F401  (imports fastrnn first, as every benchmark does)
 import fastrnn
+from _configs import CONFIGS, BenchConfig
+from _measure import CHUNKS_IN_POOL, blas_info, describe_blas, interleaved_rates, steps_per_round
 
 
 class ForwardBackward:

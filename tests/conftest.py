@@ -4,7 +4,7 @@ models and chunks, and centred finite differences. Also the ``slow`` marker's do
 ``pytest -m "not slow"`` skips subprocess, training and every-entry finite-difference tests."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 

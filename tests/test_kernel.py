@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TOL, random_chunk, rel_err
 
 import fastrnn
+from conftest import TOL, random_chunk, rel_err
 from fastrnn import reference
 from fastrnn.model import _kernel
 

@@ -7,9 +7,9 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import CELLS, TOL, make_chunk, make_model, rel_err, run_reseeded
 
 import fastrnn
+from conftest import CELLS, TOL, make_chunk, make_model, rel_err, run_reseeded
 from fastrnn import CharRNN, reference_cells
 
 LAYERS = (1, 2, 3)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from conftest import CELLS
 from hypothesis import strategies as st
 
 import fastrnn
+from conftest import CELLS
 from fastrnn import CharRNN
 
 V, H, B, T = 7, 4, 2, 3
@@ -355,7 +355,7 @@ def test_same_arrays_memo():
         assert memo.matches([a, b])
 
 
-# ------------------------------------------------------------------ stacked models: states, arguments, buffers
+# ------------------------------------------------------------------ stacked models
 
 @pytest.mark.parametrize("cell,L,shape", [
     ("lstm", 2, (2, 3, 5)),          # missing the (h, c) axis

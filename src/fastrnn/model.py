@@ -494,9 +494,10 @@ class CharRNN:
         h is the state before first_index is read, (1, H) for a single-layer rnn, else
         state_shape(1); it is updated in place to the state after the last generated index.
         The single-layer rnn runs the whole loop in one compiled call (rnn_generate); the other
-        cells step the layer kernels one character at a time and draw with sample_index. Each character uses one rng.random() draw (even when
-        greedy, so that the generator's position depends only on length): the same seed gives
-        the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
+        cells step the layer kernels one character at a time and draw with sample_index.
+        Each character uses one rng.random() draw (even when greedy, so that the generator's
+        position depends only on length): the same seed gives the same text. temperature > 0;
+        top_k in [1, V] keeps only the top_k largest logits.
         """
         impl = _backend_module(backend)
         V, H = self.vocab_size, self.hidden_size

@@ -182,7 +182,8 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """m <- b1*m + (1-b1)*g;  v <- b2*v + (1-b2)*g**2;
-    p <- p - lr_t * m / (sqrt(v) + eps_t),  lr_t = lr*sqrt(1-b2**t)/(1-b1**t), eps_t = eps*sqrt(1-b2**t)
+    p <- p - lr_t * m / (sqrt(v) + eps_t),
+    lr_t = lr*sqrt(1-b2**t)/(1-b1**t),  eps_t = eps*sqrt(1-b2**t)
 
     which is the bias-corrected update m_hat / (sqrt(v_hat) + eps) of Kingma & Ba, rearranged
     so the corrections are two scalars instead of two more array passes.

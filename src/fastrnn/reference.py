@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # ----------------------------------------------------------------------------- forward
 
 def embed_forward(x: np.ndarray, Wxh: np.ndarray, bh: np.ndarray, hs: np.ndarray) -> None:
