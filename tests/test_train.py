@@ -15,7 +15,8 @@ from fastrnn import checkpoint as ckpt
 from fastrnn.data import default_corpus
 from fastrnn.errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from fastrnn.sample import sample
-from fastrnn.train import DEFAULT_MAX_EPOCHS, Trainer, best_path, train
+from fastrnn.config import DEFAULT_MAX_EPOCHS, resolve_config
+from fastrnn.train import Trainer, best_path, train
 
 # Every test here trains, however briefly.
 pytestmark = pytest.mark.slow
@@ -84,8 +85,8 @@ def test_resume_is_bit_exact(tmp_path):
     straight = run(tmp_path, "straight.npz", max_iters=60, **opts)
     first = run(tmp_path, "split.npz", max_iters=30, **opts)
     assert first.iterations == 30 and straight.iterations == 60
-    resumed = train(text=SHORT, resume=str(tmp_path / "split.npz"), max_iters=60,
-                    out=io.StringIO())
+    resumed = train(text=SHORT, resume=str(tmp_path / "split.npz"), max_iters=30,
+                    out=io.StringIO())  # 30 more
     assert resumed.iterations == 60
     assert ckpt.load_checkpoint(tmp_path / "split.npz").header["position"]["epoch"] == 1
     a = ckpt.load_checkpoint(tmp_path / "straight.npz")
@@ -102,7 +103,7 @@ def test_resume_is_bit_exact(tmp_path):
 def test_resume_keeps_writing_the_resumed_file(tmp_path):
     run(tmp_path, "first.npz", max_iters=3)
     os.rename(tmp_path / "first.npz", tmp_path / "moved.npz")
-    train(text=TEXT, resume=str(tmp_path / "moved.npz"), max_iters=5, out=io.StringIO())
+    train(text=TEXT, resume=str(tmp_path / "moved.npz"), max_iters=2, out=io.StringIO())
     assert ckpt.load_checkpoint(tmp_path / "moved.npz").header["iteration"] == 5
     assert not (tmp_path / "first.npz").exists()
 
@@ -185,8 +186,8 @@ def test_time_limit_and_epoch_limit(tmp_path):
 
 
 def test_a_run_without_limits_gets_the_default_epochs():
-    assert Trainer._make_config({}, None).max_epochs == DEFAULT_MAX_EPOCHS
-    assert Trainer._make_config({"max_iters": 10}, None).max_epochs == 0
+    assert resolve_config({}).max_epochs == DEFAULT_MAX_EPOCHS
+    assert resolve_config({"max_iters": 10}).max_epochs == 0
 
 
 def test_hidden_state_is_carried_and_reset_at_epoch_start(tmp_path, monkeypatch):
@@ -249,7 +250,8 @@ def test_start_block_and_summary(tmp_path):
     for words in ("12,000 characters", "parameters", "chars/epoch", "4 iterations", "float32",
                   "backend kernel", "BLAS", "thread"):
         assert words in text, words
-    assert re.search(r"done: 4 iterations, .* chars/s; checkpoint .*r\.npz", text)
+    assert re.search(r"done: 4 iterations, .* chars/s; smoothed train loss .*; "
+                     r"checkpoint .*r\.npz", text)
 
 
 def test_nan_validation_loss_is_never_saved(tmp_path, monkeypatch):

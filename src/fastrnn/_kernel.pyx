@@ -6,7 +6,7 @@
     _rnn.pxi        the single-layer rnn: rnn_forward / rnn_backward over one chunk and their
                     cdef helpers (embed, recurrence, output and weight gradients)
     _cells.pxi      stacked layers: rnn / LSTM / GRU layer forward and backward, input
-                    projections, dropout, the output head
+                    projections, dropout, the output head, the input embedding
     _generate.pxi   generation: rnn_generate, sample_index (temperature, top-k, greedy draws)
     _optim.pxi      optimizer updates: UpdatePlan (SGD, Adagrad, RMSprop, Adam), clipped norms
     _checks.pxi     aids to model.py's validation: SameArrays, index_bounds, all_finite
