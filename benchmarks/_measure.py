@@ -37,9 +37,9 @@ from scipy.linalg import blas as scipy_blas
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from _configs import BenchConfig
+from fastrnn.backend import BACKENDS
 from fastrnn.optim import make_optimizer
 
-BACKENDS = ("kernel", "numpy")
 CHUNKS_IN_POOL = 8  # distinct random chunks a TrainingStep cycles through
 ADAM_LR = 1e-3
 GRAD_CLIP = 5.0

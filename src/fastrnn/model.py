@@ -11,37 +11,15 @@ from typing import Any
 import numpy as np
 
 from . import init as initialisation
-from . import reference, reference_cells
+from . import reference_cells
+from .backend import BACKENDS, SameArrays
+from .backend import cells as backend_cells
+from .backend import kernel as _kernel  # for the validation aids (index_bounds, all_finite)
+from .backend import ops as backend_ops
 
-try:
-    from . import _kernel
-except ImportError as exc:  # pragma: no cover - exercised only on a broken install
-    _kernel = None
-    _KERNEL_IMPORT_ERROR: Exception | None = exc
-else:
-    _KERNEL_IMPORT_ERROR = None
-
-BACKENDS = ("kernel", "numpy")
+__all__ = ["BACKENDS", "CELLS", "CharRNN"]
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _WORKSPACE_SHAPES_KEPT = 4  # training, validation and sampling shapes, with room to spare
-
-
-def _require_kernel():
-    if _kernel is None:
-        raise ImportError(
-            "the compiled fastrnn kernel is not built "
-            f"({_KERNEL_IMPORT_ERROR}); build it with `pip install -e .` from the source tree, "
-            "or pass backend='numpy' to use the numpy reference explicitly"
-        )
-    return _kernel
-
-
-def _backend_module(backend: str):
-    if backend == "kernel":
-        return _require_kernel()
-    if backend == "numpy":
-        return reference
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 class Workspace:
@@ -139,10 +117,10 @@ class CharRNN:
             self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype,
             self.rng)
         self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
-        self._disjoint: tuple[np.ndarray, ...] = ()   # last grads+params found not to overlap
-        self._disjoint_ids: tuple[int, ...] = ()
-        # The params and grads that passed the checks last (see _checked_params_and_grads).
-        self._passed = _kernel.SameArrays() if _kernel is not None else None
+        # The grads and params last found not to overlap (see _checked_grads), and those
+        # that passed every check last (see _checked_params_and_grads).
+        self._disjoint = SameArrays()
+        self._passed = SameArrays()
         self._passed_state_shape: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ construction
@@ -197,7 +175,7 @@ class CharRNN:
                 "init_spec": self.init_scheme.to_dict()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> "CharRNN":
+    def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> CharRNN:
         """The model of config(). A config written before embeddings and schemes existed (no
         "embedding_size", no "init") is a one-hot model drawn by the "uniform" scheme."""
         return cls(config["vocab_size"], config["hidden_size"],
@@ -288,18 +266,18 @@ class CharRNN:
              train: bool = False) -> tuple[float, np.ndarray]:
         """Forward only: (mean loss in nats/char, the state to carry, shaped like h0).
         Dropout is off unless train=True (then masks are drawn from ``rng``)."""
-        _backend_module(backend)
+        backend_ops(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p = self._checked_params()
         stacked = self._uses_stack(bool(train))
         ws = self._workspace(*x.shape, stacked)
         if not stacked:
-            impl = _backend_module(backend)
+            impl = backend_ops(backend)
             loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
                                     p["bh"], p["Why"], p["by"], ws.hs, ws.probs)
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
-        loss = self._stack_forward(_cells_module(backend), x, y, self._state(h0, x.shape[0]),
+        loss = self._stack_forward(backend_cells(backend), x, y, self._state(h0, x.shape[0]),
                                    p, ws, dropping)
         return loss, self._last_state(ws).reshape(h0.shape)
 
@@ -314,7 +292,7 @@ class CharRNN:
         allocation per call); otherwise new arrays are returned. train=True applies dropout
         (if the model has any) with masks drawn from ``rng``; train=False is deterministic.
         """
-        impl = _backend_module(backend)
+        impl = backend_ops(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p, g = self._checked_params_and_grads(grads, h0.shape)
         B, T = x.shape
@@ -327,7 +305,7 @@ class CharRNN:
             impl.rnn_backward(x, y, h0_bh, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
                               g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh)
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
-        cells = _cells_module(backend)
+        cells = backend_cells(backend)
         dropping = self._draw_masks(ws, bool(train))
         state = self._state(h0, B)
         loss = self._stack_forward(cells, x, y, state, p, ws, dropping)
@@ -342,7 +320,7 @@ class CharRNN:
         changing identity or shape (dtype, strides, the writeable flag) is checked again by the
         kernel's typed memoryviews as it is entered, which refuse a mismatch with ValueError."""
         arrays = None
-        if type(grads) is dict and self._passed is not None:
+        if type(grads) is dict:
             try:
                 arrays = [self.params[n] for n in self._param_shapes]
                 arrays += [grads[n] for n in self._param_shapes]
@@ -353,7 +331,7 @@ class CharRNN:
                     and self._passed.matches(arrays):
                 return self.params, grads
         p, g = self._checked_params(), self._checked_grads(grads, state_shape)
-        if type(grads) is dict and self._passed is not None:
+        if type(grads) is dict:
             self._passed.remember([p[n] for n in self._param_shapes]
                                   + [g[n] for n in self._param_shapes] + [g["h0"]])
             self._passed_state_shape = state_shape
@@ -372,13 +350,11 @@ class CharRNN:
                 _check_array(grads[name], f"grads[{name!r}]", shape, self.dtype, writeable=True)
         # The pairwise overlap test is the costly part; the same array objects cannot start to
         # overlap later, so its verdict is kept for the last set of objects that passed it.
-        arrays = tuple(grads[n] for n in shapes) + tuple(self.params.values())
-        ids = tuple(map(id, arrays))
-        if ids != self._disjoint_ids:
+        arrays = [grads[n] for n in shapes] + list(self.params.values())
+        if not self._disjoint.matches(arrays):
             _check_no_overlap([(f"grads[{n!r}]", grads[n]) for n in shapes]
                               + [(f"params[{n!r}]", p) for n, p in self.params.items()])
-            # Holding the arrays keeps their ids from being reused by other objects.
-            self._disjoint, self._disjoint_ids = arrays, ids
+            self._disjoint.remember(arrays)
         return grads
 
     # ------------------------------------------------------------------ the stacked path
@@ -531,7 +507,7 @@ class CharRNN:
         position depends only on length): the same seed gives the same text. temperature > 0;
         top_k in [1, V] keeps only the top_k largest logits.
         """
-        impl = _backend_module(backend)
+        impl = backend_ops(backend)
         V, H = self.vocab_size, self.hidden_size
         if self._is_plain_rnn:
             _check_array(h, "h", (1, H), self.dtype)
@@ -550,7 +526,7 @@ class CharRNN:
         out = np.empty(length, dtype=np.int32)
         uniforms = rng.random(length)
         if not self._has_fast_path:
-            self._generate_stacked(impl, _cells_module(backend), h, first_index, uniforms,
+            self._generate_stacked(impl, backend_cells(backend), h, first_index, uniforms,
                                    temperature, top_k, bool(greedy), out)
             return out
         impl.rnn_generate(p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], h.reshape(H),
@@ -594,15 +570,6 @@ def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
 def _suffix(layer: int) -> str:
     """Parameter-name suffix of a layer: '' for layer 0, else its number ('Whh1')."""
     return "" if layer == 0 else str(layer)
-
-
-def _cells_module(backend: str):
-    """The stacked-layer kernels: _cells.pxi (compiled into _kernel) or reference_cells."""
-    if backend == "kernel":
-        return _require_kernel()
-    if backend == "numpy":
-        return reference_cells
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 def _dropout_probability(p) -> float:
