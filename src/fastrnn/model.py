@@ -16,6 +16,8 @@ from .backend import BACKENDS, SameArrays
 from .backend import cells as backend_cells
 from .backend import kernel as _kernel  # for the validation aids (index_bounds, all_finite)
 from .backend import ops as backend_ops
+from .cells import LAYER_BUFFERS, NAMES, Cell
+from .cells import cell as cell_entry
 
 __all__ = ["BACKENDS", "CELLS", "CharRNN"]
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -53,18 +55,30 @@ class StackWorkspace:
     probs (T*B, V)        softmax probabilities, cache, then probs - onehot(y) = dlogits * T*B
     """
 
+    # The per-layer caches of the cells (fastrnn.cells.LAYER_BUFFERS), None where the model's
+    # cell keeps none, and the other buffers that exist only for some models.
+    cs: Any
+    tcs: Any
+    hns: Any
+    dc: Any
+    emb: Any
+    demb: Any
+    masks: Any
+    drops: Any
+
     def __init__(self, cell: str, L: int, B: int, T: int, H: int, V: int, dropout: float,
                  dtype: np.dtype, E: int = 0):
-        G = GATES[cell]
+        spec = cell_entry(cell)
         layer = (L, T, B, H)
         self.hs = np.empty(layer, dtype=dtype)
         self.emb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
         self.demb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
-        self.gates = self.hs if cell == "rnn" else np.empty((L, T, B, G * H), dtype=dtype)
-        self.cs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
-        self.tcs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
-        self.hns = np.empty(layer, dtype=dtype) if cell == "gru" else None
-        self.dc = np.empty((B, H), dtype=dtype) if cell == "lstm" else None
+        self.gates = (self.hs if spec.projects_into_hs
+                      else np.empty((L, T, B, spec.gates * H), dtype=dtype))
+        for name in LAYER_BUFFERS:
+            setattr(self, name,
+                    np.empty(layer, dtype=dtype) if name in spec.layer_buffers else None)
+        self.dc = np.empty((B, H), dtype=dtype) if spec.cell_state else None
         self.masks = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.dhs = np.empty(layer, dtype=dtype)
@@ -103,8 +117,7 @@ class CharRNN:
         self.vocab_size = _positive_int(vocab_size, "vocab_size", minimum=2)
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
-        if not isinstance(cell, str) or cell not in GATES:
-            raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+        self._cell: Cell = cell_entry(cell)
         self.cell = cell
         self.dropout = _dropout_probability(dropout)
         self.dtype = _model_dtype(dtype)
@@ -128,11 +141,12 @@ class CharRNN:
     @property
     def gates(self) -> int:
         """G, the number of gate blocks of one layer: rnn 1, lstm 4, gru 3."""
-        return GATES[self.cell]
+        return self._cell.gates
 
     @property
     def _is_plain_rnn(self) -> bool:
-        """A single-layer rnn, which also accepts a (B, H) state."""
+        """A single-layer rnn, which also accepts a (B, H) state (the single-layer fast path
+        and its (B, H) state exist for the rnn cell only)."""
         return self.cell == "rnn" and self.num_layers == 1
 
     @property
@@ -156,8 +170,8 @@ class CharRNN:
             shapes[f"Wxh{k}"] = ((E if E > 0 else V) if layer == 0 else H, GH)
             shapes[f"Whh{k}"] = (H, GH)
             shapes[f"bh{k}"] = (GH,)
-            if self.cell == "gru":
-                shapes[f"bhn{k}"] = (H,)
+            for name in self._cell.layer_vectors:
+                shapes[f"{name}{k}"] = (H,)
         shapes["Why"] = (H, V)
         shapes["by"] = (V,)
         return shapes
@@ -186,7 +200,7 @@ class CharRNN:
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         """(2, L, B, H) for lstm, (L, B, H) otherwise."""
         L, H = self.num_layers, self.hidden_size
-        return (2, L, batch_size, H) if self.cell == "lstm" else (L, batch_size, H)
+        return (2, L, batch_size, H) if self._cell.cell_state else (L, batch_size, H)
 
     def initial_state(self, batch_size: int) -> np.ndarray:
         """A zero state for batch_size streams: (B, H) for a single-layer rnn, otherwise
@@ -266,19 +280,19 @@ class CharRNN:
              train: bool = False) -> tuple[float, np.ndarray]:
         """Forward only: (mean loss in nats/char, the state to carry, shaped like h0).
         Dropout is off unless train=True (then masks are drawn from ``rng``)."""
-        backend_ops(backend)
+        impl = backend_ops(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p = self._checked_params()
         stacked = self._uses_stack(bool(train))
-        ws = self._workspace(*x.shape, stacked)
+        B, T = x.shape
+        ws = self._workspace(B, T, stacked)
         if not stacked:
-            impl = backend_ops(backend)
             loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
                                     p["bh"], p["Why"], p["by"], ws.hs, ws.probs)
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
-        loss = self._stack_forward(backend_cells(backend), x, y, self._state(h0, x.shape[0]),
-                                   p, ws, dropping)
+        loss = self._stack_forward(backend_cells(backend), x, y, self._state(h0, B), p, ws,
+                                   dropping)
         return loss, self._last_state(ws).reshape(h0.shape)
 
     def loss_and_grads(self, inputs, targets, h0, backend: str = "kernel",
@@ -362,12 +376,13 @@ class CharRNN:
     def _state(self, h: np.ndarray, B: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """Per-layer (B, H) views of a (checked) state: ([h^l], [c^l] for lstm, else None)."""
         s = h.reshape(self.state_shape(B))
-        if self.cell == "lstm":
+        if self._cell.cell_state:
             return list(s[0]), list(s[1])
         return list(s), None
 
     def _last_state(self, ws: StackWorkspace) -> np.ndarray:
-        if self.cell == "lstm":
+        """The state after the chunk's last step (a cell with a cell state keeps it in cs)."""
+        if self._cell.cell_state:
             return np.stack([ws.hs[:, -1], ws.cs[:, -1]])
         return ws.hs[:, -1].copy()
 
@@ -430,14 +445,8 @@ class CharRNN:
             else:
                 cells.project_forward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
                                       p[f"bh{k}"], gates)
-            if self.cell == "lstm":
-                cells.lstm_layer_forward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
-                                         ws.hs[layer], ws.cs[layer], ws.tcs[layer])
-            elif self.cell == "gru":
-                cells.gru_layer_forward(h0s[layer], p[f"Whh{k}"], p[f"bhn{k}"], gates,
-                                        ws.hns[layer], ws.hs[layer])
-            else:
-                cells.rnn_layer_forward(h0s[layer], p[f"Whh{k}"], ws.hs[layer])
+            self._cell.forward(cells, ws, layer, p, k, h0s[layer],
+                               c0s[layer] if c0s is not None else None)
             if dropping:
                 cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
 
@@ -471,20 +480,10 @@ class CharRNN:
             cells.dropout_backward(ws.dhs[L - 1], ws.masks[L - 1])
         for layer in range(L - 1, -1, -1):
             k = _suffix(layer)
-            gates = ws.gates[layer]
-            if self.cell == "lstm":
-                cells.lstm_layer_backward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
-                                          ws.hs[layer], ws.cs[layer], ws.tcs[layer],
-                                          ws.dhs[layer], ws.dc, g[f"Whh{k}"], dh0s[layer],
-                                          dc0s[layer])
-            elif self.cell == "gru":
-                cells.gru_layer_backward(h0s[layer], p[f"Whh{k}"], gates, ws.hns[layer],
-                                         ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"],
-                                         g[f"bhn{k}"], dh0s[layer])
-            else:
-                cells.rnn_layer_backward(h0s[layer], p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer],
-                                         g[f"Whh{k}"], dh0s[layer])
-                gates = ws.dhs[layer]             # the rnn's dL/dpre lives in dhs
+            with_c = c0s is not None
+            gates = self._cell.backward(cells, ws, layer, p, k, h0s[layer],
+                                        c0s[layer] if with_c else None, g, dh0s[layer],
+                                        dc0s[layer] if with_c else None)
             if layer == 0:
                 self._input_backward(cells, x, p, ws, gates, g)
             else:
@@ -551,8 +550,7 @@ class CharRNN:
         return logits, self._last_state(ws).reshape(h.shape)
 
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CELLS = tuple(GATES)
+CELLS = NAMES   # the cells' names, from the table of cells (fastrnn.cells)
 
 
 def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
