@@ -128,6 +128,7 @@ SCHEDULE_OPTIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_resumes_exactly(tmp_path, monkeypatch, schedule):
     N = 26  # not a multiple of eval_every: the stop adds an evaluation the straight run lacks
