@@ -40,7 +40,7 @@ import numpy as np
 
 from .data import Vocabulary
 from .errors import ConfigError
-from .model import CharRNN, _suffix
+from .model import CharRNN, layer_suffix
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Squeeze with its axes as an input
@@ -77,7 +77,7 @@ def onnx_bias(bh: np.ndarray, bhn: np.ndarray | None, order: tuple[int, ...],
 
 def layer_weights(model: CharRNN, layer: int) -> dict[str, np.ndarray]:
     """W, R, B of one layer in ONNX layout, float32."""
-    p, H, k = model.params, model.hidden_size, _suffix(layer)
+    p, H, k = model.params, model.hidden_size, layer_suffix(layer)
     order = ONNX_CELLS[model.cell][1]
     bhn = p.get(f"bhn{k}")
     arrays = {"W": onnx_blocks(p[f"Wxh{k}"], order, H),
