@@ -426,7 +426,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         return _fail("fastrnn-export", exc)
     print(f"wrote {args.output}: {model.cell}, {model.num_layers} layer(s), H={model.hidden_size}, "
           f"V={model.vocab_size}; inputs tokens int64 (T, B), h0 (L, B, H)"
-          f"{', c0 (L, B, H)' if model.cell == 'lstm' else ''}")
+          f"{', c0 (L, B, H)' if model.cell_spec.cell_state else ''}")
     return 0
 
 

@@ -122,7 +122,7 @@ def _recurrent_layer(g: _Graph, model: CharRNN, layer: int, x: str) -> tuple[str
     inputs = [x, w["W"], w["R"], w["B"], "", h0]
     outputs = [f"Y{layer}", f"hN{layer}"]
     attrs: dict[str, Any] = {"hidden_size": model.hidden_size}
-    if model.cell == "lstm":
+    if model.cell_spec.cell_state:
         inputs.append(g.node("Gather", ["c0", index], [f"c0_{layer}"], axis=0)[0])
         outputs.append(f"cN{layer}")
     if model.cell == "gru":
@@ -154,7 +154,7 @@ def build_onnx(model: CharRNN, vocab: Vocabulary, opset: int = DEFAULT_OPSET):
     g.const("by", model.params["by"].astype(np.float32))
     g.node("MatMul", [x, "Why"], ["scores"])
     g.node("Add", ["scores", "by"], ["logits"])
-    state_names = ["hN", "cN"] if model.cell == "lstm" else ["hN"]
+    state_names = ["hN", "cN"] if model.cell_spec.cell_state else ["hN"]
     for k, name in enumerate(state_names):
         g.node("Concat", [states[k] for states in finals], [name], axis=0)
 
@@ -162,7 +162,7 @@ def build_onnx(model: CharRNN, vocab: Vocabulary, opset: int = DEFAULT_OPSET):
         return helper.make_tensor_value_info(name, TP.FLOAT, [L, "B", H])
 
     inputs = [helper.make_tensor_value_info("tokens", TP.INT64, ["T", "B"]), state("h0")]
-    if model.cell == "lstm":
+    if model.cell_spec.cell_state:
         inputs.append(state("c0"))
     outputs = [helper.make_tensor_value_info("logits", TP.FLOAT, ["T", "B", V])]
     outputs += [state(name) for name in state_names]
