@@ -76,6 +76,7 @@ class TrainConfig:
     checkpoint: str = "fastrnn.npz"
     resume: str | None = None
     init_from: str | None = None
+    overwrite: bool = False            # checkpoint lifecycle (cli): replace another run's files
     eval_every: int = 1000
     sample_every: int = 5000
     sample_length: int = 200
@@ -340,6 +341,12 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def run(self, handle_signals: bool = True) -> TrainResult:
+        # checkpoint lifecycle (cli): path checked, run locked, another run's files kept
+        cfg = self.config
+        with ckpt.claim_checkpoint(cfg.checkpoint, overwrite=cfg.overwrite, resume=cfg.resume):
+            return self._run(handle_signals)
+
+    def _run(self, handle_signals: bool) -> TrainResult:
         cfg = self.config
         previous = self._install_signal_handlers() if handle_signals else {}
         try:
