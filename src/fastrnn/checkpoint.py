@@ -106,8 +106,7 @@ def write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
     directory = _directory_of(path)
     tmp = None
     try:
-        if not path or path.endswith(_SEPARATORS):
-            raise IsADirectoryError(errno.EISDIR, _NOT_A_FILE_NAME)
+        _check_file_name(path)
         fd, tmp = _create_temp(directory, os.path.basename(path))
         with os.fdopen(fd, "wb") as f:
             _keep_mode(f.fileno(), path)
@@ -128,7 +127,19 @@ def write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 _SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
-_NOT_A_FILE_NAME = "a directory name; give a file name such as run.npz"
+
+
+def _check_file_name(path: str) -> None:
+    """IsADirectoryError unless path can name a file: not empty, not ending in a separator
+    ('out/'), not an existing directory."""
+    if not path:
+        raise IsADirectoryError(errno.EISDIR, "empty path (give a file name such as run.npz)")
+    if path.endswith(_SEPARATORS):
+        raise IsADirectoryError(errno.EISDIR, f"ends with {path[-1]!r}, a directory name "
+                                "(give a file name)")
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory (give a file name such as "
+                                f"{os.path.join(path, 'run.npz')})")
 
 
 def write_error(path: str, exc: OSError, tail: str = "") -> CheckpointError:
@@ -199,10 +210,7 @@ def check_writable(path: str | os.PathLike) -> None:
     path = os.fspath(path)
     for target in (path, best_path(path)) if path else (path,):
         try:
-            if not target or target.endswith(_SEPARATORS):
-                raise IsADirectoryError(errno.EISDIR, _NOT_A_FILE_NAME)
-            if os.path.isdir(target):
-                raise IsADirectoryError(errno.EISDIR, "Is a directory; give a file name")
+            _check_file_name(target)
             directory = _directory_of(target)
             os.makedirs(directory, exist_ok=True)
             fd, probe = _create_temp(directory, os.path.basename(target))
