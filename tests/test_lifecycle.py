@@ -103,6 +103,14 @@ def test_a_resume_into_another_existing_file_is_refused(tmp_path):
               checkpoint=str(tmp_path / "b.npz"), max_iters=10)
 
 
+def test_overwrite_is_not_inherited_by_a_resume(tmp_path):
+    run(tmp_path / "a.npz", overwrite=True)
+    run(tmp_path / "b.npz")
+    with pytest.raises(CheckpointError, match="b.npz already exists"):
+        train(text=TEXT, out=io.StringIO(), resume=str(tmp_path / "a.npz"),
+              checkpoint=str(tmp_path / "b.npz"), max_iters=10)
+
+
 def test_fine_tuning_into_its_source_is_refused(tmp_path):
     path = tmp_path / "run.npz"
     run(path)

@@ -402,15 +402,23 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as f:
             magic = f.read(len(NPY_MAGIC))
-        if magic.startswith(NPY_MAGIC):
-            raise CheckpointError(f"{not_ours} (it is a single .npy array)")
-        if not magic.startswith(ZIP_MAGIC):
-            raise CheckpointError(f"{not_ours} (a checkpoint is an .npz archive)")
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if magic.startswith(NPY_MAGIC):
+        raise CheckpointError(f"{not_ours} (it is a single .npy array)")
+    if not magic.startswith(ZIP_MAGIC):
+        raise CheckpointError(f"{not_ours} (a checkpoint is an .npz archive)")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, EOFError, ValueError, KeyError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # numpy's advice to load it unsafely: not for users
+            raise CheckpointError(f"{not_ours} (an array holds pickled Python objects, which "
+                                  "fastrnn never writes)") from None
+        raise CheckpointError(f"{not_ours}, or it is damaged ({exc})") from None
+    except (zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise CheckpointError(f"{not_ours}, or it is damaged (truncated or corrupt: "
-                              f"{_reason(exc)})") from None
+                              f"{exc or type(exc).__name__})") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if "header" not in arrays or "checksum" not in arrays:
@@ -419,12 +427,6 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not np.array_equal(stored, checksum(arrays)):
         raise CheckpointError(f"{path}: checksum mismatch: the file is damaged")
     return arrays
-
-
-def _reason(exc: BaseException) -> str:
-    """numpy's message, unless it is its advice to load the file unsafely."""
-    text = str(exc)
-    return "an array holds Python objects" if "allow_pickle" in text else text or type(exc).__name__
 
 
 def read_header(arrays: dict[str, np.ndarray], path: str = "checkpoint") -> dict[str, Any]:

@@ -84,8 +84,8 @@ FOREIGN_FLAGS: dict[str, tuple[str, ...]] = {
     "n-hidden": ("--hidden-size",), "lr": ("--learning-rate",),
     "learning-rate-decay": ("--lr-decay",), "lr-decay-factor": ("--lr-decay",),
     "layers": ("--num-layers",), "n-layer": ("--num-layers",), "n-layers": ("--num-layers",),
-    "model-type": ("--cell", "--model"), "rnn-type": ("--cell", "--model"),
-    "cell-type": ("--cell", "--model"), "cell": ("--cell", "--model"),
+    "model-type": ("--model",), "rnn-type": ("--model",), "cell-type": ("--model",),
+    "cell": ("--cell", "--model"),
     "wordvec-size": ("--embedding-size",), "n-embd": ("--embedding-size",),
     "embed-size": ("--embedding-size",), "embedding-dim": ("--embedding-size",),
     "block-size": ("--seq-length",), "seq-len": ("--seq-length",), "bptt": ("--seq-length",),
@@ -114,13 +114,13 @@ def unrecognized_message(parser: argparse.ArgumentParser, extras: list[str]) -> 
     flags = [a for a in extras if a.startswith("-") and len(a) > 1]
     if not flags:
         return f"unrecognized arguments: {' '.join(extras)}"
-    hint = suggest_flag(parser, flags[0])
-    return f"unknown option {flags[0]}" + (f"; {hint}" if hint else "; see --help")
+    flag = flags[0].split("=", 1)[0]
+    hint = suggest_flag(parser, flag)
+    return f"unknown option {flag}" + (f"; {hint}" if hint else "; see --help")
 
 
-def suggest_flag(parser: argparse.ArgumentParser, arg: str) -> str:
+def suggest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
     """What the user probably meant by an unknown flag, or ''."""
-    flag = arg.split("=", 1)[0]
     key = flag.lstrip("-").lower().replace("_", "-")
     options = sorted(o for a in parser._actions for o in a.option_strings)
     arguments = [a.metavar or a.dest for a in parser._actions if not a.option_strings]
