@@ -193,7 +193,7 @@ def test_a_killed_run_does_not_block_the_next(tmp_path):
             assert f"pid {os.getpid()}" in f.read()
 
 
-# ---------------------------------------------------------------- bad paths, before the first iteration
+# ---------------------------------------------------------------- bad paths, found before training
 
 def save_error(path: str) -> str:
     """The message the first save would give, without its note about the previous file."""

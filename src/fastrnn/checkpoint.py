@@ -30,9 +30,11 @@ import os
 import secrets
 import socket
 import stat
+import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -217,7 +219,8 @@ def check_writable(path: str | os.PathLike) -> None:
             os.close(fd)
             os.unlink(probe)
         except FileExistsError:  # makedirs: the parent exists and is not a directory
-            raise write_error(target, NotADirectoryError(errno.ENOTDIR, "Not a directory")) from None
+            not_a_directory = NotADirectoryError(errno.ENOTDIR, "Not a directory")
+            raise write_error(target, not_a_directory) from None
         except OSError as exc:
             raise write_error(target, exc) from None
 
@@ -257,8 +260,8 @@ class CheckpointLock:
     The lock is an OS lock (flock on POSIX, msvcrt.locking on Windows) on the file PATH.lock,
     which holds the holder's pid and host. The kernel releases it when the process ends, however
     it ends, so the file left by a killed run does not block the next one. A clean exit removes
-    the file. Where neither locking API exists, no lock is taken. On network file systems flock
-    may be local to one machine.
+    the file. On a file system without locks (ENOLCK) the run goes on unlocked; on a network
+    file system a lock may be seen by one machine only.
 
         with CheckpointLock("run.npz"):
             ...  # no other fastrnn run writes run.npz or run.best.npz meanwhile
@@ -269,7 +272,7 @@ class CheckpointLock:
         self.lock_file = lock_path(self.path)
         self._fd: int | None = None
 
-    def acquire(self) -> "CheckpointLock":
+    def acquire(self) -> CheckpointLock:
         """Take the lock, or raise CheckpointError naming the run that holds it."""
         while self._fd is None:
             fd = self._open()
@@ -303,7 +306,7 @@ class CheckpointLock:
             with contextlib.suppress(OSError):
                 os.unlink(self.lock_file)
 
-    def __enter__(self) -> "CheckpointLock":
+    def __enter__(self) -> CheckpointLock:
         return self.acquire()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -318,23 +321,23 @@ class CheckpointLock:
 
 
 def _try_lock(fd: int) -> bool:
-    """Lock fd exclusively without waiting; False if another process holds it."""
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            try:
-                import msvcrt
-            except ImportError:
-                return True  # no locking API: run unlocked (see CheckpointLock)
-            os.lseek(fd, 0, os.SEEK_SET)
+    """Lock fd exclusively without waiting; False if another process holds it. Where the file
+    system has no locks (ENOLCK on some network mounts), True: the run goes on unlocked."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:
-        return False
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
     return True
 
 

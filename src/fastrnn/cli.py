@@ -13,12 +13,13 @@ import json
 import math
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from .config import DEFAULT_MAX_EPOCHS, TrainConfig
 from .errors import ConfigError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
-from .config import DEFAULT_MAX_EPOCHS, TrainConfig
 
 USAGE_ERROR = 2  # a bad flag or value: the command line is the thing to fix
 FAILURE = 1      # the command was valid but the run failed (a file, a checkpoint, divergence)
@@ -142,7 +143,7 @@ def suggest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
 
 def _other_tool(prog: str, flag: str) -> str:
     """'--temperature is an option of fastrnn-sample' when the flag belongs to another tool."""
-    for name, (make_parser, _, _) in TOOLS.items():
+    for make_parser, _, _ in TOOLS.values():
         other = make_parser()
         if other.prog != prog and any(flag in a.option_strings for a in other._actions):
             return f"{flag} is an option of {other.prog}"
