@@ -154,6 +154,11 @@ def test_failures_while_running_exit_1(trained, corpus, tmp_path, capsys, monkey
         status, _, err = call(entry, args, capsys)
         assert (status, len(err.strip().splitlines())) == (1, 1), (args, err)
 
+    status, _, err = call(train_main, [corpus, *FAST, "--max-iters", 5, "--log",
+                                       tmp_path / "corpus.txt" / "log.jsonl",
+                                       "--checkpoint", tmp_path / "l.npz"], capsys)
+    assert status == 1 and "cannot write the log" in err
+
     real = fastrnn.CharRNN.loss_and_grads
 
     def diverge(self, *args, **kwargs):
@@ -164,6 +169,17 @@ def test_failures_while_running_exit_1(trained, corpus, tmp_path, capsys, monkey
     status, _, err = call(train_main, [corpus, *FAST, "--max-iters", 5,
                                        "--checkpoint", tmp_path / "d.npz"], capsys)
     assert status == 1 and "became nan" in err
+
+
+@pytest.mark.parametrize("drop", ["hidden", "optim.m.Whh"])
+def test_a_damaged_training_checkpoint_exits_1(trained, corpus, tmp_path, capsys, drop):
+    arrays = ckpt.read_arrays(trained)
+    del arrays[drop]
+    arrays["checksum"] = ckpt.checksum(arrays)
+    damaged = tmp_path / "damaged.npz"
+    ckpt.write_atomically(str(damaged), arrays)
+    status, _, err = call(train_main, [corpus, "--resume", damaged, "--max-iters", 20], capsys)
+    assert status == 1 and str(damaged) in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("tool", ["train", "sample", "info"])

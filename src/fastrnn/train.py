@@ -33,7 +33,7 @@ from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, canonical_options, checkpo
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
                    default_corpus, describe_chars, read_corpus, split_train_val,
                    validation_chunks)
-from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
+from .errors import CheckpointError, CorpusError, DivergedError, FastrnnError
 from .model import CharRNN
 from .optim import decayed_lr, make_optimizer
 from .sample import iter_sample
@@ -176,7 +176,7 @@ class Trainer:
             try:
                 self.restore(loaded)
             except (KeyError, TypeError, ValueError) as exc:
-                if isinstance(exc, ConfigError):
+                if isinstance(exc, CheckpointError):
                     raise
                 raise CheckpointError(f"{cfg.resume}: not a training checkpoint, cannot resume "
                                       f"from it ({type(exc).__name__}: {exc})") from None
@@ -188,7 +188,8 @@ class Trainer:
         self.batches.seek(Position(**head["position"]))
         self.optimizer.load_state(loaded.optimizer_state, head["optimizer"]["step"])
         if loaded.hidden is None or loaded.hidden.shape != self.h.shape:
-            raise ConfigError(f"{self.config.resume}: hidden state missing or of the wrong shape")
+            raise CheckpointError(f"{self.config.resume}: hidden state missing or of the wrong "
+                                  "shape")
         self.h = np.ascontiguousarray(loaded.hidden, dtype=self.model.dtype)
         self.sample_rng.bit_generator.state = head["rng_state"]
         self.smoothed_loss = head.get("smoothed_loss")
@@ -374,8 +375,8 @@ class Trainer:
             with open(self.config.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as exc:
-            raise ConfigError(f"cannot write the log {self.config.log}: "
-                              f"{exc.strerror or exc}") from None
+            raise FastrnnError(f"cannot write the log {self.config.log}: "
+                               f"{exc.strerror or exc}") from None
 
     def result(self, reason: str, session: Session) -> TrainResult:
         wall = session.elapsed()
