@@ -234,12 +234,14 @@ def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool,
     path = os.fspath(path)
     if overwrite or (resume is not None and _same_file(path, os.fspath(resume))):
         return
-    for target in (path, best_path(path)):
-        if os.path.exists(target):
-            raise CheckpointError(
-                f"{target} already exists (a checkpoint of another run); continue that run "
-                f"with --resume {path}, choose another --checkpoint, or give --overwrite to "
-                "replace it")
+    if os.path.exists(path):
+        raise CheckpointError(f"{path} already exists (a checkpoint of another run); continue "
+                              f"that run with --resume {path}, choose another --checkpoint, or "
+                              "give --overwrite to replace it")
+    best = best_path(path)
+    if os.path.exists(best):
+        raise CheckpointError(f"{best} already exists (the best checkpoint of another run); "
+                              "choose another --checkpoint, or give --overwrite to replace it")
 
 
 def _same_file(a: str, b: str) -> bool:

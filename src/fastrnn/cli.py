@@ -267,9 +267,11 @@ def train_parser() -> argparse.ArgumentParser:
                    help="print only the final summary line")
     g = p.add_argument_group("compute")
     g.add_argument("--threads", type=positive_int, metavar="N",
-                   help=f"BLAS threads (default {D.threads}: on an idle 2-core machine 2 threads "
-                        "were 26%% faster at the defaults, but with one other busy process "
-                        "3x slower, as OpenBLAS threads wait for each other; 1 is the safe choice)")
+                   help=f"BLAS threads (default {D.threads}). More pay only on cores the run has "
+                        "to itself: OpenBLAS threads spin while they wait for each other inside "
+                        "every matrix product, so one other busy process makes 2 threads slower "
+                        "than 1, and on a loaded machine they ran over 10x slower than 1 "
+                        "(measured figures in the README)")
     g.add_argument("--backend", choices=BACKENDS,
                    help=f"compiled kernel or the numpy reference (default {D.backend})")
     return p
