@@ -598,7 +598,8 @@ def plot_parser() -> argparse.ArgumentParser:
     p = _tool_parser("fastrnn-plot", "Plot training and validation loss (bits/char) of one or "
                                      "more runs against iteration and wall-clock time, from "
                                      "their --log files (needs fastrnn[plot]).")
-    p.add_argument("logs", nargs="+", metavar="LOG.jsonl", help="logs written by fastrnn-train --log")
+    p.add_argument("logs", nargs="+", metavar="LOG.jsonl",
+                   help="logs written by fastrnn-train --log")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="the picture to write; the format follows the extension (.png, .svg, .pdf)")
     p.add_argument("--names", nargs="+", metavar="NAME",
