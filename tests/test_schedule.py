@@ -37,7 +37,7 @@ def test_cosine_goes_from_one_to_the_final_fraction():
     assert cosine_factor(0.5) == pytest.approx((1 + COSINE_FINAL_FRACTION) / 2)
     assert cosine_factor(2.0) == cosine_factor(1.0) and cosine_factor(-1.0) == 1.0
     values = [cosine_factor(p / 10) for p in range(11)]
-    assert all(a > b for a, b in zip(values, values[1:]))
+    assert all(a > b for a, b in zip(values[:-1], values[1:], strict=True))
 
 
 def test_cosine_progress_from_iterations_or_time():
