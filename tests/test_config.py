@@ -5,14 +5,18 @@ import numpy as np
 import pytest
 
 import fastrnn
+from _checkpoints import rewrite_header
 from fastrnn import checkpoint as ckpt
 from fastrnn.cli import train_options, train_parser
-from fastrnn.config import (DEFAULT_MAX_EPOCHS, FROZEN_ON_RESUME, TrainConfig,
-                            canonical_options, resolve_config)
+from fastrnn.config import (
+    DEFAULT_MAX_EPOCHS,
+    FROZEN_ON_RESUME,
+    TrainConfig,
+    canonical_options,
+    resolve_config,
+)
 from fastrnn.data import default_corpus
 from fastrnn.errors import ConfigError
-
-from _checkpoints import rewrite_header
 
 TEXT = default_corpus()[:2500]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=7,

@@ -9,16 +9,22 @@ import signal
 import numpy as np
 import pytest
 
+from _checkpoints import rewrite_header
 from fastrnn import checkpoint as ckpt
 from fastrnn.config import resolve_config
 from fastrnn.data import default_corpus
 from fastrnn.errors import ConfigError
 from fastrnn.optim import decayed_lr
-from fastrnn.schedule import (COSINE_FINAL_FRACTION, SCHEDULES, LossWatch, cosine_factor,
-                              cosine_progress, learning_rate, warmup_factor)
+from fastrnn.schedule import (
+    COSINE_FINAL_FRACTION,
+    SCHEDULES,
+    LossWatch,
+    cosine_factor,
+    cosine_progress,
+    learning_rate,
+    warmup_factor,
+)
 from fastrnn.train import Trainer, best_path, train
-
-from _checkpoints import rewrite_header
 
 TEXT = default_corpus()[:3000]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, dtype="float64")
