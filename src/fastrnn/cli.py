@@ -9,13 +9,14 @@ import argparse
 import math
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
 from .errors import FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
 from .schedule import COSINE_FINAL_FRACTION, SCHEDULES
-from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
 
 D = TrainConfig()  # defaults, shown in --help
 

@@ -29,11 +29,27 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import report
-from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, budget_given,
-                     canonical_options, check_option_names, checkpoint_to_load, resolve_config)
-from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
-                   default_corpus, describe_chars, read_corpus, split_train_val,
-                   validation_chunks)
+from .config import (
+    DEFAULT_MAX_EPOCHS,
+    TrainConfig,
+    budget_given,
+    canonical_options,
+    check_option_names,
+    checkpoint_to_load,
+    resolve_config,
+)
+from .data import (
+    DEFAULT_CORPUS_NAME,
+    BatchIterator,
+    Position,
+    Vocabulary,
+    check_length,
+    default_corpus,
+    describe_chars,
+    read_corpus,
+    split_train_val,
+    validation_chunks,
+)
 from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from .model import CharRNN
 from .optim import make_optimizer
