@@ -14,8 +14,7 @@ from fastrnn.data import default_corpus
 from fastrnn.errors import CorpusError
 from fastrnn.train import Trainer
 
-# Every test here trains or resumes a run, however briefly.
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # every test here trains
 
 TEXT = default_corpus()[:3000]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=5)
