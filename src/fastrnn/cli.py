@@ -49,7 +49,8 @@ The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 
 40 steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the
 gradient by 40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
 
-{EXIT_RULE} After a signal the checkpoint is written first."""
+{EXIT_RULE}
+After a signal, the iteration is finished and the checkpoint written first."""
 
 
 class _Parser(argparse.ArgumentParser):
