@@ -276,3 +276,9 @@ def test_a_rewritten_checkpoint_keeps_its_mode(tmp_path):
     save_small(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert np.array_equal(ckpt.load_checkpoint(path).vocab.codepoints(), [97, 98, 99])
+
+
+def test_a_run_without_a_checkpoint_writes_and_locks_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train(text=TEXT, out=io.StringIO(), checkpoint=None, **{**SMALL, "max_iters": 5})
+    assert os.listdir(tmp_path) == []
