@@ -682,7 +682,7 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [
         f"checkpoint  {info['path']} (format version {_na(info['format_version'])})",
         f"model       {cell}, {_na(m['num_layers'])} layer(s), hidden {_na(m['hidden_size'])}, "
-        f"embedding {_na(m['embedding_size'])}, {m['parameters']:,} parameters, {_na(m['dtype'])}",
+        f"{_embedding(m['embedding_size'])}, {m['parameters']:,} parameters, {_na(m['dtype'])}",
         f"vocabulary  {v['size']} characters: {_escaped(v['sample'])}"
         + (" ..." if v["size"] > len(v["sample"]) else ""),
         f"corpus      {_na(c['path'])}: {_na(c['chars'], '{:,}')} characters, sha256 {sha}",
@@ -694,6 +694,10 @@ def format_info(info: dict[str, Any]) -> str:
         f"optimizer   {_na(info['optimizer'])}, lr {_na(info['learning_rate'], '{:g}')}",
     ]
     return "\n".join(lines)
+
+
+def _embedding(size: int | None) -> str:
+    return {None: "embedding n/a", 0: "one-hot input"}.get(size, f"embedding {size}")
 
 
 def _na(value: Any, fmt: str = "{}") -> str:
