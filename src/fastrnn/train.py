@@ -11,6 +11,7 @@ The options and how they meet a checkpoint are in config.py; what the run prints
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,14 +22,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from . import report
 from .checkpoint import best_path
-from .config import (DEFAULT_MAX_EPOCHS, HAS_EMBEDDING, TrainConfig, budget_given,
+from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, budget_given,
                      canonical_options, check_option_names, checkpoint_to_load, resolve_config)
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
                    default_corpus, describe_chars, read_corpus, split_train_val,
@@ -154,7 +155,7 @@ def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None, text: str,
                               "at least 2 are needed to predict anything")
         return CharRNN(vocab.size, cfg.hidden_size, num_layers=cfg.num_layers,
                        cell=cfg.cell, dropout=cfg.dropout, dtype=cfg.dtype,
-                       seed=cfg.seed, **input_options(cfg)), vocab
+                       seed=cfg.seed, embedding_size=cfg.embedding_size, init=cfg.init), vocab
     loaded.model.dropout = cfg.dropout   # training-time only: may change on resume
     return loaded.model, loaded.vocab
 
@@ -176,13 +177,6 @@ def drop_unknown(cfg: TrainConfig, vocab: Vocabulary, text: str,
         raise CorpusError(f"{corpus_name} has no character of the vocabulary of {source}")
     return kept, (f"dropped {len(text) - len(kept):,} occurrences of {len(unknown)} "
                   f"characters outside the vocabulary of {source}: {describe_chars(unknown)}")
-
-
-def input_options(cfg: TrainConfig) -> dict[str, Any]:
-    """CharRNN's embedding_size and init, for a fastrnn that has them."""
-    if not HAS_EMBEDDING:
-        return {}
-    return {"embedding_size": cfg.embedding_size, "init": cfg.init}
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -322,24 +316,25 @@ class Trainer:
         if cfg.resume and (done := self.stop_reason()) is not None:
             result = self.result("complete", Session(self.iteration, 0), done_by=done)
         else:
-            # path checked as a save would, this run's lock held, another run's files kept
-            with StopSignals(enabled=handle_signals) as self.signals, \
-                    ckpt.claim_checkpoint(cfg.checkpoint, cfg.overwrite, cfg.resume):
-                self.prepare_outputs()
-                with limit_threads(cfg.threads):
-                    for line in report.start_block(cfg, self.model, self.data, self.iteration,
-                                                   self.planned_iterations(), self.best_path()):
-                        self.progress.say(line)
-                    result = self.loop()
+            with StopSignals(enabled=handle_signals) as self.signals, self.outputs_claimed(), \
+                    limit_threads(cfg.threads):
+                for line in report.start_block(cfg, self.model, self.data, self.iteration,
+                                               self.planned_iterations(), self.best_path()):
+                    self.progress.say(line)
+                result = self.loop()
         self.progress.say(report.summary(result))
         return result
 
-    def prepare_outputs(self) -> None:
-        """Before the first iteration: fail now, not at the first save, if the curves could
-        not be written (the checkpoint is checked by checkpoint.claim_checkpoint)."""
+    @contextlib.contextmanager
+    def outputs_claimed(self) -> Iterator[None]:
+        """For the life of the run: fail before the first iteration, not at the first save,
+        if the checkpoint or the curves could not be written."""
         cfg = self.config
         if cfg.plot:
             self.plotter = load_plotter()
+        # path checked as a save would, this run's lock held, another run's files kept
+        with ckpt.claim_checkpoint(cfg.checkpoint, cfg.overwrite, cfg.resume):
+            yield
 
     def loop(self) -> TrainResult:
         """Iterate until a stop reason, evaluate and save at the end; the run's result."""
