@@ -92,7 +92,7 @@ def build_arrays(model: CharRNN, vocab: Vocabulary, header: dict[str, Any],
 
 def _write_arrays(f: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
     """Serialise to an open file (a separate function so tests can simulate a full disk)."""
-    np.savez(f, **arrays)
+    np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its flags
 
 
 def save_checkpoint(path: str | os.PathLike, model: CharRNN, vocab: Vocabulary,
