@@ -99,6 +99,11 @@ def test_sample_suggests_its_flag(trained, capsys, given, meant):
     assert f"fastrnn-sample: error: unknown option {given}; {meant}" in err
 
 
+def test_a_gpu_flag_is_told_about_the_cpu(corpus, capsys):
+    status, _, err = call(train_main, [corpus, "--device", "cuda"], capsys)
+    assert status == 2 and "fastrnn runs on the CPU (--threads sets its BLAS threads)" in err
+
+
 def test_a_flag_of_the_other_tool(corpus, capsys):
     status, _, err = call(train_main, [corpus, "--temperature", "0.5"], capsys)
     assert status == 2 and "--temperature is an option of fastrnn-sample" in err

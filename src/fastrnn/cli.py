@@ -112,9 +112,7 @@ FOREIGN_FLAGS: dict[str, tuple[str, ...]] = {
     "sample": ("--greedy",), "argmax": ("--greedy",), "topk": ("--top-k",),
     "out": ("--output", "-o"),
 }
-CPU_ONLY = "fastrnn runs on the CPU; --threads sets its BLAS threads"
-FOREIGN_NOTES = {name: CPU_ONLY for name in ("gpu", "gpuid", "gpu-backend", "opencl", "device",
-                                             "cuda")}
+GPU_FLAGS = ("gpu", "gpuid", "gpu-backend", "opencl", "device", "cuda")
 
 
 def unrecognized_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:
@@ -137,8 +135,9 @@ def suggest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
             return f"did you mean {candidate}?"
         if candidate in arguments:
             return f"did you mean the {candidate} argument (given without a flag)?"
-    if key in FOREIGN_NOTES:
-        return FOREIGN_NOTES[key]
+    if key in GPU_FLAGS:
+        threads = " (--threads sets its BLAS threads)" if "--threads" in options else ""
+        return "fastrnn runs on the CPU" + threads
     prefixed = [o for o in options if o.startswith(flag) and o.startswith("--")]
     if flag.startswith("--") and len(prefixed) == 1:
         return f"did you mean {prefixed[0]}? (abbreviations are not accepted)"
