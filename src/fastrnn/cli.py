@@ -60,7 +60,6 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(**kwargs)
 
     def parse_args(self, args=None, namespace=None):
@@ -186,7 +185,7 @@ decay = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 # ---------------------------------------------------------------------------- fastrnn-train
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fastrnn-train",
+    p = _Parser(prog="fastrnn-train", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Train a character-level RNN language model on a UTF-8 text file.",
                 epilog=TRAIN_EPILOG, argument_default=None)
     add_version(p)
