@@ -7,7 +7,8 @@ the carried hidden state, clips, and takes one optimizer step. The hidden state 
 chunk to chunk and reset to zero at the start of each epoch. Everything needed to continue exactly
 is in the checkpoint: parameters, optimizer state, hidden state, data position, RNG state.
 
-The options and how they meet a checkpoint are in config.py; what the run prints is in report.py.
+The options and how they meet a checkpoint are in config.py, the learning-rate schedules and the
+watch on the validation loss in schedule.py, what the run prints in report.py.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
