@@ -32,7 +32,7 @@ def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("run") / "run.npz"
     train(text=TEXT, out=io.StringIO(), checkpoint=str(path), hidden_size=16, batch_size=4,
           seq_length=16, sample_every=0, eval_every=5, max_iters=12, cell="gru",
-          learning_rate=3e-3)
+          learning_rate=3e-3, num_layers=1, lr_schedule="constant")
     return path
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
+from .config import DEFAULT_TIME_LIMIT, DEFAULTS, INIT_SCHEMES, TrainConfig
 from .errors import ConfigError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
@@ -39,8 +39,9 @@ def why(name: str, shown: str | None = None) -> str:
 
 # The classic numpy char-RNN configuration (min-char-rnn style): hidden 100, 40 steps, one
 # stream, plain SGD at 0.01 with clipping at ±5 on the gradient of the summed loss.
-CLASSIC_CONFIG = ("--hidden-size 100 --seq-length 40 --batch-size 1 --optimizer sgd "
-                  "--learning-rate 0.4 --grad-clip 0.125 --dtype float64")
+CLASSIC_CONFIG = ("--model rnn --num-layers 1 --hidden-size 100 --embedding-size 0 "
+                  "--init uniform --seq-length 40 --batch-size 1 --optimizer sgd "
+                  "--learning-rate 0.4 --lr-schedule constant --grad-clip 0.125 --dtype float64")
 
 TRAIN_EPILOG = f"""\
 The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 0.01, clip ±5):
@@ -255,14 +256,13 @@ def train_parser() -> argparse.ArgumentParser:
                    help="stop after N iterations (on --resume: N more); 0 for no limit "
                         "(default 0)")
     g.add_argument("--max-epochs", type=non_negative_float, metavar="E",
-                   help=f"stop after E passes over the text (on --resume: E more); 0 for no "
-                        f"limit (default "
-                        f"{DEFAULT_MAX_EPOCHS:g} when no limit is given: about 40 s on the "
-                        "default corpus, 1.5 min on tinyshakespeare, on a 2-core CPU)")
+                   help="stop after E passes over the text (on --resume: E more); 0 for no "
+                        "limit (default 0)")
     g.add_argument("--time-limit", type=non_negative_float, metavar="SECONDS",
                    help="stop after this many seconds of training (on --resume: this many "
                         "more; a resumed run without a new limit goes on counting to its own); "
-                        "0 for none (default 0)")
+                        f"0 for none (default {DEFAULT_TIME_LIMIT:g} when no limit at all is "
+                        "given, which the model defaults are chosen for)")
     g.add_argument("--patience", type=non_negative_int, metavar="N",
                    help="stop early when the validation loss has not improved for N "
                         "evaluations (every --eval-every iterations); 0 for off (default 0)")
