@@ -32,7 +32,9 @@ def test_kernel_is_built():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("V,H,B,T", SHAPES)
 def test_kernel_matches_numpy(V, H, B, T, dtype):
-    model = fastrnn.CharRNN(V, H, dtype=dtype, seed=V + H)
+    # The uniform scheme's small weights keep units out of saturation, where float32's
+    # 1 - tanh^2 keeps few digits and the comparison would measure rounding, not the kernel.
+    model = fastrnn.CharRNN(V, H, dtype=dtype, seed=V + H, init="uniform")
     # Biases are zero at initialisation: make them non-zero so their paths are tested too.
     rng = np.random.default_rng(1)
     model.params["bh"][:] = rng.standard_normal(H) * 0.1
