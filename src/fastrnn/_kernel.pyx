@@ -127,6 +127,9 @@ cdef inline void column_sums(const floating *a, Py_ssize_t rows, Py_ssize_t cols
             out[i] *= scale
 
 
+include "_recurrent.pxi"
+
+
 # ----------------------------------------------------------------------------- forward
 
 cdef void embed_forward(const int[:, ::1] x, const floating[:, ::1] Wxh,
