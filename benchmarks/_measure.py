@@ -293,9 +293,10 @@ def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7, calls: int = 1000) ->
 
     def bare():
         _kernel.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
-                            ws.hs, ws.probs)
+                            ws.hs, ws.probs, ws.packed)
         _kernel.rnn_backward(x, y, h0, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
-                             g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], g["h0"])
+                             g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], g["h0"],
+                             ws.packed)
         plan.adam(*args, GRAD_CLIP, 1.0)
 
     best = {"bare": math.inf, "step": math.inf}

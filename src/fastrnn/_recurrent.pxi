@@ -64,6 +64,14 @@ cdef inline void recurrent_product(const floating *A, int lda, const floating *p
         fr_recurrent_product_d(A, lda, packed, K, N, C, ldc, B, accumulate)
 
 
+cdef inline floating *packed_after(floating *packed, int K, int N) noexcept nogil:
+    """Where the next packed matrix starts in a buffer whose first holds a (K, N) matrix."""
+    if floating is float:
+        return packed + fr_recurrent_packed_size_f(K, N)
+    else:
+        return packed + fr_recurrent_packed_size_d(K, N)
+
+
 def recurrent_isa():
     """The name of the recurrent-product version in use: 'portable', 'avx2' or 'avx512'."""
     return RECURRENT_ISAS[fr_recurrent_isa()]

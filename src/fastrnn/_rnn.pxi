@@ -17,11 +17,12 @@
 #     probs  (T*B, V)  softmax probabilities, cache; backward overwrites it with
 #                      probs - onehot(y) = (T*B) * dlogits (the 1/(T*B) goes into the GEMMs' alpha)
 #     dhs    (T, B, H) scratch: dL/dh_t, then in place dL/dpre_t
+#     packed (P,)      scratch: Whh packed for the recurrent product (forward), then Whh^T
+#                      (backward); P = packed_size(H, H) (see _recurrent.pxi)
 # Gradients (outputs, overwritten): dWxh (V,H), dWhh (H,H), dbh (H,), dWhy (H,V), dby (V,),
-# dh0 (B,H). Until weight_backward writes it, dWhh holds Whh^T: backpropagation multiplies by Whh^T
-# every step, and BLAS runs the untransposed product of a transposed copy faster.
+# dh0 (B,H).
 #
-# Only the recurrence is sequential (one GEMM, or GEMV at B = 1, and one vectorised tanh per
+# Only the recurrence is sequential (one packed recurrent product and one vectorised tanh per
 # step). The output layer, softmax, dWhy, dby, dhs, dWhh, dbh and dWxh are each one pass or one
 # GEMM over all T*B rows. Nothing is allocated and no Python object is touched inside nogil.
 
@@ -37,18 +38,16 @@ cdef void embed_forward(const int[:, ::1] x, const floating[:, ::1] Wxh,
 
 
 cdef void recurrence_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                             floating[:, :, ::1] hs) noexcept nogil:
-    """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part."""
+                             floating[:, :, ::1] hs, floating *packed) noexcept nogil:
+    """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part.
+    packed: scratch of packed_size(H, H) values for Whh, packed once for the T steps."""
     cdef Py_ssize_t t, T = hs.shape[0]
     cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef const floating *h_prev = &h0[0, 0]
+    recurrent_pack(packed, &Whh[0, 0], H, H, H, False)
     for t in range(T):
         # hs[t] += h_prev @ Whh
-        if B == 1:
-            gemv(True, H, H, <floating> 1, &Whh[0, 0], H, h_prev, <floating> 1, &hs[t, 0, 0])
-        else:
-            gemm(False, False, B, H, H, <floating> 1, h_prev, H, &Whh[0, 0], H,
-                 <floating> 1, &hs[t, 0, 0], H)
+        recurrent_product(h_prev, H, packed, H, H, &hs[t, 0, 0], H, B, True)
         tanh_inplace(&hs[t, 0, 0], B * H)
         h_prev = &hs[t, 0, 0]
 
@@ -78,12 +77,12 @@ cdef double output_forward(const floating[:, :, ::1] hs, const floating[:, ::1] 
 def rnn_forward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1] h0,
                 const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
                 const floating[::1] bh, const floating[:, ::1] Why, const floating[::1] by,
-                floating[:, :, ::1] hs, floating[:, ::1] probs):
+                floating[:, :, ::1] hs, floating[:, ::1] probs, floating[::1] packed):
     """Whole forward pass over one chunk; fills the caches hs and probs, returns the loss."""
     cdef double loss
     with nogil:
         embed_forward(x, Wxh, bh, hs)
-        recurrence_forward(h0, Whh, hs)
+        recurrence_forward(h0, Whh, hs, &packed[0])
         loss = output_forward(hs, Why, by, y, probs)
     return loss
 
@@ -114,31 +113,23 @@ cdef void output_backward(const floating[:, :, ::1] hs, const floating[:, ::1] W
 
 cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                               const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
-                              floating[:, ::1] dh0, floating *WhhT) noexcept nogil:
+                              floating[:, ::1] dh0, floating *packed) noexcept nogil:
     """Full BPTT, in place over t = T-1..0. Differentiates h_t = tanh(pre_t),
     pre_t = ... + h_{t-1} @ Whh:  dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
     dh_{t-1} += dpre_t @ Whh^T, which at t = 0 is dh0, the carried state's gradient.
-    WhhT (H*H values) is scratch for Whh^T (see fr_transpose in the header), unused at B = 1:
-    the callers lend it dWhh, which is written only after the recurrence.
+    packed: scratch of packed_size(H, H) values for Whh^T, packed once for the T steps.
     """
     cdef Py_ssize_t t, T = hs.shape[0]
     cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef floating *dh_prev
-    cdef floating beta
-    if B > 1:
-        transpose(WhhT, &Whh[0, 0], H, H)
+    cdef bint into_prev
+    recurrent_pack(packed, &Whh[0, 0], H, H, H, True)
     for t in range(T - 1, -1, -1):
         tanh_backward(&dhs[t, 0, 0], &hs[t, 0, 0], B * H)
-        if t > 0:
-            dh_prev, beta = &dhs[t - 1, 0, 0], 1
-        else:
-            dh_prev, beta = &dh0[0, 0], 0
-        # dh_prev = dpre_t @ Whh^T + beta * dh_prev
-        if B == 1:
-            gemv(False, H, H, <floating> 1, &Whh[0, 0], H, &dhs[t, 0, 0], beta, dh_prev)
-        else:
-            gemm(False, False, B, H, H, <floating> 1, &dhs[t, 0, 0], H, WhhT, H,
-                 beta, dh_prev, H)
+        into_prev = t > 0
+        dh_prev = &dhs[t - 1, 0, 0] if into_prev else &dh0[0, 0]
+        # dh_prev = dpre_t @ Whh^T + (dh_prev if t > 0 else 0)
+        recurrent_product(&dhs[t, 0, 0], H, packed, H, H, dh_prev, H, B, into_prev)
 
 
 cdef void weight_backward(const int[:, ::1] x, const floating[:, ::1] h0,
@@ -169,9 +160,10 @@ def rnn_backward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1
                  const floating[:, ::1] Whh, const floating[:, ::1] Why,
                  const floating[:, :, ::1] hs, floating[:, ::1] probs, floating[:, :, ::1] dhs,
                  floating[:, ::1] dWxh, floating[:, ::1] dWhh, floating[::1] dbh,
-                 floating[:, ::1] dWhy, floating[::1] dby, floating[:, ::1] dh0):
+                 floating[:, ::1] dWhy, floating[::1] dby, floating[:, ::1] dh0,
+                 floating[::1] packed):
     """Whole backward pass over one chunk, from the caches of rnn_forward."""
     with nogil:
         output_backward(hs, Why, y, probs, dhs, dWhy, dby)
-        recurrence_backward(h0, Whh, hs, dhs, dh0, &dWhh[0, 0])  # dWhh lent as scratch
+        recurrence_backward(h0, Whh, hs, dhs, dh0, &packed[0])
         weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)

@@ -49,12 +49,32 @@ class Workspace:
     hs    (T, B, H)  hidden states, cache kept for backward
     probs (T*B, V)   softmax probabilities, cache; backward overwrites it with probs - onehot(y)
     dhs   (T, B, H)  scratch for dL/dh_t and dL/dpre_t
+    packed (P,)      scratch: Whh, then Whh^T, packed for the recurrent product
+                     (P = packed_recurrent_size("rnn", H, dtype))
     """
 
     def __init__(self, B: int, T: int, H: int, V: int, dtype: np.dtype):
         self.hs = np.empty((T, B, H), dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
         self.dhs = np.empty((T, B, H), dtype=dtype)
+        self.packed = np.empty(packed_recurrent_size("rnn", H, dtype), dtype=dtype)
+
+
+def packed_recurrent_size(cell: str, H: int, dtype: np.dtype) -> int:
+    """Values of the scratch buffer every layer's recurrence packs Whh (H, G*H) into for the
+    forward and Whh^T for the backward (the GRU packs its [r z] and n blocks apart): the
+    largest need of the two directions. Without the compiled kernel, what the numpy twin uses
+    (a contiguous Whh^T)."""
+    G = GATES[cell]
+    if _kernel is None:
+        return G * H * H
+
+    def size(K: int, N: int) -> int:
+        return int(_kernel.packed_size(K, N, dtype))
+
+    if cell == "gru":
+        return max(size(H, 2 * H), size(2 * H, H)) + size(H, H)
+    return max(size(H, G * H), size(G * H, H))
 
 
 class StackWorkspace:
@@ -70,6 +90,8 @@ class StackWorkspace:
     drops (L, T, B, H)    dropped layer outputs hs * masks, what the next layer / head reads
     dhs   (L, T, B, H)    dL/dh per layer, scratch;  dc (B, H) LSTM cell-gradient carry, scratch
     probs (T*B, V)        softmax probabilities, cache, then probs - onehot(y) = dlogits * T*B
+    packed (P,)           scratch: one layer's Whh, then Whh^T, packed for the recurrent product
+                          (P = packed_recurrent_size(cell, H, dtype), shared by the layers)
     """
 
     def __init__(self, cell: str, L: int, B: int, T: int, H: int, V: int, dropout: float,
@@ -86,6 +108,7 @@ class StackWorkspace:
         self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.dhs = np.empty(layer, dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
+        self.packed = np.empty(packed_recurrent_size(cell, H, dtype), dtype=dtype)
 
 
 class CharRNN:
@@ -275,7 +298,7 @@ class CharRNN:
         if not stacked:
             impl = _backend_module(backend)
             loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
-                                    p["bh"], p["Why"], p["by"], ws.hs, ws.probs)
+                                    p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed)
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
         loss = self._stack_forward(_cells_module(backend), x, y, self._state(h0, x.shape[0]),
@@ -302,9 +325,10 @@ class CharRNN:
         if not stacked:                       # the core single-layer rnn, state (B, H)
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
             loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
-                                    p["by"], ws.hs, ws.probs)
+                                    p["by"], ws.hs, ws.probs, ws.packed)
             impl.rnn_backward(x, y, h0_bh, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
-                              g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh)
+                              g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh,
+                              ws.packed)
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
         cells = _cells_module(backend)
         dropping = self._draw_masks(ws, bool(train))
@@ -435,12 +459,12 @@ class CharRNN:
                                       p[f"bh{k}"], gates)
             if self.cell == "lstm":
                 cells.lstm_layer_forward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
-                                         ws.hs[layer], ws.cs[layer], ws.tcs[layer])
+                                         ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.packed)
             elif self.cell == "gru":
                 cells.gru_layer_forward(h0s[layer], p[f"Whh{k}"], p[f"bhn{k}"], gates,
-                                        ws.hns[layer], ws.hs[layer])
+                                        ws.hns[layer], ws.hs[layer], ws.packed)
             else:
-                cells.rnn_layer_forward(h0s[layer], p[f"Whh{k}"], ws.hs[layer])
+                cells.rnn_layer_forward(h0s[layer], p[f"Whh{k}"], ws.hs[layer], ws.packed)
             if dropping:
                 cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
 
@@ -460,14 +484,14 @@ class CharRNN:
                 cells.lstm_layer_backward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
                                           ws.hs[layer], ws.cs[layer], ws.tcs[layer],
                                           ws.dhs[layer], ws.dc, g[f"Whh{k}"], dh0s[layer],
-                                          dc0s[layer])
+                                          dc0s[layer], ws.packed)
             elif self.cell == "gru":
                 cells.gru_layer_backward(h0s[layer], p[f"Whh{k}"], gates, ws.hns[layer],
                                          ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"],
-                                         g[f"bhn{k}"], dh0s[layer])
+                                         g[f"bhn{k}"], dh0s[layer], ws.packed)
             else:
                 cells.rnn_layer_backward(h0s[layer], p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer],
-                                         g[f"Whh{k}"], dh0s[layer])
+                                         g[f"Whh{k}"], dh0s[layer], ws.packed)
                 gates = ws.dhs[layer]             # the rnn's dL/dpre lives in dhs
             if layer == 0:
                 cells.input_backward(x, gates, g["Wxh"], g["bh"])
