@@ -53,11 +53,14 @@ def product_error(B: int, K: int, N: int, dtype, transposed: bool, accumulate: b
 def test_every_edge_shape_matches_numpy(isa, dtype, transposed):
     """B from 1 to 64 (tails of every row block), K and N off the vector width."""
     for B in (1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 25, 32, 64):
-        for K, N in ((1, 1), (3, 17), (17, 3), (100, 100), (1, 700), (700, 1), (257, 700),
-                     (700, 257)):
+        for K, N in ((1, 1), (3, 17), (17, 3), (100, 100), (1, 700), (700, 1)):
             for accumulate in (True, False):
                 err = product_error(B, K, N, dtype, transposed, accumulate)
                 assert err <= RTOL[dtype], (isa, B, K, N, accumulate, err)
+    for B in (1, 7, 13, 64):
+        for K, N in ((257, 700), (700, 257)):
+            err = product_error(B, K, N, dtype, transposed, B % 2 == 0)
+            assert err <= RTOL[dtype], (isa, B, K, N, err)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -70,9 +73,9 @@ def test_overwrite_ignores_what_c_held(isa, dtype):
     np.testing.assert_allclose(C, A @ W, rtol=RTOL[dtype] * 100, atol=RTOL[dtype] * 100)
 
 
-@settings(max_examples=60, deadline=None)
-@given(B=st.integers(1, 64), K=st.sampled_from(SIZES) | st.integers(1, 300),
-       N=st.sampled_from(SIZES) | st.integers(1, 300), use64=st.booleans(),
+@settings(max_examples=40, deadline=None)
+@given(B=st.integers(1, 64), K=st.sampled_from(SIZES) | st.integers(1, 200),
+       N=st.sampled_from(SIZES) | st.integers(1, 200), use64=st.booleans(),
        transposed=st.booleans(), accumulate=st.booleans(), isa_index=st.integers(0, 2),
        seed=st.integers(0, 2**16))
 def test_random_shapes_match_numpy(B, K, N, use64, transposed, accumulate, isa_index, seed):
