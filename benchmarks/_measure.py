@@ -118,7 +118,8 @@ class TrainingStep:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cfg, self.backend = cfg, backend
         self.model = fastrnn.CharRNN(vocab_size=cfg.V, hidden_size=cfg.H, cell=cfg.cell,
-                                     dtype=np.dtype(cfg.dtype), seed=seed)
+                                     num_layers=cfg.layers, dtype=np.dtype(cfg.dtype),
+                                     seed=seed)
         rng = np.random.default_rng(seed + 1)
         shape = (CHUNKS_IN_POOL, cfg.B, cfg.T)
         self.xs = rng.integers(0, cfg.V, size=shape, dtype=np.int32)
