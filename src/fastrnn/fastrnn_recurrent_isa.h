@@ -21,6 +21,9 @@
  */
 
 #define FR_NR (FR_VLEN * FR_NV)
+/* Rows of K per pass over the panels: a panel's share of them (FR_KC * NR values) is 16 KB,
+ * so that it stays in L1 beside the FR_MR rows of A while every row block reads it. */
+#define FR_KC ((int) (16384 / (FR_NR * sizeof(FR_T))))
 /* Panels per tile for m rows: as many as the accumulators allow (at most 4, at least 1). At
  * m = 1 (the matrix-vector case) this gives 4*NV independent accumulation chains, enough to
  * hide the multiply-add latency. */
@@ -72,10 +75,11 @@ static inline FR_TARGET void FR_FN(store)(FR_T *p, FR_VEC v)
 }
 
 static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(tile)(
-    const FR_T *FR_RESTRICT A, int lda, const FR_T *FR_RESTRICT Wp, int K,
+    const FR_T *FR_RESTRICT A, int lda, const FR_T *FR_RESTRICT Wp, int K, int kc,
     FR_T *FR_RESTRICT C, int ldc, int accumulate, const int m, const int np)
 {
-    /* C (m, np*NR) (+)= A (m, K) @ np consecutive panels starting at Wp. */
+    /* C (m, np*NR) (+)= A (m, kc) @ rows [0, kc) of np consecutive panels of K rows, starting
+     * at Wp (A and Wp already point at the first of the kc rows). */
     FR_VEC acc[FR_MR][4 * FR_NV];
     const size_t panel_stride = (size_t) K * FR_NR;
     FR_UNROLL
@@ -85,7 +89,7 @@ static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(tile)(
             acc[i][v] = accumulate ? FR_FN(load)(C + (size_t) i * ldc + v * FR_VLEN)
                                    : (FR_VEC) {0};
     }
-    for (int k = 0; k < K; k++) {
+    for (int k = 0; k < kc; k++) {
         FR_VEC w[4 * FR_NV];
         FR_UNROLL
         for (int p = 0; p < np; p++) {
@@ -113,15 +117,15 @@ static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(tile)(
 #define FR_TILE_NP(M, NP)                                                                 \
     case NP:                                                                              \
         if (NP <= FR_NP_OF(M))                                                            \
-            FR_FN(tile)(A, lda, Wp, K, C, ldc, accumulate, M, NP);                        \
+            FR_FN(tile)(A, lda, Wp, K, kc, C, ldc, accumulate, M, NP);                    \
         break;
 #define FR_TILE_CASE(M)                                                                   \
     case M:                                                                               \
         switch (np) { FR_TILE_NP(M, 1) FR_TILE_NP(M, 2) FR_TILE_NP(M, 3) FR_TILE_NP(M, 4) } \
         break;
 
-static FR_TARGET void FR_FN(tile_any)(const FR_T *A, int lda, const FR_T *Wp, int K, FR_T *C,
-                                      int ldc, int accumulate, int m, int np)
+static FR_TARGET void FR_FN(tile_any)(const FR_T *A, int lda, const FR_T *Wp, int K, int kc,
+                                      FR_T *C, int ldc, int accumulate, int m, int np)
 {
     /* tile with m in [1, FR_MR] and np in [1, FR_NP_OF(m)], as compile-time constants. */
     switch (m) {
@@ -163,36 +167,43 @@ static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda,
                                       int panel_begin, int panel_end)
 {
     /* C[:, cols] (+)= A (B, K) @ W[:, cols] for the columns of panels [panel_begin, panel_end),
-     * W given packed (Wp). Panels outside, row blocks inside: a group of panels is read from
-     * memory once and then from L1 for every block of FR_MR rows. A group that runs past
-     * column N is computed in a zero-padded scratch tile and only its columns < N written.
-     * B >= FR_MR: groups of one panel; B < FR_MR: one row block, groups of FR_NP_OF(B)
-     * panels, the last group what is left. */
+     * W given packed (Wp). K in passes of FR_KC rows; in a pass, panels outside, row blocks
+     * inside: a group of panels' FR_KC rows is read from memory once and then from L1 for
+     * every block of FR_MR rows. A group that runs past column N is computed in a
+     * zero-padded scratch tile and only its columns < N written. B >= FR_MR: groups of one
+     * panel; B < FR_MR: one row block, groups of FR_NP_OF(B) panels, the last group what is
+     * left. */
     FR_T edge[FR_MR * 4 * FR_NR];
     const int group = B < FR_MR ? FR_NP_OF(B) : 1;
-    for (int p = panel_begin; p < panel_end;) {
-        const int np = panel_end - p >= group ? group : panel_end - p;
-        const int n0 = p * FR_NR, width = np * FR_NR;
-        const int cols = N - n0 < width ? N - n0 : width;
-        const FR_T *Wg = Wp + (size_t) p * K * FR_NR;
-        for (int i0 = 0; i0 < B; i0 += FR_MR) {
-            const int m = B - i0 < FR_MR ? B - i0 : FR_MR;
-            const FR_T *Ai = A + (size_t) i0 * lda;
-            FR_T *Ci = C + (size_t) i0 * ldc + n0;
-            if (cols == width) {
-                FR_FN(tile_any)(Ai, lda, Wg, K, Ci, ldc, accumulate, m, np);
-                continue;
+    for (int k0 = 0; k0 < K; k0 += FR_KC) {
+        const int kc = K - k0 < FR_KC ? K - k0 : FR_KC;
+        const int add = accumulate || k0 > 0;
+        for (int p = panel_begin; p < panel_end;) {
+            const int np = panel_end - p >= group ? group : panel_end - p;
+            const int n0 = p * FR_NR, width = np * FR_NR;
+            const int cols = N - n0 < width ? N - n0 : width;
+            const FR_T *Wg = Wp + (size_t) p * K * FR_NR + (size_t) k0 * FR_NR;
+            for (int i0 = 0; i0 < B; i0 += FR_MR) {
+                const int m = B - i0 < FR_MR ? B - i0 : FR_MR;
+                const FR_T *Ai = A + (size_t) i0 * lda + k0;
+                FR_T *Ci = C + (size_t) i0 * ldc + n0;
+                if (cols == width) {
+                    FR_FN(tile_any)(Ai, lda, Wg, K, kc, Ci, ldc, add, m, np);
+                    continue;
+                }
+                for (int i = 0; i < m; i++)
+                    for (int c = 0; c < width; c++)
+                        edge[i * width + c] = (add && c < cols) ? Ci[(size_t) i * ldc + c] : 0;
+                FR_FN(tile_any)(Ai, lda, Wg, K, kc, edge, width, 1, m, np);
+                for (int i = 0; i < m; i++)
+                    memcpy(Ci + (size_t) i * ldc, edge + i * width,
+                           (size_t) cols * sizeof(FR_T));
             }
-            for (int i = 0; i < m; i++)
-                for (int c = 0; c < width; c++)
-                    edge[i * width + c] = (accumulate && c < cols) ? Ci[(size_t) i * ldc + c] : 0;
-            FR_FN(tile_any)(Ai, lda, Wg, K, edge, width, 1, m, np);
-            for (int i = 0; i < m; i++)
-                memcpy(Ci + (size_t) i * ldc, edge + i * width, (size_t) cols * sizeof(FR_T));
+            p += np;
         }
-        p += np;
     }
 }
 
 #undef FR_NR
+#undef FR_KC
 #undef FR_NP_OF
