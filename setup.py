@@ -15,7 +15,9 @@ from setuptools import Extension, setup
 debug = os.environ.get("FASTRNN_DEBUG", "") not in ("", "0")
 native = os.environ.get("FASTRNN_NATIVE", "") not in ("", "0")
 
-compile_args = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-fopenmp-simd"]
+compile_args = ["/openmp"] if sys.platform == "win32" else [
+    "-O3", "-fno-math-errno", "-fopenmp"]
+link_args = [] if sys.platform == "win32" else ["-fopenmp"]
 if native and sys.platform != "win32":
     compile_args.append("-march=native")
 
@@ -34,6 +36,7 @@ extensions = [
         sources=["src/fastrnn/_kernel.pyx"],
         include_dirs=["src/fastrnn"],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
 ]

@@ -23,6 +23,9 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY
 from libc.string cimport memcpy, memset
 
+from cython.parallel cimport parallel
+from openmp cimport omp_get_num_threads, omp_get_thread_num
+
 from ._blas cimport floating, gemm, gemv
 from ._loops cimport (
     accumulate, add_bias, column_sums, softmax_nll, tanh_backward, tanh_inplace, transpose,

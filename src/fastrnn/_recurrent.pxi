@@ -25,6 +25,8 @@ cdef extern from "fastrnn_recurrent.h" nogil:
     size_t fr_recurrent_packed_size_d(int K, int N)
     int fr_recurrent_panels_f(int N)
     int fr_recurrent_panels_d(int N)
+    int fr_recurrent_panel_width_f()
+    int fr_recurrent_panel_width_d()
     void fr_recurrent_pack_f(float *buffer, const float *W, int K, int N, int ldw,
                              int transposed)
     void fr_recurrent_pack_d(double *buffer, const double *W, int K, int N, int ldw,
@@ -41,7 +43,21 @@ cdef extern from "fastrnn_recurrent.h" nogil:
                                 double *C, int ldc, int B, int accumulate)
 
 
+cdef extern from "fastrnn_barrier.h" nogil:
+    ctypedef struct fr_barrier:
+        pass
+    void fr_barrier_init(fr_barrier *b)
+    void fr_barrier_wait(fr_barrier *b, int n)
+
+
 RECURRENT_ISAS = ("portable", "avx2", "avx512")   # narrowest first, index = FR_ISA_*
+
+# Threads that share the columns of a recurrence (set_recurrent_threads); 1: no parallel region.
+cdef int recurrent_thread_count = 1
+# Multiply-adds per step below which a recurrence stays on one thread: a barrier per step costs
+# about a microsecond, a step this small about ten.
+cdef enum:
+    PARALLEL_MIN_MADDS = 1 << 20
 
 
 cdef inline void recurrent_pack(floating *packed, const floating *W, int K, int N, int ldw,
@@ -70,6 +86,62 @@ cdef inline floating *packed_after(floating *packed, int K, int N) noexcept nogi
         return packed + fr_recurrent_packed_size_f(K, N)
     else:
         return packed + fr_recurrent_packed_size_d(K, N)
+
+
+cdef inline int recurrent_panels(const floating *packed, int N) noexcept nogil:
+    """Column panels of an N-column packed matrix (packed only selects the dtype)."""
+    if floating is float:
+        return fr_recurrent_panels_f(N)
+    else:
+        return fr_recurrent_panels_d(N)
+
+
+cdef inline int recurrent_panel_width(const floating *packed) noexcept nogil:
+    """Columns per panel (packed only selects the dtype)."""
+    if floating is float:
+        return fr_recurrent_panel_width_f()
+    else:
+        return fr_recurrent_panel_width_d()
+
+
+cdef inline void recurrent_product_panels(const floating *A, int lda, const floating *packed,
+                                          int K, int N, floating *C, int ldc, int B,
+                                          bint accumulate, int panel_begin,
+                                          int panel_end) noexcept nogil:
+    """recurrent_product restricted to the columns of panels [panel_begin, panel_end)."""
+    if floating is float:
+        fr_recurrent_product_panels_f(A, lda, packed, K, N, C, ldc, B, accumulate, panel_begin,
+                                      panel_end)
+    else:
+        fr_recurrent_product_panels_d(A, lda, packed, K, N, C, ldc, B, accumulate, panel_begin,
+                                      panel_end)
+
+
+cdef inline int recurrence_threads(const floating *packed, int B, int K, int N) noexcept nogil:
+    """Threads for a recurrence whose step is (B, K) @ (K, N): recurrent_thread_count when the
+    step is large enough to share and has at least two panels per thread, else 1."""
+    cdef int n = recurrent_thread_count
+    if n <= 1 or <long long> B * K * N < PARALLEL_MIN_MADDS:
+        return 1
+    while n > 1 and recurrent_panels(packed, N) < 2 * n:
+        n -= 1
+    return n
+
+
+def set_recurrent_threads(int n):
+    """Share every large enough recurrence (rnn, single layer or stacked) among n threads, each
+    computing its own columns of every step, one barrier per step. Returns the previous count."""
+    global recurrent_thread_count
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    before = recurrent_thread_count
+    recurrent_thread_count = n
+    return before
+
+
+def recurrent_threads():
+    """The thread count set by set_recurrent_threads (1 at import)."""
+    return recurrent_thread_count
 
 
 def recurrent_isa():

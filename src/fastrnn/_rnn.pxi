@@ -44,12 +44,86 @@ cdef void recurrence_forward(const floating[:, ::1] h0, const floating[:, ::1] W
     cdef Py_ssize_t t, T = hs.shape[0]
     cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef const floating *h_prev = &h0[0, 0]
+    cdef int threads = recurrence_threads(packed, B, H, H)
     recurrent_pack(packed, &Whh[0, 0], H, H, H, False)
+    if threads > 1:
+        recurrence_forward_parallel(&h0[0, 0], packed, &hs[0, 0, 0], <int> T, B, H, threads)
+        return
     for t in range(T):
         # hs[t] += h_prev @ Whh
         recurrent_product(h_prev, H, packed, H, H, &hs[t, 0, 0], H, B, True)
         tanh_inplace(&hs[t, 0, 0], B * H)
         h_prev = &hs[t, 0, 0]
+
+
+cdef void recurrence_forward_parallel(const floating *h0, const floating *packed, floating *hs,
+                                      int T, int B, int H, int threads) noexcept nogil:
+    """recurrence_forward on `threads` threads, Whh already packed; h0 (B, H), hs (T, B, H).
+    Each thread owns a range of columns: per step it computes them (its panels of
+    h_{t-1} @ Whh) and their tanh, then waits at the one barrier of the step, after which
+    every thread reads the whole of h_t."""
+    cdef fr_barrier barrier
+    cdef int n, tid, p0, p1, c0, c1, t, b
+    cdef Py_ssize_t step = <Py_ssize_t> B * H
+    cdef const floating *h_prev = h0
+    n = tid = p0 = p1 = c0 = c1 = t = b = 0     # assigned again in the region (private)
+    cdef int panels = recurrent_panels(packed, H), width = recurrent_panel_width(packed)
+    fr_barrier_init(&barrier)
+    with parallel(num_threads=threads):
+        # thread tid of n owns panels [p0, p1): columns [c0, c1)
+        n = omp_get_num_threads()
+        tid = omp_get_thread_num()
+        p0 = panels * tid // n
+        p1 = panels * (tid + 1) // n
+        c0 = min(p0 * width, H)
+        c1 = min(p1 * width, H)
+        h_prev = h0
+        for t in range(T):
+            # hs[t][:, c0:c1] = tanh(hs[t][:, c0:c1] + h_prev @ Whh[:, c0:c1])
+            recurrent_product_panels(h_prev, H, packed, H, H, hs + t * step, H, B, True, p0, p1)
+            for b in range(B):
+                if c1 > c0:
+                    tanh_inplace(hs + t * step + b * H + c0, c1 - c0)
+            fr_barrier_wait(&barrier, n)
+            h_prev = hs + t * step
+
+
+cdef void recurrence_backward_parallel(const floating *packed, const floating *hs,
+                                       floating *dhs, floating *dh0, int T, int B, int H,
+                                       int threads) noexcept nogil:
+    """recurrence_backward on `threads` threads, Whh^T already packed. A thread owns columns of
+    dh: per step it computes its columns of dh_{t-1} (+)= dpre_t @ Whh^T and, at once, their
+    dpre_{t-1} = dh_{t-1} * (1 - h_{t-1}^2); one barrier per step."""
+    cdef fr_barrier barrier
+    cdef int n, tid, p0, p1, c0, c1, t, b
+    cdef Py_ssize_t step = <Py_ssize_t> B * H
+    cdef floating *dh_prev = dh0
+    n = tid = p0 = p1 = c0 = c1 = t = b = 0     # assigned again in the region (private)
+    cdef int panels = recurrent_panels(packed, H), width = recurrent_panel_width(packed)
+    fr_barrier_init(&barrier)
+    with parallel(num_threads=threads):
+        # thread tid of n owns panels [p0, p1): columns [c0, c1)
+        n = omp_get_num_threads()
+        tid = omp_get_thread_num()
+        p0 = panels * tid // n
+        p1 = panels * (tid + 1) // n
+        c0 = min(p0 * width, H)
+        c1 = min(p1 * width, H)
+        for b in range(B):
+            if c1 > c0:
+                tanh_backward(dhs + (T - 1) * step + b * H + c0,
+                              hs + (T - 1) * step + b * H + c0, c1 - c0)
+        fr_barrier_wait(&barrier, n)
+        for t in range(T - 1, -1, -1):
+            dh_prev = dhs + (t - 1) * step if t > 0 else dh0
+            # dh_prev[:, c0:c1] = dpre_t @ Whh^T[:, c0:c1] (+ dh_prev[:, c0:c1] if t > 0)
+            recurrent_product_panels(dhs + t * step, H, packed, H, H, dh_prev, H, B, t > 0, p0,
+                                     p1)
+            for b in range(B):
+                if t > 0 and c1 > c0:
+                    tanh_backward(dh_prev + b * H + c0, hs + (t - 1) * step + b * H + c0,
+                                  c1 - c0)
+            fr_barrier_wait(&barrier, n)
 
 
 cdef double output_forward(const floating[:, :, ::1] hs, const floating[:, ::1] Why,
@@ -123,7 +197,12 @@ cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] 
     cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef floating *dh_prev
     cdef bint into_prev
+    cdef int threads = recurrence_threads(packed, B, H, H)
     recurrent_pack(packed, &Whh[0, 0], H, H, H, True)
+    if threads > 1:
+        recurrence_backward_parallel(packed, &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0], <int> T, B,
+                                     H, threads)
+        return
     for t in range(T - 1, -1, -1):
         tanh_backward(&dhs[t, 0, 0], &hs[t, 0, 0], B * H)
         into_prev = t > 0

@@ -278,6 +278,17 @@ static int fr_recurrent_panels_d(int N)
     return (N + nr - 1) / nr;
 }
 
+/* Columns per panel in the active version. */
+static int fr_recurrent_panel_width_f(void)
+{
+    return fr_rp_versions[fr_rp_active].nr_f;
+}
+
+static int fr_recurrent_panel_width_d(void)
+{
+    return fr_rp_versions[fr_rp_active].nr_d;
+}
+
 /* buffer = packed (K, N) matrix W (row-major, leading dimension ldw), or, when transposed,
  * packed W^T of an (N, K) matrix W. */
 static void fr_recurrent_pack_f(float *buffer, const float *W, int K, int N, int ldw,
