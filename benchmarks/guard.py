@@ -123,10 +123,10 @@ def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float,
                    max_seconds: float) -> dict:
     """One configuration under a thread limit of cfg.threads: rounds that alternate the
     kernel's training step, the reference's and one GEMM of the same dtype (the limit)."""
-    from threadpoolctl import threadpool_limits
     import _measure
+    from fastrnn.train import limit_threads
 
-    with threadpool_limits(cfg.threads):
+    with limit_threads(cfg.threads):      # the BLAS and the kernel's recurrences
         train = {b: _measure.TrainingStep(cfg, b) for b in _measure.BACKENDS}
         n = _measure.steps_per_round(list(train.values()), round_seconds)
         gemm = _measure.GemmStep(cfg.dtype)

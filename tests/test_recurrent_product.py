@@ -161,3 +161,56 @@ def test_models_match_the_numpy_twin_in_every_version(isa, cell, layers):
         for name in g_n:
             np.testing.assert_allclose(g_k[name], g_n[name], rtol=1e-9, atol=1e-12,
                                        err_msg=f"{isa} {cell} B={B} H={H} {name}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layers,B,H", [(1, 16, 300), (2, 7, 701), (1, 64, 129)])
+def test_rnn_recurrence_on_threads_equals_one_thread(dtype, layers, B, H):
+    """Shared among threads, each computing its own columns of every step, the rnn's recurrence
+    gives the one-thread result exactly (the same sums per column), forward and backward."""
+    model = CharRNN(20, H, num_layers=layers, cell="rnn", dtype=dtype, seed=1)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 20, (B, 6)).astype(np.int32)
+    y = rng.integers(0, 20, (B, 6)).astype(np.int32)
+    h0 = (0.3 * rng.standard_normal(model.initial_state(B).shape)).astype(dtype)
+    results = {}
+    before = _kernel.recurrent_threads()
+    try:
+        for threads in (1, 2, 3):
+            _kernel.set_recurrent_threads(threads)
+            assert _kernel.recurrence_threads_for(B, H, H, dtype) == threads
+            loss, grads, h_last = model.loss_and_grads(x, y, h0)
+            results[threads] = (loss, {k: v.copy() for k, v in grads.items()}, h_last)
+    finally:
+        _kernel.set_recurrent_threads(before)
+    loss1, grads1, h1 = results[1]
+    for threads in (2, 3):
+        loss, grads, h_last = results[threads]
+        assert loss == loss1 and np.array_equal(h_last, h1)
+        for name in grads1:
+            assert np.array_equal(grads[name], grads1[name]), (threads, name)
+    _, grads_n, _ = model.loss_and_grads(x, y, h0, backend="numpy")
+    for name in grads_n:
+        scale = np.abs(grads_n[name]).max()
+        assert np.abs(grads1[name] - grads_n[name]).max() <= 100 * RTOL[dtype] * scale, name
+
+
+def test_thread_count_is_set_and_restored_by_limit_threads():
+    from fastrnn.train import limit_threads
+
+    before = _kernel.recurrent_threads()
+    with limit_threads(2):
+        assert _kernel.recurrent_threads() == 2
+    assert _kernel.recurrent_threads() == before
+    with pytest.raises(ValueError, match=">= 1"):
+        _kernel.set_recurrent_threads(0)
+
+
+def test_small_recurrences_stay_on_one_thread():
+    before = _kernel.set_recurrent_threads(2)
+    try:
+        assert _kernel.recurrence_threads_for(1, 100, 100, np.float32) == 1   # B = 1, H = 100
+        assert _kernel.recurrence_threads_for(32, 100, 100, np.float32) == 1  # M: too small
+        assert _kernel.recurrence_threads_for(32, 512, 512, np.float32) == 2  # L
+    finally:
+        _kernel.set_recurrent_threads(before)

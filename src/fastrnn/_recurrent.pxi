@@ -139,6 +139,16 @@ def set_recurrent_threads(int n):
     return before
 
 
+def recurrence_threads_for(int B, int K, int N, dtype):
+    """The threads a recurrence with steps (B, K) @ (K, N) of `dtype` runs on now."""
+    import numpy as np
+    cdef float f = 0
+    cdef double d = 0
+    if np.dtype(dtype) == np.float32:
+        return recurrence_threads(&f, B, K, N)
+    return recurrence_threads(&d, B, K, N)
+
+
 def recurrent_threads():
     """The thread count set by set_recurrent_threads (1 at import)."""
     return recurrent_thread_count

@@ -11,6 +11,8 @@ The options and how they meet a checkpoint are in config.py; what the run prints
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import hashlib
 import json
@@ -446,9 +448,19 @@ class StopSignals:
         self.received = "sigint" if signum == signal.SIGINT else "sigterm"
 
 
+@contextlib.contextmanager
 def limit_threads(threads: int):
-    """threadpool_limits(threads) over every BLAS loaded: numpy's and scipy's (the kernel's),
-    which fastrnn.model has imported by now. A context manager."""
+    """Run with `threads` threads: threadpool_limits(threads) over every BLAS loaded (numpy's
+    and scipy's, the kernel's, which fastrnn.model has imported by now), and the kernel's
+    recurrences shared among as many (set_recurrent_threads). Both restored on exit."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=threads)
+    from .model import _kernel
+
+    with threadpool_limits(limits=threads):
+        before = _kernel.set_recurrent_threads(threads) if _kernel is not None else None
+        try:
+            yield
+        finally:
+            if before is not None:
+                _kernel.set_recurrent_threads(before)
