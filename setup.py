@@ -4,7 +4,9 @@ Build switches (environment variables, all off by default):
   FASTRNN_DEBUG=1   bounds/wraparound/initialized checks back on inside the kernel (for tests).
   FASTRNN_NATIVE=1  compile with -march=native (faster, not portable to other CPUs).
 Without FASTRNN_NATIVE the elementwise loops still use AVX2/AVX-512 where the CPU has them,
-chosen at run time (GCC target_clones), so the default build stays portable.
+chosen at run time (GCC target_clones), and so does the recurrent product (fastrnn_recurrent.h,
+chosen from the CPU's features at import), so the default build stays portable. The kernel is
+compiled with OpenMP: recurrences can be shared among threads (set_recurrent_threads).
 """
 import os
 import sys
