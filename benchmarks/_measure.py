@@ -277,6 +277,27 @@ def tanh_throughputs(dtype: str, rounds: int = 5, calls: int = 300) -> tuple[flo
     return best["kernel"], best["numpy"]
 
 
+def recurrent_step_seconds(B: int, H: int, dtype: str = "float32",
+                           rounds: int = 5) -> tuple[float, float]:
+    """(packed, BLAS) seconds of one recurrent step h (B, H) @ Whh (H, H): the kernel's packed
+    recurrent product (Whh packed once) and the scipy OpenBLAS call it replaces (GEMV at B = 1,
+    GEMM else), best of alternating rounds, one thread."""
+    from fastrnn import _kernel
+
+    rng = np.random.default_rng(0)
+    A = (0.1 * rng.standard_normal((B, H))).astype(dtype)
+    W = (0.1 * rng.standard_normal((H, H))).astype(dtype)
+    C = np.zeros((B, H), dtype=dtype)
+    packed = np.empty(_kernel.packed_size(H, H, dtype), dtype=dtype)
+    best = {True: math.inf, False: math.inf}
+    with threadpool_limits(1):
+        for r in range(rounds):
+            for blas in ((False, True) if r % 2 == 0 else (True, False)):
+                best[blas] = min(best[blas], _kernel.recurrent_step_seconds(A, W, C, packed, 1,
+                                                                            blas))
+    return best[False], best[True]
+
+
 def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7, calls: int = 1000) -> tuple[float, float]:
     """(fixed cost in seconds, its fraction of the iteration) of one training step: the time of
     TrainingStep minus the time of the bare compiled calls it makes (rnn_forward, rnn_backward
