@@ -1,7 +1,8 @@
-"""The named benchmark configurations of issue 4 and the arithmetic that goes with them.
+"""The named benchmark configurations and the arithmetic that goes with them.
 
 Dimension letters as everywhere in fastrnn: V vocabulary, H hidden, B streams, T steps.
-Pure Python (no numpy, no fastrnn), so the unit tests of the helpers import it for free.
+Pure Python: fastrnn (for its table of cells) is imported only when a configuration's gate
+count is asked for, so the unit tests of the helpers import this module for free.
 """
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ class BenchConfig:
     @property
     def gates(self) -> int:
         """G, the gate blocks of the cell: 1 rnn, 4 lstm, 3 gru."""
-        return GATES[self.cell]
+        from fastrnn.cells import TABLE
+
+        return TABLE[self.cell].gates
 
     @property
     def flops_per_char(self) -> int:
@@ -43,10 +46,12 @@ class BenchConfig:
 
     @property
     def num_params(self) -> int:
-        """Wxh (V,G*H) + per layer Whh (H,G*H) + bh (G*H,) [+ bhn (H,) for gru], Wxh{l} (H,G*H)
-        for layers l >= 1, and Why (H,V) + by (V,)."""
+        """Wxh (V,G*H) + per layer Whh (H,G*H) + bh (G*H,) + the cell's (H,) vectors (the
+        gru's bhn), Wxh{l} (H,G*H) for layers l >= 1, and Why (H,V) + by (V,)."""
+        from fastrnn.cells import TABLE
+
         V, H, GH = self.V, self.H, self.gates * self.H
-        per_layer = H * GH + GH + (H if self.cell == "gru" else 0)
+        per_layer = H * GH + GH + len(TABLE[self.cell].layer_vectors) * H
         return V * GH + (self.layers - 1) * H * GH + self.layers * per_layer + H * V + V
 
     def packed_values(self, itemsize: int) -> int:
@@ -60,9 +65,6 @@ class BenchConfig:
     def describe(self) -> str:
         return (f"{self.name}: {self.layers}x{self.cell} V={self.V} H={self.H} B={self.B} T={self.T} "
                 f"threads={self.threads} {self.dtype}")
-
-
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def flops_per_char(V: int, H: int, gates: int = 1, layers: int = 1) -> int:
@@ -85,7 +87,7 @@ SCRATCH_BH = 8
 
 
 def activation_bound_values(cfg: BenchConfig) -> int:
-    """Values kept for backward that issue 4 allows: T*B*(2H + V) (hs, dhs and probs)."""
+    """Values kept for backward that the memory bound allows: T*B*(2H + V) (hs, dhs, probs)."""
     return cfg.T * cfg.B * (2 * cfg.H + cfg.V)
 
 
@@ -100,8 +102,9 @@ def memory_bound_bytes(cfg: BenchConfig, itemsize: int) -> int:
 
 
 CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
-    BenchConfig("S", 65, 100, 1, 40, note="the seed's model"),
-    BenchConfig("S64", 65, 100, 1, 40, dtype="float64", note="the seed's model in float64"),
+    BenchConfig("S", 65, 100, 1, 40, note="the classic char-RNN size"),
+    BenchConfig("S64", 65, 100, 1, 40, dtype="float64",
+                note="the classic char-RNN size in float64"),
     BenchConfig("M", 65, 100, 32, 40),
     BenchConfig("L", 65, 512, 32, 64),
     BenchConfig("L2", 65, 512, 32, 64, threads=2),
@@ -112,10 +115,10 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
     BenchConfig("LSTM2-L", 65, 512, 32, 64, cell="lstm", layers=2),
 )}
 
-# The configurations whose training-step memory is measured (issue 4, memory).
+# The configurations whose training-step memory is measured against the memory bound.
 MEMORY_CONFIGS = ("L", "CJK")
 
-# Sampling sizes of issue 4: (name, V, H, target chars/s).
+# Sampling sizes and their speed targets: (name, V, H, target chars/s).
 SAMPLING_CONFIGS = (("S", 65, 100, 300_000), ("CJK", 6533, 256, 8_000))
 
 # The hidden sizes of the plot (V=65, B=32, T=64, float32, one thread).

@@ -22,8 +22,8 @@ import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 try:
     import fastrnn
@@ -36,10 +36,10 @@ import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS before any thread lim
 from scipy.linalg import blas as scipy_blas
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastrnn.optim import make_optimizer
 from _configs import BenchConfig
+from fastrnn.backend import BACKENDS
+from fastrnn.optim import make_optimizer
 
-BACKENDS = ("kernel", "numpy")
 CHUNKS_IN_POOL = 8  # distinct random chunks a TrainingStep cycles through
 ADAM_LR = 1e-3
 GRAD_CLIP = 5.0
@@ -298,7 +298,8 @@ def recurrent_step_seconds(B: int, H: int, dtype: str = "float32",
     return best[False], best[True]
 
 
-def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7, calls: int = 1000) -> tuple[float, float]:
+def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7,
+                        calls: int = 1000) -> tuple[float, float]:
     """(fixed cost in seconds, its fraction of the iteration) of one training step: the time of
     TrainingStep minus the time of the bare compiled calls it makes (rnn_forward, rnn_backward
     and one UpdatePlan.adam, called directly on prepared buffers). Alternating rounds, best of
@@ -310,7 +311,7 @@ def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7, calls: int = 1000) ->
     m, opt, g = step.model, step.optimizer, step.grads
     p, ws = m.params, m._workspaces[next(reversed(m._workspaces))]
     x, y, h0 = step.xs[0], step.ys[0], step.h0
-    _, plan = opt._views(p, g)
+    plan = opt._plan(p, g)
     args = opt._args
 
     def bare():

@@ -1,22 +1,41 @@
-"""Command-line entry points: ``fastrnn-train`` and ``fastrnn-sample``.
+"""Command-line entry points: ``fastrnn-train``, ``fastrnn-sample``, ``fastrnn-info``, the tools
+(``fastrnn-eval``, ``-plot``, ``-inspect``, ``-export``) and ``python -m fastrnn TOOL``.
 
-Thin on purpose: parse flags, call fastrnn.train.train / fastrnn.sample.iter_sample, and turn
-user errors (FastrnnError) into one line on stderr and a non-zero exit status, never a traceback.
+Thin on purpose: parse flags, call the documented Python function that does the work, and turn
+user errors (FastrnnError) into one line on stderr and the exit status of EXIT_RULE, never a
+traceback.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
+import json
 import math
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from .errors import FastrnnError
+from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
+from .errors import ConfigError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
-from .config import DEFAULT_MAX_EPOCHS, TrainConfig
+from .schedule import COSINE_FINAL_FRACTION, SCHEDULES
+
+USAGE_ERROR = 2  # a bad flag or value: the command line is the thing to fix
+FAILURE = 1      # the command was valid but the run failed (a file, a checkpoint, divergence)
+
+EXIT_RULE = """\
+Exit status: 0 done; 2 a usage error (an unknown flag, a bad value, options that contradict each
+other or the checkpoint); 1 a failure while running (unreadable text or checkpoint, a file that
+cannot be written, diverged training); 130 after Ctrl-C (SIGINT), 143 after SIGTERM."""
 
 D = TrainConfig()  # defaults, shown in --help
+
+
+def why(name: str, shown: str | None = None) -> str:
+    """'default VALUE: reason' of a model or optimization option, for --help."""
+    return DEFAULTS[name].help(shown).replace("%", "%%")
 
 # The classic numpy char-RNN configuration (min-char-rnn style): hidden 100, 40 steps, one
 # stream, plain SGD at 0.01 with clipping at ±5 on the gradient of the summed loss.
@@ -30,15 +49,114 @@ The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 
 40 steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the
 gradient by 40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
 
-Exit status: 0 done, 1 bad input or diverged (nan/inf loss), 2 bad option,
-130 after Ctrl-C, 143 after SIGTERM (the checkpoint is written first in both cases)."""
+{EXIT_RULE} After a signal the checkpoint is written first."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """Bad options give one line on stderr (no usage dump) and exit status 2."""
+    """Bad options give one line on stderr (no usage dump) and exit status 2. No prefix
+    abbreviations (--temp is not --temperature), and a flag of another tool (char-rnn, torch-rnn,
+    nanoGPT, a misspelling) gets a "did you mean" pointing at this tool's flag."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(unrecognized_message(self, extras))
+        return parsed
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def add_version(p: argparse.ArgumentParser) -> None:
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"%(prog)s (fastrnn) {__version__}")
+
+
+# ---------------------------------------------------------------------------- unknown flags
+
+# Flags of char-rnn (-rnn_size), torch-rnn (-wordvec_size) and nanoGPT (--n_layer), and common
+# spellings, after normalisation (no leading dashes, lower case, '_' -> '-'), with the fastrnn
+# flags or arguments they mean, in order of preference; only those the parser has are offered.
+FOREIGN_FLAGS: dict[str, tuple[str, ...]] = {
+    "epochs": ("--max-epochs",), "num-epochs": ("--max-epochs",), "n-epochs": ("--max-epochs",),
+    "iters": ("--max-iters",), "num-iters": ("--max-iters",), "max-steps": ("--max-iters",),
+    "steps": ("--max-iters",), "max-time": ("--time-limit",), "time": ("--time-limit",),
+    "rnn-size": ("--hidden-size",), "hidden": ("--hidden-size",), "hidden-dim": ("--hidden-size",),
+    "n-hidden": ("--hidden-size",), "lr": ("--learning-rate",),
+    "learning-rate-decay": ("--lr-decay",), "lr-decay-factor": ("--lr-decay",),
+    "layers": ("--num-layers",), "n-layer": ("--num-layers",), "n-layers": ("--num-layers",),
+    "model-type": ("--model",), "rnn-type": ("--model",), "cell-type": ("--model",),
+    "cell": ("--cell", "--model"),
+    "wordvec-size": ("--embedding-size",), "n-embd": ("--embedding-size",),
+    "embed-size": ("--embedding-size",), "embedding-dim": ("--embedding-size",),
+    "block-size": ("--seq-length",), "seq-len": ("--seq-length",), "bptt": ("--seq-length",),
+    "train-frac": ("--val-fraction",), "val-frac": ("--val-fraction",),
+    "clip": ("--grad-clip",), "clip-grad": ("--grad-clip",), "max-norm": ("--max-grad-norm",),
+    "clip-norm": ("--max-grad-norm",), "num-threads": ("--threads",),
+    "checkpoint-dir": ("--checkpoint",), "checkpoint-name": ("--checkpoint",),
+    "savefile": ("--checkpoint",), "out-dir": ("--checkpoint",),
+    "checkpoint": ("--checkpoint", "CHECKPOINT"), "model": ("--model", "CHECKPOINT"),
+    "eval-val-every": ("--eval-every",), "eval-interval": ("--eval-every",),
+    "checkpoint-every": ("--eval-every",), "input": ("TEXT_FILE",), "input-h5": ("TEXT_FILE",),
+    "input-json": ("TEXT_FILE",), "data-dir": ("TEXT_FILE",), "data": ("TEXT_FILE",),
+    "text": ("TEXT_FILE",), "log-file": ("--log",),
+    "temp": ("--temperature",), "primetext": ("--prime",), "start-text": ("--prime",),
+    "start": ("--prime",), "max-new-tokens": ("--length",), "num-chars": ("--length",),
+    "sample": ("--greedy",), "argmax": ("--greedy",), "topk": ("--top-k",),
+    "out": ("--output", "-o"),
+}
+CPU_ONLY = "fastrnn runs on the CPU; --threads sets its BLAS threads"
+FOREIGN_NOTES = {name: CPU_ONLY for name in ("gpu", "gpuid", "gpu-backend", "opencl", "device",
+                                             "cuda")}
+
+
+def unrecognized_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """'unknown option --epochs; did you mean --max-epochs?' for the first flag in extras."""
+    flags = [a for a in extras if a.startswith("-") and len(a) > 1]
+    if not flags:
+        return f"unrecognized arguments: {' '.join(extras)}"
+    flag = flags[0].split("=", 1)[0]
+    hint = suggest_flag(parser, flag)
+    return f"unknown option {flag}" + (f"; {hint}" if hint else "; see --help")
+
+
+def suggest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
+    """What the user probably meant by an unknown flag, or ''."""
+    key = flag.lstrip("-").lower().replace("_", "-")
+    options = sorted(o for a in parser._actions for o in a.option_strings)
+    arguments = [a.metavar or a.dest for a in parser._actions if not a.option_strings]
+    for candidate in (f"--{key}", *FOREIGN_FLAGS.get(key, ())):
+        if candidate in options:
+            return f"did you mean {candidate}?"
+        if candidate in arguments:
+            return f"did you mean the {candidate} argument (given without a flag)?"
+    if key in FOREIGN_NOTES:
+        return FOREIGN_NOTES[key]
+    prefixed = [o for o in options if o.startswith(flag) and o.startswith("--")]
+    if flag.startswith("--") and len(prefixed) == 1:
+        return f"did you mean {prefixed[0]}? (abbreviations are not accepted)"
+    close = difflib.get_close_matches(f"--{key}", options, n=1, cutoff=0.75)
+    if close:
+        return f"did you mean {close[0]}?"
+    return _other_tool(parser.prog, f"--{key}")
+
+
+def _other_tool(prog: str, flag: str) -> str:
+    """'--temperature is an option of fastrnn-sample' when the flag belongs to another tool."""
+    for make_parser, _, _ in TOOLS.values():
+        try:
+            other = make_parser()
+        except ImportError:  # a tool whose optional part is missing has no flags to offer
+            continue
+        if other.prog != prog and any(flag in a.option_strings for a in other._actions):
+            return f"{flag} is an option of {other.prog}"
+    return ""
 
 
 # ---------------------------------------------------------------------------- value types
@@ -68,75 +186,108 @@ decay = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 # ---------------------------------------------------------------------------- fastrnn-train
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fastrnn-train", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _Parser(prog="fastrnn-train",
                 description="Train a character-level RNN language model on a UTF-8 text file.",
                 epilog=TRAIN_EPILOG, argument_default=None)
+    add_version(p)
     g = p.add_argument_group("data")
     g.add_argument("text_file", nargs="?", metavar="TEXT_FILE",
                    help="UTF-8 text to learn; without it, the Python documentation that ships "
                         "with every Python (pydoc_data.topics, ~465,000 characters)")
     g.add_argument("--batch-size", type=positive_int, metavar="B",
-                   help=f"parallel streams per chunk (default {D.batch_size}: enough rows for "
-                        "BLAS to run efficiently, few enough that each stream is long)")
+                   help=f"parallel streams per chunk ({why('batch_size')})")
     g.add_argument("--seq-length", type=positive_int, metavar="T",
-                   help=f"steps per chunk, the length of backpropagation through time "
-                        f"(default {D.seq_length})")
+                   help=f"steps per chunk ({why('seq_length')})")
     g.add_argument("--val-fraction", type=fraction, metavar="F",
                    help=f"tail of the text held out for validation, in [0, 1) "
                         f"(default {D.val_fraction})")
     g = p.add_argument_group("model")
     g.add_argument("--model", "--cell", dest="cell", choices=CELLS,
-                   help=f"recurrent cell (default {D.cell}); lstm learns longer-range "
-                        "structure, as in char-rnn")
+                   help=f"recurrent cell ({why('cell')})")
     g.add_argument("--num-layers", type=positive_int, metavar="L",
-                   help=f"stacked recurrent layers (default {D.num_layers})")
+                   help=f"stacked recurrent layers ({why('num_layers')})")
     g.add_argument("--dropout", type=fraction, metavar="P",
                    help=f"dropout between layers and before the output, while training only, "
-                        f"in [0, 1) (default {D.dropout:g})")
+                        f"in [0, 1) ({why('dropout', f'{D.dropout:g}')})")
     g.add_argument("--hidden-size", type=positive_int, metavar="H",
-                   help=f"hidden units (default {D.hidden_size}, as in the classic char-RNN)")
+                   help=f"hidden units ({why('hidden_size')})")
+    g.add_argument("--embedding-size", type=non_negative_int, metavar="E",
+                   help=f"an E-wide learned embedding of each character before the first "
+                        f"layer, 0 for one-hot input rows ({why('embedding_size')})")
+    g.add_argument("--init", choices=tuple(INIT_SCHEMES), metavar="SCHEME",
+                   help=f"initialisation of the weights, one of {', '.join(INIT_SCHEMES)} "
+                        f"({why('init')})")
     g.add_argument("--dtype", choices=("float32", "float64"),
-                   help=f"(default {D.dtype}: about twice the speed of float64 and plenty "
-                        "for training; float64 for exact comparisons)")
+                   help=f"({why('dtype')}; fastrnn.CharRNN in Python defaults to float64, the "
+                        "exact reference that the tests compare against)")
     g.add_argument("--seed", type=int, help=f"initial weights and sampling RNG (default {D.seed})")
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help=f"(default {D.optimizer}: converges fastest with little tuning)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({why('optimizer')})")
     g.add_argument("--learning-rate", type=positive_float, metavar="LR",
-                   help=f"(default {D.learning_rate:g}, a good value for adam)")
+                   help=f"the base rate ({why('learning_rate', f'{D.learning_rate:g}')})")
+    g.add_argument("--lr-schedule", choices=SCHEDULES,
+                   help="constant; step: x--lr-decay every --lr-decay-every iterations; "
+                        f"cosine: down to {COSINE_FINAL_FRACTION * 100:.0f}%% of the rate at the "
+                        "planned end of the run (from --max-iters/--max-epochs, else "
+                        "--time-limit); plateau: x--lr-decay when the validation loss has not "
+                        f"improved for --plateau-patience evaluations ({why('lr_schedule')}; "
+                        "--lr-decay < 1 alone means step)")
+    g.add_argument("--warmup-iters", type=non_negative_int, metavar="N",
+                   help=f"raise the rate linearly from LR/N to LR over the first N iterations "
+                        f"({why('warmup_iters')})")
     g.add_argument("--lr-decay", type=decay, metavar="FACTOR",
-                   help=f"multiply the learning rate by FACTOR every --lr-decay-every "
-                        f"iterations (default {D.lr_decay:g}: no decay)")
+                   help=f"the factor of the step and plateau schedules "
+                        f"(default {D.lr_decay:g}: no decay)")
     g.add_argument("--lr-decay-every", type=positive_int, metavar="N",
-                   help=f"(default {D.lr_decay_every})")
+                   help=f"iterations between steps of the step schedule "
+                        f"(default {D.lr_decay_every})")
+    g.add_argument("--plateau-patience", type=positive_int, metavar="N",
+                   help=f"evaluations without improvement before the plateau schedule lowers "
+                        f"the rate (default {D.plateau_patience})")
     g.add_argument("--grad-clip", type=non_negative_float, metavar="C",
                    help=f"clip every gradient element to [-C, C], 0 for off "
-                        f"(default {D.grad_clip:g}, the classic char-RNN's clip)")
+                        f"({why('grad_clip', f'{D.grad_clip:g}')})")
     g.add_argument("--max-grad-norm", type=non_negative_float, metavar="N",
                    help="rescale the gradients when their global norm exceeds N "
                         "(default 0: off)")
-    g = p.add_argument_group("duration (the first limit reached ends the run)")
+    g = p.add_argument_group("duration (the first limit reached ends the run; on --resume, a "
+                             "limit given is a new budget counted from the resume point)")
     g.add_argument("--max-iters", type=non_negative_int, metavar="N",
-                   help="stop after iteration N, counted from the start of the run (also "
-                        "when resuming); 0 for no limit (default 0)")
+                   help="stop after N iterations (on --resume: N more); 0 for no limit "
+                        "(default 0)")
     g.add_argument("--max-epochs", type=non_negative_float, metavar="E",
-                   help=f"stop after E passes over the text; 0 for no limit (default "
+                   help=f"stop after E passes over the text (on --resume: E more); 0 for no "
+                        f"limit (default "
                         f"{DEFAULT_MAX_EPOCHS:g} when no limit is given: about 40 s on the "
                         "default corpus, 1.5 min on tinyshakespeare, on a 2-core CPU)")
     g.add_argument("--time-limit", type=non_negative_float, metavar="SECONDS",
-                   help="stop after this many seconds of this session; 0 for none (default 0)")
+                   help="stop after this many seconds of training (on --resume: this many "
+                        "more; a resumed run without a new limit goes on counting to its own); "
+                        "0 for none (default 0)")
+    g.add_argument("--patience", type=non_negative_int, metavar="N",
+                   help="stop early when the validation loss has not improved for N "
+                        "evaluations (every --eval-every iterations); 0 for off (default 0)")
     g = p.add_argument_group("checkpoints")
     g.add_argument("--checkpoint", metavar="PATH",
                    help=f"written every --eval-every iterations and at the end; the best "
                         f"validation checkpoint goes beside it as NAME.best.npz "
                         f"(default {D.checkpoint})")
+    g.add_argument("--overwrite", action="store_true", default=None,
+                   help="let a new run replace an existing checkpoint of another run "
+                        "(to continue that run instead, use --resume)")
     g.add_argument("--resume", metavar="PATH",
                    help="continue that run exactly, with its options and corpus (TEXT_FILE "
-                        "and --checkpoint default to the run's); sizes, --val-fraction, "
-                        "--dtype, --seed and --optimizer cannot change")
+                        "and --checkpoint default to the run's; the corpus is looked for "
+                        "where it was, then beside the checkpoint); sizes, --cell, --init, "
+                        "--val-fraction, --dtype, --seed and --optimizer cannot change. A run "
+                        "that reached its limit needs a new one (--max-iters N: N more)")
     g.add_argument("--init-from", metavar="PATH",
                    help="start a new run from that checkpoint's weights (fine-tuning); the "
-                        "text may only use characters of its vocabulary")
+                        "text may only use characters of its vocabulary (see --unknown-chars)")
+    g.add_argument("--unknown-chars", choices=("error", "drop"),
+                   help="with --init-from or --resume, characters of the text outside the "
+                        "checkpoint's vocabulary: error names them, drop leaves them out and "
+                        f"says how many (default {D.unknown_chars})")
     g.add_argument("--eval-every", type=non_negative_int, metavar="N",
                    help=f"validation loss, log line and checkpoint every N iterations "
                         f"(default {D.eval_every}: every few seconds at the defaults)")
@@ -147,15 +298,22 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-length", type=non_negative_int, metavar="N",
                    help=f"characters per sample (default {D.sample_length})")
     g.add_argument("--log", metavar="PATH",
-                   help="append one JSON line per evaluation: iteration, train and validation "
-                        "loss, chars/s")
+                   help="append one JSON line per evaluation: iteration, smoothed train and "
+                        "validation loss in nats/char (train_loss, val_loss) and bits/char "
+                        "(train_bpc, val_bpc), learning rate, chars/s, training seconds")
+    g.add_argument("--plot", action="store_true", default=None,
+                   help="after each evaluation, draw the loss curves beside the checkpoint "
+                        "(run.npz -> run.png) from the --log (default: run.jsonl); needs "
+                        "matplotlib (pip install 'fastrnn[plot]')")
     g.add_argument("--quiet", action="store_true", default=None,
                    help="print only the final summary line")
     g = p.add_argument_group("compute")
     g.add_argument("--threads", type=positive_int, metavar="N",
-                   help=f"BLAS threads (default {D.threads}: on an idle 2-core machine 2 threads "
-                        "were 26%% faster at the defaults, but with one other busy process "
-                        "3x slower, as OpenBLAS threads wait for each other; 1 is the safe choice)")
+                   help=f"BLAS threads (default {D.threads}). More pay only on cores the run has "
+                        "to itself: OpenBLAS threads spin while they wait for each other inside "
+                        "every matrix product, so one other busy process makes 2 threads slower "
+                        "than 1, and on a loaded machine they ran over 10x slower than 1 "
+                        "(measured figures in the README)")
     g.add_argument("--backend", choices=BACKENDS,
                    help=f"compiled kernel or the numpy reference (default {D.backend})")
     return p
@@ -169,11 +327,13 @@ def train_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of fastrnn-train; returns the exit status."""
+    from .report import summary
     from .train import train
 
     args = train_parser().parse_args(argv)
+    options = train_options(args)
     try:
-        result = train(args.text_file, **train_options(args))
+        result = train(args.text_file, **options)
     except (FastrnnError, ImportError) as exc:  # ImportError: the kernel is not built
         return _fail("fastrnn-train", exc)
     except KeyboardInterrupt:
@@ -185,6 +345,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print("fastrnn-train: error: the output pipe was closed; stopped (checkpoints written "
               "so far are intact)", file=sys.stderr)
         return 1
+    if options.get("quiet"):  # the library's quiet prints nothing; the CLI's keeps the summary
+        print(summary(result), flush=True)
     if result.stop_reason in ("sigint", "sigterm"):
         print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
               f"{result.checkpoint}", file=sys.stderr)
@@ -192,8 +354,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(prog: str, exc: BaseException) -> int:
+    """One line on stderr; the status says whose fault it is (EXIT_RULE)."""
     print(f"{prog}: error: {exc}", file=sys.stderr)
-    return 1
+    return exit_status(exc)
+
+
+def exit_status(exc: BaseException) -> int:
+    """USAGE_ERROR for an invalid or contradictory option (ConfigError), FAILURE otherwise."""
+    return USAGE_ERROR if isinstance(exc, ConfigError) else FAILURE
 
 
 # ---------------------------------------------------------------------------- fastrnn-sample
@@ -201,7 +369,8 @@ def _fail(prog: str, exc: BaseException) -> int:
 def sample_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fastrnn-sample",
                 description="Generate text from a fastrnn checkpoint (written to stdout as it "
-                            "is generated, after the prime text).")
+                            "is generated, after the prime text).", epilog=EXIT_RULE)
+    add_version(p)
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--length", type=non_negative_int, default=500, metavar="N",
                    help="characters to generate (default 500)")
@@ -217,6 +386,10 @@ def sample_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, metavar="S",
                    help="RNG seed: the same seed gives the same text (default: random)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--beam", type=positive_int, default=None, metavar="N",
+                   help="beam search instead of sampling: print the N likeliest continuations "
+                        "found, each with its bits/char (--temperature, --top-k, --greedy and "
+                        "--seed do not apply)")
     return p
 
 
@@ -226,6 +399,8 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     from .sample import iter_sample
 
     args = sample_parser().parse_args(argv)
+    if args.beam is not None:
+        return beam_main(args)
     try:
         model, vocab = load_model(args.checkpoint)
         chars = iter_sample(model, vocab, args.length, args.prime, args.temperature,
@@ -269,3 +444,320 @@ def _write_file(path: str, text: str) -> None:
             f.write(text + "\n")
     except OSError as exc:
         raise FastrnnError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ============================================================================ tools
+# fastrnn-eval, fastrnn-plot, fastrnn-inspect, fastrnn-export: one parser and one entry point
+# each; the work is done by fastrnn.evaluate, .plot, .viewer and .export.
+
+def _tool_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=description, epilog=EXIT_RULE)
+    add_version(p)
+    return p
+
+
+# ---------------------------------------------------------------------------- fastrnn-eval
+
+def eval_parser() -> argparse.ArgumentParser:
+    from .evaluate import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LENGTH
+
+    p = _tool_parser("fastrnn-eval", "Score a checkpoint on UTF-8 text files: loss in bits/char, "
+                                     "nats/char and perplexity per character, per file and "
+                                     "overall (weighted by characters scored).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files to score")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="B",
+                   help="streams read in parallel; each starts from a zero state and its first "
+                        f"character is not scored (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--seq-length", type=positive_int, default=DEFAULT_SEQ_LENGTH, metavar="T",
+                   help=f"characters per chunk; does not change the result "
+                        f"(default {DEFAULT_SEQ_LENGTH})")
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="drop characters outside the model's vocabulary and report how many "
+                        "(default: stop with an error naming them)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                   help="BLAS threads (default 1, as fastrnn-train)")
+    return p
+
+
+def _eval_line(name: str, r) -> str:
+    skipped = f", {r.chars_skipped:,} skipped" if r.chars_skipped else ""
+    return (f"{name}: {r.bits_per_char:.4f} bits/char ({r.nats_per_char:.4f} nats/char, "
+            f"perplexity {r.perplexity:.3f}) over {r.chars_scored:,} characters{skipped}; "
+            f"{r.seconds:.2f} s, {r.chars_per_sec:,.0f} chars/s")
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-eval; returns the exit status."""
+    from .checkpoint import load_model
+    from .data import read_corpus
+    from .evaluate import combine, evaluate
+    from .train import limit_threads
+
+    args = eval_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        results = []
+        for path in args.files:
+            try:
+                with limit_threads(args.threads):
+                        result = evaluate(model, vocab, read_corpus(path),
+                                      batch_size=args.batch_size, seq_length=args.seq_length,
+                                      skip_unknown=args.skip_unknown)
+            except FastrnnError as exc:
+                msg = str(exc)
+                raise type(exc)(msg if msg.startswith(path) else f"{path}: {msg}") from None
+            results.append((path, result))
+            if not args.json:
+                print(_eval_line(path, result), flush=True)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-eval", exc)
+    overall = combine(r for _, r in results)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint,
+                          "files": [{"file": f, **r.to_dict()} for f, r in results],
+                          "overall": overall.to_dict()}, indent=2))
+    elif len(results) > 1:
+        print(_eval_line("overall", overall))
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-export
+
+def export_parser() -> argparse.ArgumentParser:
+    from .export import DEFAULT_OPSET
+
+    p = _tool_parser("fastrnn-export", "Export a checkpoint as an ONNX model built from ONNX's "
+                                       "RNN, LSTM and GRU operators (needs fastrnn[onnx]).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, metavar="N",
+                   help=f"ONNX operator set version, >= 13 (default {DEFAULT_OPSET})")
+    return p
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-export; returns the exit status."""
+    from .checkpoint import load_model
+    from .export import write_onnx
+
+    args = export_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        write_onnx(model, vocab, args.output, args.opset)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-export", exc)
+    print(f"wrote {args.output}: {model.cell}, {model.num_layers} layer(s), H={model.hidden_size}, "
+          f"V={model.vocab_size}; inputs tokens int64 (T, B), h0 (L, B, H)"
+          f"{', c0 (L, B, H)' if model.cell == 'lstm' else ''}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-inspect
+
+def inspect_parser() -> argparse.ArgumentParser:
+    from .viewer import DEFAULT_MAX_CHARS
+
+    p = _tool_parser("fastrnn-inspect", "Write a self-contained HTML page showing each hidden "
+                                        "unit's activation over a text, the units ranked by "
+                                        "interpretability, and the model's predictions.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("text_file", metavar="TEXT_FILE", help="UTF-8 text to read with the model")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .html file to write")
+    p.add_argument("--layer", type=non_negative_int, default=None, metavar="L",
+                   help="the layer to show, 0 = the first (default: the last)")
+    p.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
+                   help=f"show only the first N characters of the text "
+                        f"(default {DEFAULT_MAX_CHARS})")
+    return p
+
+
+def inspect_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-inspect; returns the exit status."""
+    from .checkpoint import load_model
+    from .data import read_corpus
+    from .viewer import write_view
+
+    args = inspect_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        data = write_view(model, vocab, read_corpus(args.text_file), args.output, args.layer,
+                          args.max_chars)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-inspect", exc)
+    best = data["ranking"]["h"][0]
+    print(f"wrote {args.output}: {len(data['text']):,} characters, layer {data['layer']}; "
+          f"most interpretable h unit {best['unit']} ({best['feature']}, r = {best['r']:+.2f})")
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-plot
+
+def plot_parser() -> argparse.ArgumentParser:
+    p = _tool_parser("fastrnn-plot", "Plot training and validation loss (bits/char) of one or "
+                                     "more runs against iteration and wall-clock time, from "
+                                     "their --log files (needs fastrnn[plot]).")
+    p.add_argument("logs", nargs="+", metavar="LOG.jsonl",
+                   help="logs written by fastrnn-train --log")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the picture to write; the format follows the extension (.png, .svg, .pdf)")
+    p.add_argument("--names", nargs="+", metavar="NAME",
+                   help="one legend name per log (default: each log's file name without extension)")
+    return p
+
+
+def plot_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-plot; returns the exit status."""
+    from .plot import write_curves
+
+    args = plot_parser().parse_args(argv)
+    try:
+        write_curves(args.logs, args.output, args.names)
+    except FastrnnError as exc:
+        return _fail("fastrnn-plot", exc)
+    print(f"wrote {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-sample --beam
+
+def beam_main(args: argparse.Namespace) -> int:
+    """fastrnn-sample --beam N: the N likeliest continuations, best first, each after a
+    '# beam k: B bits/char' line."""
+    from .beam import beam_search, bits_per_char
+    from .checkpoint import load_model
+
+    try:
+        model, vocab = load_model(args.checkpoint)
+        found = beam_search(model, vocab, args.length, args.prime, args.beam)
+        blocks = [f"# beam {k}: {bits_per_char(logp, args.length):.4f} bits/char "
+                  f"(log-probability {logp:.2f} nats)\n{args.prime}{text}"
+                  for k, (text, logp) in enumerate(found, 1)]
+        if args.output:
+            _write_file(args.output, "\n".join(blocks))
+        else:
+            for block in blocks:
+                print(block, flush=True)
+    except FastrnnError as exc:
+        return _fail("fastrnn-sample", exc)
+    except BrokenPipeError:
+        _silence_stdout()
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-info
+
+def info_parser() -> argparse.ArgumentParser:
+    p = _tool_parser("fastrnn-info", "Show what a fastrnn checkpoint holds: model, vocabulary, "
+                                     "corpus, position, validation losses, optimizer.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object (null where the checkpoint does not say)")
+    return p
+
+
+def info_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-info; returns the exit status."""
+    from .checkpoint import describe
+
+    args = info_parser().parse_args(argv)
+    try:
+        info = describe(args.checkpoint)
+        text = json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_info(info)
+        print(text)
+    except FastrnnError as exc:
+        return _fail("fastrnn-info", exc)
+    except BrokenPipeError:
+        _silence_stdout()
+    return 0
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The lines fastrnn-info prints for checkpoint.describe's dict ('n/a' for what is missing)."""
+    m, v, c = info["model"], info["vocabulary"], info["corpus"]
+    cell = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}.get(m["cell"], _na(m["cell"]))
+    sha = c["sha256"][:16] if c["sha256"] else "n/a"
+    lines = [
+        f"checkpoint  {info['path']} (format version {_na(info['format_version'])})",
+        f"model       {cell}, {_na(m['num_layers'])} layer(s), hidden {_na(m['hidden_size'])}, "
+        f"embedding {_na(m['embedding_size'])}, {m['parameters']:,} parameters, {_na(m['dtype'])}",
+        f"vocabulary  {v['size']} characters: {_escaped(v['sample'])}"
+        + (" ..." if v["size"] > len(v["sample"]) else ""),
+        f"corpus      {_na(c['path'])}: {_na(c['chars'], '{:,}')} characters, sha256 {sha}",
+        f"position    iteration {_na(info['iteration'], '{:,}')}, "
+        f"{_na(info['epoch'])} epoch(s) + {_na(info['epoch_step'])} chunk(s); "
+        f"batches {_na(info['batch_size'])} x {_na(info['seq_length'])}",
+        f"best val    {_loss_text(info['best_val_loss'])}",
+        f"last val    {_loss_text(info['val_loss'])}",
+        f"optimizer   {_na(info['optimizer'])}, lr {_na(info['learning_rate'], '{:g}')}",
+    ]
+    return "\n".join(lines)
+
+
+def _na(value: Any, fmt: str = "{}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def _loss_text(loss: dict[str, float] | None) -> str:
+    if loss is None:
+        return "n/a"
+    return f"{loss['nats']:.4f} nats/char = {loss['bits']:.4f} bits/char"
+
+
+def _escaped(chars: str) -> str:
+    """The characters between double quotes, each unprintable one (newline, tab, control,
+    a space other than ' ') escaped as Python writes it."""
+    out = []
+    for ch in chars:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])
+    return '"' + "".join(out) + '"'
+
+
+# ---------------------------------------------------------------------------- python -m fastrnn
+
+TOOLS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int], str]] = {
+    "train": (train_parser, train_main, "train a model on a UTF-8 text (fastrnn-train)"),
+    "sample": (sample_parser, sample_main, "generate text from a checkpoint (fastrnn-sample)"),
+    "info": (info_parser, info_main, "show what a checkpoint holds (fastrnn-info)"),
+    "eval": (eval_parser, eval_main, "score a checkpoint on text files (fastrnn-eval)"),
+    "plot": (plot_parser, plot_main, "plot the loss curves of --log files (fastrnn-plot)"),
+    "inspect": (inspect_parser, inspect_main,
+                "an HTML page of hidden-unit activations (fastrnn-inspect)"),
+    "export": (export_parser, export_main, "a checkpoint as an ONNX model (fastrnn-export)"),
+}
+
+
+def main_usage() -> str:
+    tools = "\n".join(f"  {name:<9}{about}" for name, (_, _, about) in TOOLS.items())
+    return (f"usage: python -m fastrnn {{{','.join(TOOLS)}}} [OPTIONS ...]\n\n"
+            f"tools (each also installed as fastrnn-TOOL; python -m fastrnn TOOL --help):\n"
+            f"{tools}\n\n{EXIT_RULE}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastrnn TOOL ...``: the same entry as ``fastrnn-TOOL ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        return TOOLS[argv[0]][1](argv[1:])
+    if argv and argv[0] in ("-h", "--help"):
+        print(main_usage())
+        return 0
+    if argv and argv[0] == "--version":
+        from . import __version__
+
+        print(f"fastrnn {__version__}")
+        return 0
+    problem = (f"unknown tool {argv[0]!r}" if argv else "no tool given")
+    print(f"{main_usage()}\n\npython -m fastrnn: error: {problem}; choose one of "
+          f"{', '.join(TOOLS)}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

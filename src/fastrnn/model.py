@@ -5,49 +5,23 @@ range, finiteness of the carried state) is checked here, in Python, before it ru
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
-from . import reference, reference_cells
+from . import init as initialisation
+from . import reference_cells
+from .backend import BACKENDS, SameArrays
+from .backend import cells as backend_cells
+from .backend import kernel as _kernel  # for the validation aids (index_bounds, all_finite)
+from .backend import ops as backend_ops
+from .cells import LAYER_BUFFERS, NAMES, Cell
+from .cells import cell as cell_entry
 
-# The kernel's parallel regions (recurrences shared among threads, set_recurrent_threads) wait
-# at their own barrier, which yields the CPU; between regions OpenMP's idle threads should sleep
-# too rather than spin against the BLAS threads. OMP_WAIT_POLICY is read once, when the OpenMP
-# runtime loads with the kernel; a value the user has set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-try:
-    from . import _kernel
-except ImportError as exc:  # pragma: no cover - exercised only on a broken install
-    _kernel = None
-    _KERNEL_IMPORT_ERROR: Exception | None = exc
-else:
-    _KERNEL_IMPORT_ERROR = None
-
-BACKENDS = ("kernel", "numpy")
+__all__ = ["BACKENDS", "CELLS", "CharRNN"]
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _WORKSPACE_SHAPES_KEPT = 4  # training, validation and sampling shapes, with room to spare
-
-
-def _require_kernel():
-    if _kernel is None:
-        raise ImportError(
-            "the compiled fastrnn kernel is not built "
-            f"({_KERNEL_IMPORT_ERROR}); build it with `pip install -e .` from the source tree, "
-            "or pass backend='numpy' to use the numpy reference explicitly"
-        )
-    return _kernel
-
-
-def _backend_module(backend: str):
-    if backend == "kernel":
-        return _require_kernel()
-    if backend == "numpy":
-        return reference
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 class Workspace:
@@ -69,19 +43,19 @@ class Workspace:
 
 def packed_recurrent_size(cell: str, H: int, dtype: np.dtype) -> int:
     """Values of the scratch buffer every layer's recurrence packs Whh (H, G*H) into for the
-    forward and Whh^T for the backward (the GRU packs its [r z] and n blocks apart): the
-    largest need of the two directions. Without the compiled kernel, what the numpy twin uses
-    (a contiguous Whh^T)."""
-    G = GATES[cell]
+    forward and Whh^T for the backward, block by block of the cell's packed_blocks: the larger
+    need of the two directions. Without the compiled kernel, what the numpy twin uses (a
+    contiguous Whh^T)."""
+    blocks = cell_entry(cell).packed_blocks
     if _kernel is None:
-        return G * H * H
+        return sum(blocks) * H * H
 
     def size(K: int, N: int) -> int:
         return int(_kernel.packed_size(K, N, dtype))
 
-    if cell == "gru":
-        return max(size(H, 2 * H), size(2 * H, H)) + size(H, H)
-    return max(size(H, G * H), size(G * H, H))
+    forward = sum(size(H, b * H) for b in blocks)
+    backward = sum(size(b * H, H) for b in blocks)
+    return max(forward, backward)
 
 
 class StackWorkspace:
@@ -91,6 +65,8 @@ class StackWorkspace:
     gates (L, T, B, G*H)  input projections, then gate activations, then their gradients
                           (absent for the rnn, whose projection lives in hs)
     hs    (L, T, B, H)    layer outputs, cache
+    emb   (T, B, E)       embedding rows Wemb[x] that layer 0 projects, cache (E > 0)
+    demb  (T, B, E)       dL/demb, scratch (E > 0)
     cs    (L, T, B, H)    LSTM cell states, cache;  tcs (L, T, B, H) their tanh, cache
     hns   (L, T, B, H)    GRU h_{t-1} Whh_n + bhn, cache, then its gradient
     masks (L, T, B, H)    dropout keep-masks / (1 - p), drawn per training call (dropout > 0)
@@ -101,16 +77,30 @@ class StackWorkspace:
                           (P = packed_recurrent_size(cell, H, dtype), shared by the layers)
     """
 
+    # The per-layer caches of the cells (fastrnn.cells.LAYER_BUFFERS), None where the model's
+    # cell keeps none, and the other buffers that exist only for some models.
+    cs: Any
+    tcs: Any
+    hns: Any
+    dc: Any
+    emb: Any
+    demb: Any
+    masks: Any
+    drops: Any
+
     def __init__(self, cell: str, L: int, B: int, T: int, H: int, V: int, dropout: float,
-                 dtype: np.dtype):
-        G = GATES[cell]
+                 dtype: np.dtype, E: int = 0):
+        spec = cell_entry(cell)
         layer = (L, T, B, H)
         self.hs = np.empty(layer, dtype=dtype)
-        self.gates = self.hs if cell == "rnn" else np.empty((L, T, B, G * H), dtype=dtype)
-        self.cs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
-        self.tcs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
-        self.hns = np.empty(layer, dtype=dtype) if cell == "gru" else None
-        self.dc = np.empty((B, H), dtype=dtype) if cell == "lstm" else None
+        self.emb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
+        self.demb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
+        self.gates = (self.hs if spec.projects_into_hs
+                      else np.empty((L, T, B, spec.gates * H), dtype=dtype))
+        for name in LAYER_BUFFERS:
+            setattr(self, name,
+                    np.empty(layer, dtype=dtype) if name in spec.layer_buffers else None)
+        self.dc = np.empty((B, H), dtype=dtype) if spec.cell_state else None
         self.masks = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.dhs = np.empty(layer, dtype=dtype)
@@ -126,38 +116,47 @@ class CharRNN:
         lstm: c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
         gru:  n = tanh(x W_n + b_n + r * (h_{t-1} @ Whh_n + bhn));  h_t = (1-z) * n + z * h_{t-1}
         logits_t = drop(h^{L-1}_t) @ Why + by
-    Layer 0's x is one-hot (Wxh is a row gather); layer l >= 1 reads drop(h^{l-1}). Inverted
-    dropout with probability ``dropout`` is applied, only while training, between layers and
-    before the head (as char-rnn), with masks drawn from the model's seeded generator ``rng``.
+    Layer 0's x is one-hot (Wxh is a row gather) or, with an embedding (embedding_size E > 0,
+    as torch-rnn's -wordvec_size), the embedding row Wemb[x] (Wxh is then an (E, G*H) GEMM);
+    layer l >= 1 reads drop(h^{l-1}). Inverted dropout with probability ``dropout`` is applied,
+    only while training, between layers and before the head (as char-rnn), with masks drawn
+    from the model's seeded generator ``rng``.
 
-    ``params`` (C-contiguous, model dtype): layer 0 'Wxh' (V, G*H), 'Whh' (H, G*H), 'bh' (G*H,);
-    layer l >= 1 'Wxh{l}' (H, G*H), 'Whh{l}', 'bh{l}'; for the gru also 'bhn' / 'bhn{l}' (H,);
-    the head 'Why' (H, V), 'by' (V,). A single-layer rnn has exactly 'Wxh', 'Whh', 'bh', 'Why',
-    'by'. Updating them in place or assigning new arrays of the same shape are both honoured.
+    ``params`` (C-contiguous, model dtype), in this order: 'Wemb' (V, E) if E > 0; layer 0
+    'Wxh' (V, G*H), or (E, G*H) if E > 0, 'Whh' (H, G*H), 'bh' (G*H,); layer l >= 1 'Wxh{l}'
+    (H, G*H), 'Whh{l}', 'bh{l}'; for the gru also 'bhn' / 'bhn{l}' (H,); the head 'Why' (H, V),
+    'by' (V,). A single-layer rnn without embedding has exactly 'Wxh', 'Whh', 'bh', 'Why', 'by'.
+    Updating them in place or assigning new arrays of the same shape are both honoured. They
+    are drawn from ``rng`` by the initialisation scheme ``init``, a name of
+    fastrnn.init.SCHEMES ("uniform", "default") or an fastrnn.init.InitScheme.
 
     State: (L, B, H) for rnn and gru, (2, L, B, H) for lstm (h first, c second); a single-layer
     rnn also takes (B, H). Gradients and returned states have the shape of the state passed in.
     """
 
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, cell: str = "rnn",
-                 dropout: float = 0.0, dtype: Any = np.float64, seed: int | None = 0):
+                 dropout: float = 0.0, dtype: Any = np.float64, seed: int | None = 0,
+                 embedding_size: int = 0, init: str | initialisation.InitScheme = "default"):
         self.vocab_size = _positive_int(vocab_size, "vocab_size", minimum=2)
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
-        if not isinstance(cell, str) or cell not in GATES:
-            raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+        self._cell: Cell = cell_entry(cell)
         self.cell = cell
         self.dropout = _dropout_probability(dropout)
         self.dtype = _model_dtype(dtype)
+        self.embedding_size = _positive_int(embedding_size, "embedding_size", minimum=0)
+        self.init, self.init_scheme = _init_scheme(init)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._param_shapes = self._compute_param_shapes()
-        self.params: dict[str, np.ndarray] = self._init_params()
+        self.params: dict[str, np.ndarray] = initialisation.draw_params(
+            self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype,
+            self.rng)
         self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
-        self._disjoint: tuple[np.ndarray, ...] = ()   # last grads+params found not to overlap
-        self._disjoint_ids: tuple[int, ...] = ()
-        # The params and grads that passed the checks last (see _checked_params_and_grads).
-        self._passed = _kernel.SameArrays() if _kernel is not None else None
+        # The grads and params last found not to overlap (see _checked_grads), and those
+        # that passed every check last (see _checked_params_and_grads).
+        self._disjoint = SameArrays()
+        self._passed = SameArrays()
         self._passed_state_shape: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ construction
@@ -165,29 +164,19 @@ class CharRNN:
     @property
     def gates(self) -> int:
         """G, the number of gate blocks of one layer: rnn 1, lstm 4, gru 3."""
-        return GATES[self.cell]
+        return self._cell.gates
 
     @property
     def _is_plain_rnn(self) -> bool:
-        """The single-layer rnn of the core issue, which also accepts a (B, H) state."""
+        """A single-layer rnn, which also accepts a (B, H) state (the single-layer fast path
+        and its (B, H) state exist for the rnn cell only)."""
         return self.cell == "rnn" and self.num_layers == 1
 
-    def _init_params(self) -> dict[str, np.ndarray]:
-        """Uniform(-1/sqrt(H), 1/sqrt(H)) weights (as torch-rnn and PyTorch), zero biases, drawn
-        in the order of param_shapes. The LSTM forget-gate bias (block f of every 'bh') starts
-        at 1, so that early in training the cell keeps its memory (Jozefowicz et al., 2015)."""
-        H, dt = self.hidden_size, self.dtype
-        scale = 1.0 / np.sqrt(H)
-        params = {}
-        for name, shape in self.param_shapes().items():
-            if name.startswith("W"):
-                params[name] = np.ascontiguousarray(
-                    self.rng.uniform(-scale, scale, size=shape), dtype=dt)
-            else:
-                params[name] = np.zeros(shape, dtype=dt)
-                if self.cell == "lstm" and name.startswith("bh"):
-                    params[name][H:2 * H] = 1.0
-        return params
+    @property
+    def _has_fast_path(self) -> bool:
+        """A single-layer rnn reading one-hot rows: the single-layer fast path (rnn_forward,
+        rnn_backward, rnn_generate) computes it."""
+        return self._is_plain_rnn and self.embedding_size == 0
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """{name: shape} of every parameter (a fresh dict; the architecture never changes)."""
@@ -195,14 +184,17 @@ class CharRNN:
 
     def _compute_param_shapes(self) -> dict[str, tuple[int, ...]]:
         V, H, GH = self.vocab_size, self.hidden_size, self.gates * self.hidden_size
+        E = self.embedding_size
         shapes: dict[str, tuple[int, ...]] = {}
+        if E > 0:
+            shapes["Wemb"] = (V, E)
         for layer in range(self.num_layers):
             k = _suffix(layer)
-            shapes[f"Wxh{k}"] = (V if layer == 0 else H, GH)
+            shapes[f"Wxh{k}"] = ((E if E > 0 else V) if layer == 0 else H, GH)
             shapes[f"Whh{k}"] = (H, GH)
             shapes[f"bh{k}"] = (GH,)
-            if self.cell == "gru":
-                shapes[f"bhn{k}"] = (H,)
+            for name in self._cell.layer_vectors:
+                shapes[f"{name}{k}"] = (H,)
         shapes["Why"] = (H, V)
         shapes["by"] = (V,)
         return shapes
@@ -212,24 +204,30 @@ class CharRNN:
         return int(sum(np.prod(s) for s in self.param_shapes().values()))
 
     def config(self) -> dict[str, Any]:
-        """JSON-able description from which from_config rebuilds the same architecture."""
+        """JSON-able description from which from_config rebuilds the same architecture (and,
+        with the same seed, the same initial draws: "init_spec" holds the scheme's numbers)."""
         return {"cell": self.cell, "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-                "num_layers": self.num_layers, "dropout": self.dropout, "dtype": self.dtype.name}
+                "num_layers": self.num_layers, "dropout": self.dropout, "dtype": self.dtype.name,
+                "embedding_size": self.embedding_size, "init": self.init,
+                "init_spec": self.init_scheme.to_dict()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> "CharRNN":
+    def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> CharRNN:
+        """The model of config(). A config written before embeddings and schemes existed (no
+        "embedding_size", no "init") is a one-hot model drawn by the "uniform" scheme."""
         return cls(config["vocab_size"], config["hidden_size"],
                    num_layers=config.get("num_layers", 1), cell=config.get("cell", "rnn"),
-                   dropout=config.get("dropout", 0.0), dtype=config["dtype"], seed=seed)
+                   dropout=config.get("dropout", 0.0), dtype=config["dtype"], seed=seed,
+                   embedding_size=config.get("embedding_size", 0), init=_recorded_init(config))
 
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         """(2, L, B, H) for lstm, (L, B, H) otherwise."""
         L, H = self.num_layers, self.hidden_size
-        return (2, L, batch_size, H) if self.cell == "lstm" else (L, batch_size, H)
+        return (2, L, batch_size, H) if self._cell.cell_state else (L, batch_size, H)
 
     def initial_state(self, batch_size: int) -> np.ndarray:
-        """A zero state for batch_size streams: (B, H) for a single-layer rnn (as in the core
-        issue), otherwise state_shape(B)."""
+        """A zero state for batch_size streams: (B, H) for a single-layer rnn, otherwise
+        state_shape(B)."""
         B = _positive_int(batch_size, "batch_size")
         shape = (B, self.hidden_size) if self._is_plain_rnn else self.state_shape(B)
         return np.zeros(shape, dtype=self.dtype)
@@ -272,8 +270,15 @@ class CharRNN:
         return x, y, h0
 
     def _uses_stack(self, train: bool) -> bool:
-        """The core rnn path unless layers, cells or active dropout need the stacked kernels."""
-        return not (self._is_plain_rnn and (self.dropout == 0.0 or not train))
+        """The single-layer fast path unless layers, cells, an embedding or active dropout
+        need the stacked kernels."""
+        # Two paths compute a one-layer rnn; the fast one (two compiled calls per chunk instead
+        # of six) is kept because the stacked one is measurably slower where the per-call cost
+        # counts. benchmarks/single_layer_paths.py, loss_and_grads, float32, one thread, fast /
+        # stacked chars/s, median of per-round ratios, three runs on a shared 2-core EPYC
+        # (OpenBLAS 0.3.30, load ~7): S (B 1, T 40, H 100) 1.08-1.19; M (B 32, T 40, H 100)
+        # 1.04-1.19; L (B 32, T 64, H 512) 0.91-0.98, equal within noise.
+        return not (self._has_fast_path and (self.dropout == 0.0 or not train))
 
     def _workspace(self, B: int, T: int, stacked: bool):
         key = (B, T, stacked)
@@ -281,7 +286,8 @@ class CharRNN:
         if ws is None:
             if stacked:
                 ws = StackWorkspace(self.cell, self.num_layers, B, T, self.hidden_size,
-                                    self.vocab_size, self.dropout, self.dtype)
+                                    self.vocab_size, self.dropout, self.dtype,
+                                    self.embedding_size)
             else:
                 ws = Workspace(B, T, self.hidden_size, self.vocab_size, self.dtype)
             self._workspaces[key] = ws
@@ -297,19 +303,19 @@ class CharRNN:
              train: bool = False) -> tuple[float, np.ndarray]:
         """Forward only: (mean loss in nats/char, the state to carry, shaped like h0).
         Dropout is off unless train=True (then masks are drawn from ``rng``)."""
-        _backend_module(backend)
+        impl = backend_ops(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p = self._checked_params()
         stacked = self._uses_stack(bool(train))
-        ws = self._workspace(*x.shape, stacked)
+        B, T = x.shape
+        ws = self._workspace(B, T, stacked)
         if not stacked:
-            impl = _backend_module(backend)
             loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
                                     p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed)
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
-        loss = self._stack_forward(_cells_module(backend), x, y, self._state(h0, x.shape[0]),
-                                   p, ws, dropping)
+        loss = self._stack_forward(backend_cells(backend), x, y, self._state(h0, B), p, ws,
+                                   dropping)
         return loss, self._last_state(ws).reshape(h0.shape)
 
     def loss_and_grads(self, inputs, targets, h0, backend: str = "kernel",
@@ -323,13 +329,13 @@ class CharRNN:
         allocation per call); otherwise new arrays are returned. train=True applies dropout
         (if the model has any) with masks drawn from ``rng``; train=False is deterministic.
         """
-        impl = _backend_module(backend)
+        impl = backend_ops(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p, g = self._checked_params_and_grads(grads, h0.shape)
         B, T = x.shape
         stacked = self._uses_stack(bool(train))
         ws = self._workspace(B, T, stacked)
-        if not stacked:                       # the core single-layer rnn, state (B, H)
+        if not stacked:                       # the single-layer fast path, state (B, H)
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
             loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
                                     p["by"], ws.hs, ws.probs, ws.packed)
@@ -337,7 +343,7 @@ class CharRNN:
                               g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh,
                               ws.packed)
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
-        cells = _cells_module(backend)
+        cells = backend_cells(backend)
         dropping = self._draw_masks(ws, bool(train))
         state = self._state(h0, B)
         loss = self._stack_forward(cells, x, y, state, p, ws, dropping)
@@ -352,7 +358,7 @@ class CharRNN:
         changing identity or shape (dtype, strides, the writeable flag) is checked again by the
         kernel's typed memoryviews as it is entered, which refuse a mismatch with ValueError."""
         arrays = None
-        if type(grads) is dict and self._passed is not None:
+        if type(grads) is dict:
             try:
                 arrays = [self.params[n] for n in self._param_shapes]
                 arrays += [grads[n] for n in self._param_shapes]
@@ -363,7 +369,7 @@ class CharRNN:
                     and self._passed.matches(arrays):
                 return self.params, grads
         p, g = self._checked_params(), self._checked_grads(grads, state_shape)
-        if type(grads) is dict and self._passed is not None:
+        if type(grads) is dict:
             self._passed.remember([p[n] for n in self._param_shapes]
                                   + [g[n] for n in self._param_shapes] + [g["h0"]])
             self._passed_state_shape = state_shape
@@ -382,13 +388,11 @@ class CharRNN:
                 _check_array(grads[name], f"grads[{name!r}]", shape, self.dtype, writeable=True)
         # The pairwise overlap test is the costly part; the same array objects cannot start to
         # overlap later, so its verdict is kept for the last set of objects that passed it.
-        arrays = tuple(grads[n] for n in shapes) + tuple(self.params.values())
-        ids = tuple(map(id, arrays))
-        if ids != self._disjoint_ids:
+        arrays = [grads[n] for n in shapes] + list(self.params.values())
+        if not self._disjoint.matches(arrays):
             _check_no_overlap([(f"grads[{n!r}]", grads[n]) for n in shapes]
                               + [(f"params[{n!r}]", p) for n, p in self.params.items()])
-            # Holding the arrays keeps their ids from being reused by other objects.
-            self._disjoint, self._disjoint_ids = arrays, ids
+            self._disjoint.remember(arrays)
         return grads
 
     # ------------------------------------------------------------------ the stacked path
@@ -396,12 +400,13 @@ class CharRNN:
     def _state(self, h: np.ndarray, B: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """Per-layer (B, H) views of a (checked) state: ([h^l], [c^l] for lstm, else None)."""
         s = h.reshape(self.state_shape(B))
-        if self.cell == "lstm":
+        if self._cell.cell_state:
             return list(s[0]), list(s[1])
         return list(s), None
 
     def _last_state(self, ws: StackWorkspace) -> np.ndarray:
-        if self.cell == "lstm":
+        """The state after the chunk's last step (a cell with a cell state keeps it in cs)."""
+        if self._cell.cell_state:
             return np.stack([ws.hs[:, -1], ws.cs[:, -1]])
         return ws.hs[:, -1].copy()
 
@@ -421,9 +426,9 @@ class CharRNN:
 
     def _generate_stacked(self, impl, cells, h: np.ndarray, x: int, uniforms: np.ndarray,
                           temperature: float, top_k: int, greedy: bool, out: np.ndarray) -> None:
-        """generate for lstm, gru and stacked rnn: the layer kernels one step (T = 1) at a time
-        into a cached workspace, the draw of rnn_generate (sample_index). h, a checked state of
-        shape state_shape(1), is updated in place."""
+        """generate for lstm, gru, stacked rnn and embedded models: the layer kernels one step
+        (T = 1) at a time into a cached workspace, the draw of rnn_generate (sample_index). h, a
+        checked state of shape state_shape(1), is updated in place."""
         p, V = self.params, self.vocab_size
         ws = self._workspace(1, 1, True)
         state = self._state(h, 1)               # per-layer views into h
@@ -460,20 +465,33 @@ class CharRNN:
             k = _suffix(layer)
             gates = ws.gates[layer]
             if layer == 0:
-                cells.input_forward(x, p["Wxh"], p["bh"], gates)
+                self._input_forward(cells, x, p, ws, gates)
             else:
                 cells.project_forward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
                                       p[f"bh{k}"], gates)
-            if self.cell == "lstm":
-                cells.lstm_layer_forward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
-                                         ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.packed)
-            elif self.cell == "gru":
-                cells.gru_layer_forward(h0s[layer], p[f"Whh{k}"], p[f"bhn{k}"], gates,
-                                        ws.hns[layer], ws.hs[layer], ws.packed)
-            else:
-                cells.rnn_layer_forward(h0s[layer], p[f"Whh{k}"], ws.hs[layer], ws.packed)
+            self._cell.forward(cells, ws, layer, p, k, h0s[layer],
+                               c0s[layer] if c0s is not None else None)
             if dropping:
                 cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
+
+    def _input_forward(self, cells, x, p, ws: StackWorkspace, gates: np.ndarray) -> None:
+        """Layer 0's input projection: gates = onehot(x) @ Wxh + bh (a row gather), or with an
+        embedding emb = Wemb[x]; gates = emb @ Wxh + bh."""
+        if self.embedding_size == 0:
+            cells.input_forward(x, p["Wxh"], p["bh"], gates)
+        else:
+            cells.embedding_forward(x, p["Wemb"], ws.emb)
+            cells.project_forward(ws.emb, p["Wxh"], p["bh"], gates)
+
+    def _input_backward(self, cells, x, p, ws: StackWorkspace, dgates: np.ndarray,
+                        g: dict[str, np.ndarray]) -> None:
+        """Gradients of _input_forward from dgates = dL/dgates: dWxh, dbh (and dWemb through
+        demb = dgates @ Wxh^T)."""
+        if self.embedding_size == 0:
+            cells.input_backward(x, dgates, g["Wxh"], g["bh"])
+        else:
+            cells.project_backward(ws.emb, p["Wxh"], dgates, g["Wxh"], g["bh"], ws.demb)
+            cells.embedding_backward(x, ws.demb, g["Wemb"])
 
     def _stack_backward(self, cells, x, y, state, p, ws: StackWorkspace, dropping: bool,
                         g: dict[str, np.ndarray], dstate) -> None:
@@ -486,22 +504,12 @@ class CharRNN:
             cells.dropout_backward(ws.dhs[L - 1], ws.masks[L - 1])
         for layer in range(L - 1, -1, -1):
             k = _suffix(layer)
-            gates = ws.gates[layer]
-            if self.cell == "lstm":
-                cells.lstm_layer_backward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
-                                          ws.hs[layer], ws.cs[layer], ws.tcs[layer],
-                                          ws.dhs[layer], ws.dc, g[f"Whh{k}"], dh0s[layer],
-                                          dc0s[layer], ws.packed)
-            elif self.cell == "gru":
-                cells.gru_layer_backward(h0s[layer], p[f"Whh{k}"], gates, ws.hns[layer],
-                                         ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"],
-                                         g[f"bhn{k}"], dh0s[layer], ws.packed)
-            else:
-                cells.rnn_layer_backward(h0s[layer], p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer],
-                                         g[f"Whh{k}"], dh0s[layer], ws.packed)
-                gates = ws.dhs[layer]             # the rnn's dL/dpre lives in dhs
+            with_c = c0s is not None
+            gates = self._cell.backward(cells, ws, layer, p, k, h0s[layer],
+                                        c0s[layer] if with_c else None, g, dh0s[layer],
+                                        dc0s[layer] if with_c else None)
             if layer == 0:
-                cells.input_backward(x, gates, g["Wxh"], g["bh"])
+                self._input_backward(cells, x, p, ws, gates, g)
             else:
                 cells.project_backward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
                                        gates, g[f"Wxh{k}"], g[f"bh{k}"], ws.dhs[layer - 1])
@@ -515,12 +523,14 @@ class CharRNN:
         """Generate length indices, each fed back as the next input, starting from first_index.
 
         h is the state before first_index is read, (1, H) for a single-layer rnn, else
-        state_shape(1) (the other cells step in numpy); it is updated in place to the state
-        after the last generated index. Each character uses one rng.random() draw (even when
-        greedy, so that the generator's position depends only on length): the same seed gives
-        the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
+        state_shape(1); it is updated in place to the state after the last generated index.
+        The single-layer rnn runs the whole loop in one compiled call (rnn_generate); the other
+        cells step the layer kernels one character at a time and draw with sample_index.
+        Each character uses one rng.random() draw (even when greedy, so that the generator's
+        position depends only on length): the same seed gives the same text. temperature > 0;
+        top_k in [1, V] keeps only the top_k largest logits.
         """
-        impl = _backend_module(backend)
+        impl = backend_ops(backend)
         V, H = self.vocab_size, self.hidden_size
         if self._is_plain_rnn:
             _check_array(h, "h", (1, H), self.dtype)
@@ -538,8 +548,8 @@ class CharRNN:
         p = self._checked_params()
         out = np.empty(length, dtype=np.int32)
         uniforms = rng.random(length)
-        if not self._is_plain_rnn:
-            self._generate_stacked(impl, _cells_module(backend), h, first_index, uniforms,
+        if not self._has_fast_path:
+            self._generate_stacked(impl, backend_cells(backend), h, first_index, uniforms,
                                    temperature, top_k, bool(greedy), out)
             return out
         impl.rnn_generate(p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], h.reshape(H),
@@ -555,7 +565,7 @@ class CharRNN:
         B = x.shape[0]
         self._checked_state(h, "h", B)
         p = self._checked_params()
-        if self._is_plain_rnn:
+        if self._has_fast_path:
             hs = np.tanh(p["Wxh"][x[:, 0]] + h.reshape(B, -1) @ p["Whh"] + p["bh"])
             return hs @ p["Why"] + p["by"], hs.reshape(h.shape)
         ws = self._workspace(B, 1, True)
@@ -564,22 +574,24 @@ class CharRNN:
         return logits, self._last_state(ws).reshape(h.shape)
 
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CELLS = tuple(GATES)
+CELLS = NAMES   # the cells' names, from the table of cells (fastrnn.cells)
+
+
+def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
+    """The scheme a config records: its name when the recorded numbers are that scheme's
+    numbers today (or none were recorded), else the recorded numbers themselves."""
+    name = config.get("init", "uniform")
+    spec = config.get("init_spec")
+    if spec is None:
+        return name
+    if name in initialisation.SCHEMES and initialisation.SCHEMES[name].to_dict() == spec:
+        return name
+    return initialisation.from_spec(spec)
 
 
 def _suffix(layer: int) -> str:
     """Parameter-name suffix of a layer: '' for layer 0, else its number ('Whh1')."""
     return "" if layer == 0 else str(layer)
-
-
-def _cells_module(backend: str):
-    """The stacked-layer kernels: _cells.pxi (compiled into _kernel) or reference_cells."""
-    if backend == "kernel":
-        return _require_kernel()
-    if backend == "numpy":
-        return reference_cells
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 def _dropout_probability(p) -> float:
@@ -598,6 +610,20 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _init_scheme(init) -> tuple[str, initialisation.InitScheme]:
+    """(name, scheme) of CharRNN(init=...): a name of SCHEMES, or an InitScheme, named after
+    the registered scheme it equals, else "custom"."""
+    schemes = initialisation.SCHEMES
+    if isinstance(init, initialisation.InitScheme):
+        names = [name for name, scheme in schemes.items() if scheme == init]
+        return (names[0] if names else "custom"), init
+    if not isinstance(init, str):
+        raise TypeError(f"init must be a scheme name or an InitScheme, got {type(init).__name__}")
+    if init not in schemes:
+        raise ValueError(f"init must be one of {tuple(schemes)}, got {init!r}")
+    return init, schemes[init]
 
 
 def _model_dtype(dtype) -> np.dtype:

@@ -1,4 +1,5 @@
-"""The numpy twin of ``_cells.pxi``: stacked rnn / LSTM / GRU layers and dropout, function by function.
+"""The numpy twin of ``_cells.pxi``: stacked rnn / LSTM / GRU layers and dropout, function by
+function.
 
 Every function has the name, argument order and buffers of its Cython counterpart; model.py
 calls the one or the other with the same arguments. Plain, reasonably efficient numpy: the input
@@ -14,8 +15,10 @@ LSTM i, f, g, o; GRU r, z, n.
            n = tanh(x W_n + b_n + r * hn);   h_t = (1 - z) * n + z * h_{t-1}
     rnn:   h_t = tanh(x W + b + h_{t-1} Whh)
 
-Layer 0's input x is a character index (W is a row gather, ``input_forward``); layer l >= 1
-reads the layer below's output, after inverted dropout while training (``project_forward``).
+Layer 0's input x is a character index: W is a row gather (``input_forward``) or, with an
+embedding Wemb (V, E), the gathered rows emb = Wemb[x] (``embedding_forward``) are projected by
+an (E, G*H) W (``project_forward``); layer l >= 1 reads the layer below's output, after
+inverted dropout while training (``project_forward``).
 The output layer (``head_forward``) reads the top layer, after dropout while training.
 
 Per-layer buffers (allocated once per shape by model.py):
@@ -28,6 +31,9 @@ Per-layer buffers (allocated once per shape by model.py):
     dhs   (T, B, H)    dL/dh_t from above; scratch (recurrent gradients accumulate into it)
     dc    (B, H)       LSTM dL/dc carried backwards through time, scratch
     mask  (T, B, H)    dropout keep-mask scaled by 1/(1-p), input
+Embedding buffers (E > 0):
+    emb   (T, B, E)    embedding rows Wemb[x], cache (layer 0's input)
+    demb  (T, B, E)    dL/demb, scratch
 """
 from __future__ import annotations
 
@@ -53,7 +59,8 @@ def input_forward(x, Wx, b, gates) -> None:
 
 
 def project_forward(xin, Wx, b, gates) -> None:
-    """gates = xin @ Wx + b: the input projection of layer l >= 1, one GEMM over the chunk."""
+    """gates = xin @ Wx + b: the input projection of layer l >= 1 (xin (T, B, H)) or of an
+    embedded layer 0 (xin = emb (T, B, E)), one GEMM over the chunk."""
     T, B, H = xin.shape
     np.matmul(xin.reshape(T * B, H), Wx, out=gates.reshape(T * B, -1))
     gates += b
@@ -147,7 +154,8 @@ def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0
     dc.fill(0.0)
     for t in range(T - 1, -1, -1):
         g, dh = gates[t], dhs[t]
-        i, f, gg, o = g[:, :H].copy(), g[:, H:2 * H].copy(), g[:, 2 * H:3 * H].copy(), g[:, 3 * H:].copy()
+        i, f = g[:, :H].copy(), g[:, H:2 * H].copy()
+        gg, o = g[:, 2 * H:3 * H].copy(), g[:, 3 * H:].copy()
         c_prev = cs[t - 1] if t > 0 else c0
         do = dh * tcs[t]                                          # h = o * tanh(c)
         dc += dh * o * (1.0 - tcs[t] * tcs[t])
@@ -177,7 +185,8 @@ def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0, packed) ->
         r, z, n = g[:, :H].copy(), g[:, H:2 * H].copy(), g[:, 2 * H:].copy()
         h_prev = hs[t - 1] if t > 0 else h0
         dh_prev = dhs[t - 1] if t > 0 else dh0
-        da = dh * (1.0 - z) * (1.0 - n * n)                      # h = (1-z) n + z h_prev; n = tanh(a)
+        # h = (1-z) n + z h_prev; n = tanh(a)
+        da = dh * (1.0 - z) * (1.0 - n * n)
         np.multiply(da * hns[t], r * (1.0 - r), out=g[:, :H])    # a = x W_n + b_n + r * hn
         np.multiply(dh * (h_prev - n), z * (1.0 - z), out=g[:, H:2 * H])
         g[:, 2 * H:] = da
@@ -210,3 +219,20 @@ def project_backward(xin, Wx, dgates, dWx, db, dxin) -> None:
     np.matmul(xin.reshape(T * B, H).T, dg, out=dWx)
     np.sum(dg, axis=0, out=db)
     np.matmul(dg, Wx.T, out=dxin.reshape(T * B, H))
+
+
+# ----------------------------------------------------------------------------- embedding
+# Layer 0 of an embedded model: emb = Wemb[x], then project_forward(emb, Wxh, bh, gates);
+# backward: project_backward(emb, Wxh, dgates, dWxh, dbh, demb), then embedding_backward.
+
+def embedding_forward(x, Wemb, emb) -> None:
+    """emb[t, b] = Wemb[x[b, t]]: the embedding rows of the chunk's inputs, a row gather.
+    x (B, T) int in [0, V), input; Wemb (V, E); emb (T, B, E), output."""
+    np.take(Wemb, x.T, axis=0, out=emb)
+
+
+def embedding_backward(x, demb, dWemb) -> None:
+    """From emb[t, b] = Wemb[x[b, t]]: dWemb[v] = sum of the demb rows whose input is v
+    (scatter-add). demb (T, B, E), input; dWemb (V, E), output, overwritten."""
+    dWemb.fill(0.0)
+    np.add.at(dWemb, x.T.reshape(-1), demb.reshape(-1, demb.shape[-1]))
