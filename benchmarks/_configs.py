@@ -63,8 +63,8 @@ class BenchConfig:
         return self.H * (-(-self.H // panel) * panel) + 64 // itemsize
 
     def describe(self) -> str:
-        return (f"{self.name}: {self.layers}x{self.cell} V={self.V} H={self.H} B={self.B} T={self.T} "
-                f"threads={self.threads} {self.dtype}")
+        return (f"{self.name}: {self.layers}x{self.cell} V={self.V} H={self.H} B={self.B} "
+                f"T={self.T} threads={self.threads} {self.dtype}")
 
 
 def flops_per_char(V: int, H: int, gates: int = 1, layers: int = 1) -> int:

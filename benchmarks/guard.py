@@ -358,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         factor = float(floors.get("memory_bound_factor", 1.0))
         memory = run_memory(mem_configs, factor)
         print(f"\nMemory: tracemalloc peak of one training step (gradients returned) vs the "
-              f"bound T*B*(2H+V) + params + {SCRATCH_BH}*B*H + packed Whh values (x{factor} allowed)")
+              f"bound T*B*(2H+V) + params + {SCRATCH_BH}*B*H + packed Whh values "
+              f"(x{factor} allowed)")
         print(format_table(
             ["name", "backend", "first step", "steady step", "bound", "first/bound", "verdict"],
             [[m["name"], m["backend"], f"{m['first_bytes'] / 2**20:.1f} MiB",

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from fastrnn.train import limit_threads
-
 import _measure
 from _configs import CONFIGS, BenchConfig, fraction_of_limit
+from fastrnn.train import limit_threads
 
 REFERENCE_ROUNDS = 3  # when a kernel benchmark runs without its reference's
 

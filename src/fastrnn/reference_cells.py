@@ -39,8 +39,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reference import (output_backward, output_forward, recurrence_backward, recurrence_forward,
-                        transposed_copy)
+from .reference import (
+    output_backward,
+    output_forward,
+    recurrence_backward,
+    recurrence_forward,
+    transposed_copy,
+)
 
 
 def sigmoid(a: np.ndarray, out: np.ndarray) -> np.ndarray:
