@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             seen.add(line)
             print(f"  {line}")
     print(f"limit: GFLOP/s of an n={_measure.GEMM_N} GEMM in scipy's OpenBLAS, best round of "
-          "the run for the same dtype and threads; fraction = kernel chars/s * 6(H*H+H*V) / limit")
+          "the run for the same dtype and threads; fraction = kernel chars/s * FLOPs/char "
+          "(6(G*H*H*(2L-1)+H*V)) / limit")
     print()
     print(format_table(SPEED_HEADER, [speed_row(r) for r in speed]))
     ok = all(r["verdict"] == "ok" for r in speed)
