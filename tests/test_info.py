@@ -131,3 +131,15 @@ def test_a_truncated_checkpoint_is_called_that(trained, tmp_path, capsys, keep):
     status, _, err = call(sample_main, [path], capsys)
     assert status == 1 and "allow_pickle" not in err
     assert f"{path} is not a fastrnn checkpoint, or it is damaged" in err
+
+
+@pytest.mark.parametrize("embedding,words", [(0, "one-hot input"), (5, "embedding 5")])
+def test_info_names_the_input_layer(tmp_path, capsys, embedding, words):
+    path = tmp_path / "e.npz"
+    vocab = Vocabulary.from_text("abcd")
+    model = fastrnn.CharRNN(4, 6, embedding_size=embedding)
+    ckpt.save_checkpoint(path, model, vocab, {})
+    status, out, _ = call(info_main, [path], capsys)
+    assert status == 0 and f"hidden 6, {words}, {model.num_params:,} parameters" in out
+    assert json.loads(call(info_main, [path, "--json"], capsys)[1])["model"]["embedding_size"] \
+        == embedding

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
 from .errors import ConfigError, FastrnnError
@@ -49,7 +49,8 @@ The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 
 40 steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the
 gradient by 40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
 
-{EXIT_RULE} After a signal the checkpoint is written first."""
+{EXIT_RULE}
+After a signal, the iteration is finished and the checkpoint written first."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,16 +60,15 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(**kwargs)
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_args(self, args=None, namespace=None):
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             self.error(unrecognized_message(self, extras))
         return parsed
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
@@ -111,9 +111,7 @@ FOREIGN_FLAGS: dict[str, tuple[str, ...]] = {
     "sample": ("--greedy",), "argmax": ("--greedy",), "topk": ("--top-k",),
     "out": ("--output", "-o"),
 }
-CPU_ONLY = "fastrnn runs on the CPU; --threads sets its BLAS threads"
-FOREIGN_NOTES = {name: CPU_ONLY for name in ("gpu", "gpuid", "gpu-backend", "opencl", "device",
-                                             "cuda")}
+GPU_FLAGS = ("gpu", "gpuid", "gpu-backend", "opencl", "device", "cuda")
 
 
 def unrecognized_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:
@@ -136,8 +134,9 @@ def suggest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
             return f"did you mean {candidate}?"
         if candidate in arguments:
             return f"did you mean the {candidate} argument (given without a flag)?"
-    if key in FOREIGN_NOTES:
-        return FOREIGN_NOTES[key]
+    if key in GPU_FLAGS:
+        threads = " (--threads sets its BLAS threads)" if "--threads" in options else ""
+        return "fastrnn runs on the CPU" + threads
     prefixed = [o for o in options if o.startswith(flag) and o.startswith("--")]
     if flag.startswith("--") and len(prefixed) == 1:
         return f"did you mean {prefixed[0]}? (abbreviations are not accepted)"
@@ -186,7 +185,7 @@ decay = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 # ---------------------------------------------------------------------------- fastrnn-train
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fastrnn-train",
+    p = _Parser(prog="fastrnn-train", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Train a character-level RNN language model on a UTF-8 text file.",
                 epilog=TRAIN_EPILOG, argument_default=None)
     add_version(p)
@@ -550,7 +549,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         return _fail("fastrnn-export", exc)
     print(f"wrote {args.output}: {model.cell}, {model.num_layers} layer(s), H={model.hidden_size}, "
           f"V={model.vocab_size}; inputs tokens int64 (T, B), h0 (L, B, H)"
-          f"{', c0 (L, B, H)' if model.cell == 'lstm' else ''}")
+          f"{', c0 (L, B, H)' if model.cell_spec.cell_state else ''}")
     return 0
 
 
@@ -681,7 +680,7 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [
         f"checkpoint  {info['path']} (format version {_na(info['format_version'])})",
         f"model       {cell}, {_na(m['num_layers'])} layer(s), hidden {_na(m['hidden_size'])}, "
-        f"embedding {_na(m['embedding_size'])}, {m['parameters']:,} parameters, {_na(m['dtype'])}",
+        f"{_embedding(m['embedding_size'])}, {m['parameters']:,} parameters, {_na(m['dtype'])}",
         f"vocabulary  {v['size']} characters: {_escaped(v['sample'])}"
         + (" ..." if v["size"] > len(v["sample"]) else ""),
         f"corpus      {_na(c['path'])}: {_na(c['chars'], '{:,}')} characters, sha256 {sha}",
@@ -693,6 +692,10 @@ def format_info(info: dict[str, Any]) -> str:
         f"optimizer   {_na(info['optimizer'])}, lr {_na(info['learning_rate'], '{:g}')}",
     ]
     return "\n".join(lines)
+
+
+def _embedding(size: int | None) -> str:
+    return {None: "embedding n/a", 0: "one-hot input"}.get(size, f"embedding {size}")
 
 
 def _na(value: Any, fmt: str = "{}") -> str:

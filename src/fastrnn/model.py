@@ -19,7 +19,7 @@ from .backend import ops as backend_ops
 from .cells import LAYER_BUFFERS, NAMES, Cell
 from .cells import cell as cell_entry
 
-__all__ = ["BACKENDS", "CELLS", "CharRNN"]
+__all__ = ["BACKENDS", "CELLS", "CharRNN", "layer_suffix"]
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _WORKSPACE_SHAPES_KEPT = 4  # training, validation and sampling shapes, with room to spare
 
@@ -162,6 +162,12 @@ class CharRNN:
     # ------------------------------------------------------------------ construction
 
     @property
+    def cell_spec(self) -> Cell:
+        """The model's entry of the table of cells (fastrnn.cells): gate blocks, per-layer
+        parameters, whether the state carries a cell state c, ..."""
+        return self._cell
+
+    @property
     def gates(self) -> int:
         """G, the number of gate blocks of one layer: rnn 1, lstm 4, gru 3."""
         return self._cell.gates
@@ -189,7 +195,7 @@ class CharRNN:
         if E > 0:
             shapes["Wemb"] = (V, E)
         for layer in range(self.num_layers):
-            k = _suffix(layer)
+            k = layer_suffix(layer)
             shapes[f"Wxh{k}"] = ((E if E > 0 else V) if layer == 0 else H, GH)
             shapes[f"Whh{k}"] = (H, GH)
             shapes[f"bh{k}"] = (GH,)
@@ -462,7 +468,7 @@ class CharRNN:
         """Every layer's forward over the chunk, into ws (layer outputs hs, cs, ...)."""
         h0s, c0s = state
         for layer in range(self.num_layers):
-            k = _suffix(layer)
+            k = layer_suffix(layer)
             gates = ws.gates[layer]
             if layer == 0:
                 self._input_forward(cells, x, p, ws, gates)
@@ -503,7 +509,7 @@ class CharRNN:
         if dropping:
             cells.dropout_backward(ws.dhs[L - 1], ws.masks[L - 1])
         for layer in range(L - 1, -1, -1):
-            k = _suffix(layer)
+            k = layer_suffix(layer)
             with_c = c0s is not None
             gates = self._cell.backward(cells, ws, layer, p, k, h0s[layer],
                                         c0s[layer] if with_c else None, g, dh0s[layer],
@@ -589,7 +595,7 @@ def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
     return initialisation.from_spec(spec)
 
 
-def _suffix(layer: int) -> str:
+def layer_suffix(layer: int) -> str:
     """Parameter-name suffix of a layer: '' for layer 0, else its number ('Whh1')."""
     return "" if layer == 0 else str(layer)
 

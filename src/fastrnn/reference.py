@@ -1,4 +1,6 @@
-"""The numpy twin of the compiled kernel (``_kernel.pyx``), function by function.
+"""The numpy twin of the compiled kernel, function by function: of ``_rnn.pxi`` (the single-layer
+rnn), ``_generate.pxi`` (generation), ``_optim.pxi`` (UpdatePlan) and ``_checks.pxi``
+(SameArrays); the stacked layers of ``_cells.pxi`` have theirs in reference_cells.py.
 
 Read the two side by side: every function here has the same name, the same argument order and
 writes the same buffers as its Cython counterpart. This module is the test oracle and the
