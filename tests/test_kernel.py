@@ -67,13 +67,14 @@ def test_intermediate_buffers_match(dtype):
         hs = np.empty((T, B, H), dtype)
         probs = np.empty((T * B, V), dtype)
         dhs = np.empty((T, B, H), dtype)
+        packed = np.empty(fastrnn.model.packed_recurrent_size("rnn", H, dtype), dtype)
         loss = impl.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
-                                hs, probs)
+                                hs, probs, packed)
         fwd = (hs.copy(), probs.copy())
         g = {k: np.empty_like(v) for k, v in p.items()}
         dh0 = np.empty_like(h0)
         impl.rnn_backward(x, y, h0, p["Whh"], p["Why"], hs, probs, dhs,
-                          g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0)
+                          g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0, packed)
         bufs[name] = (loss, fwd, probs, dhs)
     tol = TOL[dtype]
     (lk, (hs_k, pr_k), d_k, dhs_k), (ln, (hs_n, pr_n), d_n, dhs_n) = bufs["kernel"], bufs["numpy"]
