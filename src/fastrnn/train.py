@@ -583,9 +583,19 @@ class StopSignals:
         self.received = "sigint" if signum == signal.SIGINT else "sigterm"
 
 
+@contextlib.contextmanager
 def limit_threads(threads: int):
-    """threadpool_limits(threads) over every BLAS loaded: numpy's and scipy's (the kernel's),
-    which fastrnn.model has imported by now. A context manager."""
+    """Run with `threads` threads: threadpool_limits(threads) over every BLAS loaded (numpy's
+    and scipy's, the kernel's, which fastrnn.model has imported by now), and the kernel's
+    recurrences shared among as many (set_recurrent_threads). Both restored on exit."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=threads)
+    from .backend import kernel
+
+    with threadpool_limits(limits=threads):
+        before = kernel.set_recurrent_threads(threads) if kernel is not None else None
+        try:
+            yield
+        finally:
+            if before is not None:
+                kernel.set_recurrent_threads(before)
