@@ -11,7 +11,8 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from .errors import FastrnnError
+from .corpus import CACHE_MIN_BYTES
+from .errors import DivergedError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
 from .train import DEFAULT_MAX_EPOCHS, TrainConfig
@@ -70,9 +71,11 @@ def train_parser() -> argparse.ArgumentParser:
                 description="Train a character-level RNN language model on a UTF-8 text file.",
                 epilog=TRAIN_EPILOG, argument_default=None)
     g = p.add_argument_group("data")
-    g.add_argument("text_file", nargs="?", metavar="TEXT_FILE",
-                   help="UTF-8 text to learn; without it, the Python documentation that ships "
-                        "with every Python (pydoc_data.topics, ~465,000 characters)")
+    g.add_argument("text_file", nargs="*", metavar="TEXT_FILE",
+                   help="UTF-8 text to learn: one or more files or directories (the files under "
+                        "a directory in sorted order), joined in the order given; without it, "
+                        "the Python documentation that ships with every Python "
+                        "(pydoc_data.topics, ~465,000 characters)")
     g.add_argument("--batch-size", type=positive_int, metavar="B",
                    help=f"parallel streams per chunk (default {D.batch_size}: enough rows for "
                         "BLAS to run efficiently, few enough that each stream is long)")
@@ -82,6 +85,13 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=fraction, metavar="F",
                    help=f"tail of the text held out for validation, in [0, 1) "
                         f"(default {D.val_fraction})")
+    g.add_argument("--val-file", metavar="PATH",
+                   help="validate on this text instead of the tail of the training text")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="keep the encoded corpus here (default: beside the text, as hidden "
+                        f".fastrnn-cache files, for texts of {CACHE_MIN_BYTES >> 20} MiB or more)")
+    g.add_argument("--verify-cache", action="store_true", default=None,
+                   help="check the cached corpus against the sha256 of the text (reads it all)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=CELLS,
                    help=f"recurrent cell (default {D.model}); lstm learns longer-range "
@@ -170,10 +180,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     from .train import train
 
     args = train_parser().parse_args(argv)
+    corpus = args.text_file[0] if len(args.text_file) == 1 else args.text_file or None
     try:
-        result = train(args.text_file, **train_options(args))
+        result = train(corpus, **train_options(args))
     except (FastrnnError, ImportError) as exc:  # ImportError: the kernel is not built
-        return _fail("fastrnn-train", exc)
+        return _fail_job("fastrnn-train", exc)
     except KeyboardInterrupt:
         print("fastrnn-train: interrupted before training started or a second time; "
               "stopped without writing a checkpoint", file=sys.stderr)
@@ -187,6 +198,25 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
               f"{result.checkpoint}", file=sys.stderr)
     return result.exit_status
+
+
+def _fail_job(prog: str, exc: BaseException) -> int:
+    """_fail, and under MPI end every process of the job with this one's message (the others
+    may be waiting for it in a collective call); a divergence, which every process meets at the
+    same iteration, is reported once, by rank 0."""
+    from .distributed import launcher_size
+
+    if launcher_size() <= 1 or "mpi4py.MPI" not in sys.modules:
+        return _fail(prog, exc)
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if isinstance(exc, DivergedError):
+        return _fail(prog, exc) if comm.Get_rank() == 0 else 1
+    _fail(f"{prog} (process {comm.Get_rank()} of {comm.Get_size()})", exc)
+    sys.stderr.flush()
+    comm.Abort(1)
+    return 1
 
 
 def _fail(prog: str, exc: BaseException) -> int:

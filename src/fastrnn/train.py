@@ -10,7 +10,6 @@ is in the checkpoint: parameters, optimizer state, hidden state, data position, 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -23,9 +22,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import distributed
+from .corpus import Corpus, chars_outside, load_corpus, remap_ids, text_corpus
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
-                   default_corpus, describe_chars, read_corpus, split_train_val,
-                   validation_chunks)
+                   default_corpus, describe_chars, split_train_val, validation_chunks)
 from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from .model import BACKENDS, CELLS, CharRNN
 from .optim import OPTIMIZERS, decayed_lr, make_optimizer
@@ -50,7 +50,10 @@ class TrainConfig:
     """
 
     # data
-    corpus: str | None = None          # None: the default corpus, pydoc_data.topics
+    corpus: str | list[str] | None = None  # files or directories; None: pydoc_data.topics
+    val_file: str | None = None        # validation text instead of the tail of the corpus
+    cache_dir: str | None = None       # where encoded corpora are cached (default: beside)
+    verify_cache: bool = False         # check the cached corpus against the files' sha256
     val_fraction: float = 0.05
     batch_size: int = 32
     seq_length: int = 64
@@ -155,7 +158,8 @@ def train(corpus: str | None = None, *, text: str | None = None, out: TextIO | N
     subclasses for bad input (CorpusError, CheckpointError, ConfigError) and DivergedError.
     """
     if corpus is not None:
-        options["corpus"] = os.fspath(corpus)
+        options["corpus"] = (os.fspath(corpus) if isinstance(corpus, (str, os.PathLike))
+                             else [os.fspath(c) for c in corpus])
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise TypeError(f"train() got unknown options {unknown}")
@@ -168,8 +172,10 @@ def train(corpus: str | None = None, *, text: str | None = None, out: TextIO | N
 class Trainer:
     """Holds the state of one training session; ``run`` is the loop."""
 
-    def __init__(self, options: dict[str, Any], text: str | None, out: TextIO):
+    def __init__(self, options: dict[str, Any], text: str | None, out: TextIO,
+                 world: distributed.SingleProcess | None = None):
         self.out = out
+        self.world = world if world is not None else distributed.world()  # [mpi]
         resume = options.get("resume")
         if resume and options.get("init_from"):
             raise ConfigError("--resume and --init-from exclude each other: --resume continues "
@@ -181,22 +187,31 @@ class Trainer:
         if cfg.init_from:
             loaded = ckpt.load_checkpoint(cfg.init_from)
             _check_same_model(cfg, loaded, options)
-        self.corpus_name, text = self._load_text(text)
-        self.model, self.vocab = self._make_model(loaded, text)
-        ids = self.vocab.encode(text)
+        # [mpi] rank r trains streams [lo, hi) of the B; raises if B < P
+        self.share = distributed.stream_share(cfg.batch_size, self.world.size, self.world.rank)
+        with self.world.root_first():     # rank 0 builds the corpus cache, the others map it
+            corpus = self._load_corpus(text)
+            del text
+            self.model, self.vocab, ids = self._make_model(loaded, corpus)
+            val_ids = self._load_val_ids() if cfg.val_file else None
+        self.corpus_name, self.corpus_sha256 = corpus.name, corpus.sha256
         self.corpus_chars = ids.size
-        self.corpus_sha256 = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        del text  # the encoded ids (2 bytes/char) are all that is kept
-        check_length(ids.size, cfg.batch_size, cfg.seq_length, cfg.val_fraction)
-        train_ids, val_ids = split_train_val(ids, cfg.val_fraction)
+        val_fraction = 0.0 if val_ids is not None else cfg.val_fraction
+        check_length(ids.size, cfg.batch_size, cfg.seq_length, val_fraction)
+        train_ids, tail = split_train_val(ids, val_fraction)
+        val_ids = tail if val_ids is None else val_ids
         self.batches = BatchIterator(train_ids, cfg.batch_size, cfg.seq_length)
         self.val_chunks = validation_chunks(val_ids, cfg.batch_size, cfg.seq_length)
         self.val_chars = val_ids.size
         self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.learning_rate,
                                         backend=cfg.backend)
-        self.h = self.model.initial_state(cfg.batch_size)  # (B, H) carried state
-        self.grads = {k: np.empty_like(v) for k, v in self.model.params.items()}
+        lo, hi = self.share
+        self.h = self.model.initial_state(hi - lo)  # (B_r, H) carried state of this rank's streams
+        # [mpi] the gradients live in one flat buffer (plus flag slots) reduced in one call
+        self.grad_buffer, self.grads, self.flags = distributed.flat_grads(
+            self.model.param_shapes(), self.model.dtype)
         self.grads["h0"] = np.empty_like(self.h)
+        self.agreed_stop: str | None = None
         self.iteration = 0
         self.smoothed_loss: float | None = None
         self.last_val: float | None = None
@@ -236,34 +251,46 @@ class Trainer:
         options.setdefault("checkpoint", options["resume"])  # keep writing the file resumed
         return dataclasses.replace(base, init_from=None, **options)
 
-    def _load_text(self, text: str | None) -> tuple[str, str]:
+    def _load_corpus(self, text: str | None) -> Corpus:
+        """The training corpus: the text given, the files of --corpus (cached, memory-mapped
+        when large), or the default corpus."""
+        cfg = self.config
         if text is not None:
-            if not text:
-                raise CorpusError("the training text is empty")
-            return "<text>", text
-        if self.config.corpus:
-            return self.config.corpus, read_corpus(self.config.corpus)
-        return DEFAULT_CORPUS_NAME, default_corpus()
+            return text_corpus(text, "<text>")
+        if cfg.corpus:
+            sources = [cfg.corpus] if isinstance(cfg.corpus, str) else list(cfg.corpus)
+            return load_corpus(sources, cfg.cache_dir, cfg.verify_cache)
+        return text_corpus(default_corpus(), DEFAULT_CORPUS_NAME)
 
-    def _make_model(self, loaded: ckpt.Checkpoint | None, text: str) -> tuple[CharRNN, Vocabulary]:
-        """A new model over the text's vocabulary, or the checkpoint's model, whose vocabulary
-        must then cover every character of the text."""
+    def _load_val_ids(self) -> np.ndarray:
+        """--val-file's indices over the model's vocabulary (which must cover its characters)."""
+        val = load_corpus([self.config.val_file], self.config.cache_dir, self.config.verify_cache)
+        unknown = chars_outside(val.vocab, self.vocab)
+        if unknown:
+            raise CorpusError(f"{val.name} has {len(unknown)} characters outside the vocabulary "
+                              f"of the training corpus: {describe_chars(unknown)}")
+        return remap_ids(val.ids, val.vocab, self.vocab)
+
+    def _make_model(self, loaded: ckpt.Checkpoint | None,
+                    corpus: Corpus) -> tuple[CharRNN, Vocabulary, np.ndarray]:
+        """(model, vocabulary, the corpus's indices over it): a new model over the corpus's
+        vocabulary, or the checkpoint's model, whose vocabulary must then cover the corpus."""
         cfg = self.config
         if loaded is None:
-            vocab = Vocabulary.from_text(text)
+            vocab = corpus.vocab
             if vocab.size < 2:
                 raise CorpusError(f"the text has only {vocab.size} distinct character; "
                                   "at least 2 are needed to predict anything")
             return CharRNN(vocab.size, cfg.hidden_size, num_layers=cfg.num_layers,
                            cell=cfg.model, dropout=cfg.dropout, dtype=cfg.dtype,
-                           seed=cfg.seed), vocab
-        unknown = loaded.vocab.unknown_chars(text)
+                           seed=cfg.seed), vocab, corpus.ids
+        unknown = chars_outside(corpus.vocab, loaded.vocab)
         if unknown:
             source = cfg.resume or cfg.init_from
-            raise CorpusError(f"{self.corpus_name} has {len(unknown)} characters outside the "
+            raise CorpusError(f"{corpus.name} has {len(unknown)} characters outside the "
                               f"vocabulary of {source}: {describe_chars(unknown)}")
         loaded.model.dropout = cfg.dropout   # training-time only: may change on resume
-        return loaded.model, loaded.vocab
+        return loaded.model, loaded.vocab, remap_ids(corpus.ids, corpus.vocab, loaded.vocab)
 
     def _restore(self, loaded: ckpt.Checkpoint) -> None:
         """Put back everything a checkpoint saved, so the run continues exactly."""
@@ -271,9 +298,17 @@ class Trainer:
         self.iteration = int(head["iteration"])
         self.batches.seek(Position(**head["position"]))
         self.optimizer.load_state(loaded.optimizer_state, head["optimizer"]["step"])
-        if loaded.hidden is None or loaded.hidden.shape != self.h.shape:
+        full_shape = self.model.initial_state(self.config.batch_size).shape
+        if loaded.hidden is None or loaded.hidden.shape != full_shape:
             raise ConfigError(f"{self.config.resume}: hidden state missing or of the wrong shape")
-        self.h = np.ascontiguousarray(loaded.hidden, dtype=self.model.dtype)
+        lo, hi = self.share      # [mpi] this rank's streams of the saved (..., B, H) state
+        self.h = np.ascontiguousarray(loaded.hidden[..., lo:hi, :], dtype=self.model.dtype)
+        saved_p = int(head.get("processes", 1))
+        if saved_p != self.world.size:
+            self.say(f"note: this run was saved by {saved_p} process{'es' * (saved_p > 1)} and "
+                     f"continues on {self.world.size} from the same position: the same "
+                     "computation, but the gradient is summed in another order, so results "
+                     "agree to rounding, not bit for bit")
         self.sample_rng.bit_generator.state = head["rng_state"]
         self.smoothed_loss = head.get("smoothed_loss")
         self.last_val = head.get("val_loss")
@@ -291,8 +326,12 @@ class Trainer:
         inputs, targets, starts_epoch = next(self.batches)
         if starts_epoch:
             self.h = np.zeros_like(self.h)  # each epoch reads the streams from their start
-        loss, grads, h_last = self.model.loss_and_grads(inputs, targets, self.h,
-                                                        backend=cfg.backend, grads=self.grads)
+        lo, hi = self.share
+        loss, grads, h_last = self.model.loss_and_grads(
+            inputs[lo:hi], targets[lo:hi], self.h, backend=cfg.backend, grads=self.grads,
+            dropout_key=(cfg.seed, self.iteration, lo))
+        if self.world.size > 1:    # [mpi] the gradient of the mean loss over all B*T chars
+            loss = self._reduce_step(loss, (hi - lo) / cfg.batch_size)
         if not math.isfinite(loss):
             return loss
         self.optimizer.lr = decayed_lr(cfg.learning_rate, cfg.lr_decay, cfg.lr_decay_every,
@@ -303,17 +342,43 @@ class Trainer:
         self.iteration += 1
         return loss
 
+    def _reduce_step(self, loss: float, weight: float) -> float:
+        """[mpi] Sum weight * (gradients, loss) over the ranks in one Allreduce, together with
+        each rank's stop requests; returns the mean loss over all B*T characters and records
+        in agreed_stop why every rank stops after this iteration, if one asked to."""
+        flags = self.flags
+        self.grad_buffer[: -distributed.N_FLAGS] *= weight
+        flags[:] = 0
+        flags[distributed.FLAG_LOSS] = loss * weight
+        flags[distributed.FLAG_SIGINT] = self.signal_received == "sigint"
+        flags[distributed.FLAG_SIGTERM] = self.signal_received == "sigterm"
+        flags[distributed.FLAG_TIME] = (self.config.time_limit > 0 and time.monotonic()
+                                        - self.started >= self.config.time_limit)
+        self.world.allreduce_sum(self.grad_buffer)
+        for slot, reason in ((distributed.FLAG_SIGINT, "sigint"),
+                             (distributed.FLAG_SIGTERM, "sigterm"),
+                             (distributed.FLAG_TIME, "time_limit")):
+            if flags[slot] > 0:
+                self.agreed_stop = reason
+                break
+        return float(flags[distributed.FLAG_LOSS])
+
     def evaluate(self) -> float | None:
-        """Mean loss per character over the validation tail (forward only, own hidden state)."""
+        """Mean loss per character over the validation tail (forward only, own hidden state).
+        [mpi] Each rank scores its share of the validation streams; one Allreduce sums them."""
         if not self.val_chunks:
             return None
-        B = self.val_chunks[0][0].shape[0]
-        h = self.model.initial_state(B)
-        total = 0.0
-        for inputs, targets in self.val_chunks:
-            loss, h = self.model.loss(inputs, targets, h, backend=self.config.backend)
-            total += loss
-        return total / len(self.val_chunks)
+        Bv = self.val_chunks[0][0].shape[0]
+        lo, hi = distributed.rows(Bv, self.world.size, self.world.rank)
+        total = np.zeros(1)
+        if hi > lo:
+            h = self.model.initial_state(hi - lo)
+            for inputs, targets in self.val_chunks:
+                loss, h = self.model.loss(inputs[lo:hi], targets[lo:hi], h,
+                                          backend=self.config.backend)
+                total[0] += loss * (hi - lo) / Bv
+        self.world.allreduce_sum(total)
+        return float(total[0]) / len(self.val_chunks)
 
     # ------------------------------------------------------------------ plan and stop
 
@@ -329,6 +394,12 @@ class Trainer:
 
     def stop_reason(self, started: float) -> str | None:
         planned = self.planned_iterations()
+        if self.world.size > 1:    # [mpi] signals and time limit as agreed by every rank
+            if self.agreed_stop:
+                return self.agreed_stop
+            if planned is not None and self.iteration >= planned:
+                return "max_iters" if planned == self.config.max_iters else "max_epochs"
+            return None
         if self.signal_received:
             return self.signal_received
         if planned is not None and self.iteration >= planned:
@@ -343,15 +414,16 @@ class Trainer:
         cfg = self.config
         previous = self._install_signal_handlers() if handle_signals else {}
         try:
-            ckpt.check_writable(cfg.checkpoint)
+            if self.world.is_root:
+                ckpt.check_writable(cfg.checkpoint)
             limiter = _limit_threads(cfg.threads)
             self.print_start_block()
         except BaseException:
             self._restore_signal_handlers(previous)
             raise
         progress = Progress(self.out, total=self.planned_iterations(), initial=self.iteration,
-                            quiet=cfg.quiet)
-        started = time.monotonic()
+                            quiet=cfg.quiet or not self.world.is_root)
+        started = self.started = time.monotonic()
         start_iteration = self.iteration
         try:
             reason = self._loop(progress, started)
@@ -366,7 +438,8 @@ class Trainer:
             limiter.restore_original_limits()
         wall = time.monotonic() - started
         result = self._result(reason, start_iteration, wall)
-        self.print_summary(result)
+        if self.world.is_root:
+            self.print_summary(result)
         return result
 
     def _loop(self, progress: "Progress", started: float) -> str:
@@ -389,7 +462,8 @@ class Trainer:
         cfg = self.config
         if cfg.eval_every and self.iteration % cfg.eval_every == 0:
             self._evaluate_and_save(progress, rate, elapsed)
-        if cfg.sample_every and self.iteration % cfg.sample_every == 0 and not cfg.quiet:
+        if cfg.sample_every and self.iteration % cfg.sample_every == 0 and not cfg.quiet \
+                and self.world.is_root:
             text = "".join(iter_sample(self.model, self.vocab, cfg.sample_length,
                                        rng=self.sample_rng, backend=cfg.backend))
             progress.write(f"--- sample at iteration {self.iteration} ---\n{text}\n---")
@@ -453,17 +527,23 @@ class Trainer:
             "corpus": self.corpus_name,
             "corpus_chars": self.corpus_chars,
             "corpus_sha256": self.corpus_sha256,
+            "processes": self.world.size,
         }
 
     def _save(self, path: str | None = None) -> None:
+        """Rank 0 writes; the others only hand it their streams' hidden state. [mpi]"""
         path = path or self.config.checkpoint
+        states = self.world.gather(self.h)
+        if not self.world.is_root:
+            return
+        hidden = states[0] if len(states) == 1 else np.concatenate(states, axis=-2)
         ckpt.save_checkpoint(path, self.model, self.vocab, self.header(),
-                             self.optimizer.state_arrays(), self.h)
+                             self.optimizer.state_arrays(), hidden)
         if path == self.config.checkpoint:
             self.last_saved = (path, self.iteration)
 
     def _log(self, rate: float, elapsed: float) -> None:
-        if not self.config.log:
+        if not self.config.log or not self.world.is_root:
             return
         record = {"iteration": self.iteration, "epoch": round(self.epoch_progress(), 4),
                   "train_loss": self.smoothed_loss, "val_loss": self.last_val,
@@ -514,7 +594,7 @@ class Trainer:
     # ------------------------------------------------------------------ output
 
     def say(self, line: str) -> None:
-        if not self.config.quiet:
+        if not self.config.quiet and self.world.is_root:
             print(line, file=self.out, flush=True)
 
     def print_start_block(self) -> None:
@@ -541,7 +621,9 @@ class Trainer:
             + (f" x{cfg.lr_decay:g} every {cfg.lr_decay_every}" if cfg.lr_decay < 1 else "")
             + (f", clip ±{cfg.grad_clip:g}" if cfg.grad_clip > 0 else "")
             + (f", max grad norm {cfg.max_grad_norm:g}" if cfg.max_grad_norm > 0 else ""),
-            f"  compute     backend {cfg.backend}; {blas_description()}",
+            f"  compute     backend {cfg.backend}; {blas_description()}"
+            + (f"; {self.world.size} processes (MPI), {_share_text(b.batch_size, self.world.size)}"
+               if self.world.size > 1 else ""),
             f"  checkpoint  {cfg.checkpoint} (best: {best_path(cfg.checkpoint)})"
             + (f", every {cfg.eval_every} iterations" if cfg.eval_every else ", at the end"),
         ]
@@ -569,6 +651,12 @@ def _check_same_model(cfg: TrainConfig, loaded: ckpt.Checkpoint, options: dict[s
                               f"--init-from {cfg.init_from}, whose model has {saved}")
     cfg.hidden_size, cfg.dtype = mcfg["hidden_size"], mcfg["dtype"]
     cfg.model, cfg.num_layers = mcfg["cell"], mcfg["num_layers"]
+
+
+def _share_text(batch_size: int, size: int) -> str:
+    """'4 streams each' or '3 or 4 streams each'."""
+    few, many = batch_size // size, -(-batch_size // size)
+    return f"{few} streams each" if few == many else f"{few} or {many} streams each"
 
 
 def _describe_cell(model: CharRNN) -> str:
