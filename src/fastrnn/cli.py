@@ -12,6 +12,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .corpus import CACHE_MIN_BYTES
+from .distributed import launcher_rank, launcher_size
 from .errors import DivergedError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
@@ -194,7 +195,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print("fastrnn-train: error: the output pipe was closed; stopped (checkpoints written "
               "so far are intact)", file=sys.stderr)
         return 1
-    if result.stop_reason in ("sigint", "sigterm"):
+    if result.stop_reason in ("sigint", "sigterm") and launcher_rank() == 0:
         print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
               f"{result.checkpoint}", file=sys.stderr)
     return result.exit_status
@@ -204,8 +205,6 @@ def _fail_job(prog: str, exc: BaseException) -> int:
     """_fail, and under MPI end every process of the job with this one's message (the others
     may be waiting for it in a collective call); a divergence, which every process meets at the
     same iteration, is reported once, by rank 0."""
-    from .distributed import launcher_size
-
     if launcher_size() <= 1 or "mpi4py.MPI" not in sys.modules:
         return _fail(prog, exc)
     from mpi4py import MPI

@@ -48,6 +48,15 @@ def launcher_size() -> int:
     return 1
 
 
+def launcher_rank() -> int:
+    """This process's rank as the MPI launcher set it (0 if not launched by one)."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def stream_share(batch_size: int, size: int, rank: int) -> tuple[int, int]:
     """[lo, hi): rank's contiguous share of the B streams; the first B mod P ranks get one more.
 
