@@ -91,7 +91,7 @@ def describe_sources(files: Sequence[str]) -> str:
 
 # ---------------------------------------------------------------------------- streaming
 
-def iter_text(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+def iter_text(path: str, chunk_bytes: int | None = None) -> Iterator[str]:
     """The normalised text of one file, in pieces of at most ~chunk_bytes characters.
 
     The same text read_corpus returns, joined: strict UTF-8 (CorpusError with the byte offset of
@@ -99,6 +99,7 @@ def iter_text(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     end of a piece waits for the next piece, so a pair split by a chunk boundary is one line
     break). CorpusError if the file is empty.
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     offset = 0           # bytes of the file read before the current chunk
     carry = ""           # a trailing '\r' held back
@@ -359,7 +360,7 @@ def chars_outside(vocab: Vocabulary, known: Vocabulary) -> list[str]:
 
 
 def remap_ids(ids: np.ndarray, source: Vocabulary, target: Vocabulary,
-              chunk: int = CHUNK_BYTES) -> np.ndarray:
+              chunk: int = 1 << 23) -> np.ndarray:
     """ids over source's vocabulary as indices of target's (every character of source must be
     in target); ids itself when the vocabularies are equal, else a new array, made in chunks."""
     if source == target:
