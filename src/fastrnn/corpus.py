@@ -21,7 +21,6 @@ a reader never sees a partial file. Building streams each file in chunks of CHUN
 """
 from __future__ import annotations
 
-import codecs
 import errno
 import hashlib
 import json
@@ -32,10 +31,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .data import Vocabulary, normalize_newlines
+from .data import Vocabulary
 from .errors import CorpusError
 
-CHUNK_BYTES = 1 << 23          # bytes read at a time: bounds the temporaries to ~100 MB
+CHUNK_BYTES = 1 << 22          # bytes read at a time: bounds the temporaries to ~60 MB
 CACHE_FORMAT = "fastrnn-corpus-cache"
 CACHE_VERSION = 1
 MAX_CODEPOINT = 0x110000
@@ -91,42 +90,61 @@ def describe_sources(files: Sequence[str]) -> str:
 
 # ---------------------------------------------------------------------------- streaming
 
-def iter_text(path: str, chunk_bytes: int | None = None) -> Iterator[str]:
-    """The normalised text of one file, in pieces of at most ~chunk_bytes characters.
+BOM = b"\xef\xbb\xbf"
 
-    The same text read_corpus returns, joined: strict UTF-8 (CorpusError with the byte offset of
-    the first bad byte), leading BOM dropped, '\\r\\n' and lone '\\r' -> '\\n' (a '\\r' at the
-    end of a piece waits for the next piece, so a pair split by a chunk boundary is one line
-    break). CorpusError if the file is empty.
+
+def _boundary(data: bytes) -> int:
+    """The length of the longest prefix of data that ends on a whole UTF-8 character and not
+    on a '\r' (whose '\n' may come with the next read)."""
+    cut = len(data)
+    back = 0
+    while back < 3 and cut - back > 0 and 0x80 <= data[cut - back - 1] < 0xC0:
+        back += 1                                   # continuation bytes at the end
+    if cut - back > 0:
+        lead = data[cut - back - 1]
+        need = 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2 if lead >= 0xC0 else 1
+        if need > back + 1:                         # the last character is incomplete
+            cut -= back + 1
+    if cut > 0 and data[cut - 1] == 0x0D:
+        cut -= 1
+    return cut
+
+
+def iter_normalized(path: str, chunk_bytes: int | None = None,
+                    raw_digest=None) -> Iterator[bytes]:
+    """The normalised text of one file as UTF-8 bytes, in pieces of about chunk_bytes that end
+    on character boundaries.
+
+    Joined and decoded, the pieces are the text read_corpus returns: strict UTF-8 (CorpusError
+    with the byte offset of the first bad byte), leading BOM dropped, '\r\n' and lone '\r'
+    turned into '\n'. Working on bytes is exact because '\r' and '\n' never occur inside a
+    multi-byte UTF-8 character; a pure-ASCII piece (the common case) is never decoded.
+    raw_digest, a hashlib object, is updated with the file's bytes as they are read.
+    CorpusError if the file is empty.
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset = 0           # bytes of the file read before the current chunk
-    carry = ""           # a trailing '\r' held back
-    at_start = True
+    consumed = 0         # bytes of the file before `data`
+    carry = b""          # an incomplete character or a '\r' held for the next read
     produced = False
     try:
         with open(path, "rb") as f:
             while True:
-                data = f.read(chunk_bytes)
-                final = not data
-                buffered = decoder.getstate()[0]   # bytes of a character split by the chunk
-                try:
-                    text = decoder.decode(data, final=final)
-                except UnicodeDecodeError as exc:
-                    bad = (buffered + data)[exc.start]
-                    raise CorpusError(f"{path}: not UTF-8 text: invalid byte 0x{bad:02x} at byte "
-                                      f"offset {offset - len(buffered) + exc.start}") from None
-                offset += len(data)
-                if at_start and text:
-                    text, at_start = text.removeprefix("\ufeff"), False
-                text = carry + text
-                carry = ""
-                if not final and text.endswith("\r"):
-                    text, carry = text[:-1], "\r"
-                if text:
+                block = f.read(chunk_bytes)
+                if raw_digest is not None:
+                    raw_digest.update(block)
+                final = not block
+                data = carry + block
+                cut = len(data) if final else _boundary(data)
+                data, carry = data[:cut], data[cut:]
+                if not data.isascii():
+                    _check_utf8(path, data, consumed)
+                piece = data[len(BOM):] if consumed == 0 and data.startswith(BOM) else data
+                consumed += len(data)
+                if b"\r" in piece:
+                    piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                if piece:
                     produced = True
-                    yield normalize_newlines(text)
+                    yield piece
                 if final:
                     break
     except IsADirectoryError:
@@ -139,9 +157,26 @@ def iter_text(path: str, chunk_bytes: int | None = None) -> Iterator[str]:
         raise CorpusError(f"{path}: the file is empty")
 
 
-def _codepoints(text: str) -> np.ndarray:
-    """(n,) uint32 code points of text."""
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+def _check_utf8(path: str, data: bytes, offset: int) -> None:
+    """CorpusError naming the first bad byte of data (at file offset offset + its index)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path}: not UTF-8 text: invalid byte 0x{data[exc.start]:02x} at "
+                          f"byte offset {offset + exc.start}") from None
+
+
+def iter_text(path: str, chunk_bytes: int | None = None) -> Iterator[str]:
+    """iter_normalized's pieces as str."""
+    for piece in iter_normalized(path, chunk_bytes):
+        yield piece.decode("utf-8")
+
+
+def codepoints(piece: bytes) -> np.ndarray:
+    """(n,) code points of a normalised UTF-8 piece: uint8 for ASCII (no copy), else uint32."""
+    if piece.isascii():
+        return np.frombuffer(piece, dtype=np.uint8)
+    return np.frombuffer(piece.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
 
 
 def index_dtype(vocab_size: int) -> np.dtype:
@@ -152,32 +187,43 @@ def index_dtype(vocab_size: int) -> np.dtype:
     raise CorpusError(f"vocabulary of {vocab_size} characters is too large")
 
 
-def scan_files(files: Sequence[str]) -> tuple[Vocabulary, int, str]:
-    """First pass: (vocabulary, N, sha256 of the normalised text as UTF-8), in bounded memory."""
+def scan_files(files: Sequence[str], raw_digests: Sequence | None = None
+               ) -> tuple[Vocabulary, int, str]:
+    """First pass: (vocabulary, N, sha256 of the normalised text as UTF-8), in bounded memory.
+    raw_digests (one hashlib object per file) receive the files' bytes."""
     seen = np.zeros(MAX_CODEPOINT, dtype=bool)
     n = 0
     digest = hashlib.sha256()
-    for path in files:
-        for text in iter_text(path):
-            cps = _codepoints(text)
-            seen[cps] = True
+    for k, path in enumerate(files):
+        for piece in iter_normalized(path, raw_digest=raw_digests[k] if raw_digests else None):
+            cps = codepoints(piece)
+            if cps.dtype == np.uint8:
+                for start in range(0, cps.size, 1 << 20):   # bounds bincount's intp copy
+                    seen[:128] |= np.bincount(cps[start: start + (1 << 20)], minlength=128) > 0
+            else:
+                seen[cps] = True
             n += cps.size
-            digest.update(text.encode("utf-8", "surrogatepass"))
+            digest.update(piece)
     return Vocabulary(np.flatnonzero(seen)), n, digest.hexdigest()
 
 
 def encode_files(files: Sequence[str], vocab: Vocabulary, out: np.ndarray) -> None:
-    """Second pass: out[:] = the indices of the corpus's characters (out is (N,), any int dtype)."""
+    """Second pass: out[:] = the indices of the corpus's characters (out is (N,), any uint)."""
     table = np.zeros(MAX_CODEPOINT, dtype=out.dtype)       # code point -> index
     table[vocab.codepoints()] = np.arange(vocab.size, dtype=out.dtype)
+    ascii_table = table[:256].astype(np.uint8).tobytes() if out.dtype == np.uint8 else None
     start = 0
     for path in files:
-        for text in iter_text(path):
-            cps = _codepoints(text)
-            if start + cps.size > out.size:
+        for piece in iter_normalized(path):
+            cps = codepoints(piece)
+            stop = start + cps.size
+            if stop > out.size:
                 raise CorpusError(f"{path} changed while it was being read")
-            np.take(table, cps, out=out[start: start + cps.size])
-            start += cps.size
+            if ascii_table is not None and cps.dtype == np.uint8:
+                out[start:stop] = np.frombuffer(piece.translate(ascii_table), dtype=np.uint8)
+            else:
+                np.take(table, cps, out=out[start:stop])
+            start = stop
     if start != out.size:
         raise CorpusError(f"{files[-1]} changed while it was being read")
 
@@ -248,7 +294,8 @@ def _open_ids(stem: str, meta: dict) -> np.ndarray | None:
 def build_cache(files: Sequence[str], stem: str) -> dict:
     """Encode the files into stem.npy and write stem.json, both atomically; the JSON's dict."""
     keys = [_file_key(p) for p in files]
-    vocab, n, text_sha = scan_files(files)
+    raw = [hashlib.sha256() for _ in files]
+    vocab, n, text_sha = scan_files(files, raw)
     if n == 0:
         raise CorpusError("the corpus is empty")
     dtype = index_dtype(vocab.size)
@@ -263,8 +310,8 @@ def build_cache(files: Sequence[str], stem: str) -> dict:
         out.flush()
         del out
         _fsync_file(tmp_npy)
-        for key, path in zip(keys, files):
-            key["sha256"] = file_sha256(path)
+        for key, digest in zip(keys, raw):
+            key["sha256"] = digest.hexdigest()
         meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "chars": n,
                 "dtype": dtype.name, "text_sha256": text_sha, "files": keys,
                 "vocab": vocab.codepoints().tolist()}
