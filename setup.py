@@ -38,4 +38,7 @@ extensions = [
     ),
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+# cythonize regenerates the C file only when a source is newer than it, not when a directive
+# changes; the debug build writes its C file apart, so switching modes never reuses the other's.
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            build_dir="build/cython-debug" if debug else None))

@@ -47,7 +47,6 @@ def worker(config: str, corpus: str, threads: int, seconds: float) -> None:
 
     trainer = Trainer({"corpus": corpus, **COMMON, **CONFIGS[config], "checkpoint": os.devnull},
                       text=None, out=io.StringIO())
-    trainer.started, trainer.signal_received = time.monotonic(), None
     world = trainer.world
     with threadpool_limits(limits=threads):
         for _ in range(5):

@@ -21,8 +21,6 @@ def run(corpus: str, options: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     steps = options.pop("max_iters")
     trainer = Trainer({"corpus": corpus, "max_iters": steps, **options}, text=None,
                       out=io.StringIO())
-    trainer.started = 0.0
-    trainer.signal_received = None
     losses = [trainer.train_step() for _ in range(steps)]
     return np.array(losses), trainer.model.params
 

@@ -220,11 +220,11 @@ def test_train_then_sample_round_trip(trained, corpus, tmp_path, capsys):
     assert ckpt.load_checkpoint(trained).header["iteration"] == 25
 
 
-def test_seed_configuration_trains(corpus, tmp_path, capsys):
-    from fastrnn.cli import SEED_CONFIG
+def test_classic_configuration_trains(corpus, tmp_path, capsys):
+    from fastrnn.cli import CLASSIC_CONFIG
 
-    path = tmp_path / "seed.npz"
-    assert call(train_main, [corpus, *SEED_CONFIG.split(), "--max-iters", 400, "--eval-every",
+    path = tmp_path / "classic.npz"
+    assert call(train_main, [corpus, *CLASSIC_CONFIG.split(), "--max-iters", 400, "--eval-every",
                              0, "--sample-every", 0, "--checkpoint", path]) == 0
     loaded = ckpt.load_checkpoint(path)
     header, V = loaded.header, loaded.vocab.size

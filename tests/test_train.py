@@ -15,7 +15,8 @@ from fastrnn import checkpoint as ckpt
 from fastrnn.data import default_corpus
 from fastrnn.errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from fastrnn.sample import sample
-from fastrnn.train import DEFAULT_MAX_EPOCHS, Trainer, best_path, train
+from fastrnn.config import DEFAULT_MAX_EPOCHS, resolve_config
+from fastrnn.train import Trainer, best_path, train
 
 SANZIJING = Path(__file__).resolve().parents[2] / "shared" / "data" / "sanzijing.txt"
 TEXT = default_corpus()[:12_000]
@@ -182,8 +183,8 @@ def test_time_limit_and_epoch_limit(tmp_path):
 
 
 def test_a_run_without_limits_gets_the_default_epochs():
-    assert Trainer._make_config({}, None).max_epochs == DEFAULT_MAX_EPOCHS
-    assert Trainer._make_config({"max_iters": 10}, None).max_epochs == 0
+    assert resolve_config({}).max_epochs == DEFAULT_MAX_EPOCHS
+    assert resolve_config({"max_iters": 10}).max_epochs == 0
 
 
 def test_hidden_state_is_carried_and_reset_at_epoch_start(tmp_path, monkeypatch):

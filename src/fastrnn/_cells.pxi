@@ -1,8 +1,9 @@
-# Included at the end of _kernel.pyx: stacked rnn / LSTM / GRU layers and dropout.
+# Stacked layers: rnn / LSTM / GRU layer forward and backward, input projections, dropout, head.
 #
 # Its numpy twin is reference_cells.py: same function names, same argument order, same buffers.
-# These kernels share _kernel.pyx's cdef helpers (the BLAS shim, the vector loops, embed_forward,
-# recurrence_forward/backward, output_forward/backward); model.py calls them layer by layer,
+# These kernels share the BLAS shim (_blas.pxd), the loop front doors (_loops.pxd) and the cdef
+# helpers of _rnn.pxi (embed_forward, recurrence_forward/backward, output_forward/backward);
+# model.py calls them layer by layer,
 # each call one nogil region around its whole loop (the Python loop over L layers costs L calls
 # per chunk, never one per step).
 #
@@ -28,80 +29,6 @@
 # Only the recurrence is sequential: one GEMM (two for the GRU) and one vectorised gate loop
 # per step. Input projections, dropout, the head and every weight gradient are one pass or one
 # GEMM over all T*B rows. Nothing is allocated inside nogil.
-
-cdef extern from "fastrnn_gates.h" nogil:
-    void fr_mul_f(float *dst, const float *a, const float *b, Py_ssize_t n)
-    void fr_mul_d(double *dst, const double *a, const double *b, Py_ssize_t n)
-    void fr_scale_f(float *a, const float *b, Py_ssize_t n)
-    void fr_scale_d(double *a, const double *b, Py_ssize_t n)
-    void fr_lstm_forward_f(float *gates, const float *c_prev, float *c, float *tc, float *h,
-                           Py_ssize_t n)
-    void fr_lstm_forward_d(double *gates, const double *c_prev, double *c, double *tc,
-                           double *h, Py_ssize_t n)
-    void fr_lstm_backward_f(float *gates, const float *c_prev, const float *tc, const float *dh,
-                            float *dc, Py_ssize_t n)
-    void fr_lstm_backward_d(double *gates, const double *c_prev, const double *tc,
-                            const double *dh, double *dc, Py_ssize_t n)
-    void fr_gru_forward_f(float *gates, const float *hn, const float *h_prev, float *h,
-                          Py_ssize_t n)
-    void fr_gru_forward_d(double *gates, const double *hn, const double *h_prev, double *h,
-                          Py_ssize_t n)
-    void fr_gru_backward_f(float *gates, float *hn, const float *h_prev, const float *dh,
-                           float *dh_prev, Py_ssize_t n)
-    void fr_gru_backward_d(double *gates, double *hn, const double *h_prev, const double *dh,
-                           double *dh_prev, Py_ssize_t n)
-
-
-# ----------------------------------------------------------------------------- gate loops
-# Fused-type front doors to fastrnn_gates.h; each cell loop handles one stream's row of H.
-
-cdef inline void mul(floating *dst, const floating *a, const floating *b,
-                     Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_mul_f(dst, a, b, n)
-    else:
-        fr_mul_d(dst, a, b, n)
-
-
-cdef inline void scale(floating *a, const floating *b, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_scale_f(a, b, n)
-    else:
-        fr_scale_d(a, b, n)
-
-
-cdef inline void lstm_cell_forward(floating *gates, const floating *c_prev, floating *c,
-                                   floating *tc, floating *h, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_lstm_forward_f(gates, c_prev, c, tc, h, n)
-    else:
-        fr_lstm_forward_d(gates, c_prev, c, tc, h, n)
-
-
-cdef inline void lstm_cell_backward(floating *gates, const floating *c_prev, const floating *tc,
-                                    const floating *dh, floating *dc,
-                                    Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_lstm_backward_f(gates, c_prev, tc, dh, dc, n)
-    else:
-        fr_lstm_backward_d(gates, c_prev, tc, dh, dc, n)
-
-
-cdef inline void gru_cell_forward(floating *gates, const floating *hn, const floating *h_prev,
-                                  floating *h, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_gru_forward_f(gates, hn, h_prev, h, n)
-    else:
-        fr_gru_forward_d(gates, hn, h_prev, h, n)
-
-
-cdef inline void gru_cell_backward(floating *gates, floating *hn, const floating *h_prev,
-                                   const floating *dh, floating *dh_prev,
-                                   Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_gru_backward_f(gates, hn, h_prev, dh, dh_prev, n)
-    else:
-        fr_gru_backward_d(gates, hn, h_prev, dh, dh_prev, n)
 
 
 # ----------------------------------------------------------------------------- forward

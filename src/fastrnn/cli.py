@@ -16,19 +16,21 @@ from .distributed import launcher_rank, launcher_size
 from .errors import DivergedError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
-from .train import DEFAULT_MAX_EPOCHS, TrainConfig
+from .config import DEFAULT_MAX_EPOCHS, TrainConfig
 
 D = TrainConfig()  # defaults, shown in --help
 
-SEED_CONFIG = ("--hidden-size 100 --seq-length 40 --batch-size 1 --optimizer sgd "
-               "--learning-rate 0.4 --grad-clip 0.125 --dtype float64")
+# The classic numpy char-RNN configuration (min-char-rnn style): hidden 100, 40 steps, one
+# stream, plain SGD at 0.01 with clipping at ±5 on the gradient of the summed loss.
+CLASSIC_CONFIG = ("--hidden-size 100 --seq-length 40 --batch-size 1 --optimizer sgd "
+                  "--learning-rate 0.4 --grad-clip 0.125 --dtype float64")
 
 TRAIN_EPILOG = f"""\
-The original seed program's configuration is one flag set away:
-  fastrnn-train FILE {SEED_CONFIG}
-(the seed used SGD with lr 0.01 and clipping at ±5 on the gradient of the loss summed over 40
-steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the gradient by
-40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
+The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 0.01, clip ±5):
+  fastrnn-train FILE {CLASSIC_CONFIG}
+(that configuration applies lr 0.01 and clipping at ±5 to the gradient of the loss summed over
+40 steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the
+gradient by 40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
 
 Exit status: 0 done, 1 bad input or diverged (nan/inf loss), 2 bad option,
 130 after Ctrl-C, 143 after SIGTERM (the checkpoint is written first in both cases)."""
@@ -94,8 +96,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--verify-cache", action="store_true", default=None,
                    help="check the cached corpus against the sha256 of the text (reads it all)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=CELLS,
-                   help=f"recurrent cell (default {D.model}); lstm learns longer-range "
+    g.add_argument("--model", "--cell", dest="cell", choices=CELLS,
+                   help=f"recurrent cell (default {D.cell}); lstm learns longer-range "
                         "structure, as in char-rnn")
     g.add_argument("--num-layers", type=positive_int, metavar="L",
                    help=f"stacked recurrent layers (default {D.num_layers})")
@@ -103,7 +105,7 @@ def train_parser() -> argparse.ArgumentParser:
                    help=f"dropout between layers and before the output, while training only, "
                         f"in [0, 1) (default {D.dropout:g})")
     g.add_argument("--hidden-size", type=positive_int, metavar="H",
-                   help=f"hidden units (default {D.hidden_size}, as in the seed)")
+                   help=f"hidden units (default {D.hidden_size}, as in the classic char-RNN)")
     g.add_argument("--dtype", choices=("float32", "float64"),
                    help=f"(default {D.dtype}: about twice the speed of float64 and plenty "
                         "for training; float64 for exact comparisons)")
@@ -120,7 +122,7 @@ def train_parser() -> argparse.ArgumentParser:
                    help=f"(default {D.lr_decay_every})")
     g.add_argument("--grad-clip", type=non_negative_float, metavar="C",
                    help=f"clip every gradient element to [-C, C], 0 for off "
-                        f"(default {D.grad_clip:g}, as in the seed)")
+                        f"(default {D.grad_clip:g}, the classic char-RNN's clip)")
     g.add_argument("--max-grad-norm", type=non_negative_float, metavar="N",
                    help="rescale the gradients when their global norm exceeds N "
                         "(default 0: off)")
