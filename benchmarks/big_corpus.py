@@ -65,9 +65,9 @@ def main() -> None:
         t = time.perf_counter()
         write_text(text, size)
         print(f"generated {size / 1e9:.2f} GB of text in {time.perf_counter() - t:.1f} s")
-        encode = [sys.executable, "-c", "import sys; from fastrnn.corpus import load_corpus; "
-                  "c = load_corpus([sys.argv[1]]); print(c.ids.size, c.vocab.size, c.cache_hit)",
-                  str(text)]
+        script = ("import sys; from fastrnn.corpus import load_corpus; "
+                  "c = load_corpus([sys.argv[1]]); print(c.ids.size, c.vocab.size, c.cache_hit)")
+        encode = [sys.executable, "-c", script, str(text)]
         wall, rss, out = run_child(encode)
         print(f"first start, encoding: {wall:.1f} s ({size / wall / 1e6:.0f} MB/s), "
               f"peak RSS {rss / 2**20:.0f} MiB  [{out.strip()}]")

@@ -208,7 +208,7 @@ def test_val_file_replaces_the_validation_tail(tmp_path):
     trainer = _trainer(tmp_path, corpus=str(train_path), val_file=str(val_path))
     assert trainer.data.val_chars == len(read_corpus(val_path))
     assert trainer.batches.streams.size > len(read_corpus(train_path)) - 4   # no tail held out
-    x, y = trainer.data.val_chunks[0]
+    x, _ = trainer.data.val_chunks[0]
     assert trainer.vocab.decode(x[0]) == "second l"
 
 

@@ -8,6 +8,7 @@ The multi-process tests are skipped only when mpi4py or mpiexec is absent
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -50,13 +51,13 @@ def _env() -> dict[str, str]:
 
 
 def _train_command() -> list[str]:
-    return [sys.executable, "-c", "import sys; from fastrnn.cli import train_main; "
-            "sys.exit(train_main())"]
+    return [sys.executable, "-c",
+            "import sys; from fastrnn.cli import train_main; sys.exit(train_main())"]
 
 
 def _mpi(n: int, *args, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([MPIEXEC, "-n", str(n), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=_env(), **kwargs)
+                          text=True, timeout=timeout, env=_env(), check=False, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_stream_shares_cover_the_batch_contiguously(batch_size, size):
         return
     shares = [stream_share(batch_size, size, r) for r in range(size)]
     assert shares[0][0] == 0 and shares[-1][1] == batch_size
-    assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(shares))
     counts = [hi - lo for lo, hi in shares]
     assert max(counts) - min(counts) <= 1 and min(counts) >= 1
 
@@ -158,7 +159,7 @@ def test_launched_by_mpi_without_mpi4py_says_so(tmp_path, corpus):
            "PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run([*_train_command(), corpus, "--max-iters", "2", "--checkpoint",
                           tmp_path / "r.npz"], capture_output=True, text=True, env=env,
-                         timeout=60)
+                         timeout=60, check=False)
     assert run.returncode == 1
     assert "mpi4py is not installed" in run.stderr and "2 processes" in run.stderr
     assert not (tmp_path / "r.npz").exists()
@@ -212,11 +213,12 @@ def test_resume_with_another_number_of_processes(tmp_path, corpus):
     assert load_checkpoint(tmp_path / "a.npz").header["processes"] == 2
     second = subprocess.run([*_train_command(), "--resume", tmp_path / "a.npz",
                              "--max-iters", "40"], capture_output=True, text=True,
-                            env=_env(), timeout=60)
+                            env=_env(), timeout=60, check=False)
     assert second.returncode == 0, second.stderr
     assert "saved by 2 processes and continues on 1" in second.stdout
     straight = subprocess.run([*_train_command(), corpus, *_cli_options(tmp_path / "b.npz", 40)],
-                              capture_output=True, text=True, env=_env(), timeout=60)
+                              capture_output=True, text=True, env=_env(), timeout=60,
+                              check=False)
     assert straight.returncode == 0, straight.stderr
     a, b = load_checkpoint(tmp_path / "a.npz"), load_checkpoint(tmp_path / "b.npz")
     assert a.header["iteration"] == b.header["iteration"] == 40
@@ -300,6 +302,7 @@ def test_bad_input_on_one_process_ends_the_job_with_its_message(tmp_path, corpus
     options = _cli_options(tmp_path / "r.npz", 100)
     job = subprocess.run([MPIEXEC, "-n", "1", *_train_command(), str(corpus), *options, ":",
                           "-n", "1", *_train_command(), str(missing), *options],
-                         capture_output=True, text=True, env=_env(), timeout=60)
+                         capture_output=True, text=True, env=_env(), timeout=60,
+                         check=False)
     assert job.returncode != 0
     assert f"fastrnn-train (process 1 of 2): error: {missing}: no such file" in job.stderr
