@@ -76,13 +76,16 @@ def main() -> None:
         wall, rss, out = run_child(encode)
         print(f"second start, mapping the cache: {wall:.2f} s, peak RSS {rss / 2**20:.0f} MiB "
               f"[{out.strip()}]")
+        first = ("import io, sys; from fastrnn.train import Trainer; "
+                 "t = Trainer({'corpus': sys.argv[1], 'checkpoint': sys.argv[2]}, None, "
+                 "io.StringIO()); t.train_step(); print('first iteration done', flush=True)")
+        wall, rss, out = run_child([sys.executable, "-c", first, str(text),
+                                    str(Path(tmp) / "f.npz")])
+        print(f"second start to the end of the first iteration at the defaults (start "
+              f"Python, import, map the cache, build model and batches, one step): "
+              f"{wall:.2f} s, peak RSS {rss / 2**20:.0f} MiB")
         train = ["fastrnn-train", str(text), "--sample-every", "0", "--eval-every", "0",
                  "--val-fraction", "0.001", "--checkpoint", str(Path(tmp) / "r.npz")]
-        wall, rss, out = run_child([*train, "--max-iters", "1"])
-        print(f"second start to the end of iteration 1 (whole process: import, map, build, one "
-              f"step, evaluate {size * 0.001 / 1e6:.0f} MB of validation, save): {wall:.2f} s")
-        wall, rss, out = run_child([*train, "--max-iters", "1", "--val-fraction", "0"])
-        print(f"the same without validation: {wall:.2f} s")
         wall, rss, out = run_child([*train, "--max-iters", str(args.iters)])
         print(f"training {args.iters} iterations at the defaults (H=100 B=32 T=64 float32, "
               f"validation tail 0.1%): peak RSS {rss / 2**20:.0f} MiB, {wall:.1f} s")

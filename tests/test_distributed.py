@@ -196,7 +196,7 @@ def test_batch_smaller_than_processes_is_refused(tmp_path, corpus):
     job = _mpi(3, *_train_command(), corpus, "--batch-size", "2", "--max-iters", "2",
                "--checkpoint", tmp_path / "r.npz")
     assert job.returncode != 0
-    assert "--batch-size 2 is smaller than the number of processes 3" in job.stderr
+    assert job.stderr.count("--batch-size 2 is smaller than the number of processes 3") == 1
 
 
 def _cli_options(checkpoint: Path, iters: int) -> list[str]:
@@ -306,3 +306,4 @@ def test_bad_input_on_one_process_ends_the_job_with_its_message(tmp_path, corpus
                          check=False)
     assert job.returncode != 0
     assert f"fastrnn-train (process 1 of 2): error: {missing}: no such file" in job.stderr
+    assert "(process 0 of 2): error" not in job.stderr

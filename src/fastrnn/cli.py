@@ -13,12 +13,13 @@ from typing import Any, Callable, Sequence
 
 from .corpus import CACHE_MIN_BYTES
 from .distributed import launcher_rank, launcher_size
-from .errors import DivergedError, FastrnnError
+from .errors import FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
 from .config import DEFAULT_MAX_EPOCHS, TrainConfig
 
 D = TrainConfig()  # defaults, shown in --help
+ABORT_GRACE = 2.0  # seconds a failing MPI process other than rank 0 leaves rank 0 to report
 
 # The classic numpy char-RNN configuration (min-char-rnn style): hidden 100, 40 steps, one
 # stream, plain SGD at 0.01 with clipping at ±5 on the gradient of the summed loss.
@@ -204,16 +205,22 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail_job(prog: str, exc: BaseException) -> int:
-    """_fail, and under MPI end every process of the job with this one's message (the others
-    may be waiting for it in a collective call); a divergence, which every process meets at the
-    same iteration, is reported once, by rank 0."""
+    """_fail, and under MPI end every process of the job (the others may be waiting for this
+    one in a collective call; a process that merely exits leaves them waiting).
+
+    Rank 0 reports and ends the job at once. Another rank waits ABORT_GRACE seconds first: an
+    error that every process meets alike (a bad option, B < P, a divergence) is then reported
+    once, by rank 0, while an error of its own (an unreadable file on its node) is reported by
+    the process that met it."""
     if launcher_size() <= 1 or "mpi4py.MPI" not in sys.modules:
         return _fail(prog, exc)
+    import time
+
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    if isinstance(exc, DivergedError):
-        return _fail(prog, exc) if comm.Get_rank() == 0 else 1
+    if comm.Get_rank() != 0:
+        time.sleep(ABORT_GRACE)
     _fail(f"{prog} (process {comm.Get_rank()} of {comm.Get_size()})", exc)
     sys.stderr.flush()
     comm.Abort(1)
