@@ -307,3 +307,20 @@ def test_bad_input_on_one_process_ends_the_job_with_its_message(tmp_path, corpus
     assert job.returncode != 0
     assert f"fastrnn-train (process 1 of 2): error: {missing}: no such file" in job.stderr
     assert "(process 0 of 2): error" not in job.stderr
+
+
+@needs_mpi
+def test_resume_with_the_same_number_of_processes_is_bit_exact(tmp_path, corpus):
+    first = _mpi(2, *_train_command(), corpus, *_cli_options(tmp_path / "a.npz", 20))
+    assert first.returncode == 0, first.stderr
+    second = _mpi(2, *_train_command(), "--resume", tmp_path / "a.npz", "--max-iters", "40")
+    assert second.returncode == 0, second.stderr
+    assert "continues on" not in second.stdout
+    straight = _mpi(2, *_train_command(), corpus, *_cli_options(tmp_path / "b.npz", 40))
+    assert straight.returncode == 0, straight.stderr
+    a, b = load_checkpoint(tmp_path / "a.npz"), load_checkpoint(tmp_path / "b.npz")
+    for name, p in b.model.params.items():
+        np.testing.assert_array_equal(a.model.params[name], p)
+    np.testing.assert_array_equal(a.hidden, b.hidden)
+    for key, value in b.optimizer_state.items():
+        np.testing.assert_array_equal(a.optimizer_state[key], value)
