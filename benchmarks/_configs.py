@@ -1,4 +1,4 @@
-"""The named benchmark configurations of issue 4 and the arithmetic that goes with them.
+"""The named benchmark configurations and the arithmetic that goes with them.
 
 Dimension letters as everywhere in fastrnn: V vocabulary, H hidden, B streams, T steps.
 Pure Python (no numpy, no fastrnn), so the unit tests of the helpers import it for free.
@@ -73,7 +73,7 @@ SCRATCH_BH = 8
 
 
 def activation_bound_values(cfg: BenchConfig) -> int:
-    """Values kept for backward that issue 4 allows: T*B*(2H + V) (hs, dhs and probs)."""
+    """Values kept for backward that the memory bound allows: T*B*(2H + V) (hs, dhs, probs)."""
     return cfg.T * cfg.B * (2 * cfg.H + cfg.V)
 
 
@@ -86,8 +86,8 @@ def memory_bound_bytes(cfg: BenchConfig, itemsize: int) -> int:
 
 
 CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
-    BenchConfig("S", 65, 100, 1, 40, note="the seed's model"),
-    BenchConfig("S64", 65, 100, 1, 40, dtype="float64", note="the seed's model in float64"),
+    BenchConfig("S", 65, 100, 1, 40, note="the classic char-RNN size"),
+    BenchConfig("S64", 65, 100, 1, 40, dtype="float64", note="the classic char-RNN size in float64"),
     BenchConfig("M", 65, 100, 32, 40),
     BenchConfig("L", 65, 512, 32, 64),
     BenchConfig("L2", 65, 512, 32, 64, threads=2),
@@ -96,10 +96,10 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
     BenchConfig("LSTM-L", 65, 512, 32, 64, cell="lstm"),
 )}
 
-# The configurations whose training-step memory is measured (issue 4, memory).
+# The configurations whose training-step memory is measured against the memory bound.
 MEMORY_CONFIGS = ("L", "CJK")
 
-# Sampling sizes of issue 4: (name, V, H, target chars/s).
+# Sampling sizes and their speed targets: (name, V, H, target chars/s).
 SAMPLING_CONFIGS = (("S", 65, 100, 300_000), ("CJK", 6533, 256, 8_000))
 
 # The hidden sizes of the plot (V=65, B=32, T=64, float32, one thread).

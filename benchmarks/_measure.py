@@ -288,7 +288,7 @@ def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7, calls: int = 1000) ->
     m, opt, g = step.model, step.optimizer, step.grads
     p, ws = m.params, m._workspaces[next(reversed(m._workspaces))]
     x, y, h0 = step.xs[0], step.ys[0], step.h0
-    _, plan = opt._views(p, g)
+    plan = opt._plan(p, g)
     args = opt._args
 
     def bare():

@@ -11,8 +11,8 @@ the limit is kernel chars/s * FLOPs/char / GEMM FLOP/s, the GEMM measured in thi
 the same dtype and thread count, in the same alternating rounds. A configuration below a floor of benchmarks/floors.json is
 measured once more and fails only if it is below again; then the guard exits 1.
 
-It also prints the tracemalloc peak of one training step at L and CJK against the bound of
-issue 4 (kernel checked, reference for information) and, where CharRNN.generate exists, the
+It also prints the tracemalloc peak of one training step at L and CJK against the memory
+bound of _configs.memory_bound_bytes (kernel checked, reference for information) and, where CharRNN.generate exists, the
 characters/s of generation, kernel and reference (for information). It never changes OPENBLAS_* variables: for a
 report run it as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/guard.py`.
 """
@@ -58,7 +58,7 @@ def below_floor(result: dict, floor: dict) -> list[str]:
 
 
 def meets_target(result: dict, floor: dict) -> bool | None:
-    """Whether result reaches the issue's target (None when floors.json gives none)."""
+    """Whether result reaches its speed target (None when floors.json gives none)."""
     if "target_ratio" not in floor or "target_fraction" not in floor:
         return None
     return result["ratio"] >= floor["target_ratio"] and result["fraction"] >= floor["target_fraction"]

@@ -1,5 +1,5 @@
 """pytest-benchmark suite: one training step (loss_and_grads + the clipped Adam update) per named
-configuration of issue 4, kernel and numpy reference side by side (one group per configuration).
+configuration (_configs.py), kernel and numpy reference side by side (one group per configuration).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest benchmarks/ --benchmark-autosave
 

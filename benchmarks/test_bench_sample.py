@@ -1,5 +1,5 @@
 """pytest-benchmark of generation speed: characters/s of CharRNN.generate (one stream, one BLAS
-thread, temperature 1, float32) at the two sampling sizes of issue 4, kernel and numpy backends
+thread, temperature 1, float32) at the two sampling sizes of _configs.py, kernel and numpy backends
 side by side (skipped while CharRNN has no generate)."""
 from __future__ import annotations
 

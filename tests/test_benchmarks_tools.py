@@ -18,7 +18,7 @@ import guard  # noqa: E402
 from _configs import CONFIGS, BenchConfig  # noqa: E402
 
 
-def test_named_configurations_are_those_of_issue_4():
+def test_named_configurations():
     got = {n: (c.V, c.H, c.B, c.T, c.threads, c.dtype) for n, c in CONFIGS.items()}
     assert got == {
         "S": (65, 100, 1, 40, 1, "float32"),

@@ -3,6 +3,7 @@ status (no traceback, nothing lost); a real train -> sample round trip; signals 
 import builtins
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,6 +192,7 @@ def test_checkpoint_directory_not_writable(corpus, tmp_path, capsys):
     assert "cannot write checkpoints" in line
 
 
+@pytest.mark.slow
 def test_full_disk_at_save_keeps_previous(trained, corpus, capsys, monkeypatch):
     before = trained.read_bytes()
 
@@ -206,6 +208,7 @@ def test_full_disk_at_save_keeps_previous(trained, corpus, capsys, monkeypatch):
 
 # ---------------------------------------------------------------- normal use
 
+@pytest.mark.slow
 def test_train_then_sample_round_trip(trained, corpus, tmp_path, capsys):
     assert call(sample_main, [trained, "--length", 80, "--seed", 4]) == 0
     first = capsys.readouterr().out
@@ -216,10 +219,11 @@ def test_train_then_sample_round_trip(trained, corpus, tmp_path, capsys):
                               "--top-k", 5, "-o", out]) == 0
     text = out.read_text(encoding="utf-8")
     assert text.startswith("The ") and len(text) == 4 + 80 + 1
-    assert call(train_main, [corpus, "--resume", trained, "--max-iters", 25]) == 0
-    assert ckpt.load_checkpoint(trained).header["iteration"] == 25
+    assert call(train_main, [corpus, "--resume", trained, "--max-iters", 5]) == 0
+    assert ckpt.load_checkpoint(trained).header["iteration"] == 25  # 5 more than 20
 
 
+@pytest.mark.slow
 def test_classic_configuration_trains(corpus, tmp_path, capsys):
     from fastrnn.cli import CLASSIC_CONFIG
 
@@ -256,6 +260,7 @@ def test_nan_exits_non_zero_with_one_line(corpus, tmp_path, capsys, monkeypatch)
 
 # ---------------------------------------------------------------- signals, in a real process
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_and_exits(corpus, tmp_path, sig, status):
     path = tmp_path / "run.npz"
@@ -274,9 +279,14 @@ def test_signal_saves_and_exits(corpus, tmp_path, sig, status):
         proc.kill()
     assert proc.returncode == status, err
     assert "Traceback" not in err and str(path) in err
-    assert ckpt.load_checkpoint(path).header["iteration"] >= 0
+    assert f"stopped by {sig.name}" in err
+    # the checkpoint holds the state of the iteration the run stopped at, as the summary says
+    done = re.search(r": ([\d,]+) iterations", out)
+    assert done is not None, out
+    assert ckpt.load_checkpoint(path).header["iteration"] == int(done.group(1).replace(",", ""))
 
 
+@pytest.mark.slow
 def test_sample_into_a_closed_pipe_is_quiet(trained):
     env = {**os.environ, "PYTHONPATH": str(Path(fastrnn.__file__).resolve().parents[1])}
     code = "from fastrnn.cli import sample_main; raise SystemExit(sample_main())"
@@ -287,3 +297,39 @@ def test_sample_into_a_closed_pipe_is_quiet(trained):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0
     assert err == ""
+
+
+# ------------------------------------------------------------------ stacked models
+
+@pytest.mark.slow
+def test_cli_flags_and_sample_without_extra_flags(tmp_path, capsys):
+    from fastrnn.cli import sample_main, train_main
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcabd abcabd, a cab. " * 50, encoding="utf-8")
+    ck = tmp_path / "m.npz"
+    argv = [str(corpus), "--model", "lstm", "--num-layers", "2", "--dropout", "0.25",
+            "--hidden-size", "12", "--batch-size", "4", "--seq-length", "8", "--max-iters", "20",
+            "--sample-every", "0", "--eval-every", "0", "--checkpoint", str(ck), "--quiet"]
+    assert train_main(argv) == 0
+    model, _ = fastrnn.load_model(ck)
+    assert model.config()["cell"] == "lstm" and model.num_layers == 2 and model.dropout == 0.25
+    capsys.readouterr()
+    assert sample_main([str(ck), "--length", "15", "--seed", "2"]) == 0
+    assert len(capsys.readouterr().out.strip()) >= 10
+    # a resumed run cannot change the architecture
+    assert train_main(argv[:1] + ["--resume", str(ck), "--model", "gru"]) != 0
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--model", "transformer"], "--model"),
+    (["--num-layers", "0"], "--num-layers"),
+    (["--dropout", "1"], "--dropout"),
+])
+def test_cli_rejects_bad_model_flags(tmp_path, capsys, flags, message):
+    from fastrnn.cli import train_main
+    try:
+        status = train_main(["x.txt", *flags])
+    except SystemExit as exc:
+        status = exc.code
+    assert status != 0
+    assert message in capsys.readouterr().err

@@ -1,6 +1,5 @@
 """config.py: TrainConfig, how options meet a checkpoint, the former option name 'model'."""
 import io
-import json
 
 import numpy as np
 import pytest
@@ -13,6 +12,8 @@ from fastrnn.config import (DEFAULT_MAX_EPOCHS, FROZEN_ON_RESUME, TrainConfig,
 from fastrnn.data import default_corpus
 from fastrnn.errors import ConfigError
 
+from _checkpoints import rewrite_header
+
 TEXT = default_corpus()[:2500]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=7,
              dtype="float64")
@@ -21,17 +22,6 @@ SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_e
 def run(tmp_path, name, **options):
     return fastrnn.train(text=TEXT, out=io.StringIO(),
                          **{**SMALL, "checkpoint": str(tmp_path / name), **options})
-
-
-def rewrite_header(path, change):
-    """Rewrite a checkpoint's JSON header in place (checksum recomputed), as an older
-    fastrnn would have written it."""
-    arrays = ckpt.read_arrays(path)
-    header = ckpt.read_header(arrays, str(path))
-    change(header)
-    arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8).copy()
-    arrays["checksum"] = ckpt.checksum(arrays)
-    ckpt.write_atomically(str(path), arrays)
 
 
 def test_fresh_config_defaults_and_validation():
@@ -74,7 +64,7 @@ def test_checkpoint_with_model_in_its_train_config_resumes_exactly(tmp_path):
 
     rewrite_header(tmp_path / "old.npz", as_older_version)
     assert "model" in ckpt.load_checkpoint(tmp_path / "old.npz").header["train_config"]
-    resumed = fastrnn.train(text=TEXT, resume=str(tmp_path / "old.npz"), max_iters=30,
+    resumed = fastrnn.train(text=TEXT, resume=str(tmp_path / "old.npz"), max_iters=15,
                             out=io.StringIO())
     assert resumed.iterations == straight.iterations == 30
     assert resumed.model.cell == "lstm"
@@ -91,7 +81,7 @@ def test_every_frozen_option_is_refused_on_resume(tmp_path, name):
     loaded = ckpt.load_checkpoint(tmp_path / "r.npz")
     current = getattr(resolve_config({"resume": str(tmp_path / "r.npz")}, loaded), name)
     if isinstance(current, str):
-        other = {"rnn": "gru", "float64": "float32", "adam": "sgd"}[current]
+        other = {"rnn": "gru", "float64": "float32", "adam": "sgd", "uniform": "default"}[current]
     else:
         other = current + 1 if isinstance(current, int) else current / 2 + 0.01
     with pytest.raises(ConfigError, match="cannot change on --resume"):
@@ -114,3 +104,26 @@ def test_train_config_fields_are_the_cli_options():
     dests = {a.dest for a in train_parser()._actions}
     fields = set(TrainConfig.__dataclass_fields__) - {"corpus"}
     assert fields <= dests, fields - dests
+
+
+def test_embedding_and_init_options(tmp_path):
+    from fastrnn.config import HAS_EMBEDDING, INIT_SCHEMES
+
+    assert "uniform" in INIT_SCHEMES and resolve_config({}).init in INIT_SCHEMES
+    with pytest.raises(ConfigError, match="--init must be one of"):
+        resolve_config({"init": "xavier"})
+    if not HAS_EMBEDDING:
+        with pytest.raises(ConfigError, match="--embedding-size needs"):
+            resolve_config({"embedding_size": 8})
+        return
+    result = run(tmp_path, "e.npz", embedding_size=8, init="default", max_iters=3)
+    assert result.model.embedding_size == 8 and "Wemb" in result.model.params
+    loaded = ckpt.load_checkpoint(tmp_path / "e.npz")
+    assert loaded.header["train_config"]["embedding_size"] == 8
+    assert loaded.header["train_config"]["init"] == "default"
+    for name, other in (("embedding_size", 4), ("init", "uniform")):
+        with pytest.raises(ConfigError, match="cannot change on --resume"):
+            fastrnn.train(text=TEXT, resume=str(tmp_path / "e.npz"), out=io.StringIO(),
+                          **{name: other})
+    tuned = run(tmp_path, "t.npz", init_from=str(tmp_path / "e.npz"), max_iters=2)
+    assert tuned.model.embedding_size == 8

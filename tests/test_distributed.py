@@ -207,12 +207,13 @@ def _cli_options(checkpoint: Path, iters: int) -> list[str]:
 
 @needs_mpi
 def test_resume_with_another_number_of_processes(tmp_path, corpus):
-    """20 iterations on 2 processes, then 20 more on 1, equal a 40-iteration single run."""
+    """20 iterations on 2 processes, then 20 more on 1 (--max-iters on resume counts from the
+    resume point), equal a 40-iteration single run."""
     first = _mpi(2, *_train_command(), corpus, *_cli_options(tmp_path / "a.npz", 20))
     assert first.returncode == 0, first.stderr
     assert load_checkpoint(tmp_path / "a.npz").header["processes"] == 2
     second = subprocess.run([*_train_command(), "--resume", tmp_path / "a.npz",
-                             "--max-iters", "40"], capture_output=True, text=True,
+                             "--max-iters", "20"], capture_output=True, text=True,
                             env=_env(), timeout=60, check=False)
     assert second.returncode == 0, second.stderr
     assert "saved by 2 processes and continues on 1" in second.stdout
@@ -313,7 +314,7 @@ def test_bad_input_on_one_process_ends_the_job_with_its_message(tmp_path, corpus
 def test_resume_with_the_same_number_of_processes_is_bit_exact(tmp_path, corpus):
     first = _mpi(2, *_train_command(), corpus, *_cli_options(tmp_path / "a.npz", 20))
     assert first.returncode == 0, first.stderr
-    second = _mpi(2, *_train_command(), "--resume", tmp_path / "a.npz", "--max-iters", "40")
+    second = _mpi(2, *_train_command(), "--resume", tmp_path / "a.npz", "--max-iters", "20")
     assert second.returncode == 0, second.stderr
     assert "continues on" not in second.stdout
     straight = _mpi(2, *_train_command(), corpus, *_cli_options(tmp_path / "b.npz", 40))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_model
 
 import fastrnn
 from fastrnn import _kernel  # noqa: F401  (the kernel must be built for these tests)
@@ -99,3 +100,25 @@ def test_top_k_matches_numpy_on_both_selection_paths(V, top_k):
     outs = [model.generate(np.zeros((1, 6)), 1, 300, top_k=top_k, temperature=1.5,
                            rng=np.random.default_rng(7), backend=b) for b in ("kernel", "numpy")]
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+# ------------------------------------------------------------------ stacked models
+
+@pytest.mark.parametrize("cell,L", [("lstm", 2), ("gru", 1), ("rnn", 2)])
+def test_generate_matches_step_logits(cell, L):
+    """generate for the other cells: same draws as stepping step_logits with next_index, on
+    the numpy backend exactly and on the kernel to rounding (float64)."""
+    from fastrnn.reference import next_index
+    m = make_model(cell, L, V=6)
+    u = np.random.default_rng(3).random(30)
+    g, x, expected = m.initial_state(1), 2, []
+    for n in range(30):
+        logits, g = m.step_logits(np.array([x]), g)
+        x = next_index(logits[0], 0.8, 4, False, u[n])
+        expected.append(x)
+    for backend in ("numpy", "kernel"):
+        h = m.initial_state(1)
+        out = m.generate(h, 2, 30, temperature=0.8, top_k=4, rng=np.random.default_rng(3),
+                         backend=backend)
+        assert out.tolist() == expected, backend
+        np.testing.assert_allclose(h, g, rtol=1e-12, atol=1e-14)

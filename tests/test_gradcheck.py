@@ -1,12 +1,15 @@
 """Tier 2: every gradient of both backends against centred finite differences in float64,
-including the gradient of a non-zero carried hidden state h0."""
+including the gradient of a non-zero carried hidden state h0, for the single-layer fast path
+and for stacked layers of every cell."""
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
+from conftest import CELLS, centred_differences, make_chunk, make_model, run_reseeded
 
 import fastrnn
-from _gradcheck import centred_differences
 
 MAX_REL_ERR = 1e-6
 
@@ -22,6 +25,7 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float((np.abs(analytic - numeric) / denom).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["kernel", "numpy"])
 @pytest.mark.parametrize("V,H,B,T", [(5, 4, 1, 6), (7, 3, 3, 4), (4, 6, 2, 1)])
 def test_gradients_match_finite_differences(backend, V, H, B, T):
@@ -60,3 +64,26 @@ def test_finite_differences_detect_a_wrong_gradient():
     numeric = numerical_gradient(lambda: model.loss(x, y, h0)[0], model.params["Whh"])
     assert relative_error(grads["Whh"], numeric) < MAX_REL_ERR
     assert relative_error(wrong, numeric) > MAX_REL_ERR
+
+
+# ------------------------------------------------------------------ stacked layers
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell,L", list(itertools.product(CELLS, (1, 2, 3))))
+def test_stacked_layers_match_finite_differences(cell, L):
+    """Centred differences (float64, kernel) on every parameter and on the initial state, with
+    dropout active (masks fixed by reseeding), every entry. Per array, the error is relative to
+    the array's largest gradient."""
+    m = make_model(cell, L, np.float64, dropout=0.3, V=5, H=4, jitter=0.5)
+    x, y, h0 = make_chunk(m, B=2, T=4, state_scale=0.8)
+    _, grads, _ = run_reseeded(m, "kernel", x, y, h0, train=True)
+
+    def loss():
+        m.rng = np.random.default_rng(7)
+        return m.loss(x, y, h0, backend="kernel", train=True)[0]
+
+    for name, arr in [*m.params.items(), ("h0", h0)]:
+        g = grads[name].ravel()
+        numeric = centred_differences(loss, arr, range(g.size))
+        worst = np.abs(numeric - g).max()
+        assert worst / np.abs(g).max() < 1e-6, (name, worst / np.abs(g).max())

@@ -18,6 +18,9 @@ from fastrnn.sample import sample
 from fastrnn.config import DEFAULT_MAX_EPOCHS, resolve_config
 from fastrnn.train import Trainer, best_path, train
 
+# Every test here trains, however briefly.
+pytestmark = pytest.mark.slow
+
 SANZIJING = Path(__file__).resolve().parents[2] / "shared" / "data" / "sanzijing.txt"
 TEXT = default_corpus()[:12_000]
 SHORT = TEXT[:2500]  # about 37 chunks per epoch at SMALL: short runs cross epoch ends
@@ -82,8 +85,8 @@ def test_resume_is_bit_exact(tmp_path):
     straight = run(tmp_path, "straight.npz", max_iters=60, **opts)
     first = run(tmp_path, "split.npz", max_iters=30, **opts)
     assert first.iterations == 30 and straight.iterations == 60
-    resumed = train(text=SHORT, resume=str(tmp_path / "split.npz"), max_iters=60,
-                    out=io.StringIO())
+    resumed = train(text=SHORT, resume=str(tmp_path / "split.npz"), max_iters=30,
+                    out=io.StringIO())  # 30 more
     assert resumed.iterations == 60
     assert ckpt.load_checkpoint(tmp_path / "split.npz").header["position"]["epoch"] == 1
     a = ckpt.load_checkpoint(tmp_path / "straight.npz")
@@ -100,7 +103,7 @@ def test_resume_is_bit_exact(tmp_path):
 def test_resume_keeps_writing_the_resumed_file(tmp_path):
     run(tmp_path, "first.npz", max_iters=3)
     os.rename(tmp_path / "first.npz", tmp_path / "moved.npz")
-    train(text=TEXT, resume=str(tmp_path / "moved.npz"), max_iters=5, out=io.StringIO())
+    train(text=TEXT, resume=str(tmp_path / "moved.npz"), max_iters=2, out=io.StringIO())
     assert ckpt.load_checkpoint(tmp_path / "moved.npz").header["iteration"] == 5
     assert not (tmp_path / "first.npz").exists()
 
@@ -247,7 +250,8 @@ def test_start_block_and_summary(tmp_path):
     for words in ("12,000 characters", "parameters", "chars/epoch", "4 iterations", "float32",
                   "backend kernel", "BLAS", "thread"):
         assert words in text, words
-    assert re.search(r"done: 4 iterations, .* chars/s; checkpoint .*r\.npz", text)
+    assert re.search(r"done: 4 iterations, .* chars/s; smoothed train loss .*; "
+                     r"checkpoint .*r\.npz", text)
 
 
 def test_nan_validation_loss_is_never_saved(tmp_path, monkeypatch):
@@ -285,3 +289,22 @@ def test_resume_from_a_model_only_checkpoint(tmp_path):
     ckpt.save_checkpoint(tmp_path / "bare.npz", model, vocab, {})
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         train(text=TEXT, resume=str(tmp_path / "bare.npz"), out=io.StringIO())
+
+
+# ------------------------------------------------------------------ stacked models
+
+@pytest.mark.parametrize("cell,L,dropout", [("lstm", 2, 0.3), ("gru", 1, 0.0)])
+def test_train_and_sample_other_cells(tmp_path, cell, L, dropout):
+    """fastrnn.train with model/num_layers/dropout; the checkpoint records them and sampling
+    needs nothing else; the loss goes down."""
+    text = "the quick brown fox jumps over the lazy dog. " * 40
+    ck = str(tmp_path / "m.npz")
+    result = fastrnn.train(text=text, model=cell, num_layers=L, dropout=dropout,
+                           hidden_size=16, batch_size=4, seq_length=16, max_iters=60,
+                           eval_every=0, sample_every=0, checkpoint=ck, quiet=True,
+                           out=io.StringIO(), handle_signals=False)
+    model, vocab = fastrnn.load_model(ck)
+    assert (model.cell, model.num_layers, model.dropout) == (cell, L, dropout)
+    assert result.train_loss < np.log(vocab.size)
+    text_out = fastrnn.sample(model, vocab, length=20, seed=1)
+    assert len(text_out) == 20 and set(text_out) <= set(vocab.chars)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from conftest import CELLS
 from hypothesis import strategies as st
 
 import fastrnn
+from fastrnn import CharRNN
 
 V, H, B, T = 7, 4, 2, 3
 
@@ -351,3 +353,74 @@ def test_same_arrays_memo():
         assert not memo.matches([a, b])
         a.shape = (2, 3)
         assert memo.matches([a, b])
+
+
+# ------------------------------------------------------------------ stacked models: states, arguments, buffers
+
+@pytest.mark.parametrize("cell,L,shape", [
+    ("lstm", 2, (2, 3, 5)),          # missing the (h, c) axis
+    ("lstm", 2, (2, 1, 3, 5)),       # wrong layer count
+    ("lstm", 1, (3, 5)),             # (B, H) is for the single-layer rnn only
+    ("gru", 2, (2, 2, 3, 5)),        # an lstm-shaped state
+    ("gru", 2, (2, 4, 5)),           # wrong B
+    ("rnn", 2, (3, 5)),
+    ("rnn", 1, (3, 6)),              # wrong H
+    ("rnn", 1, (2, 3, 5)),           # L = 2 state for a one-layer model
+])
+def test_bad_state_shape_is_rejected(cell, L, shape):
+    m = CharRNN(7, 5, num_layers=L, cell=cell)
+    x = np.zeros((3, 4), dtype=np.int64)
+    h = np.zeros(shape)
+    with pytest.raises(ValueError, match="h0"):
+        m.loss_and_grads(x, x, h)
+    with pytest.raises(ValueError, match="h0"):
+        m.loss(x, x, h)
+    with pytest.raises(ValueError, match="h"):
+        m.step_logits(x[:, 0], h)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bad_state_values_are_rejected(cell):
+    m = CharRNN(7, 5, num_layers=2, cell=cell)
+    x = np.zeros((3, 4), dtype=np.int64)
+    h = m.initial_state(3)
+    with pytest.raises(TypeError, match="h0"):
+        m.loss_and_grads(x, x, h.astype(np.float32))
+    with pytest.raises(TypeError, match="h0"):
+        m.loss_and_grads(x, x, h.tolist())
+    bad = h.copy()
+    bad.flat[3] = np.nan
+    with pytest.raises(ValueError, match="h0"):
+        m.loss_and_grads(x, x, bad)
+    wide = np.zeros(h.shape[:-1] + (10,))[..., ::2]
+    with pytest.raises(ValueError, match="h0"):
+        m.loss_and_grads(x, x, wide)
+
+
+def test_bad_constructor_arguments_are_rejected():
+    with pytest.raises(ValueError, match="cell"):
+        CharRNN(5, 4, cell="transformer")
+    with pytest.raises(ValueError, match="num_layers"):
+        CharRNN(5, 4, num_layers=0)
+    with pytest.raises(TypeError, match="num_layers"):
+        CharRNN(5, 4, num_layers=2.0)
+    with pytest.raises(ValueError, match="dropout"):
+        CharRNN(5, 4, dropout=1.0)
+    with pytest.raises(ValueError, match="dropout"):
+        CharRNN(5, 4, dropout=-0.1)
+    with pytest.raises(TypeError, match="dropout"):
+        CharRNN(5, 4, dropout="0.5")
+
+
+def test_bad_grads_buffers_are_rejected():
+    m = CharRNN(7, 5, num_layers=2, cell="lstm")
+    x = np.zeros((3, 4), dtype=np.int64)
+    h = m.initial_state(3)
+    grads = {k: np.empty_like(v) for k, v in m.params.items()}
+    grads["h0"] = np.empty((2, 3, 5))                    # the h part only: wrong shape
+    with pytest.raises(ValueError, match="h0"):
+        m.loss_and_grads(x, x, h, grads=grads)
+    grads["h0"] = np.empty_like(h)
+    del grads["bh1"]
+    with pytest.raises(ValueError, match="bh1"):
+        m.loss_and_grads(x, x, h, grads=grads)

@@ -26,6 +26,9 @@
 #     dhs   (T, B, H)   dL/dh_t from above, scratch (recurrent gradients accumulate into it)
 #     dc    (B, H)      LSTM dL/dc carried backwards through time, scratch
 #     mask  (T, B, H)   dropout keep-mask / (1 - p), input
+# With an embedding Wemb (V, E), layer 0 reads its rows (embedding_forward / _backward):
+#     emb   (T, B, E)   Wemb[x], cache: project_forward's input for layer 0
+#     demb  (T, B, E)   dL/demb, scratch: project_backward's dxin for layer 0
 # Only the recurrence is sequential: one GEMM (two for the GRU) and one vectorised gate loop
 # per step. Input projections, dropout, the head and every weight gradient are one pass or one
 # GEMM over all T*B rows. Nothing is allocated inside nogil.
@@ -42,7 +45,8 @@ def input_forward(const int[:, ::1] x, const floating[:, ::1] Wx, const floating
 
 def project_forward(const floating[:, :, ::1] xin, const floating[:, ::1] Wx,
                     const floating[::1] b, floating[:, :, ::1] gates):
-    """gates = xin @ Wx + b: the input projection of layer l >= 1, one GEMM over the chunk."""
+    """gates = xin @ Wx + b: the input projection of layer l >= 1 (xin (T, B, H)) or of an
+    embedded layer 0 (xin = emb (T, B, E)), one GEMM over the chunk."""
     cdef Py_ssize_t r, n = xin.shape[0] * xin.shape[1]
     cdef int H = <int> xin.shape[2], GH = <int> gates.shape[2]
     cdef floating *g = &gates[0, 0, 0]
@@ -262,3 +266,30 @@ def project_backward(const floating[:, :, ::1] xin, const floating[:, ::1] Wx,
         # dxin = dgates @ Wx^T
         gemm(False, True, n, H, GH, <floating> 1, &dgates[0, 0, 0], GH, &Wx[0, 0], GH,
              <floating> 0, &dxin[0, 0, 0], H)
+
+
+# ----------------------------------------------------------------------------- embedding
+# Layer 0 of an embedded model: emb = Wemb[x], then project_forward(emb, Wxh, bh, gates);
+# backward: project_backward(emb, Wxh, dgates, dWxh, dbh, demb), then embedding_backward.
+
+def embedding_forward(const int[:, ::1] x, const floating[:, ::1] Wemb,
+                      floating[:, :, ::1] emb):
+    """emb[t, b] = Wemb[x[b, t]]: the embedding rows of the chunk's inputs, a row gather.
+    x (B, T) int32 in [0, V), input; Wemb (V, E); emb (T, B, E), output."""
+    cdef Py_ssize_t t, b, T = emb.shape[0], B = emb.shape[1], E = emb.shape[2]
+    with nogil:
+        for t in range(T):
+            for b in range(B):
+                memcpy(&emb[t, b, 0], &Wemb[x[b, t], 0], E * sizeof(floating))
+
+
+def embedding_backward(const int[:, ::1] x, const floating[:, :, ::1] demb,
+                       floating[:, ::1] dWemb):
+    """From emb[t, b] = Wemb[x[b, t]]: dWemb[v] = sum of the demb rows whose input is v
+    (scatter-add). demb (T, B, E), input; dWemb (V, E), output, overwritten."""
+    cdef Py_ssize_t t, b, T = demb.shape[0], B = demb.shape[1], E = demb.shape[2]
+    with nogil:
+        memset(&dWemb[0, 0], 0, dWemb.shape[0] * E * sizeof(floating))
+        for t in range(T):
+            for b in range(B):
+                accumulate(&dWemb[x[b, t], 0], &demb[t, b, 0], E)

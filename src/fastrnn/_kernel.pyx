@@ -6,11 +6,11 @@
     _rnn.pxi        the single-layer rnn: rnn_forward / rnn_backward over one chunk and their
                     cdef helpers (embed, recurrence, output and weight gradients)
     _cells.pxi      stacked layers: rnn / LSTM / GRU layer forward and backward, input
-                    projections, dropout, the output head
+                    projections, dropout, the output head, the input embedding
     _generate.pxi   generation: rnn_generate, sample_index (temperature, top-k, greedy draws)
     _optim.pxi      optimizer updates: UpdatePlan (SGD, Adagrad, RMSprop, Adam), clipped norms
     _checks.pxi     aids to model.py's validation: SameArrays, index_bounds, all_finite
-    _probes.pxi     single loops exposed for tests and the speed guard
+    _probes.pxi     the vectorised tanh and the BLAS shim exposed to tests and the speed guard
 
 The numpy twins: reference.py (_rnn.pxi, _generate.pxi, _optim.pxi) and reference_cells.py
 (_cells.pxi), function by function. Dimension letters: B streams, T steps, H hidden,

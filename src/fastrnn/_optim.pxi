@@ -1,72 +1,15 @@
 # ----------------------------------------------------------------------------- optimizers
 # One pass per parameter over 1-D views (p.reshape(-1)); g is read as clip(g, -clip, clip) *
-# scale (clip = inf: none; scale < 1: global-norm clipping). Twins: reference.py.
-
-def sgd_update(floating[::1] p, const floating[::1] g, double lr, double clip, double scale):
-    """p -= lr * g"""
-    with nogil:
-        if floating is float:
-            fr_sgd_f(&p[0], &g[0], p.shape[0], <float> lr, <float> clip, <float> scale)
-        else:
-            fr_sgd_d(&p[0], &g[0], p.shape[0], lr, clip, scale)
-
-
-def adagrad_update(floating[::1] p, const floating[::1] g, floating[::1] cache, double lr,
-                   double eps, double clip, double scale):
-    """cache += g^2; p -= lr * g / (sqrt(cache) + eps)"""
-    with nogil:
-        if floating is float:
-            fr_adagrad_f(&p[0], &g[0], &cache[0], p.shape[0], <float> lr, <float> eps,
-                         <float> clip, <float> scale)
-        else:
-            fr_adagrad_d(&p[0], &g[0], &cache[0], p.shape[0], lr, eps, clip, scale)
-
-
-def rmsprop_update(floating[::1] p, const floating[::1] g, floating[::1] cache, double lr,
-                   double alpha, double eps, double clip, double scale):
-    """cache = alpha cache + (1 - alpha) g^2; p -= lr * g / (sqrt(cache) + eps)"""
-    with nogil:
-        if floating is float:
-            fr_rmsprop_f(&p[0], &g[0], &cache[0], p.shape[0], <float> lr, <float> alpha,
-                         <float> eps, <float> clip, <float> scale)
-        else:
-            fr_rmsprop_d(&p[0], &g[0], &cache[0], p.shape[0], lr, alpha, eps, clip, scale)
-
-
-def adam_update(floating[::1] p, const floating[::1] g, floating[::1] m, floating[::1] v,
-                double lr_t, double beta1, double beta2, double eps_t, double clip,
-                double scale):
-    """m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr_t * m / (sqrt(v) + eps_t)
-    (lr_t and eps_t carry Adam's bias corrections)."""
-    with nogil:
-        if floating is float:
-            fr_adam_f(&p[0], &g[0], &m[0], &v[0], p.shape[0], <float> lr_t, <float> beta1,
-                      <float> beta2, <float> eps_t, <float> clip, <float> scale)
-        else:
-            fr_adam_d(&p[0], &g[0], &m[0], &v[0], p.shape[0], lr_t, beta1, beta2, eps_t,
-                      clip, scale)
-
-
-def clipped_sq_norm(const floating[::1] g, double clip):
-    """sum(clip(g, -clip, clip) ** 2), accumulated in double."""
-    cdef double s
-    with nogil:
-        if floating is float:
-            s = fr_clipped_sq_norm_f(&g[0], g.shape[0], <float> clip)
-        else:
-            s = fr_clipped_sq_norm_d(&g[0], g.shape[0], clip)
-    return s
-
-
+# scale (clip = inf: none; scale < 1: global-norm clipping). Twin: reference.UpdatePlan.
 
 cdef class UpdatePlan:
     """The optimizer's arrays, bound once, so that a step over every parameter is one call.
 
-    At the seed's size a step updates five small arrays; acquiring four buffers per array and
+    At the classic char-RNN size (hidden 100) a step updates five small arrays; acquiring four buffers per array and
     dispatching on dtype every step costs more than the arithmetic. A plan takes a list of
     (p, g, slots) 1-D C-contiguous arrays of one dtype (checked by optim.py, which builds a plan
-    only for a set of arrays it has validated), keeps references to them, and runs the same
-    one-pass loops as sgd_update & co. over all of them. Keeping the references is what keeps
+    only for a set of arrays it has validated), keeps references to them, and runs the
+    one-pass loops of fastrnn_simd.h over all of them. Keeping the references is what keeps
     the data pointers valid: numpy refuses to resize an array that is referenced elsewhere.
     """
     cdef list arrays          # the Python objects, held for the pointers' sake
@@ -111,7 +54,7 @@ cdef class UpdatePlan:
         return self.ptrs[i * (2 + self.nslots) + k]
 
     def sgd(self, double lr, double clip, double scale):
-        """p -= lr * g for every entry (see sgd_update)."""
+        """p -= lr * g for every entry."""
         cdef Py_ssize_t i
         with nogil:
             for i in range(self.count):

@@ -16,10 +16,16 @@ from .distributed import launcher_rank, launcher_size
 from .errors import FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
-from .config import DEFAULT_MAX_EPOCHS, TrainConfig
+from .schedule import COSINE_FINAL_FRACTION, SCHEDULES
+from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
 
 D = TrainConfig()  # defaults, shown in --help
 ABORT_GRACE = 2.0  # seconds a failing MPI process other than rank 0 leaves rank 0 to report
+
+
+def why(name: str, shown: str | None = None) -> str:
+    """'default VALUE: reason' of a model or optimization option, for --help."""
+    return DEFAULTS[name].help(shown).replace("%", "%%")
 
 # The classic numpy char-RNN configuration (min-char-rnn style): hidden 100, 40 steps, one
 # stream, plain SGD at 0.01 with clipping at ±5 on the gradient of the summed loss.
@@ -81,11 +87,9 @@ def train_parser() -> argparse.ArgumentParser:
                         "the Python documentation that ships with every Python "
                         "(pydoc_data.topics, ~465,000 characters)")
     g.add_argument("--batch-size", type=positive_int, metavar="B",
-                   help=f"parallel streams per chunk (default {D.batch_size}: enough rows for "
-                        "BLAS to run efficiently, few enough that each stream is long)")
+                   help=f"parallel streams per chunk ({why('batch_size')})")
     g.add_argument("--seq-length", type=positive_int, metavar="T",
-                   help=f"steps per chunk, the length of backpropagation through time "
-                        f"(default {D.seq_length})")
+                   help=f"steps per chunk ({why('seq_length')})")
     g.add_argument("--val-fraction", type=fraction, metavar="F",
                    help=f"tail of the text held out for validation, in [0, 1) "
                         f"(default {D.val_fraction})")
@@ -98,57 +102,89 @@ def train_parser() -> argparse.ArgumentParser:
                    help="check the cached corpus against the sha256 of the text (reads it all)")
     g = p.add_argument_group("model")
     g.add_argument("--model", "--cell", dest="cell", choices=CELLS,
-                   help=f"recurrent cell (default {D.cell}); lstm learns longer-range "
-                        "structure, as in char-rnn")
+                   help=f"recurrent cell ({why('cell')})")
     g.add_argument("--num-layers", type=positive_int, metavar="L",
-                   help=f"stacked recurrent layers (default {D.num_layers})")
+                   help=f"stacked recurrent layers ({why('num_layers')})")
     g.add_argument("--dropout", type=fraction, metavar="P",
                    help=f"dropout between layers and before the output, while training only, "
-                        f"in [0, 1) (default {D.dropout:g})")
+                        f"in [0, 1) ({why('dropout', f'{D.dropout:g}')})")
     g.add_argument("--hidden-size", type=positive_int, metavar="H",
-                   help=f"hidden units (default {D.hidden_size}, as in the classic char-RNN)")
-    g.add_argument("--dtype", choices=("float32", "float64"),
-                   help=f"(default {D.dtype}: about twice the speed of float64 and plenty "
-                        "for training; float64 for exact comparisons)")
+                   help=f"hidden units ({why('hidden_size')})")
+    g.add_argument("--embedding-size", type=non_negative_int, metavar="E",
+                   help=f"an E-wide learned embedding of each character before the first "
+                        f"layer, 0 for one-hot input rows ({why('embedding_size')})")
+    g.add_argument("--init", choices=tuple(INIT_SCHEMES), metavar="SCHEME",
+                   help=f"initialisation of the weights, one of {', '.join(INIT_SCHEMES)} "
+                        f"({why('init')})")
+    g.add_argument("--dtype", choices=("float32", "float64"), help=f"({why('dtype')})")
     g.add_argument("--seed", type=int, help=f"initial weights and sampling RNG (default {D.seed})")
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help=f"(default {D.optimizer}: converges fastest with little tuning)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({why('optimizer')})")
     g.add_argument("--learning-rate", type=positive_float, metavar="LR",
-                   help=f"(default {D.learning_rate:g}, a good value for adam)")
+                   help=f"the base rate ({why('learning_rate', f'{D.learning_rate:g}')})")
+    g.add_argument("--lr-schedule", choices=SCHEDULES,
+                   help="constant; step: x--lr-decay every --lr-decay-every iterations; "
+                        f"cosine: down to {COSINE_FINAL_FRACTION * 100:.0f}%% of the rate at the "
+                        "planned end of the run (from --max-iters/--max-epochs, else "
+                        "--time-limit); plateau: x--lr-decay when the validation loss has not "
+                        f"improved for --plateau-patience evaluations ({why('lr_schedule')}; "
+                        "--lr-decay < 1 alone means step)")
+    g.add_argument("--warmup-iters", type=non_negative_int, metavar="N",
+                   help=f"raise the rate linearly from LR/N to LR over the first N iterations "
+                        f"({why('warmup_iters')})")
     g.add_argument("--lr-decay", type=decay, metavar="FACTOR",
-                   help=f"multiply the learning rate by FACTOR every --lr-decay-every "
-                        f"iterations (default {D.lr_decay:g}: no decay)")
+                   help=f"the factor of the step and plateau schedules "
+                        f"(default {D.lr_decay:g}: no decay)")
     g.add_argument("--lr-decay-every", type=positive_int, metavar="N",
-                   help=f"(default {D.lr_decay_every})")
+                   help=f"iterations between steps of the step schedule "
+                        f"(default {D.lr_decay_every})")
+    g.add_argument("--plateau-patience", type=positive_int, metavar="N",
+                   help=f"evaluations without improvement before the plateau schedule lowers "
+                        f"the rate (default {D.plateau_patience})")
     g.add_argument("--grad-clip", type=non_negative_float, metavar="C",
                    help=f"clip every gradient element to [-C, C], 0 for off "
-                        f"(default {D.grad_clip:g}, the classic char-RNN's clip)")
+                        f"({why('grad_clip', f'{D.grad_clip:g}')})")
     g.add_argument("--max-grad-norm", type=non_negative_float, metavar="N",
                    help="rescale the gradients when their global norm exceeds N "
                         "(default 0: off)")
-    g = p.add_argument_group("duration (the first limit reached ends the run)")
+    g = p.add_argument_group("duration (the first limit reached ends the run; on --resume, a "
+                             "limit given is a new budget counted from the resume point)")
     g.add_argument("--max-iters", type=non_negative_int, metavar="N",
-                   help="stop after iteration N, counted from the start of the run (also "
-                        "when resuming); 0 for no limit (default 0)")
+                   help="stop after N iterations (on --resume: N more); 0 for no limit "
+                        "(default 0)")
     g.add_argument("--max-epochs", type=non_negative_float, metavar="E",
-                   help=f"stop after E passes over the text; 0 for no limit (default "
+                   help=f"stop after E passes over the text (on --resume: E more); 0 for no "
+                        f"limit (default "
                         f"{DEFAULT_MAX_EPOCHS:g} when no limit is given: about 40 s on the "
                         "default corpus, 1.5 min on tinyshakespeare, on a 2-core CPU)")
     g.add_argument("--time-limit", type=non_negative_float, metavar="SECONDS",
-                   help="stop after this many seconds of this session; 0 for none (default 0)")
+                   help="stop after this many seconds of training (on --resume: this many "
+                        "more; a resumed run without a new limit goes on counting to its own); "
+                        "0 for none (default 0)")
+    g.add_argument("--patience", type=non_negative_int, metavar="N",
+                   help="stop early when the validation loss has not improved for N "
+                        "evaluations (every --eval-every iterations); 0 for off (default 0)")
     g = p.add_argument_group("checkpoints")
     g.add_argument("--checkpoint", metavar="PATH",
                    help=f"written every --eval-every iterations and at the end; the best "
                         f"validation checkpoint goes beside it as NAME.best.npz "
                         f"(default {D.checkpoint})")
+    g.add_argument("--overwrite", action="store_true", default=None,
+                   help="let a new run replace an existing checkpoint of another run "
+                        "(to continue that run instead, use --resume)")
     g.add_argument("--resume", metavar="PATH",
                    help="continue that run exactly, with its options and corpus (TEXT_FILE "
-                        "and --checkpoint default to the run's); sizes, --val-fraction, "
-                        "--dtype, --seed and --optimizer cannot change")
+                        "and --checkpoint default to the run's; the corpus is looked for "
+                        "where it was, then beside the checkpoint); sizes, --cell, --init, "
+                        "--val-fraction, --dtype, --seed and --optimizer cannot change. A run "
+                        "that reached its limit needs a new one (--max-iters N: N more)")
     g.add_argument("--init-from", metavar="PATH",
                    help="start a new run from that checkpoint's weights (fine-tuning); the "
-                        "text may only use characters of its vocabulary")
+                        "text may only use characters of its vocabulary (see --unknown-chars)")
+    g.add_argument("--unknown-chars", choices=("error", "drop"),
+                   help="with --init-from or --resume, characters of the text outside the "
+                        "checkpoint's vocabulary: error names them, drop leaves them out and "
+                        f"says how many (default {D.unknown_chars})")
     g.add_argument("--eval-every", type=non_negative_int, metavar="N",
                    help=f"validation loss, log line and checkpoint every N iterations "
                         f"(default {D.eval_every}: every few seconds at the defaults)")
@@ -159,8 +195,13 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-length", type=non_negative_int, metavar="N",
                    help=f"characters per sample (default {D.sample_length})")
     g.add_argument("--log", metavar="PATH",
-                   help="append one JSON line per evaluation: iteration, train and validation "
-                        "loss, chars/s")
+                   help="append one JSON line per evaluation: iteration, smoothed train and "
+                        "validation loss in nats/char (train_loss, val_loss) and bits/char "
+                        "(train_bpc, val_bpc), learning rate, chars/s, training seconds")
+    g.add_argument("--plot", action="store_true", default=None,
+                   help="after each evaluation, draw the loss curves beside the checkpoint "
+                        "(run.npz -> run.png) from the --log (default: run.jsonl); needs "
+                        "matplotlib (pip install 'fastrnn[plot]')")
     g.add_argument("--quiet", action="store_true", default=None,
                    help="print only the final summary line")
     g = p.add_argument_group("compute")
@@ -181,12 +222,14 @@ def train_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of fastrnn-train; returns the exit status."""
+    from .report import summary
     from .train import train
 
     args = train_parser().parse_args(argv)
     corpus = args.text_file[0] if len(args.text_file) == 1 else args.text_file or None
+    options = train_options(args)
     try:
-        result = train(corpus, **train_options(args))
+        result = train(corpus, **options)
     except (FastrnnError, ImportError) as exc:  # ImportError: the kernel is not built
         return _fail_job("fastrnn-train", exc)
     except KeyboardInterrupt:
@@ -198,7 +241,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print("fastrnn-train: error: the output pipe was closed; stopped (checkpoints written "
               "so far are intact)", file=sys.stderr)
         return 1
-    if result.stop_reason in ("sigint", "sigterm") and launcher_rank() == 0:
+    if launcher_rank() != 0:      # under MPI, process 0 speaks for the job
+        return result.exit_status
+    if options.get("quiet"):  # the library's quiet prints nothing; the CLI's keeps the summary
+        print(summary(result), flush=True)
+    if result.stop_reason in ("sigint", "sigterm"):
         print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
               f"{result.checkpoint}", file=sys.stderr)
     return result.exit_status

@@ -9,7 +9,9 @@ is the one function that applies these rules.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +19,63 @@ from .checkpoint import Checkpoint
 from .errors import ConfigError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
+from .schedule import SCHEDULES
+
+try:
+    from .init import SCHEMES as INIT_SCHEMES
+    HAS_EMBEDDING = True
+except ImportError:  # a fastrnn without fastrnn.init: one-hot inputs, the uniform scheme only
+    INIT_SCHEMES = {"uniform": None}
+    HAS_EMBEDDING = False
 
 # A fresh run given no limit at all stops after this many epochs, so that a bare
 # `fastrnn-train` ends by itself (about 40 s on the default corpus on 2 cores).
 DEFAULT_MAX_EPOCHS = 50.0
 DURATION_OPTIONS = ("max_iters", "max_epochs", "time_limit")
+UNKNOWN_CHARS = ("error", "drop")
 
 # Former option names still accepted (from the Python API and stored checkpoint headers).
 OPTION_ALIASES = {"model": "cell"}
+
+
+@dataclass(frozen=True)
+class Default:
+    """The default of an option and the reason for it, which --help shows after the value."""
+
+    value: Any
+    reason: str = ""
+
+    def help(self, shown: str | None = None) -> str:
+        """'default 100: reason' for --help (shown: the value as it should be printed)."""
+        text = f"default {self.value if shown is None else shown}"
+        return f"{text}: {self.reason}" if self.reason else text
+
+
+# The defaults of the model and optimization options: change a value and its reason here only.
+DEFAULTS = {
+    "batch_size": Default(32, "enough rows for BLAS to run efficiently, few enough that each "
+                              "stream is long"),
+    "seq_length": Default(64, "the length of backpropagation through time"),
+    "cell": Default("rnn", "the fastest cell; lstm learns longer-range structure, as in "
+                           "char-rnn"),
+    "num_layers": Default(1),
+    "dropout": Default(0.0, "no dropout"),
+    "hidden_size": Default(100, "the classic char-RNN size"),
+    "embedding_size": Default(0, "one-hot input rows, no embedding"),
+    "init": Default("uniform", "every matrix uniform ±1/sqrt(H), zero biases, LSTM forget "
+                               "bias 1"),
+    "dtype": Default("float32", "about twice the speed of float64 and plenty for training; "
+                                "float64 for exact comparisons"),
+    "optimizer": Default("adam", "converges fastest with little tuning"),
+    "learning_rate": Default(2e-3, "a good value for adam"),
+    "lr_schedule": Default("constant", "the same rate throughout"),
+    "warmup_iters": Default(0, "no warmup"),
+    "grad_clip": Default(5.0, "the classic char-RNN's clip"),
+}
+
+
+def default(name: str) -> Any:
+    return DEFAULTS[name].value
 
 
 @dataclass
@@ -32,8 +83,9 @@ class TrainConfig:
     """Every training option; the CLI flags are these names in kebab-case.
 
     0 turns off the optional limits and features: grad_clip, max_grad_norm, max_iters,
-    max_epochs, time_limit, eval_every, sample_every. A fresh run given none of max_iters,
-    max_epochs, time_limit stops after DEFAULT_MAX_EPOCHS.
+    max_epochs, time_limit, eval_every, sample_every, patience, warmup_iters. A fresh run
+    given none of max_iters, max_epochs, time_limit stops after DEFAULT_MAX_EPOCHS.
+    time_limit is the training time of the whole run (a resumed run goes on counting).
     """
 
     # data
@@ -42,34 +94,43 @@ class TrainConfig:
     cache_dir: str | None = None       # where encoded corpora are cached (default: beside)
     verify_cache: bool = False         # check the cached corpus against the files' sha256
     val_fraction: float = 0.05
-    batch_size: int = 32
-    seq_length: int = 64
+    batch_size: int = default("batch_size")
+    seq_length: int = default("seq_length")
     # model
-    cell: str = "rnn"                  # rnn, lstm or gru (CLI: --model or --cell)
-    num_layers: int = 1
-    dropout: float = 0.0
-    hidden_size: int = 100
-    dtype: str = "float32"
+    cell: str = default("cell")        # rnn, lstm or gru (CLI: --model or --cell)
+    num_layers: int = default("num_layers")
+    dropout: float = default("dropout")
+    hidden_size: int = default("hidden_size")
+    embedding_size: int = default("embedding_size")   # 0: one-hot input rows
+    init: str = default("init")        # a name of fastrnn.init.SCHEMES
+    dtype: str = default("dtype")
     seed: int = 0
     # optimization
-    optimizer: str = "adam"
-    learning_rate: float = 2e-3
-    lr_decay: float = 1.0
-    lr_decay_every: int = 1000
-    grad_clip: float = 5.0
+    optimizer: str = default("optimizer")
+    learning_rate: float = default("learning_rate")
+    lr_schedule: str = default("lr_schedule")        # schedule.SCHEDULES
+    warmup_iters: int = default("warmup_iters")
+    lr_decay: float = 1.0               # step and plateau schedules: the factor
+    lr_decay_every: int = 1000          # step schedule: iterations between reductions
+    plateau_patience: int = 2           # plateau schedule: evaluations without improvement
+    grad_clip: float = default("grad_clip")
     max_grad_norm: float = 0.0
     # duration
     max_iters: int = 0
     max_epochs: float = 0.0
     time_limit: float = 0.0
+    patience: int = 0                   # early stopping: evaluations without improvement
     # checkpoints and output
-    checkpoint: str = "fastrnn.npz"
+    checkpoint: str | None = "fastrnn.npz"   # None: write no checkpoint at all
+    overwrite: bool = False             # a new run may replace another run's checkpoint
     resume: str | None = None
     init_from: str | None = None
+    unknown_chars: str = "error"        # resume/init-from text outside the vocabulary: or "drop"
     eval_every: int = 1000
     sample_every: int = 5000
     sample_length: int = 200
     log: str | None = None
+    plot: bool = False                  # write the loss curves beside the checkpoint
     threads: int = 1
     backend: str = "kernel"
     quiet: bool = False
@@ -94,6 +155,27 @@ class TrainConfig:
         _require(self.cell in CELLS, "cell", f"must be one of {CELLS}")
         _require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         _require(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}")
+        for name in ("embedding_size", "warmup_iters", "patience"):
+            _require(getattr(self, name) >= 0, name, "must be an integer >= 0 (0 turns it off)")
+        _require(self.plateau_patience >= 1, "plateau_patience", "must be a positive integer")
+        _require(self.init in INIT_SCHEMES, "init", f"must be one of {tuple(INIT_SCHEMES)}")
+        _require(self.lr_schedule in SCHEDULES, "lr_schedule", f"must be one of {SCHEDULES}")
+        if self.lr_schedule == "constant":
+            _require(self.lr_decay == 1, "lr_decay", "needs --lr-schedule step or plateau")
+        if self.lr_schedule == "plateau":
+            _require(self.lr_decay < 1, "lr_schedule",
+                     "plateau needs --lr-decay < 1, the factor applied at each plateau")
+        watches = self.patience > 0 or self.lr_schedule == "plateau"
+        if watches and (self.eval_every == 0 or self.val_fraction == 0):
+            what = "--patience" if self.patience > 0 else "--lr-schedule plateau"
+            raise ConfigError(f"{what} watches the validation loss: it needs --eval-every > 0 "
+                              "and --val-fraction > 0")
+        _require(self.unknown_chars in UNKNOWN_CHARS, "unknown_chars",
+                 f"must be one of {UNKNOWN_CHARS}")
+        if self.plot and not self.checkpoint:
+            raise ConfigError("--plot writes the curves beside the checkpoint: give a checkpoint")
+        if self.embedding_size and not HAS_EMBEDDING:
+            raise ConfigError("--embedding-size needs a fastrnn with input embeddings")
 
 
 def _require(ok: bool, name: str, what: str) -> None:
@@ -108,14 +190,27 @@ def flag(name: str) -> str:
 
 # Options that define the run; a resumed run must keep them, or it would not be a continuation.
 FROZEN_ON_RESUME = ("batch_size", "seq_length", "val_fraction", "hidden_size", "cell",
-                    "num_layers", "dtype", "seed", "optimizer")
-# Options that --init-from takes from the checkpoint's model: field -> model.config() key.
-MODEL_OPTIONS = {"hidden_size": "hidden_size", "dtype": "dtype", "cell": "cell",
-                 "num_layers": "num_layers"}
+                    "num_layers", "embedding_size", "init", "dtype", "seed", "optimizer")
+# Options that the checkpoint's model decides, on resume and with --init-from, and what a
+# model.config() without them means (a model from before embeddings and init schemes).
+MODEL_OPTIONS = ("hidden_size", "dtype", "cell", "num_layers", "embedding_size", "init")
+MODEL_CONFIG_MISSING = {"embedding_size": 0, "init": "uniform"}
+# What a stored train_config without these options meant (whatever their defaults now are).
+BEFORE_OPTION = {"lr_schedule": "constant", "warmup_iters": 0, "patience": 0,
+                 **MODEL_CONFIG_MISSING}
 
 
 def field_names() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def check_option_names(options: dict[str, Any]) -> None:
+    """ConfigError for a name that is not an option, with the closest ones as suggestions."""
+    known = field_names() | set(OPTION_ALIASES)
+    for name in sorted(set(options) - known):
+        close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"unknown training option {name!r}{hint}")
 
 
 def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -140,8 +235,13 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
     loaded is the checkpoint of options['resume'] or options['init_from'] (None for a fresh
     run). Raises ConfigError for contradictions and invalid values.
     """
+    check_option_names(options)
     options = canonical_options(options)
     checkpoint_to_load(options)
+    if options.get("corpus"):
+        corpus = options["corpus"]       # a resume may run elsewhere: absolute paths
+        options["corpus"] = (os.path.abspath(corpus) if isinstance(corpus, str)
+                             else [os.path.abspath(c) for c in corpus])
     if options.get("resume"):
         if loaded is None:
             raise ValueError("resolve_config: resume needs the loaded checkpoint")
@@ -154,8 +254,21 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
             if loaded is None:
                 raise ValueError("resolve_config: init_from needs the loaded checkpoint")
             _adopt_model(cfg, loaded, options)
+    _implied_schedule(cfg, options)
+    if cfg.plot and not cfg.log and cfg.checkpoint:
+        cfg.log = default_log_path(cfg.checkpoint)
     cfg.validate()
     return cfg
+
+
+def default_log_path(checkpoint: str) -> str:
+    """The log that --plot keeps when --log is not given: 'run.npz' -> 'run.jsonl'."""
+    return os.path.splitext(checkpoint)[0] + ".jsonl"
+
+
+def budget_given(options: dict[str, Any]) -> list[str]:
+    """The duration options given: on resume, a new budget counted from the resume point."""
+    return [name for name in DURATION_OPTIONS if name in options]
 
 
 def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
@@ -163,23 +276,37 @@ def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
     checkpoints go on being written to the resumed file unless --checkpoint says otherwise."""
     saved = canonical_options(loaded.header.get("train_config", {}))
     known = field_names()
-    base = TrainConfig(**{k: v for k, v in saved.items() if k in known})
+    base = TrainConfig(**{**BEFORE_OPTION, **{k: v for k, v in saved.items() if k in known}})
+    for name, value in model_options(loaded).items():
+        setattr(base, name, value)
     for name in FROZEN_ON_RESUME:
         if name in options and options[name] != getattr(base, name):
             raise ConfigError(
                 f"{flag(name)} cannot change on --resume (the checkpoint has "
                 f"{getattr(base, name)!r}); use --init-from to start a new run from its weights")
+    if budget_given(options):   # the stored limits were the old run's: the new budget rules
+        base = dataclasses.replace(base, **{name: 0 for name in DURATION_OPTIONS})
     options = {**options}
     options.setdefault("checkpoint", options["resume"])  # keep writing the file resumed
     return dataclasses.replace(base, init_from=None, **options)
 
 
+def model_options(loaded: Checkpoint) -> dict[str, Any]:
+    """The MODEL_OPTIONS of a checkpoint's model, as TrainConfig values."""
+    mcfg = {**MODEL_CONFIG_MISSING, **loaded.model.config()}
+    return {name: mcfg[name] for name in MODEL_OPTIONS}
+
+
 def _adopt_model(cfg: TrainConfig, loaded: Checkpoint, options: dict[str, Any]) -> None:
     """--init-from keeps the checkpoint's architecture; a contradicting flag is an error."""
-    mcfg = loaded.model.config()
-    for name, key in MODEL_OPTIONS.items():
-        saved = mcfg[key]
+    for name, saved in model_options(loaded).items():
         if name in options and options[name] != saved:
             raise ConfigError(f"{flag(name)} {options[name]} contradicts "
                               f"--init-from {cfg.init_from}, whose model has {saved}")
         setattr(cfg, name, saved)
+
+
+def _implied_schedule(cfg: TrainConfig, options: dict[str, Any]) -> None:
+    """--lr-decay < 1 given without --lr-schedule means the step schedule."""
+    if "lr_schedule" not in options and cfg.lr_schedule == "constant" and cfg.lr_decay < 1:
+        cfg.lr_schedule = "step"

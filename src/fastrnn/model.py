@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import init as initialisation
 from . import reference, reference_cells
 
 try:
@@ -64,6 +65,8 @@ class StackWorkspace:
     gates (L, T, B, G*H)  input projections, then gate activations, then their gradients
                           (absent for the rnn, whose projection lives in hs)
     hs    (L, T, B, H)    layer outputs, cache
+    emb   (T, B, E)       embedding rows Wemb[x] that layer 0 projects, cache (E > 0)
+    demb  (T, B, E)       dL/demb, scratch (E > 0)
     cs    (L, T, B, H)    LSTM cell states, cache;  tcs (L, T, B, H) their tanh, cache
     hns   (L, T, B, H)    GRU h_{t-1} Whh_n + bhn, cache, then its gradient
     masks (L, T, B, H)    dropout keep-masks / (1 - p), drawn per training call (dropout > 0)
@@ -73,10 +76,12 @@ class StackWorkspace:
     """
 
     def __init__(self, cell: str, L: int, B: int, T: int, H: int, V: int, dropout: float,
-                 dtype: np.dtype):
+                 dtype: np.dtype, E: int = 0):
         G = GATES[cell]
         layer = (L, T, B, H)
         self.hs = np.empty(layer, dtype=dtype)
+        self.emb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
+        self.demb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
         self.gates = self.hs if cell == "rnn" else np.empty((L, T, B, G * H), dtype=dtype)
         self.cs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
         self.tcs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
@@ -96,21 +101,27 @@ class CharRNN:
         lstm: c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
         gru:  n = tanh(x W_n + b_n + r * (h_{t-1} @ Whh_n + bhn));  h_t = (1-z) * n + z * h_{t-1}
         logits_t = drop(h^{L-1}_t) @ Why + by
-    Layer 0's x is one-hot (Wxh is a row gather); layer l >= 1 reads drop(h^{l-1}). Inverted
-    dropout with probability ``dropout`` is applied, only while training, between layers and
-    before the head (as char-rnn), with masks drawn from the model's seeded generator ``rng``.
+    Layer 0's x is one-hot (Wxh is a row gather) or, with an embedding (embedding_size E > 0,
+    as torch-rnn's -wordvec_size), the embedding row Wemb[x] (Wxh is then an (E, G*H) GEMM);
+    layer l >= 1 reads drop(h^{l-1}). Inverted dropout with probability ``dropout`` is applied,
+    only while training, between layers and before the head (as char-rnn), with masks drawn
+    from the model's seeded generator ``rng``.
 
-    ``params`` (C-contiguous, model dtype): layer 0 'Wxh' (V, G*H), 'Whh' (H, G*H), 'bh' (G*H,);
-    layer l >= 1 'Wxh{l}' (H, G*H), 'Whh{l}', 'bh{l}'; for the gru also 'bhn' / 'bhn{l}' (H,);
-    the head 'Why' (H, V), 'by' (V,). A single-layer rnn has exactly 'Wxh', 'Whh', 'bh', 'Why',
-    'by'. Updating them in place or assigning new arrays of the same shape are both honoured.
+    ``params`` (C-contiguous, model dtype), in this order: 'Wemb' (V, E) if E > 0; layer 0
+    'Wxh' (V, G*H), or (E, G*H) if E > 0, 'Whh' (H, G*H), 'bh' (G*H,); layer l >= 1 'Wxh{l}'
+    (H, G*H), 'Whh{l}', 'bh{l}'; for the gru also 'bhn' / 'bhn{l}' (H,); the head 'Why' (H, V),
+    'by' (V,). A single-layer rnn without embedding has exactly 'Wxh', 'Whh', 'bh', 'Why', 'by'.
+    Updating them in place or assigning new arrays of the same shape are both honoured. They
+    are drawn from ``rng`` by the initialisation scheme ``init``, a name of
+    fastrnn.init.SCHEMES ("uniform", "default") or an fastrnn.init.InitScheme.
 
     State: (L, B, H) for rnn and gru, (2, L, B, H) for lstm (h first, c second); a single-layer
     rnn also takes (B, H). Gradients and returned states have the shape of the state passed in.
     """
 
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, cell: str = "rnn",
-                 dropout: float = 0.0, dtype: Any = np.float64, seed: int | None = 0):
+                 dropout: float = 0.0, dtype: Any = np.float64, seed: int | None = 0,
+                 embedding_size: int = 0, init: str | initialisation.InitScheme = "default"):
         self.vocab_size = _positive_int(vocab_size, "vocab_size", minimum=2)
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
@@ -119,10 +130,14 @@ class CharRNN:
         self.cell = cell
         self.dropout = _dropout_probability(dropout)
         self.dtype = _model_dtype(dtype)
+        self.embedding_size = _positive_int(embedding_size, "embedding_size", minimum=0)
+        self.init, self.init_scheme = _init_scheme(init)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._param_shapes = self._compute_param_shapes()
-        self.params: dict[str, np.ndarray] = self._init_params()
+        self.params: dict[str, np.ndarray] = initialisation.draw_params(
+            self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype,
+            self.rng)
         self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
         self._disjoint: tuple[np.ndarray, ...] = ()   # last grads+params found not to overlap
         self._disjoint_ids: tuple[int, ...] = ()
@@ -139,25 +154,14 @@ class CharRNN:
 
     @property
     def _is_plain_rnn(self) -> bool:
-        """The single-layer rnn of the core issue, which also accepts a (B, H) state."""
+        """A single-layer rnn, which also accepts a (B, H) state."""
         return self.cell == "rnn" and self.num_layers == 1
 
-    def _init_params(self) -> dict[str, np.ndarray]:
-        """Uniform(-1/sqrt(H), 1/sqrt(H)) weights (as torch-rnn and PyTorch), zero biases, drawn
-        in the order of param_shapes. The LSTM forget-gate bias (block f of every 'bh') starts
-        at 1, so that early in training the cell keeps its memory (Jozefowicz et al., 2015)."""
-        H, dt = self.hidden_size, self.dtype
-        scale = 1.0 / np.sqrt(H)
-        params = {}
-        for name, shape in self.param_shapes().items():
-            if name.startswith("W"):
-                params[name] = np.ascontiguousarray(
-                    self.rng.uniform(-scale, scale, size=shape), dtype=dt)
-            else:
-                params[name] = np.zeros(shape, dtype=dt)
-                if self.cell == "lstm" and name.startswith("bh"):
-                    params[name][H:2 * H] = 1.0
-        return params
+    @property
+    def _has_fast_path(self) -> bool:
+        """A single-layer rnn reading one-hot rows: the single-layer fast path (rnn_forward,
+        rnn_backward, rnn_generate) computes it."""
+        return self._is_plain_rnn and self.embedding_size == 0
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """{name: shape} of every parameter (a fresh dict; the architecture never changes)."""
@@ -165,10 +169,13 @@ class CharRNN:
 
     def _compute_param_shapes(self) -> dict[str, tuple[int, ...]]:
         V, H, GH = self.vocab_size, self.hidden_size, self.gates * self.hidden_size
+        E = self.embedding_size
         shapes: dict[str, tuple[int, ...]] = {}
+        if E > 0:
+            shapes["Wemb"] = (V, E)
         for layer in range(self.num_layers):
             k = _suffix(layer)
-            shapes[f"Wxh{k}"] = (V if layer == 0 else H, GH)
+            shapes[f"Wxh{k}"] = ((E if E > 0 else V) if layer == 0 else H, GH)
             shapes[f"Whh{k}"] = (H, GH)
             shapes[f"bh{k}"] = (GH,)
             if self.cell == "gru":
@@ -182,15 +189,21 @@ class CharRNN:
         return int(sum(np.prod(s) for s in self.param_shapes().values()))
 
     def config(self) -> dict[str, Any]:
-        """JSON-able description from which from_config rebuilds the same architecture."""
+        """JSON-able description from which from_config rebuilds the same architecture (and,
+        with the same seed, the same initial draws: "init_spec" holds the scheme's numbers)."""
         return {"cell": self.cell, "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-                "num_layers": self.num_layers, "dropout": self.dropout, "dtype": self.dtype.name}
+                "num_layers": self.num_layers, "dropout": self.dropout, "dtype": self.dtype.name,
+                "embedding_size": self.embedding_size, "init": self.init,
+                "init_spec": self.init_scheme.to_dict()}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> "CharRNN":
+        """The model of config(). A config written before embeddings and schemes existed (no
+        "embedding_size", no "init") is a one-hot model drawn by the "uniform" scheme."""
         return cls(config["vocab_size"], config["hidden_size"],
                    num_layers=config.get("num_layers", 1), cell=config.get("cell", "rnn"),
-                   dropout=config.get("dropout", 0.0), dtype=config["dtype"], seed=seed)
+                   dropout=config.get("dropout", 0.0), dtype=config["dtype"], seed=seed,
+                   embedding_size=config.get("embedding_size", 0), init=_recorded_init(config))
 
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         """(2, L, B, H) for lstm, (L, B, H) otherwise."""
@@ -198,8 +211,8 @@ class CharRNN:
         return (2, L, batch_size, H) if self.cell == "lstm" else (L, batch_size, H)
 
     def initial_state(self, batch_size: int) -> np.ndarray:
-        """A zero state for batch_size streams: (B, H) for a single-layer rnn (as in the core
-        issue), otherwise state_shape(B)."""
+        """A zero state for batch_size streams: (B, H) for a single-layer rnn, otherwise
+        state_shape(B)."""
         B = _positive_int(batch_size, "batch_size")
         shape = (B, self.hidden_size) if self._is_plain_rnn else self.state_shape(B)
         return np.zeros(shape, dtype=self.dtype)
@@ -242,8 +255,9 @@ class CharRNN:
         return x, y, h0
 
     def _uses_stack(self, train: bool) -> bool:
-        """The core rnn path unless layers, cells or active dropout need the stacked kernels."""
-        return not (self._is_plain_rnn and (self.dropout == 0.0 or not train))
+        """The core rnn path unless layers, cells, an embedding or active dropout need the
+        stacked kernels."""
+        return not (self._has_fast_path and (self.dropout == 0.0 or not train))
 
     def _workspace(self, B: int, T: int, stacked: bool):
         key = (B, T, stacked)
@@ -251,7 +265,8 @@ class CharRNN:
         if ws is None:
             if stacked:
                 ws = StackWorkspace(self.cell, self.num_layers, B, T, self.hidden_size,
-                                    self.vocab_size, self.dropout, self.dtype)
+                                    self.vocab_size, self.dropout, self.dtype,
+                                    self.embedding_size)
             else:
                 ws = Workspace(B, T, self.hidden_size, self.vocab_size, self.dtype)
             self._workspaces[key] = ws
@@ -405,9 +420,9 @@ class CharRNN:
 
     def _generate_stacked(self, impl, cells, h: np.ndarray, x: int, uniforms: np.ndarray,
                           temperature: float, top_k: int, greedy: bool, out: np.ndarray) -> None:
-        """generate for lstm, gru and stacked rnn: the layer kernels one step (T = 1) at a time
-        into a cached workspace, the draw of rnn_generate (sample_index). h, a checked state of
-        shape state_shape(1), is updated in place."""
+        """generate for lstm, gru, stacked rnn and embedded models: the layer kernels one step
+        (T = 1) at a time into a cached workspace, the draw of rnn_generate (sample_index). h, a
+        checked state of shape state_shape(1), is updated in place."""
         p, V = self.params, self.vocab_size
         ws = self._workspace(1, 1, True)
         state = self._state(h, 1)               # per-layer views into h
@@ -444,7 +459,7 @@ class CharRNN:
             k = _suffix(layer)
             gates = ws.gates[layer]
             if layer == 0:
-                cells.input_forward(x, p["Wxh"], p["bh"], gates)
+                self._input_forward(cells, x, p, ws, gates)
             else:
                 cells.project_forward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
                                       p[f"bh{k}"], gates)
@@ -458,6 +473,25 @@ class CharRNN:
                 cells.rnn_layer_forward(h0s[layer], p[f"Whh{k}"], ws.hs[layer])
             if dropping:
                 cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
+
+    def _input_forward(self, cells, x, p, ws: StackWorkspace, gates: np.ndarray) -> None:
+        """Layer 0's input projection: gates = onehot(x) @ Wxh + bh (a row gather), or with an
+        embedding emb = Wemb[x]; gates = emb @ Wxh + bh."""
+        if self.embedding_size == 0:
+            cells.input_forward(x, p["Wxh"], p["bh"], gates)
+        else:
+            cells.embedding_forward(x, p["Wemb"], ws.emb)
+            cells.project_forward(ws.emb, p["Wxh"], p["bh"], gates)
+
+    def _input_backward(self, cells, x, p, ws: StackWorkspace, dgates: np.ndarray,
+                        g: dict[str, np.ndarray]) -> None:
+        """Gradients of _input_forward from dgates = dL/dgates: dWxh, dbh (and dWemb through
+        demb = dgates @ Wxh^T)."""
+        if self.embedding_size == 0:
+            cells.input_backward(x, dgates, g["Wxh"], g["bh"])
+        else:
+            cells.project_backward(ws.emb, p["Wxh"], dgates, g["Wxh"], g["bh"], ws.demb)
+            cells.embedding_backward(x, ws.demb, g["Wemb"])
 
     def _stack_backward(self, cells, x, y, state, p, ws: StackWorkspace, dropping: bool,
                         g: dict[str, np.ndarray], dstate) -> None:
@@ -485,7 +519,7 @@ class CharRNN:
                                          g[f"Whh{k}"], dh0s[layer])
                 gates = ws.dhs[layer]             # the rnn's dL/dpre lives in dhs
             if layer == 0:
-                cells.input_backward(x, gates, g["Wxh"], g["bh"])
+                self._input_backward(cells, x, p, ws, gates, g)
             else:
                 cells.project_backward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
                                        gates, g[f"Wxh{k}"], g[f"bh{k}"], ws.dhs[layer - 1])
@@ -499,8 +533,9 @@ class CharRNN:
         """Generate length indices, each fed back as the next input, starting from first_index.
 
         h is the state before first_index is read, (1, H) for a single-layer rnn, else
-        state_shape(1) (the other cells step in numpy); it is updated in place to the state
-        after the last generated index. Each character uses one rng.random() draw (even when
+        state_shape(1); it is updated in place to the state after the last generated index.
+        The single-layer rnn runs the whole loop in one compiled call (rnn_generate); the other
+        cells step the layer kernels one character at a time and draw with sample_index. Each character uses one rng.random() draw (even when
         greedy, so that the generator's position depends only on length): the same seed gives
         the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
         """
@@ -522,7 +557,7 @@ class CharRNN:
         p = self._checked_params()
         out = np.empty(length, dtype=np.int32)
         uniforms = rng.random(length)
-        if not self._is_plain_rnn:
+        if not self._has_fast_path:
             self._generate_stacked(impl, _cells_module(backend), h, first_index, uniforms,
                                    temperature, top_k, bool(greedy), out)
             return out
@@ -539,7 +574,7 @@ class CharRNN:
         B = x.shape[0]
         self._checked_state(h, "h", B)
         p = self._checked_params()
-        if self._is_plain_rnn:
+        if self._has_fast_path:
             hs = np.tanh(p["Wxh"][x[:, 0]] + h.reshape(B, -1) @ p["Whh"] + p["bh"])
             return hs @ p["Why"] + p["by"], hs.reshape(h.shape)
         ws = self._workspace(B, 1, True)
@@ -550,6 +585,18 @@ class CharRNN:
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 CELLS = tuple(GATES)
+
+
+def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
+    """The scheme a config records: its name when the recorded numbers are that scheme's
+    numbers today (or none were recorded), else the recorded numbers themselves."""
+    name = config.get("init", "uniform")
+    spec = config.get("init_spec")
+    if spec is None:
+        return name
+    if name in initialisation.SCHEMES and initialisation.SCHEMES[name].to_dict() == spec:
+        return name
+    return initialisation.from_spec(spec)
 
 
 def _suffix(layer: int) -> str:
@@ -582,6 +629,20 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _init_scheme(init) -> tuple[str, initialisation.InitScheme]:
+    """(name, scheme) of CharRNN(init=...): a name of SCHEMES, or an InitScheme, named after
+    the registered scheme it equals, else "custom"."""
+    schemes = initialisation.SCHEMES
+    if isinstance(init, initialisation.InitScheme):
+        names = [name for name, scheme in schemes.items() if scheme == init]
+        return (names[0] if names else "custom"), init
+    if not isinstance(init, str):
+        raise TypeError(f"init must be a scheme name or an InitScheme, got {type(init).__name__}")
+    if init not in schemes:
+        raise ValueError(f"init must be one of {tuple(schemes)}, got {init!r}")
+    return init, schemes[init]
 
 
 def _model_dtype(dtype) -> np.dtype:

@@ -2,10 +2,10 @@
 
 Every optimizer iterates over the names in ``params`` (never a fixed list), skips gradients that
 are not parameters (such as grads['h0']), and keeps its state as named arrays plus a step counter,
-which is what a checkpoint stores. The updates themselves are the kernel's one-pass functions
-(``backend="kernel"``) or their numpy twins in reference.py (``backend="numpy"``): each reads
-the gradient as clip(g, -clip, clip) * scale, so clipping costs no extra pass and no copy, and
-a step allocates nothing.
+which is what a checkpoint stores. The updates themselves are the kernel's UpdatePlan, one call
+over every parameter (``backend="kernel"``), or its numpy twin in reference.py
+(``backend="numpy"``): each reads the gradient as clip(g, -clip, clip) * scale, so clipping costs
+no extra pass and no copy, and a step allocates nothing.
 """
 from __future__ import annotations
 
@@ -65,44 +65,38 @@ class Optimizer:
         self.impl = _backend_module(backend)
         self.state = {f"{slot}.{n}": np.zeros_like(params[n]) for slot in self.slots
                       for n in self.names}
-        self._cached_views: tuple | None = None   # (views, plan) for the arrays in _checked
+        self._cached_plan = None             # the UpdatePlan over the arrays in _checked
         self._checked = _SameArrays()
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              clip: float = 0.0, max_norm: float = 0.0) -> float | None:
         """One update of every parameter from its gradient (grads beyond params are ignored).
 
-        clip > 0: each gradient element is first clipped to [-clip, clip] (the seed's rule).
+        clip > 0: each gradient element is first clipped to [-clip, clip] (elementwise clipping).
         max_norm > 0: then all gradients are scaled by max_norm / norm when their global norm
         exceeds max_norm. Returns that norm (of the clipped gradients) when max_norm > 0.
         The gradients themselves are not modified.
         """
         clip = clip if clip > 0 else math.inf
-        views, plan = self._views(params, grads)
+        plan = self._plan(params, grads)
         norm, scale = None, 1.0
         if max_norm > 0:
-            sq = plan.clipped_sq_norm(clip) if plan is not None else sum(
-                self.impl.clipped_sq_norm(g, clip) for _, g, _ in views)
-            norm = math.sqrt(sq)
+            norm = math.sqrt(plan.clipped_sq_norm(clip))
             if norm > max_norm:
                 scale = max_norm / (norm + 1e-12)
         self.step_count += 1
         self._prepare()
-        if plan is not None:                 # the kernel: every parameter in one call
-            self._update_plan(plan, clip, scale)
-        else:                                # the numpy twins, one parameter at a time
-            for p, g, slots in views:
-                self._update(p, g, slots, clip, scale)
+        self._update(plan, clip, scale)
         return norm
 
-    def _views(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]):
-        """([(p, g, state slots)] as 1-D views, the kernel's UpdatePlan over them or None for
-        numpy), checked (the door to the unchecked update loops) and kept while params and grads
-        hold the same array objects: at small sizes building and checking them every step
-        would cost more than the updates themselves."""
+    def _plan(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]):
+        """The backend's UpdatePlan over [(p, g, state slots)] as 1-D views, checked (the door
+        to the unchecked update loops) and kept while params and grads hold the same array
+        objects: at small sizes building and checking them every step would cost more than the
+        updates themselves."""
         arrays = [params[n] for n in self.names] + [grads[n] for n in self.names]
-        if self._cached_views is not None and self._checked.matches(arrays):
-            return self._cached_views
+        if self._cached_plan is not None and self._checked.matches(arrays):
+            return self._cached_plan
         views = []
         for n in self.names:
             p, g = params[n], grads[n]
@@ -119,22 +113,16 @@ class Optimizer:
                 raise ConfigError(f"parameter {n!r} is read-only")
             views.append((_flat(p), _flat(g),
                           tuple(_flat(self.state[f"{slot}.{n}"]) for slot in self.slots)))
-        plan = self.impl.UpdatePlan(views, len(self.slots)) if hasattr(
-            self.impl, "UpdatePlan") else None
-        self._cached_views = (views, plan)
+        plan = self.impl.UpdatePlan(views, len(self.slots))
+        self._cached_plan = plan
         self._checked.remember(arrays)
-        return views, plan
+        return plan
 
     def _prepare(self) -> None:
         """Per-step scalars (Adam's bias corrections); nothing by default."""
 
-    def _update(self, p: np.ndarray, g: np.ndarray, slots: tuple[np.ndarray, ...],
-                clip: float, scale: float) -> None:
-        """One parameter through the numpy twin of the update."""
-        raise NotImplementedError
-
-    def _update_plan(self, plan, clip: float, scale: float) -> None:
-        """Every parameter through the kernel's UpdatePlan."""
+    def _update(self, plan, clip: float, scale: float) -> None:
+        """Every parameter through the backend's UpdatePlan (kernel or its numpy twin)."""
         raise NotImplementedError
 
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -168,10 +156,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def _update(self, p, g, slots, clip, scale):
-        self.impl.sgd_update(p, g, self.lr, clip, scale)
-
-    def _update_plan(self, plan, clip, scale):
+    def _update(self, plan, clip, scale):
         plan.sgd(self.lr, clip, scale)
 
 
@@ -181,10 +166,7 @@ class Adagrad(Optimizer):
     name = "adagrad"
     slots = ("sum_sq",)
 
-    def _update(self, p, g, slots, clip, scale):
-        self.impl.adagrad_update(p, g, slots[0], self.lr, self.hyper["eps"], clip, scale)
-
-    def _update_plan(self, plan, clip, scale):
+    def _update(self, plan, clip, scale):
         plan.adagrad(self.lr, self.hyper["eps"], clip, scale)
 
 
@@ -194,11 +176,7 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     slots = ("mean_sq",)
 
-    def _update(self, p, g, slots, clip, scale):
-        self.impl.rmsprop_update(p, g, slots[0], self.lr, self.hyper["alpha"],
-                                 self.hyper["eps"], clip, scale)
-
-    def _update_plan(self, plan, clip, scale):
+    def _update(self, plan, clip, scale):
         plan.rmsprop(self.lr, self.hyper["alpha"], self.hyper["eps"], clip, scale)
 
 
@@ -219,10 +197,7 @@ class Adam(Optimizer):
         root = math.sqrt(1.0 - b2 ** t)
         self._args = (self.lr * root / (1.0 - b1 ** t), b1, b2, self.hyper["eps"] * root)
 
-    def _update(self, p, g, slots, clip, scale):
-        self.impl.adam_update(p, g, slots[0], slots[1], *self._args, clip, scale)
-
-    def _update_plan(self, plan, clip, scale):
+    def _update(self, plan, clip, scale):
         plan.adam(*self._args, clip, scale)
 
 

@@ -172,7 +172,8 @@ def rnn_generate(Wxh, Whh, bh, Why, by, h, first_index, uniforms, temperature, t
 
 
 # ----------------------------------------------------------------------------- optimizers
-# Twins of the kernel's one-pass updates, over 1-D views; g is read as clip(g) * scale.
+# Twins of the kernel's one-pass updates (UpdatePlan), over 1-D views; g is read as
+# clip(g) * scale.
 
 def _clipped(g: np.ndarray, clip: float, scale: float) -> np.ndarray:
     return np.clip(g, -clip, clip) * g.dtype.type(scale)
@@ -214,3 +215,33 @@ def clipped_sq_norm(g, clip) -> float:
     """sum(clip(g, -clip, clip) ** 2), accumulated in double."""
     c = np.clip(g, -clip, clip).astype(np.float64)
     return float(np.dot(c, c))
+
+
+class UpdatePlan:
+    """Twin of the kernel's UpdatePlan: a list of (p, g, slots) 1-D arrays of one dtype, bound
+    once; each method is one optimizer step over every entry, through the updates above."""
+
+    def __init__(self, entries: list, nslots: int):
+        self.entries = [(p, g, tuple(slots)) for p, g, slots in entries]
+        for i, (_, _, slots) in enumerate(self.entries):
+            if len(slots) != nslots:
+                raise ValueError(f"entry {i} has {len(slots)} optimizer slots, expected {nslots}")
+
+    def sgd(self, lr, clip, scale) -> None:
+        for p, g, _ in self.entries:
+            sgd_update(p, g, lr, clip, scale)
+
+    def adagrad(self, lr, eps, clip, scale) -> None:
+        for p, g, (cache,) in self.entries:
+            adagrad_update(p, g, cache, lr, eps, clip, scale)
+
+    def rmsprop(self, lr, alpha, eps, clip, scale) -> None:
+        for p, g, (cache,) in self.entries:
+            rmsprop_update(p, g, cache, lr, alpha, eps, clip, scale)
+
+    def adam(self, lr_t, beta1, beta2, eps_t, clip, scale) -> None:
+        for p, g, (m, v) in self.entries:
+            adam_update(p, g, m, v, lr_t, beta1, beta2, eps_t, clip, scale)
+
+    def clipped_sq_norm(self, clip) -> float:
+        return sum(clipped_sq_norm(g, clip) for _, g, _ in self.entries)

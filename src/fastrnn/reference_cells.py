@@ -14,8 +14,10 @@ LSTM i, f, g, o; GRU r, z, n.
            n = tanh(x W_n + b_n + r * hn);   h_t = (1 - z) * n + z * h_{t-1}
     rnn:   h_t = tanh(x W + b + h_{t-1} Whh)
 
-Layer 0's input x is a character index (W is a row gather, ``input_forward``); layer l >= 1
-reads the layer below's output, after inverted dropout while training (``project_forward``).
+Layer 0's input x is a character index: W is a row gather (``input_forward``) or, with an
+embedding Wemb (V, E), the gathered rows emb = Wemb[x] (``embedding_forward``) are projected by
+an (E, G*H) W (``project_forward``); layer l >= 1 reads the layer below's output, after
+inverted dropout while training (``project_forward``).
 The output layer (``head_forward``) reads the top layer, after dropout while training.
 
 Per-layer buffers (allocated once per shape by model.py):
@@ -28,6 +30,9 @@ Per-layer buffers (allocated once per shape by model.py):
     dhs   (T, B, H)    dL/dh_t from above; scratch (recurrent gradients accumulate into it)
     dc    (B, H)       LSTM dL/dc carried backwards through time, scratch
     mask  (T, B, H)    dropout keep-mask scaled by 1/(1-p), input
+Embedding buffers (E > 0):
+    emb   (T, B, E)    embedding rows Wemb[x], cache (layer 0's input)
+    demb  (T, B, E)    dL/demb, scratch
 """
 from __future__ import annotations
 
@@ -52,7 +57,8 @@ def input_forward(x, Wx, b, gates) -> None:
 
 
 def project_forward(xin, Wx, b, gates) -> None:
-    """gates = xin @ Wx + b: the input projection of layer l >= 1, one GEMM over the chunk."""
+    """gates = xin @ Wx + b: the input projection of layer l >= 1 (xin (T, B, H)) or of an
+    embedded layer 0 (xin = emb (T, B, E)), one GEMM over the chunk."""
     T, B, H = xin.shape
     np.matmul(xin.reshape(T * B, H), Wx, out=gates.reshape(T * B, -1))
     gates += b
@@ -207,3 +213,20 @@ def project_backward(xin, Wx, dgates, dWx, db, dxin) -> None:
     np.matmul(xin.reshape(T * B, H).T, dg, out=dWx)
     np.sum(dg, axis=0, out=db)
     np.matmul(dg, Wx.T, out=dxin.reshape(T * B, H))
+
+
+# ----------------------------------------------------------------------------- embedding
+# Layer 0 of an embedded model: emb = Wemb[x], then project_forward(emb, Wxh, bh, gates);
+# backward: project_backward(emb, Wxh, dgates, dWxh, dbh, demb), then embedding_backward.
+
+def embedding_forward(x, Wemb, emb) -> None:
+    """emb[t, b] = Wemb[x[b, t]]: the embedding rows of the chunk's inputs, a row gather.
+    x (B, T) int in [0, V), input; Wemb (V, E); emb (T, B, E), output."""
+    np.take(Wemb, x.T, axis=0, out=emb)
+
+
+def embedding_backward(x, demb, dWemb) -> None:
+    """From emb[t, b] = Wemb[x[b, t]]: dWemb[v] = sum of the demb rows whose input is v
+    (scatter-add). demb (T, B, E), input; dWemb (V, E), output, overwritten."""
+    dWemb.fill(0.0)
+    np.add.at(dWemb, x.T.reshape(-1), demb.reshape(-1, demb.shape[-1]))

@@ -20,7 +20,8 @@ STREAM_BLOCK = 64  # characters per call into the compiled loop: output appears 
 
 def warm_up(model: CharRNN, h: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """Feed every index but the last through the model; the last one is the first input of
-    generation. Returns the hidden state after them, (1, H)."""
+    generation. Returns the hidden state after them, shaped like h: (1, H) for a
+    single-layer rnn, else model.state_shape(1)."""
     for i in indices[:-1]:
         _, h = model.step_logits(np.array([i], dtype=np.int32), h)
     return h
@@ -31,7 +32,8 @@ def generate(model: CharRNN, h: np.ndarray, first_index: int, length: int,
              rng: np.random.Generator | None = None, backend: str = "kernel") -> Iterator[int]:
     """Yield length indices: each is drawn from the model's prediction after the previous one.
 
-    h is the (1, H) state before first_index is read. greedy takes the argmax every time;
+    h is the state before first_index is read, as CharRNN.generate takes it ((1, H) for a
+    single-layer rnn, else model.state_shape(1)). greedy takes the argmax every time;
     otherwise softmax(logits / temperature) restricted to the top_k largest logits is sampled
     with rng. Runs CharRNN.generate in blocks of STREAM_BLOCK; since it takes one rng draw per
     character, the text does not depend on the block size.

@@ -26,16 +26,17 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import distributed, report
-from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, canonical_options, checkpoint_to_load,
-                     field_names, resolve_config)
+from .config import (DEFAULT_MAX_EPOCHS, HAS_EMBEDDING, TrainConfig, budget_given,
+                     canonical_options, check_option_names, checkpoint_to_load, resolve_config)
 from .corpus import Corpus, chars_outside, load_corpus, remap_ids, text_corpus
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, ValidationChunks, Vocabulary,
                    check_length, default_corpus, describe_chars, split_train_val,
                    validation_chunks)
 from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from .model import CharRNN
-from .optim import decayed_lr, make_optimizer
+from .optim import make_optimizer
 from .sample import iter_sample
+from .schedule import LossWatch, cosine_progress, learning_rate
 
 __all__ = ["train", "Trainer", "TrainResult", "TrainConfig", "best_path", "DEFAULT_MAX_EPOCHS"]
 
@@ -54,10 +55,14 @@ class TrainResult:
     best_val_loss: float | None
     wall_time: float
     chars_per_sec: float
-    stop_reason: str
-    checkpoint: str
+    stop_reason: str                  # a limit, 'patience', 'sigint', 'sigterm', 'complete'
+    checkpoint: str | None
     model: CharRNN = field(repr=False)
     vocab: Vocabulary = field(repr=False)
+    best_iteration: int | None = None   # where best_val_loss came
+    best_checkpoint: str | None = None  # the checkpoint of the best validation loss, if written
+    resumed: str | None = None          # the checkpoint a resumed run continued
+    done_by: str | None = None          # 'complete': the limit that had ended the run before
 
     @property
     def exit_status(self) -> int:
@@ -76,17 +81,17 @@ def train(corpus: str | None = None, *, text: str | None = None, out: TextIO | N
     """Train as ``fastrnn-train`` does and return a TrainResult.
 
     corpus: a text file, a directory, or a list of them read as one text (None: the default
-    corpus, or on resume the checkpoint's corpus);
-    text: the training text itself instead of a file; options: TrainConfig fields. On resume,
-    only the options given here override the checkpoint's configuration. Raises FastrnnError
-    subclasses for bad input (CorpusError, CheckpointError, ConfigError) and DivergedError.
+    corpus, or on resume the checkpoint's corpus); text: the training text itself instead of a file; options: TrainConfig fields
+    (checkpoint=None writes no file; quiet=True prints nothing, not even the summary). On
+    resume, only the options given here override the checkpoint's configuration, and a
+    max_iters, max_epochs or time_limit given is a budget counted from the resume point.
+    Raises FastrnnError subclasses for bad input (CorpusError, CheckpointError, ConfigError,
+    also for an unknown option name) and DivergedError.
     """
     if corpus is not None:
         options["corpus"] = (os.fspath(corpus) if isinstance(corpus, (str, os.PathLike))
                              else [os.fspath(c) for c in corpus])
-    unknown = sorted(set(canonical_options(options)) - field_names())
-    if unknown:
-        raise TypeError(f"train() got unknown options {unknown}")
+    check_option_names(options)
     trainer = Trainer(options, text=text, out=out if out is not None else sys.stdout)
     return trainer.run(handle_signals=handle_signals)
 
@@ -106,15 +111,32 @@ class TrainData:
     val_chars: int
 
 
-def load_text(cfg: TrainConfig, text: str | None) -> Corpus:
-    """The training corpus: the text given, the files of cfg.corpus (cached and memory-mapped
-    when large, see corpus.py), or the default corpus."""
+def load_text(cfg: TrainConfig, text: str | None, given: bool) -> Corpus:
+    """The training corpus: the text given, the files and directories of cfg.corpus (cached and
+    memory-mapped when large, see corpus.py), or the default corpus. On resume without
+    TEXT_FILE (given False), each stored corpus path is looked for as stored, then by its name
+    beside the checkpoint; cfg.corpus becomes the paths found."""
     if text is not None:
         return text_corpus(text, "<text>")
     if cfg.corpus:
         sources = [cfg.corpus] if isinstance(cfg.corpus, str) else list(cfg.corpus)
+        if cfg.resume and not given:
+            sources = [find_corpus(path, cfg.resume) for path in sources]
+            cfg.corpus = sources[0] if isinstance(cfg.corpus, str) else sources
         return load_corpus(sources, cfg.cache_dir, cfg.verify_cache)
     return text_corpus(default_corpus(), DEFAULT_CORPUS_NAME)
+
+
+def find_corpus(stored: str, checkpoint: str) -> str:
+    """The stored corpus path if it exists, else the file of that name in the checkpoint's
+    directory; CorpusError naming both and the fix when neither exists."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), os.path.basename(stored))
+    for path in (stored, beside):
+        if os.path.exists(path):
+            return os.path.abspath(path)
+    raise CorpusError(f"the corpus of {checkpoint}, {stored}, cannot be found (nor {beside}); "
+                      f"give the text as TEXT_FILE: fastrnn-train TEXT_FILE --resume "
+                      f"{checkpoint}")
 
 
 def prepare_data(cfg: TrainConfig, corpus: Corpus, ids: np.ndarray,
@@ -143,9 +165,9 @@ def load_val_ids(cfg: TrainConfig, vocab: Vocabulary) -> np.ndarray:
 
 
 def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None,
-              corpus: Corpus) -> tuple[CharRNN, Vocabulary, np.ndarray]:
-    """(model, vocabulary, the corpus's indices over it): a new model over the corpus's
-    vocabulary, or the checkpoint's model, whose vocabulary must then cover the corpus."""
+              corpus: Corpus) -> tuple[CharRNN, Vocabulary]:
+    """A new model over the corpus's vocabulary, or the checkpoint's model, whose vocabulary
+    must then cover every character of the corpus (see corpus_ids)."""
     if loaded is None:
         vocab = corpus.vocab
         if vocab.size < 2:
@@ -153,14 +175,38 @@ def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None,
                               "at least 2 are needed to predict anything")
         return CharRNN(vocab.size, cfg.hidden_size, num_layers=cfg.num_layers,
                        cell=cfg.cell, dropout=cfg.dropout, dtype=cfg.dtype,
-                       seed=cfg.seed), vocab, corpus.ids
-    unknown = chars_outside(corpus.vocab, loaded.vocab)
-    if unknown:
-        source = cfg.resume or cfg.init_from
-        raise CorpusError(f"{corpus.name} has {len(unknown)} characters outside the "
-                          f"vocabulary of {source}: {describe_chars(unknown)}")
+                       seed=cfg.seed, **input_options(cfg)), vocab
     loaded.model.dropout = cfg.dropout   # training-time only: may change on resume
-    return loaded.model, loaded.vocab, remap_ids(corpus.ids, corpus.vocab, loaded.vocab)
+    return loaded.model, loaded.vocab
+
+
+def corpus_ids(cfg: TrainConfig, vocab: Vocabulary,
+               corpus: Corpus) -> tuple[np.ndarray, str | None]:
+    """(the corpus's indices over vocab, note). The corpus's own indices when vocab is its
+    vocabulary (no copy); otherwise remapped, and characters outside vocab are a CorpusError,
+    or with --unknown-chars drop left out, with a note saying how many went."""
+    unknown = chars_outside(corpus.vocab, vocab)
+    if not unknown:
+        return remap_ids(corpus.ids, corpus.vocab, vocab), None
+    source = cfg.resume or cfg.init_from
+    if cfg.unknown_chars != "drop":
+        raise CorpusError(f"{corpus.name} has {len(unknown)} characters outside the "
+                          f"vocabulary of {source}: {describe_chars(unknown)}; "
+                          "--unknown-chars drop leaves them out")
+    known = np.array([c in set(vocab.chars) for c in corpus.vocab.chars])
+    kept = corpus.ids[known[corpus.ids]]
+    if not kept.size:
+        raise CorpusError(f"{corpus.name} has no character of the vocabulary of {source}")
+    ids = remap_ids(kept, corpus.vocab, vocab)     # kept holds only characters of vocab
+    return ids, (f"dropped {corpus.ids.size - kept.size:,} occurrences of {len(unknown)} "
+                 f"characters outside the vocabulary of {source}: {describe_chars(unknown)}")
+
+
+def input_options(cfg: TrainConfig) -> dict[str, Any]:
+    """CharRNN's embedding_size and init, for a fastrnn that has them."""
+    if not HAS_EMBEDDING:
+        return {}
+    return {"embedding_size": cfg.embedding_size, "init": cfg.init}
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -179,9 +225,12 @@ class Trainer:
         self.share = distributed.stream_share(cfg.batch_size, self.world.size, self.world.rank)
         self.progress = report.Progress(out, cfg.quiet or not self.world.is_root)
         with self.world.root_first():     # rank 0 builds the corpus cache, the others map it
-            corpus = load_text(cfg, text)
+            corpus = load_text(cfg, text, given="corpus" in options)
             del text  # the encoded ids (1-4 bytes/char, maybe memory-mapped) are all we keep
-            self.model, self.vocab, ids = model_for(cfg, loaded, corpus)
+            self.model, self.vocab = model_for(cfg, loaded, corpus)
+            ids, note = corpus_ids(cfg, self.vocab, corpus)
+            if note:
+                self.progress.say(f"note: {note}")
             val_ids = load_val_ids(cfg, self.vocab) if cfg.val_file else None
         self.data = prepare_data(cfg, corpus, ids, val_ids, self.vocab)
         self.batches = self.data.batches
@@ -194,15 +243,19 @@ class Trainer:
             self.model.param_shapes(), self.model.dtype)
         self.grads["h0"] = np.empty_like(self.h)
         self.agreed_stop: str | None = None
-        self.started = time.monotonic()
         self.iteration = 0
         self.smoothed_loss: float | None = None
         self.last_val: float | None = None
         self.best_val: float | None = None
+        self.best_iteration: int | None = None
         self.last_saved: tuple[str, int] | None = None
         self.last_eval_iteration: int | None = None
+        self.watch = LossWatch()           # the periodic validation losses: patience, plateau
+        self.seconds_before = 0.0          # training time of the sessions before this one
+        self.session = Session(0, cfg.batch_size * cfg.seq_length)
         self.sample_rng = np.random.default_rng(cfg.seed)
         self.signals = StopSignals(enabled=False)
+        self.plotter: Any = None           # fastrnn.plot.write_curves, with --plot
         if cfg.resume:
             assert loaded is not None
             try:
@@ -212,6 +265,20 @@ class Trainer:
                     raise
                 raise CheckpointError(f"{cfg.resume}: not a training checkpoint, cannot resume "
                                       f"from it ({type(exc).__name__}: {exc})") from None
+            self.extend_budget(budget_given(options))
+
+    def extend_budget(self, given: list[str]) -> None:
+        """A budget given on resume counts from the resume point: --max-iters N trains N more
+        iterations, --max-epochs E E more epochs, --time-limit S S more seconds."""
+        cfg = self.config
+        if "max_iters" in given and cfg.max_iters > 0:
+            cfg.max_iters += self.iteration
+        if "max_epochs" in given and cfg.max_epochs > 0:
+            cfg.max_epochs += self.epoch_progress()
+        if "time_limit" in given and cfg.time_limit > 0:
+            cfg.time_limit += self.seconds_before
+        if given:
+            self.watch.since_best = 0  # patience counts again from here
 
     def restore(self, loaded: ckpt.Checkpoint) -> None:
         """Put back everything a checkpoint saved, so the run continues exactly."""
@@ -235,6 +302,9 @@ class Trainer:
         self.smoothed_loss = head.get("smoothed_loss")
         self.last_val = head.get("val_loss")
         self.best_val = head.get("best_val_loss")
+        self.best_iteration = head.get("best_iteration")
+        self.watch = LossWatch.from_dict(head.get("loss_watch"))
+        self.seconds_before = float(head.get("train_seconds", 0.0))
         if head.get("corpus_sha256") != self.data.sha256:
             self.progress.say(f"note: {self.data.name} differs from the corpus this checkpoint "
                               "was trained on; the run continues but is not an exact "
@@ -257,26 +327,38 @@ class Trainer:
             loss = self.reduce_step(loss, (hi - lo) / cfg.batch_size)
         if not math.isfinite(loss):
             return loss
-        self.optimizer.lr = decayed_lr(cfg.learning_rate, cfg.lr_decay, cfg.lr_decay_every,
-                                       self.iteration)
+        self.optimizer.lr = self.learning_rate()
         self.optimizer.step(self.model.params, grads, clip=cfg.grad_clip,
                             max_norm=cfg.max_grad_norm)
         self.h = h_last
         self.iteration += 1
         return loss
 
+    def learning_rate(self) -> float:
+        """The rate of the next update, by the schedule (schedule.py)."""
+        cfg = self.config
+        progress = 0.0
+        if cfg.lr_schedule == "cosine":
+            progress = cosine_progress(self.iteration, cfg.warmup_iters,
+                                       self.planned_iterations(), self.train_seconds(),
+                                       cfg.time_limit)
+        return learning_rate(cfg.lr_schedule, cfg.learning_rate, self.iteration,
+                             warmup_iters=cfg.warmup_iters, decay=cfg.lr_decay,
+                             decay_every=cfg.lr_decay_every, progress=progress,
+                             plateau_scale=self.watch.scale)
+
     def reduce_step(self, loss: float, weight: float) -> float:
         """[mpi] Sum weight * (gradients, loss) over the processes in one Allreduce, together
         with each one's stop requests; returns the mean loss over all B*T characters and sets
         agreed_stop when a process asked to stop (every process stops after this iteration)."""
-        flags = self.flags
+        cfg, flags = self.config, self.flags
         self.grad_buffer[: -distributed.N_FLAGS] *= weight
         flags[:] = 0
         flags[distributed.FLAG_LOSS] = loss * weight
         flags[distributed.FLAG_SIGINT] = self.signals.received == "sigint"
         flags[distributed.FLAG_SIGTERM] = self.signals.received == "sigterm"
-        flags[distributed.FLAG_TIME] = (self.config.time_limit > 0 and time.monotonic()
-                                        - self.started >= self.config.time_limit)
+        flags[distributed.FLAG_TIME] = (cfg.time_limit > 0
+                                        and self.train_seconds() >= cfg.time_limit)
         self.world.allreduce_sum(self.grad_buffer)
         for slot, reason in ((distributed.FLAG_SIGINT, "sigint"),
                              (distributed.FLAG_SIGTERM, "sigterm"),
@@ -308,30 +390,40 @@ class Trainer:
     def run(self, handle_signals: bool = True) -> TrainResult:
         """Train until a limit or a signal; save; print the summary; return the result."""
         cfg = self.config
-        with StopSignals(enabled=handle_signals) as self.signals:
-            if self.world.is_root:
-                ckpt.check_writable(cfg.checkpoint)
-            with limit_threads(cfg.threads):
-                for line in report.start_block(cfg, self.model, self.data, self.iteration,
-                                               self.planned_iterations(),
-                                               best_path(cfg.checkpoint)):
-                    self.progress.say(line)
-                if self.world.size > 1:
-                    self.progress.say(f"  processes   {self.world.size} (MPI), "
-                                      f"{_share_text(cfg.batch_size, self.world.size)}")
-                result = self.loop()
-        if self.world.is_root:
-            print(report.summary(result), file=self.progress.out, flush=True)
+        if cfg.resume and (done := self.stop_reason()) is not None:
+            result = self.result("complete", Session(self.iteration, 0), done_by=done)
+        else:
+            with StopSignals(enabled=handle_signals) as self.signals:
+                self.prepare_outputs()
+                with limit_threads(cfg.threads):
+                    for line in report.start_block(cfg, self.model, self.data, self.iteration,
+                                                   self.planned_iterations(), self.best_path()):
+                        self.progress.say(line)
+                    if self.world.size > 1:
+                        self.progress.say(f"  processes   {self.world.size} (MPI), "
+                                          f"{_share_text(cfg.batch_size, self.world.size)}")
+                    result = self.loop()
+        self.progress.say(report.summary(result))
         return result
+
+    def prepare_outputs(self) -> None:
+        """Before the first iteration: fail now, not at the first save, if the checkpoint or
+        the curves could not be written."""
+        cfg = self.config
+        if cfg.checkpoint and self.world.is_root:
+            ckpt.check_writable(cfg.checkpoint)
+            # Checkpoint lifecycle: the lock on cfg.checkpoint for the life of the run and the
+            # refusal to replace another run's checkpoint unless cfg.overwrite belong here.
+        if cfg.plot:
+            self.plotter = load_plotter()
 
     def loop(self) -> TrainResult:
         """Iterate until a stop reason, evaluate and save at the end; the run's result."""
         cfg = self.config
-        session = Session(self.iteration, cfg.batch_size * cfg.seq_length)
-        self.started = session.started
+        self.session = session = Session(self.iteration, cfg.batch_size * cfg.seq_length)
         self.progress.start(total=self.planned_iterations(), initial=self.iteration)
         try:
-            while (reason := self.stop_reason(session)) is None:
+            while (reason := self.stop_reason()) is None:
                 loss = self.train_step()
                 if not math.isfinite(loss):
                     self.diverged(loss)
@@ -340,11 +432,11 @@ class Trainer:
                 self.progress.update(self.iteration, self.epoch_progress(), self.smoothed_loss,
                                      self.last_val, rate)
                 if cfg.eval_every and self.iteration % cfg.eval_every == 0:
-                    self.evaluate_and_save(rate, session.elapsed())
+                    self.evaluate_and_save(rate, periodic=True)
                 if cfg.sample_every and self.iteration % cfg.sample_every == 0:
                     self.print_sample()
             if self.last_eval_iteration != self.iteration:
-                self.evaluate_and_save(session.rate(self.iteration), session.elapsed())
+                self.evaluate_and_save(session.rate(self.iteration))
             else:
                 self.save()  # again: a sample may have moved the RNG since the last save
         finally:
@@ -358,44 +450,62 @@ class Trainer:
         if cfg.max_iters > 0:
             limits.append(cfg.max_iters)
         if cfg.max_epochs > 0:
-            limits.append(math.ceil(cfg.max_epochs * self.batches.chunks_per_epoch))
+            # (less a rounding margin: max_epochs extended on resume is a float sum)
+            limits.append(math.ceil(cfg.max_epochs * self.batches.chunks_per_epoch - 1e-9))
         return min(limits) if limits else None
 
-    def stop_reason(self, session: Session) -> str | None:
+    def stop_reason(self) -> str | None:
         """Why the run stops before the next iteration, or None to go on."""
+        cfg = self.config
         planned = self.planned_iterations()
         if self.world.size > 1:   # [mpi] signals and the time limit as agreed by all
             if self.agreed_stop:
                 return self.agreed_stop
             if planned is not None and self.iteration >= planned:
-                return "max_iters" if planned == self.config.max_iters else "max_epochs"
+                return "max_iters" if planned == cfg.max_iters else "max_epochs"
+            if cfg.patience > 0 and self.watch.since_best >= cfg.patience:
+                return "patience"
             return None
         if self.signals.received:
             return self.signals.received
         if planned is not None and self.iteration >= planned:
-            return "max_iters" if planned == self.config.max_iters else "max_epochs"
-        if self.config.time_limit > 0 and session.elapsed() >= self.config.time_limit:
+            return "max_iters" if planned == cfg.max_iters else "max_epochs"
+        if cfg.time_limit > 0 and self.train_seconds() >= cfg.time_limit:
             return "time_limit"
+        if cfg.patience > 0 and self.watch.since_best >= cfg.patience:
+            return "patience"
         return None
+
+    def train_seconds(self) -> float:
+        """Training time of the whole run: the sessions before this one and this one."""
+        return self.seconds_before + self.session.elapsed()
 
     # ------------------------------------------------------------------ evaluation and samples
 
-    def evaluate_and_save(self, rate: float, elapsed: float) -> None:
-        """Validation loss, log line, checkpoint, and the best checkpoint when it improved."""
+    def evaluate_and_save(self, rate: float, periodic: bool = False) -> None:
+        """Validation loss, log line, checkpoint, and the best checkpoint when it improved.
+        Only the periodic evaluations (every --eval-every) count for --patience and the
+        plateau schedule, so that a run stopped and resumed counts as one that went on."""
+        cfg = self.config
         val = self.evaluate()
         if val is not None and not math.isfinite(val):  # never save diverged parameters
             self.diverged(val, what="validation loss", at=self.iteration)
+        if periodic and val is not None:
+            plateau = cfg.plateau_patience if cfg.lr_schedule == "plateau" else 0
+            self.watch.observe(val, plateau, cfg.lr_decay)
         self.last_val = val
         self.last_eval_iteration = self.iteration
         improved = val is not None and (self.best_val is None or val < self.best_val)
         if improved:
-            self.best_val = val
-        self.log(rate, elapsed)
+            self.best_val, self.best_iteration = val, self.iteration
+        self.log(rate)
         self.progress.say(report.eval_line(self.iteration, self.epoch_progress(),
                                            self.smoothed_loss, self.last_val, rate))
         self.save()
         if improved:
-            self.save(best_path(self.config.checkpoint))
+            self.save(self.best_path())
+        if cfg.plot and cfg.log and cfg.checkpoint and self.world.is_root:
+            self.plotter([cfg.log], os.path.splitext(cfg.checkpoint)[0] + ".png")
 
     def print_sample(self) -> None:
         cfg = self.config
@@ -431,17 +541,25 @@ class Trainer:
             "smoothed_loss": self.smoothed_loss,
             "val_loss": self.last_val,
             "best_val_loss": self.best_val,
+            "best_iteration": self.best_iteration,
             "chars_seen": self.iteration * self.config.batch_size * self.config.seq_length,
             "corpus": self.data.name,
             "corpus_chars": self.data.chars,
             "corpus_sha256": self.data.sha256,
+            "loss_watch": self.watch.as_dict(),
+            "train_seconds": self.train_seconds(),
             "processes": self.world.size,
         }
 
+    def best_path(self) -> str | None:
+        return best_path(self.config.checkpoint) if self.config.checkpoint else None
+
     def save(self, path: str | None = None) -> None:
-        """Rank 0 writes; the other processes only hand it their streams' state. [mpi]"""
+        """Write the checkpoint (or the one at path); nothing without a checkpoint path."""
         path = path or self.config.checkpoint
-        states = self.world.gather(self.h)
+        if not path:
+            return
+        states = self.world.gather(self.h)   # [mpi] rank 0 writes every stream's state
         if not self.world.is_root:
             return
         hidden = states[0] if len(states) == 1 else np.concatenate(states, axis=-2)
@@ -450,14 +568,17 @@ class Trainer:
         if path == self.config.checkpoint:
             self.last_saved = (path, self.iteration)
 
-    def log(self, rate: float, elapsed: float) -> None:
-        """One JSON line per evaluation, appended to --log."""
+    def log(self, rate: float) -> None:
+        """One JSON line per evaluation, appended to --log; 'elapsed' is the training time of
+        the run, so the curves of a resumed run continue."""
         if not self.config.log or not self.world.is_root:
             return
         record = {"iteration": self.iteration, "epoch": round(self.epoch_progress(), 4),
                   "train_loss": self.smoothed_loss, "val_loss": self.last_val,
+                  "train_bpc": report.bits(self.smoothed_loss),
+                  "val_bpc": report.bits(self.last_val),
                   "chars_per_sec": round(rate, 1), "lr": self.optimizer.lr,
-                  "elapsed": round(elapsed, 3)}
+                  "elapsed": round(self.train_seconds(), 3)}
         try:
             with open(self.config.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
@@ -465,15 +586,39 @@ class Trainer:
             raise ConfigError(f"cannot write the log {self.config.log}: "
                               f"{exc.strerror or exc}") from None
 
-    def result(self, reason: str, session: Session) -> TrainResult:
-        wall = session.elapsed()
+    def result(self, reason: str, session: Session, done_by: str | None = None) -> TrainResult:
+        """The TrainResult of this session (done_by: the limit that had already ended a
+        resumed run, whose stop_reason is then 'complete')."""
+        cfg = self.config
+        wall = session.elapsed() if reason != "complete" else 0.0
+        best = self.best_path()
         return TrainResult(
             iterations=self.iteration,
-            chars_seen=self.iteration * self.config.batch_size * self.config.seq_length,
+            chars_seen=self.iteration * cfg.batch_size * cfg.seq_length,
             train_loss=self.smoothed_loss if self.smoothed_loss is not None else math.nan,
             val_loss=self.last_val, best_val_loss=self.best_val, wall_time=wall,
             chars_per_sec=session.chars(self.iteration) / max(wall, 1e-9), stop_reason=reason,
-            checkpoint=self.config.checkpoint, model=self.model, vocab=self.vocab)
+            checkpoint=cfg.checkpoint, model=self.model, vocab=self.vocab,
+            best_iteration=self.best_iteration,
+            best_checkpoint=(best if best and self.best_iteration is not None
+                             and os.path.exists(best) else None),
+            resumed=cfg.resume, done_by=done_by)
+
+
+def load_plotter() -> Any:
+    """fastrnn.plot.write_curves, checked at the start of a --plot run: ConfigError with the
+    install hint when matplotlib (or fastrnn.plot) is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib: pip install 'fastrnn[plot]' "
+                          "(or pip install matplotlib)") from None
+    try:
+        from .plot import write_curves
+    except ImportError as exc:
+        raise ConfigError(f"--plot needs fastrnn.plot, which this fastrnn lacks ({exc})") \
+            from None
+    return write_curves
 
 
 def _share_text(batch_size: int, size: int) -> str:
