@@ -207,25 +207,36 @@ def scan_files(files: Sequence[str], raw_digests: Sequence | None = None
     return Vocabulary(np.flatnonzero(seen)), n, digest.hexdigest()
 
 
-def encode_files(files: Sequence[str], vocab: Vocabulary, out: np.ndarray) -> None:
-    """Second pass: out[:] = the indices of the corpus's characters (out is (N,), any uint)."""
-    table = np.zeros(MAX_CODEPOINT, dtype=out.dtype)       # code point -> index
-    table[vocab.codepoints()] = np.arange(vocab.size, dtype=out.dtype)
-    ascii_table = table[:256].astype(np.uint8).tobytes() if out.dtype == np.uint8 else None
-    start = 0
+def iter_encoded(files: Sequence[str], vocab: Vocabulary,
+                 dtype: np.dtype) -> Iterator[np.ndarray]:
+    """Second pass: the indices of the corpus's characters, piece by piece (arrays of dtype)."""
+    table = np.zeros(MAX_CODEPOINT, dtype=dtype)           # code point -> index
+    table[vocab.codepoints()] = np.arange(vocab.size, dtype=dtype)
+    ascii_table = table[:256].astype(np.uint8).tobytes() if dtype == np.uint8 else None
     for path in files:
         for piece in iter_normalized(path):
             cps = codepoints(piece)
-            stop = start + cps.size
-            if stop > out.size:
-                raise CorpusError(f"{path} changed while it was being read")
             if ascii_table is not None and cps.dtype == np.uint8:
-                out[start:stop] = np.frombuffer(piece.translate(ascii_table), dtype=np.uint8)
+                yield np.frombuffer(piece.translate(ascii_table), dtype=np.uint8)
             else:
-                np.take(table, cps, out=out[start:stop])
-            start = stop
-    if start != out.size:
-        raise CorpusError(f"{files[-1]} changed while it was being read")
+                yield table[cps]
+
+
+def encode_files(files: Sequence[str], vocab: Vocabulary, out) -> int:
+    """Write the indices of the corpus's characters to out (an open binary file or a (N,)
+    array); the number written. CorpusError if the files no longer hold N characters."""
+    start = 0
+    to_array = isinstance(out, np.ndarray)
+    for ids in iter_encoded(files, vocab, out.dtype if to_array else index_dtype(vocab.size)):
+        stop = start + ids.size
+        if to_array:
+            if stop > out.size:
+                raise CorpusError(f"{describe_sources(files)} changed while it was being read")
+            out[start:stop] = ids
+        else:
+            out.write(ids.tobytes())
+        start = stop
+    return start
 
 
 # ---------------------------------------------------------------------------- the cache
@@ -303,13 +314,16 @@ def build_cache(files: Sequence[str], stem: str) -> dict:
     os.makedirs(directory, exist_ok=True)
     base = os.path.basename(stem)
     fd, tmp_npy = tempfile.mkstemp(dir=directory, prefix=base + ".", suffix=".npy.tmp")
-    os.close(fd)
     try:
-        out = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=dtype, shape=(n,))
-        encode_files(files, vocab, out)
-        out.flush()
-        del out
-        _fsync_file(tmp_npy)
+        # Written with plain writes, not through a memory map, so that the pages written do not
+        # count in this process's memory.
+        with os.fdopen(fd, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": dtype.str, "fortran_order": False, "shape": (n,)})
+            if encode_files(files, vocab, f) != n:
+                raise CorpusError(f"{describe_sources(files)} changed while it was being read")
+            f.flush()
+            os.fsync(f.fileno())
         for key, digest in zip(keys, raw):
             key["sha256"] = digest.hexdigest()
         meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "chars": n,
@@ -322,14 +336,6 @@ def build_cache(files: Sequence[str], stem: str) -> dict:
         if tmp_npy is not None and os.path.exists(tmp_npy):
             os.unlink(tmp_npy)
     return meta
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_json_atomically(path: str, obj: dict) -> None:
@@ -388,7 +394,8 @@ def encode_in_memory(files: Sequence[str]) -> Corpus:
     """The corpus encoded into memory, for a directory where no cache may be written."""
     vocab, n, text_sha = scan_files(files)
     ids = np.empty(n, dtype=index_dtype(vocab.size))
-    encode_files(files, vocab, ids)
+    if encode_files(files, vocab, ids) != n:
+        raise CorpusError(f"{describe_sources(files)} changed while it was being read")
     return Corpus(ids=ids, vocab=vocab, name=describe_sources(files), sha256=text_sha)
 
 

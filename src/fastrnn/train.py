@@ -81,8 +81,9 @@ def train(corpus: str | None = None, *, text: str | None = None, out: TextIO | N
     """Train as ``fastrnn-train`` does and return a TrainResult.
 
     corpus: a text file, a directory, or a list of them read as one text (None: the default
-    corpus, or on resume the checkpoint's corpus); text: the training text itself instead of a file; options: TrainConfig fields
-    (checkpoint=None writes no file; quiet=True prints nothing, not even the summary). On
+    corpus, or on resume the checkpoint's corpus); text: the training text itself instead of
+    a file; options: TrainConfig fields (checkpoint=None writes no file; quiet=True prints
+    nothing, not even the summary). On
     resume, only the options given here override the checkpoint's configuration, and a
     max_iters, max_epochs or time_limit given is a budget counted from the resume point.
     Raises FastrnnError subclasses for bad input (CorpusError, CheckpointError, ConfigError,
