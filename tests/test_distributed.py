@@ -325,3 +325,48 @@ def test_resume_with_the_same_number_of_processes_is_bit_exact(tmp_path, corpus)
     np.testing.assert_array_equal(a.hidden, b.hidden)
     for key, value in b.optimizer_state.items():
         np.testing.assert_array_equal(a.optimizer_state[key], value)
+
+
+class RecordingWorld:
+    """Rank 0 of a pretend 2-process job whose reduction records its calls (doubling the
+    buffer, as a sum of two equal shares would)."""
+
+    rank, size, is_root = 0, 2, True
+
+    def __init__(self):
+        self.calls: list[np.ndarray] = []
+
+    def allreduce_sum(self, buffer: np.ndarray) -> None:
+        self.calls.append(buffer)
+        buffer *= 2
+
+    def barrier(self) -> None:
+        pass
+
+    def gather(self, obj):
+        return [obj, obj]
+
+    def root_first(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def test_one_allreduce_of_one_buffer_holding_every_gradient_per_step(corpus):
+    import io
+
+    from fastrnn.train import Trainer
+
+    world = RecordingWorld()
+    trainer = Trainer({"corpus": str(corpus), **SMALL, "model": "gru", "checkpoint": None},
+                      text=None, out=io.StringIO(), world=world)
+    for step in range(3):
+        trainer.train_step()
+        assert len(world.calls) == step + 1
+        buffer = world.calls[-1]
+        assert buffer is trainer.grad_buffer and buffer.flags.c_contiguous
+    names = list(trainer.model.param_shapes())
+    assert all(np.shares_memory(trainer.grads[n], buffer) for n in names)
+    assert not np.shares_memory(trainer.grads["h0"], buffer)
+    assert buffer.size == trainer.model.num_params + 4
+    assert trainer.h.shape[-2] == 3     # rank 0's half of the 6 streams
