@@ -39,6 +39,9 @@ The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 
 40 steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the
 gradient by 40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
 
+Several processes train one model together under MPI (pip install 'fastrnn[mpi]'):
+  mpiexec -n P fastrnn-train FILE ...   (each process takes its share of the B streams; B >= P)
+
 Exit status: 0 done, 1 bad input or diverged (nan/inf loss), 2 bad option,
 130 after Ctrl-C, 143 after SIGTERM (the checkpoint is written first in both cases)."""
 
