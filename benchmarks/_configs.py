@@ -1,7 +1,8 @@
 """The named benchmark configurations and the arithmetic that goes with them.
 
 Dimension letters as everywhere in fastrnn: V vocabulary, H hidden, B streams, T steps.
-Pure Python (no numpy, no fastrnn), so the unit tests of the helpers import it for free.
+Pure Python: fastrnn (for its table of cells) is imported only when a configuration's gate
+count is asked for, so the unit tests of the helpers import this module for free.
 """
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ class BenchConfig:
     @property
     def gates(self) -> int:
         """G, the gate blocks of the cell: 1 rnn, 4 lstm, 3 gru."""
-        return GATES[self.cell]
+        from fastrnn.cells import TABLE
+
+        return TABLE[self.cell].gates
 
     @property
     def flops_per_char(self) -> int:
@@ -41,16 +44,17 @@ class BenchConfig:
 
     @property
     def num_params(self) -> int:
-        """Wxh (V,G*H) + Whh (H,G*H) + bh (G*H,) [+ bhn (H,) for gru] + Why (H,V) + by (V,)."""
+        """Wxh (V,G*H) + Whh (H,G*H) + bh (G*H,) + the cell's (H,) vectors (the gru's bhn)
+        + Why (H,V) + by (V,)."""
+        from fastrnn.cells import TABLE
+
         V, H, GH = self.V, self.H, self.gates * self.H
-        return V * GH + H * GH + GH + (H if self.cell == "gru" else 0) + H * V + V
+        vectors = len(TABLE[self.cell].layer_vectors)
+        return V * GH + H * GH + GH + vectors * H + H * V + V
 
     def describe(self) -> str:
         return (f"{self.name}: {self.cell} V={self.V} H={self.H} B={self.B} T={self.T} "
                 f"threads={self.threads} {self.dtype}")
-
-
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def flops_per_char(V: int, H: int, gates: int = 1) -> int:
@@ -87,7 +91,8 @@ def memory_bound_bytes(cfg: BenchConfig, itemsize: int) -> int:
 
 CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
     BenchConfig("S", 65, 100, 1, 40, note="the classic char-RNN size"),
-    BenchConfig("S64", 65, 100, 1, 40, dtype="float64", note="the classic char-RNN size in float64"),
+    BenchConfig("S64", 65, 100, 1, 40, dtype="float64",
+                note="the classic char-RNN size in float64"),
     BenchConfig("M", 65, 100, 32, 40),
     BenchConfig("L", 65, 512, 32, 64),
     BenchConfig("L2", 65, 512, 32, 64, threads=2),

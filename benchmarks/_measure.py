@@ -22,8 +22,8 @@ import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 try:
     import fastrnn
@@ -36,10 +36,10 @@ import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS before any thread lim
 from scipy.linalg import blas as scipy_blas
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastrnn.optim import make_optimizer
 from _configs import BenchConfig
+from fastrnn.backend import BACKENDS
+from fastrnn.optim import make_optimizer
 
-BACKENDS = ("kernel", "numpy")
 CHUNKS_IN_POOL = 8  # distinct random chunks a TrainingStep cycles through
 ADAM_LR = 1e-3
 GRAD_CLIP = 5.0
@@ -276,7 +276,8 @@ def tanh_throughputs(dtype: str, rounds: int = 5, calls: int = 300) -> tuple[flo
     return best["kernel"], best["numpy"]
 
 
-def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7, calls: int = 1000) -> tuple[float, float]:
+def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7,
+                        calls: int = 1000) -> tuple[float, float]:
     """(fixed cost in seconds, its fraction of the iteration) of one training step: the time of
     TrainingStep minus the time of the bare compiled calls it makes (rnn_forward, rnn_backward
     and one UpdatePlan.adam, called directly on prepared buffers). Alternating rounds, best of

@@ -21,9 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
 import _measure  # noqa: E402  (imports fastrnn: both OpenBLAS copies loaded before limits)
 from _configs import CONFIGS, BenchConfig  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
 
 try:
     import torch

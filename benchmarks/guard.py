@@ -4,17 +4,20 @@
     python benchmarks/guard.py --quick         # fewer, shorter rounds
     python benchmarks/guard.py --only S,L --json guard.json
 
-For each named configuration (benchmarks/_configs.py) the kernel and the numpy reference each run
-one training step (loss_and_grads + the clipped Adam update) in rounds that alternate between them; the
-ratio is the median of the per-round ratios and chars/s the best round of each. The fraction of
-the limit is kernel chars/s * FLOPs/char / GEMM FLOP/s, the GEMM measured in this same run with
-the same dtype and thread count, in the same alternating rounds. A configuration below a floor of benchmarks/floors.json is
-measured once more and fails only if it is below again; then the guard exits 1.
+For each named configuration (benchmarks/_configs.py) the kernel and the numpy reference each
+run one training step (loss_and_grads + the clipped Adam update) in rounds that alternate
+between them; the ratio is the median of the per-round ratios and chars/s the best round of
+each. The fraction of the limit is kernel chars/s * FLOPs/char / GEMM FLOP/s, the GEMM measured
+in this same run with the same dtype and thread count, in the same alternating rounds. A
+configuration below a floor of benchmarks/floors.json is measured once more and fails only if it
+is below again; then the guard exits 1.
 
-It also prints the tracemalloc peak of one training step at L and CJK against the memory
-bound of _configs.memory_bound_bytes (kernel checked, reference for information) and, where CharRNN.generate exists, the
-characters/s of generation, kernel and reference (for information). It never changes OPENBLAS_* variables: for a
-report run it as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/guard.py`.
+It also prints the tracemalloc peak of one training step at L and CJK against the memory bound
+of _configs.memory_bound_bytes (kernel checked, reference for information) and, where
+CharRNN.generate exists, the characters/s of generation, kernel and reference (for information).
+It never changes OPENBLAS_* variables: for a report run it as
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/guard.py
 """
 from __future__ import annotations
 
@@ -28,8 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _configs import (CONFIGS, MEMORY_CONFIGS, SAMPLING_CONFIGS, BenchConfig,  # noqa: E402
-                      SCRATCH_BH, fraction_of_limit, memory_bound_bytes, select)
+from _configs import (  # noqa: E402
+    CONFIGS,
+    MEMORY_CONFIGS,
+    SAMPLING_CONFIGS,
+    SCRATCH_BH,
+    BenchConfig,
+    fraction_of_limit,
+    memory_bound_bytes,
+    select,
+)
 
 FLOORS_PATH = Path(__file__).resolve().parent / "floors.json"
 
@@ -38,12 +49,14 @@ FLOORS_PATH = Path(__file__).resolve().parent / "floors.json"
 
 def load_floors(path: Path = FLOORS_PATH) -> dict:
     """floors.json: {'configs': {NAME: {'ratio', 'fraction', 'target_ratio', 'target_fraction'}},
-    'memory_bound_factor': f}. Every configuration of CONFIGS must have a ratio and fraction floor."""
+    'memory_bound_factor': f}. Every configuration of CONFIGS must have a ratio and fraction
+    floor."""
     floors = json.loads(Path(path).read_text())
     for name in CONFIGS:
         entry = floors.get("configs", {}).get(name)
         if entry is None or "ratio" not in entry or "fraction" not in entry:
-            raise ValueError(f"{path}: configuration {name!r} needs a 'ratio' and a 'fraction' floor")
+            raise ValueError(f"{path}: configuration {name!r} needs a 'ratio' and a "
+                             "'fraction' floor")
     return floors
 
 
@@ -61,7 +74,8 @@ def meets_target(result: dict, floor: dict) -> bool | None:
     """Whether result reaches its speed target (None when floors.json gives none)."""
     if "target_ratio" not in floor or "target_fraction" not in floor:
         return None
-    return result["ratio"] >= floor["target_ratio"] and result["fraction"] >= floor["target_fraction"]
+    return (result["ratio"] >= floor["target_ratio"]
+            and result["fraction"] >= floor["target_fraction"])
 
 
 def memory_verdict(peak: int, bound: int, factor: float) -> str:
@@ -99,8 +113,8 @@ def _numeric(cell) -> bool:
 
 
 SPEED_HEADER = ["name", "V", "H", "B", "T", "threads", "dtype", "kernel chars/s",
-                "numpy chars/s", "ratio", "limit GFLOP/s", "fraction", "floor (ratio, fraction)", "target",
-                "verdict"]
+                "numpy chars/s", "ratio", "limit GFLOP/s", "fraction", "floor (ratio, fraction)",
+                "target", "verdict"]
 
 
 def speed_row(r: dict) -> list[str]:
@@ -110,8 +124,8 @@ def speed_row(r: dict) -> list[str]:
                   if r["meets_target"] is not None else "-")
     return [c["name"], c["V"], c["H"], c["B"], c["T"], c["threads"], c["dtype"],
             _si(r["kernel_chars_per_s"]), _si(r["numpy_chars_per_s"]), f"{r['ratio']:.2f}",
-            f"{r['gemm_flops_per_s'] / 1e9:.0f}", f"{r['fraction']:.3f}", f"x{f['ratio']}, {f['fraction']}", target_txt,
-            r["verdict"]]
+            f"{r['gemm_flops_per_s'] / 1e9:.0f}", f"{r['fraction']:.3f}",
+            f"x{f['ratio']}, {f['fraction']}", target_txt, r["verdict"]]
 
 
 # ------------------------------------------------------------------------- measuring
@@ -121,6 +135,7 @@ def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float,
     """One configuration under a thread limit of cfg.threads: rounds that alternate the
     kernel's training step, the reference's and one GEMM of the same dtype (the limit)."""
     from threadpoolctl import threadpool_limits
+
     import _measure
 
     with threadpool_limits(cfg.threads):
@@ -193,6 +208,7 @@ def run_speed(configs: list[BenchConfig], floors: dict, rounds: int,
 
 def run_memory(configs: list[BenchConfig], factor: float) -> list[dict]:
     import numpy as np
+
     import _measure
 
     results = []
@@ -211,8 +227,9 @@ def run_memory(configs: list[BenchConfig], factor: float) -> list[dict]:
 def run_probes(floors: dict) -> list[dict]:
     """The kernel's vectorised tanh against numpy's, per dtype, with the committed floor; and
     the fixed (Python) cost of a training step at S against its committed ceiling."""
-    import _measure
     from threadpoolctl import threadpool_limits
+
+    import _measure
 
     results = []
     ceiling = floors.get("fixed_cost_ceiling")
@@ -235,6 +252,7 @@ def run_sampling(quick: bool) -> list[dict] | None:
     """chars/s of CharRNN.generate, kernel and numpy backends, one thread, without and with
     top-k; None when CharRNN has no generate."""
     from threadpoolctl import threadpool_limits
+
     import _measure
 
     if not _measure.has_generate():
@@ -288,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
-    print(f"fastrnn {_measure.fastrnn.__version__} guard on {platform.processor() or platform.machine()}, "
+    cpu = platform.processor() or platform.machine()
+    print(f"fastrnn {_measure.fastrnn.__version__} guard on {cpu}, "
           f"{os.cpu_count()} cpus; OPENBLAS variables: "
           f"{', '.join(f'{k}={v}' for k, v in env.items()) or 'none set'}", flush=True)
     speed = run_speed(configs, floors, rounds, round_seconds, max_seconds)
@@ -352,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r["config"]["name"] + ": " + "; ".join(r["misses"]) for r in speed if r["misses"]]
     failed += [f"{m['name']} memory above bound" for m in memory if m["verdict"] == "FAIL"]
     failed += [f"{p['name']} below its floor" for p in probes if p["verdict"] == "FAIL"]
-    print(f"\n{'PASS' if ok else 'FAIL'} ({elapsed:.0f} s)" + ("" if ok else ": " + ", ".join(failed)))
+    verdict = "PASS" if ok else "FAIL"
+    print(f"\n{verdict} ({elapsed:.0f} s)" + ("" if ok else ": " + ", ".join(failed)))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"ok": ok, "seconds": elapsed, "openblas_env": env, "speed": speed,

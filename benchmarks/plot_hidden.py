@@ -4,9 +4,10 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/plot_hidden.py \
         [--out benchmarks/hidden_size.png] [--hidden 32,64,...] [--threads 1]
 
-V=65, B=32, T=64, float32 by default. Each point is the best of interleaved rounds of one training
-step (loss_and_grads + the clipped Adam update), as in guard.py. The dashed line is the FLOP limit: the GEMM
-rate of the same dtype and threads divided by 6*(H*H + H*V) FLOPs per character.
+V=65, B=32, T=64, float32 by default. Each point is the best of interleaved rounds of one
+training step (loss_and_grads + the clipped Adam update), as in guard.py. The dashed line is the
+FLOP limit: the GEMM rate of the same dtype and threads divided by 6*(H*H + H*V) FLOPs per
+character.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from threadpoolctl import threadpool_limits  # noqa: E402
+
 import _measure  # noqa: E402  (imports fastrnn: both OpenBLAS copies loaded before limits)
 from _configs import PLOT_HIDDEN_SIZES, BenchConfig  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "hidden_size.png"
 

@@ -31,11 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import fastrnn
-from fastrnn.data import (BatchIterator, Vocabulary, read_corpus, split_train_val,
-                          validation_chunks)
+from fastrnn.data import BatchIterator, Vocabulary, read_corpus, split_train_val, validation_chunks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COMMON = {"batch_size": 32, "seq_length": 64, "learning_rate": 2e-3, "grad_clip": 5.0,

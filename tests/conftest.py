@@ -4,13 +4,14 @@ models and chunks, and centred finite differences. Also the ``slow`` marker's do
 ``pytest -m "not slow"`` skips subprocess, training and every-entry finite-difference tests."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from fastrnn import CharRNN
+from fastrnn.cells import NAMES
 
-CELLS = ("rnn", "lstm", "gru")
+CELLS = NAMES   # every cell of the table of cells
 # Kernel against numpy twin, relative to the reference's largest magnitude.
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 FD_EPS = 1e-5   # the step of centred differences (float64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn.model import _kernel
+from fastrnn.backend import kernel as _kernel
 
 pytestmark = pytest.mark.skipif(_kernel is None, reason="the compiled kernel is not built")
 

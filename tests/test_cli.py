@@ -1,5 +1,6 @@
-"""fastrnn-train and fastrnn-sample: every bad input gives one clear line on stderr and a non-zero
-status (no traceback, nothing lost); a real train -> sample round trip; signals end a run cleanly."""
+"""fastrnn-train and fastrnn-sample: every bad input gives one clear line on stderr and a
+non-zero status (no traceback, nothing lost); a real train -> sample round trip; signals end a
+run cleanly."""
 import builtins
 import errno
 import os
@@ -239,7 +240,8 @@ def test_classic_configuration_trains(corpus, tmp_path, capsys):
 def test_help_groups_options(capsys):
     assert call(train_main, ["--help"]) == 0
     text = capsys.readouterr().out
-    for group in ("data:", "model:", "optimization:", "checkpoints:", "output:", "--learning-rate 0.4"):
+    for group in ("data:", "model:", "optimization:", "checkpoints:", "output:",
+                  "--learning-rate 0.4"):
         assert group in text
 
 

@@ -5,14 +5,18 @@ import numpy as np
 import pytest
 
 import fastrnn
+from _checkpoints import rewrite_header
 from fastrnn import checkpoint as ckpt
 from fastrnn.cli import train_options, train_parser
-from fastrnn.config import (DEFAULT_MAX_EPOCHS, FROZEN_ON_RESUME, TrainConfig,
-                            canonical_options, resolve_config)
+from fastrnn.config import (
+    DEFAULT_MAX_EPOCHS,
+    FROZEN_ON_RESUME,
+    TrainConfig,
+    canonical_options,
+    resolve_config,
+)
 from fastrnn.data import default_corpus
 from fastrnn.errors import ConfigError
-
-from _checkpoints import rewrite_header
 
 TEXT = default_corpus()[:2500]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=7,
@@ -61,6 +65,13 @@ def test_checkpoint_with_model_in_its_train_config_resumes_exactly(tmp_path):
     def as_older_version(header):
         config = header["train_config"]
         config["model"] = config.pop("cell")
+        for name in ("embedding_size", "init", "lr_schedule", "warmup_iters", "patience",
+                     "plateau_patience", "unknown_chars", "overwrite", "plot"):
+            del config[name]
+        for name in ("loss_watch", "train_seconds", "best_iteration"):
+            del header[name]
+        for name in ("embedding_size", "init", "init_spec"):
+            del header["model"][name]
 
     rewrite_header(tmp_path / "old.npz", as_older_version)
     assert "model" in ckpt.load_checkpoint(tmp_path / "old.npz").header["train_config"]
@@ -107,15 +118,13 @@ def test_train_config_fields_are_the_cli_options():
 
 
 def test_embedding_and_init_options(tmp_path):
-    from fastrnn.config import HAS_EMBEDDING, INIT_SCHEMES
+    from fastrnn.config import INIT_SCHEMES
 
     assert "uniform" in INIT_SCHEMES and resolve_config({}).init in INIT_SCHEMES
     with pytest.raises(ConfigError, match="--init must be one of"):
         resolve_config({"init": "xavier"})
-    if not HAS_EMBEDDING:
-        with pytest.raises(ConfigError, match="--embedding-size needs"):
-            resolve_config({"embedding_size": 8})
-        return
+    with pytest.raises(ConfigError, match="--embedding-size must be an integer >= 0"):
+        resolve_config({"embedding_size": -1})
     result = run(tmp_path, "e.npz", embedding_size=8, init="default", max_iters=3)
     assert result.model.embedding_size == 8 and "Wemb" in result.model.params
     loaded = ckpt.load_checkpoint(tmp_path / "e.npz")
@@ -127,3 +136,13 @@ def test_embedding_and_init_options(tmp_path):
                           **{name: other})
     tuned = run(tmp_path, "t.npz", init_from=str(tmp_path / "e.npz"), max_iters=2)
     assert tuned.model.embedding_size == 8
+
+
+def test_a_run_with_an_embedding_resumes_exactly(tmp_path):
+    straight = run(tmp_path, "straight.npz", embedding_size=6, init="default", max_iters=20)
+    run(tmp_path, "split.npz", embedding_size=6, init="default", max_iters=10)
+    resumed = fastrnn.train(text=TEXT, resume=str(tmp_path / "split.npz"), max_iters=10,
+                            out=io.StringIO())
+    assert resumed.model.embedding_size == 6 and resumed.model.init == "default"
+    for k, v in straight.model.params.items():
+        assert np.array_equal(v, resumed.model.params[k]), k

@@ -4,8 +4,17 @@ import builtins
 import numpy as np
 import pytest
 
-from fastrnn.data import (BatchIterator, Position, Vocabulary, check_length, default_corpus,
-                          minimum_length, read_corpus, split_train_val, validation_chunks)
+from fastrnn.data import (
+    BatchIterator,
+    Position,
+    Vocabulary,
+    check_length,
+    default_corpus,
+    minimum_length,
+    read_corpus,
+    split_train_val,
+    validation_chunks,
+)
 from fastrnn.errors import CorpusError
 
 
@@ -52,7 +61,7 @@ def test_read_unreadable_file(tmp_path, monkeypatch):
 
 
 def test_read_not_utf8_names_byte_offset(tmp_path):
-    path = write(tmp_path, "héllo".encode("utf-8") + b"\xff rest")
+    path = write(tmp_path, "héllo".encode() + b"\xff rest")
     with pytest.raises(CorpusError, match=r"0xff at byte offset 6"):
         read_corpus(path)
 

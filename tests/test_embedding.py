@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conftest import centred_differences
+from conftest import CELLS, centred_differences
 from fastrnn import CharRNN, reference_cells
 from fastrnn.optim import make_optimizer
 
-CELLS = ("rnn", "lstm", "gru")
 LAYERS = (1, 2, 3)
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 

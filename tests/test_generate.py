@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_model
 
 import fastrnn
+from conftest import make_model
 from fastrnn import _kernel  # noqa: F401  (the kernel must be built for these tests)
 
 

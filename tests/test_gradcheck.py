@@ -7,9 +7,9 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import CELLS, centred_differences, make_chunk, make_model, run_reseeded
 
 import fastrnn
+from conftest import CELLS, centred_differences, make_chunk, make_model, run_reseeded
 
 MAX_REL_ERR = 1e-6
 
@@ -32,7 +32,7 @@ def test_gradients_match_finite_differences(backend, V, H, B, T):
     model = fastrnn.CharRNN(V, H, dtype=np.float64, seed=V * H)
     rng = np.random.default_rng(T)
     # Larger weights than the initialisation so tanh is well into its non-linear range.
-    for name, p in model.params.items():
+    for p in model.params.values():
         p[:] = rng.standard_normal(p.shape) * 0.5
     x = rng.integers(0, V, size=(B, T))
     y = rng.integers(0, V, size=(B, T))

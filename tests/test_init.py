@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from fastrnn import CharRNN
+from fastrnn import CharRNN, init
 from fastrnn import checkpoint as ckpt
-from fastrnn import init
 from fastrnn.data import Vocabulary
 from fastrnn.init import InitScheme
 

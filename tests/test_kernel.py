@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TOL, random_chunk, rel_err
 
 import fastrnn
+from conftest import TOL, random_chunk, rel_err
 from fastrnn import reference
-from fastrnn.model import _kernel
+from fastrnn.backend import kernel as _kernel
 
 # (V, H, B, T): edge sizes, odd sizes, the classic char-RNN size, a large vocabulary.
 SHAPES = [

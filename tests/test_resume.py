@@ -146,3 +146,13 @@ def test_init_from_drops_unknown_characters_when_asked(tmp_path):
     assert result.iterations == 3
     assert "dropped 4 occurrences of 2 characters outside the vocabulary" in out.getvalue()
     assert ckpt.load_checkpoint(tmp_path / "t.npz").header["corpus_chars"] == len(TEXT)
+
+
+def test_a_relative_log_path_is_kept_on_resume_from_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run(tmp_path, max_iters=5, log="run.jsonl")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    resume(tmp_path / "run.npz", max_iters=5)
+    lines = (tmp_path / "run.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and not (tmp_path / "elsewhere" / "run.jsonl").exists()

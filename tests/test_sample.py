@@ -9,7 +9,8 @@ from fastrnn.data import Vocabulary
 from fastrnn.errors import ConfigError
 from fastrnn.sample import generate, iter_sample, sample
 
-sample_module = importlib.import_module("fastrnn.sample")  # the attribute fastrnn.sample is the function
+# the attribute fastrnn.sample is the function
+sample_module = importlib.import_module("fastrnn.sample")
 
 TEXT = "the quick brown fox jumps over the lazy dog\n"
 

@@ -9,16 +9,22 @@ import signal
 import numpy as np
 import pytest
 
+from _checkpoints import rewrite_header
 from fastrnn import checkpoint as ckpt
 from fastrnn.config import resolve_config
 from fastrnn.data import default_corpus
 from fastrnn.errors import ConfigError
 from fastrnn.optim import decayed_lr
-from fastrnn.schedule import (COSINE_FINAL_FRACTION, SCHEDULES, LossWatch, cosine_factor,
-                              cosine_progress, learning_rate, warmup_factor)
+from fastrnn.schedule import (
+    COSINE_FINAL_FRACTION,
+    SCHEDULES,
+    LossWatch,
+    cosine_factor,
+    cosine_progress,
+    learning_rate,
+    warmup_factor,
+)
 from fastrnn.train import Trainer, best_path, train
-
-from _checkpoints import rewrite_header
 
 TEXT = default_corpus()[:3000]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, dtype="float64")
@@ -83,6 +89,8 @@ def test_schedule_options_are_checked():
         resolve_config({"patience": 3, "eval_every": 0})
     with pytest.raises(ConfigError, match="plateau watches the validation loss"):
         resolve_config({"lr_schedule": "plateau", "lr_decay": 0.5, "val_fraction": 0.0})
+    with pytest.raises(ConfigError, match="cosine decays to the planned end of the run"):
+        resolve_config({"lr_schedule": "cosine", "max_iters": 0})
     with pytest.raises(ConfigError, match="--lr-schedule must be one of"):
         resolve_config({"lr_schedule": "linear"})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn.model import _kernel
+from fastrnn.backend import kernel as _kernel
 
 # Relative error bounds: a few ulp of each dtype.
 ULPS = {np.float64: 8 * np.finfo(np.float64).eps, np.float32: 8 * np.finfo(np.float32).eps}

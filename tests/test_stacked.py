@@ -7,9 +7,9 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import CELLS, TOL, make_chunk, make_model, rel_err, run_reseeded
 
 import fastrnn
+from conftest import CELLS, TOL, make_chunk, make_model, rel_err, run_reseeded
 from fastrnn import CharRNN, reference_cells
 
 LAYERS = (1, 2, 3)
@@ -159,6 +159,6 @@ def test_single_layer_fast_path_equals_the_stacked_path(monkeypatch):
 
 
 def test_kernel_is_compiled_from_this_tree():
-    assert fastrnn.model._kernel is not None
-    assert hasattr(fastrnn.model._kernel, "lstm_layer_forward")
+    assert fastrnn.backend.kernel is not None
+    assert hasattr(fastrnn.backend.kernel, "lstm_layer_forward")
     assert hasattr(reference_cells, "lstm_layer_forward")

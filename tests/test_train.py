@@ -12,10 +12,10 @@ import pytest
 
 import fastrnn
 from fastrnn import checkpoint as ckpt
+from fastrnn.config import DEFAULT_MAX_EPOCHS, resolve_config
 from fastrnn.data import default_corpus
 from fastrnn.errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from fastrnn.sample import sample
-from fastrnn.config import DEFAULT_MAX_EPOCHS, resolve_config
 from fastrnn.train import Trainer, best_path, train
 
 # Every test here trains, however briefly.

@@ -10,6 +10,7 @@ import types
 import pytest
 
 import fastrnn
+from fastrnn import checkpoint as ckpt
 from fastrnn import report
 from fastrnn.cli import train_main
 from fastrnn.data import default_corpus
@@ -131,3 +132,14 @@ def test_plot_draws_the_curves_after_each_evaluation(tmp_path, monkeypatch):
     assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 3
     with pytest.raises(ConfigError, match="--plot writes the curves beside the checkpoint"):
         fastrnn.train(text=TEXT, out=io.StringIO(), checkpoint=None, plot=True, **SMALL)
+
+
+def test_quiet_and_overwrite_are_not_inherited_on_resume(tmp_path):
+    path = tmp_path / "r.npz"
+    fastrnn.train(text=TEXT, checkpoint=str(path), quiet=True, overwrite=True, max_iters=6,
+                  out=io.StringIO(), **SMALL)
+    out = io.StringIO()
+    fastrnn.train(text=TEXT, resume=str(path), max_iters=2, out=out)
+    assert "done: 8 iterations" in out.getvalue()
+    config = ckpt.load_checkpoint(path).header["train_config"]
+    assert config["quiet"] is False and config["overwrite"] is False

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastrnn import reference
-from fastrnn.model import _kernel
+from fastrnn.backend import kernel as _kernel
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 # optimizer: (number of state slots, hyperparameters before clip and scale)

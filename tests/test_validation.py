@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from conftest import CELLS
 from hypothesis import strategies as st
 
 import fastrnn
+from conftest import CELLS
 from fastrnn import CharRNN
 
 V, H, B, T = 7, 4, 2, 3
@@ -337,25 +337,28 @@ def test_fast_path_gives_the_same_results():
             np.testing.assert_array_equal(grads[k], fresh[k])
 
 
-def test_same_arrays_memo():
-    from fastrnn.model import _kernel
-    from fastrnn.optim import _ArraysByIdentity
+@pytest.mark.parametrize("impl", ["kernel", "numpy"])
+def test_same_arrays_memo(impl):
+    """The kernel's SameArrays and its numpy twin keep the same contract."""
+    from fastrnn import reference
+    from fastrnn.backend import require_kernel
 
     a, b = np.zeros((2, 3)), np.zeros(4)
-    for memo in (_kernel.SameArrays(), _ArraysByIdentity()):
-        assert not memo.matches([a, b])                  # nothing remembered yet
-        memo.remember([a, b])
-        assert memo.matches([a, b])
-        assert not memo.matches([b, a])                  # order counts
-        assert not memo.matches([a, b.copy()])           # identity, not equality
-        assert not memo.matches([a])
-        a.shape = (3, 2)                                 # same object, reshaped in place
-        assert not memo.matches([a, b])
-        a.shape = (2, 3)
-        assert memo.matches([a, b])
+    memo = (require_kernel() if impl == "kernel" else reference).SameArrays()
+    assert not memo.matches([a, b])                  # nothing remembered yet
+    assert not memo.matches([])
+    memo.remember([a, b])
+    assert memo.matches([a, b])
+    assert not memo.matches([b, a])                  # order counts
+    assert not memo.matches([a, b.copy()])           # identity, not equality
+    assert not memo.matches([a])
+    a.shape = (3, 2)                                 # same object, reshaped in place
+    assert not memo.matches([a, b])
+    a.shape = (2, 3)
+    assert memo.matches([a, b])
 
 
-# ------------------------------------------------------------------ stacked models: states, arguments, buffers
+# ------------------------------------------------------------------ stacked models
 
 @pytest.mark.parametrize("cell,L,shape", [
     ("lstm", 2, (2, 3, 5)),          # missing the (h, c) axis

@@ -30,6 +30,7 @@ cdef class SameArrays:
                 return False
         return True
 
+
 # ----------------------------------------------------------------------------- validation aids
 # Used by model.py's checks (before any unchecked code runs): one pass instead of numpy's
 # min(), max() and isfinite().all(), which cost microseconds each on small chunks.

@@ -30,7 +30,9 @@ cdef double kth_largest(double *scratch, Py_ssize_t n, Py_ssize_t k) noexcept no
             while scratch[j] < pivot:
                 j -= 1
             if i <= j:
-                tmp = scratch[i]; scratch[i] = scratch[j]; scratch[j] = tmp
+                tmp = scratch[i]
+                scratch[i] = scratch[j]
+                scratch[j] = tmp
                 i += 1
                 j -= 1
         if want <= j:

@@ -5,12 +5,13 @@
 cdef class UpdatePlan:
     """The optimizer's arrays, bound once, so that a step over every parameter is one call.
 
-    At the classic char-RNN size (hidden 100) a step updates five small arrays; acquiring four buffers per array and
-    dispatching on dtype every step costs more than the arithmetic. A plan takes a list of
-    (p, g, slots) 1-D C-contiguous arrays of one dtype (checked by optim.py, which builds a plan
-    only for a set of arrays it has validated), keeps references to them, and runs the
-    one-pass loops of fastrnn_simd.h over all of them. Keeping the references is what keeps
-    the data pointers valid: numpy refuses to resize an array that is referenced elsewhere.
+    At the classic char-RNN size (hidden 100) a step updates five small arrays; acquiring four
+    buffers per array and dispatching on dtype every step costs more than the arithmetic. A plan
+    takes a list of (p, g, slots) 1-D C-contiguous arrays of one dtype (checked by optim.py,
+    which builds a plan only for a set of arrays it has validated), keeps references to them,
+    and runs the one-pass loops of fastrnn_simd.h over all of them. Keeping the references is
+    what keeps the data pointers valid: numpy refuses to resize an array that is referenced
+    elsewhere.
     """
     cdef list arrays          # the Python objects, held for the pointers' sake
     cdef bint is_float        # float32 (else float64)

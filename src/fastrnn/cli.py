@@ -303,6 +303,10 @@ def sample_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, metavar="S",
                    help="RNG seed: the same seed gives the same text (default: random)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--beam", type=positive_int, default=None, metavar="N",
+                   help="beam search instead of sampling: print the N likeliest continuations "
+                        "found, each with its bits/char (--temperature, --top-k, --greedy and "
+                        "--seed do not apply)")
     return p
 
 
@@ -312,6 +316,8 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     from .sample import iter_sample
 
     args = sample_parser().parse_args(argv)
+    if args.beam is not None:
+        return beam_main(args)
     try:
         model, vocab = load_model(args.checkpoint)
         chars = iter_sample(model, vocab, args.length, args.prime, args.temperature,
@@ -355,3 +361,202 @@ def _write_file(path: str, text: str) -> None:
             f.write(text + "\n")
     except OSError as exc:
         raise FastrnnError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ============================================================================ tools
+# fastrnn-eval, fastrnn-plot, fastrnn-inspect, fastrnn-export: one parser and one entry point
+# each; the work is done by fastrnn.evaluate, .plot, .viewer and .export.
+
+def _tool_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return _Parser(prog=prog, description=description, allow_abbrev=False)
+
+
+# ---------------------------------------------------------------------------- fastrnn-eval
+
+def eval_parser() -> argparse.ArgumentParser:
+    from .evaluate import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LENGTH
+
+    p = _tool_parser("fastrnn-eval", "Score a checkpoint on UTF-8 text files: loss in bits/char, "
+                                     "nats/char and perplexity per character, per file and "
+                                     "overall (weighted by characters scored).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files to score")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="B",
+                   help="streams read in parallel; each starts from a zero state and its first "
+                        f"character is not scored (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--seq-length", type=positive_int, default=DEFAULT_SEQ_LENGTH, metavar="T",
+                   help=f"characters per chunk; does not change the result "
+                        f"(default {DEFAULT_SEQ_LENGTH})")
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="drop characters outside the model's vocabulary and report how many "
+                        "(default: stop with an error naming them)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                   help="BLAS threads (default 1, as fastrnn-train)")
+    return p
+
+
+def _eval_line(name: str, r) -> str:
+    skipped = f", {r.chars_skipped:,} skipped" if r.chars_skipped else ""
+    return (f"{name}: {r.bits_per_char:.4f} bits/char ({r.nats_per_char:.4f} nats/char, "
+            f"perplexity {r.perplexity:.3f}) over {r.chars_scored:,} characters{skipped}; "
+            f"{r.seconds:.2f} s, {r.chars_per_sec:,.0f} chars/s")
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-eval; returns the exit status."""
+    import json
+
+    from .checkpoint import load_model
+    from .data import read_corpus
+    from .evaluate import combine, evaluate
+    from .train import limit_threads
+
+    args = eval_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        results = []
+        for path in args.files:
+            try:
+                with limit_threads(args.threads):
+                        result = evaluate(model, vocab, read_corpus(path),
+                                      batch_size=args.batch_size, seq_length=args.seq_length,
+                                      skip_unknown=args.skip_unknown)
+            except FastrnnError as exc:
+                msg = str(exc)
+                raise type(exc)(msg if msg.startswith(path) else f"{path}: {msg}") from None
+            results.append((path, result))
+            if not args.json:
+                print(_eval_line(path, result), flush=True)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-eval", exc)
+    overall = combine(r for _, r in results)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint,
+                          "files": [{"file": f, **r.to_dict()} for f, r in results],
+                          "overall": overall.to_dict()}, indent=2))
+    elif len(results) > 1:
+        print(_eval_line("overall", overall))
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-export
+
+def export_parser() -> argparse.ArgumentParser:
+    from .export import DEFAULT_OPSET
+
+    p = _tool_parser("fastrnn-export", "Export a checkpoint as an ONNX model built from ONNX's "
+                                       "RNN, LSTM and GRU operators (needs fastrnn[onnx]).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, metavar="N",
+                   help=f"ONNX operator set version, >= 13 (default {DEFAULT_OPSET})")
+    return p
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-export; returns the exit status."""
+    from .checkpoint import load_model
+    from .export import write_onnx
+
+    args = export_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        write_onnx(model, vocab, args.output, args.opset)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-export", exc)
+    print(f"wrote {args.output}: {model.cell}, {model.num_layers} layer(s), H={model.hidden_size}, "
+          f"V={model.vocab_size}; inputs tokens int64 (T, B), h0 (L, B, H)"
+          f"{', c0 (L, B, H)' if model.cell == 'lstm' else ''}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-inspect
+
+def inspect_parser() -> argparse.ArgumentParser:
+    from .viewer import DEFAULT_MAX_CHARS
+
+    p = _tool_parser("fastrnn-inspect", "Write a self-contained HTML page showing each hidden "
+                                        "unit's activation over a text, the units ranked by "
+                                        "interpretability, and the model's predictions.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("text_file", metavar="TEXT_FILE", help="UTF-8 text to read with the model")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .html file to write")
+    p.add_argument("--layer", type=non_negative_int, default=None, metavar="L",
+                   help="the layer to show, 0 = the first (default: the last)")
+    p.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
+                   help=f"show only the first N characters of the text "
+                        f"(default {DEFAULT_MAX_CHARS})")
+    return p
+
+
+def inspect_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-inspect; returns the exit status."""
+    from .checkpoint import load_model
+    from .data import read_corpus
+    from .viewer import write_view
+
+    args = inspect_parser().parse_args(argv)
+    try:
+        model, vocab = load_model(args.checkpoint)
+        data = write_view(model, vocab, read_corpus(args.text_file), args.output, args.layer,
+                          args.max_chars)
+    except (FastrnnError, ImportError) as exc:
+        return _fail("fastrnn-inspect", exc)
+    best = data["ranking"]["h"][0]
+    print(f"wrote {args.output}: {len(data['text']):,} characters, layer {data['layer']}; "
+          f"most interpretable h unit {best['unit']} ({best['feature']}, r = {best['r']:+.2f})")
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-plot
+
+def plot_parser() -> argparse.ArgumentParser:
+    p = _tool_parser("fastrnn-plot", "Plot training and validation loss (bits/char) of one or "
+                                     "more runs against iteration and wall-clock time, from "
+                                     "their --log files (needs fastrnn[plot]).")
+    p.add_argument("logs", nargs="+", metavar="LOG.jsonl", help="logs written by fastrnn-train --log")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the picture to write; the format follows the extension (.png, .svg, .pdf)")
+    p.add_argument("--names", nargs="+", metavar="NAME",
+                   help="one legend name per log (default: each log's file name without extension)")
+    return p
+
+
+def plot_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-plot; returns the exit status."""
+    from .plot import write_curves
+
+    args = plot_parser().parse_args(argv)
+    try:
+        write_curves(args.logs, args.output, args.names)
+    except FastrnnError as exc:
+        return _fail("fastrnn-plot", exc)
+    print(f"wrote {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-sample --beam
+
+def beam_main(args: argparse.Namespace) -> int:
+    """fastrnn-sample --beam N: the N likeliest continuations, best first, each after a
+    '# beam k: B bits/char' line."""
+    from .beam import beam_search, bits_per_char
+    from .checkpoint import load_model
+
+    try:
+        model, vocab = load_model(args.checkpoint)
+        found = beam_search(model, vocab, args.length, args.prime, args.beam)
+        blocks = [f"# beam {k}: {bits_per_char(logp, args.length):.4f} bits/char "
+                  f"(log-probability {logp:.2f} nats)\n{args.prime}{text}"
+                  for k, (text, logp) in enumerate(found, 1)]
+        if args.output:
+            _write_file(args.output, "\n".join(blocks))
+        else:
+            for block in blocks:
+                print(block, flush=True)
+    except FastrnnError as exc:
+        return _fail("fastrnn-sample", exc)
+    except BrokenPipeError:
+        _silence_stdout()
+    return 0

@@ -17,16 +17,10 @@ from typing import Any
 
 from .checkpoint import Checkpoint
 from .errors import ConfigError
+from .init import SCHEMES as INIT_SCHEMES
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
 from .schedule import SCHEDULES
-
-try:
-    from .init import SCHEMES as INIT_SCHEMES
-    HAS_EMBEDDING = True
-except ImportError:  # a fastrnn without fastrnn.init: one-hot inputs, the uniform scheme only
-    INIT_SCHEMES = {"uniform": None}
-    HAS_EMBEDDING = False
 
 # A fresh run given no limit at all stops after this many epochs, so that a bare
 # `fastrnn-train` ends by itself (about 40 s on the default corpus on 2 cores).
@@ -158,13 +152,19 @@ class TrainConfig:
         for name in ("embedding_size", "warmup_iters", "patience"):
             _require(getattr(self, name) >= 0, name, "must be an integer >= 0 (0 turns it off)")
         _require(self.plateau_patience >= 1, "plateau_patience", "must be a positive integer")
-        _require(self.init in INIT_SCHEMES, "init", f"must be one of {tuple(INIT_SCHEMES)}")
+        from_checkpoint = bool(self.resume or self.init_from)  # may hold a "custom" scheme
+        _require(self.init in INIT_SCHEMES or (self.init == "custom" and from_checkpoint),
+                 "init", f"must be one of {tuple(INIT_SCHEMES)}")
         _require(self.lr_schedule in SCHEDULES, "lr_schedule", f"must be one of {SCHEDULES}")
         if self.lr_schedule == "constant":
             _require(self.lr_decay == 1, "lr_decay", "needs --lr-schedule step or plateau")
         if self.lr_schedule == "plateau":
             _require(self.lr_decay < 1, "lr_schedule",
                      "plateau needs --lr-decay < 1, the factor applied at each plateau")
+        if self.lr_schedule == "cosine" and not (self.max_iters or self.max_epochs
+                                                 or self.time_limit):
+            raise ConfigError("--lr-schedule cosine decays to the planned end of the run: it "
+                              "needs --max-iters, --max-epochs or --time-limit")
         watches = self.patience > 0 or self.lr_schedule == "plateau"
         if watches and (self.eval_every == 0 or self.val_fraction == 0):
             what = "--patience" if self.patience > 0 else "--lr-schedule plateau"
@@ -174,8 +174,6 @@ class TrainConfig:
                  f"must be one of {UNKNOWN_CHARS}")
         if self.plot and not self.checkpoint:
             raise ConfigError("--plot writes the curves beside the checkpoint: give a checkpoint")
-        if self.embedding_size and not HAS_EMBEDDING:
-            raise ConfigError("--embedding-size needs a fastrnn with input embeddings")
 
 
 def _require(ok: bool, name: str, what: str) -> None:
@@ -195,6 +193,8 @@ FROZEN_ON_RESUME = ("batch_size", "seq_length", "val_fraction", "hidden_size", "
 # model.config() without them means (a model from before embeddings and init schemes).
 MODEL_OPTIONS = ("hidden_size", "dtype", "cell", "num_layers", "embedding_size", "init")
 MODEL_CONFIG_MISSING = {"embedding_size": 0, "init": "uniform"}
+# Options of one session only: a resumed run does not inherit them from the checkpoint.
+SESSION_ONLY = {"overwrite": False, "quiet": False}
 # What a stored train_config without these options meant (whatever their defaults now are).
 BEFORE_OPTION = {"lr_schedule": "constant", "warmup_iters": 0, "patience": 0,
                  **MODEL_CONFIG_MISSING}
@@ -238,10 +238,11 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
     check_option_names(options)
     options = canonical_options(options)
     checkpoint_to_load(options)
-    if options.get("corpus"):
-        corpus = options["corpus"]       # a resume may run elsewhere: absolute paths
-        options["corpus"] = (os.path.abspath(corpus) if isinstance(corpus, str)
-                             else [os.path.abspath(c) for c in corpus])
+    for name in ("corpus", "log"):  # a resume may run from another directory
+        value = options.get(name)
+        if value:
+            options[name] = (os.path.abspath(value) if isinstance(value, str)
+                             else [os.path.abspath(v) for v in value])   # a corpus list
     if options.get("resume"):
         if loaded is None:
             raise ValueError("resolve_config: resume needs the loaded checkpoint")
@@ -256,7 +257,7 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
             _adopt_model(cfg, loaded, options)
     _implied_schedule(cfg, options)
     if cfg.plot and not cfg.log and cfg.checkpoint:
-        cfg.log = default_log_path(cfg.checkpoint)
+        cfg.log = os.path.abspath(default_log_path(cfg.checkpoint))
     cfg.validate()
     return cfg
 
@@ -286,7 +287,7 @@ def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
                 f"{getattr(base, name)!r}); use --init-from to start a new run from its weights")
     if budget_given(options):   # the stored limits were the old run's: the new budget rules
         base = dataclasses.replace(base, **{name: 0 for name in DURATION_OPTIONS})
-    options = {**options}
+    options = {**SESSION_ONLY, **options}  # given again each session, never inherited
     options.setdefault("checkpoint", options["resume"])  # keep writing the file resumed
     return dataclasses.replace(base, init_from=None, **options)
 

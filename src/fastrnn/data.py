@@ -10,8 +10,8 @@ previous chunk stopped. The last ``val_fraction`` of the text is held out for va
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -42,7 +42,8 @@ def read_corpus(path: str | os.PathLike) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorpusError(
-            f"{path}: not UTF-8 text: invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start}"
+            f"{path}: not UTF-8 text: invalid byte 0x{raw[exc.start]:02x} "
+            f"at byte offset {exc.start}"
         ) from None
     text = normalize_newlines(text.removeprefix("\ufeff"))
     if not text:
@@ -95,7 +96,7 @@ class Vocabulary:
         self.chars = "".join(map(chr, cps.tolist()))
 
     @classmethod
-    def from_text(cls, text: str) -> "Vocabulary":
+    def from_text(cls, text: str) -> Vocabulary:
         """The characters of text (read in chunks, so a large text needs little extra memory)."""
         found = [np.unique(_codepoints(part)) for part in _chunks(text)]
         return cls(np.concatenate(found) if found else [])
@@ -238,7 +239,7 @@ class BatchIterator:
                               f"({self.chunks_per_epoch} chunks per epoch)")
         self.position = position
 
-    def __iter__(self) -> "BatchIterator":
+    def __iter__(self) -> BatchIterator:
         return self
 
     def __next__(self) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .cells import TABLE
+
 MATRIX_KINDS = ("uniform", "orthogonal")
 HEAD_KINDS = ("uniform", "zero")
 
@@ -138,6 +140,7 @@ def draw_params(scheme: InitScheme, shapes: dict[str, tuple[int, ...]], cell: st
     and cast to dtype (C-contiguous). With SCHEMES["uniform"] the draws are, value for value,
     one rng.uniform(-1/sqrt(H), 1/sqrt(H)) per matrix in order, as they have always been."""
     embedded = "Wemb" in shapes
+    forget = TABLE[cell].forget_block
     params = {}
     for name, shape in shapes.items():
         if name.startswith("W"):
@@ -145,9 +148,14 @@ def draw_params(scheme: InitScheme, shapes: dict[str, tuple[int, ...]], cell: st
             params[name] = np.ascontiguousarray(values, dtype=dtype)
         else:
             params[name] = np.zeros(shape, dtype=dtype)
-            if cell == "lstm" and name.startswith("bh"):
-                params[name][H:2 * H] = scheme.forget_bias
+            if forget is not None and _is_gate_bias(name):
+                params[name][forget * H:(forget + 1) * H] = scheme.forget_bias
     return params
+
+
+def _is_gate_bias(name: str) -> bool:
+    """bh, bh1, bh2, ...: a layer's (G*H,) bias of the gate blocks (not bhn, not by)."""
+    return name == "bh" or (name.startswith("bh") and name[2:].isdigit())
 
 
 def _draw_matrix(scheme: InitScheme, name: str, shape: tuple[int, ...], embedded: bool, H: int,

@@ -11,37 +11,17 @@ from typing import Any
 import numpy as np
 
 from . import init as initialisation
-from . import reference, reference_cells
+from . import reference_cells
+from .backend import BACKENDS, SameArrays
+from .backend import cells as backend_cells
+from .backend import kernel as _kernel  # for the validation aids (index_bounds, all_finite)
+from .backend import ops as backend_ops
+from .cells import LAYER_BUFFERS, NAMES, Cell
+from .cells import cell as cell_entry
 
-try:
-    from . import _kernel
-except ImportError as exc:  # pragma: no cover - exercised only on a broken install
-    _kernel = None
-    _KERNEL_IMPORT_ERROR: Exception | None = exc
-else:
-    _KERNEL_IMPORT_ERROR = None
-
-BACKENDS = ("kernel", "numpy")
+__all__ = ["BACKENDS", "CELLS", "CharRNN"]
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _WORKSPACE_SHAPES_KEPT = 4  # training, validation and sampling shapes, with room to spare
-
-
-def _require_kernel():
-    if _kernel is None:
-        raise ImportError(
-            "the compiled fastrnn kernel is not built "
-            f"({_KERNEL_IMPORT_ERROR}); build it with `pip install -e .` from the source tree, "
-            "or pass backend='numpy' to use the numpy reference explicitly"
-        )
-    return _kernel
-
-
-def _backend_module(backend: str):
-    if backend == "kernel":
-        return _require_kernel()
-    if backend == "numpy":
-        return reference
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 class Workspace:
@@ -75,18 +55,30 @@ class StackWorkspace:
     probs (T*B, V)        softmax probabilities, cache, then probs - onehot(y) = dlogits * T*B
     """
 
+    # The per-layer caches of the cells (fastrnn.cells.LAYER_BUFFERS), None where the model's
+    # cell keeps none, and the other buffers that exist only for some models.
+    cs: Any
+    tcs: Any
+    hns: Any
+    dc: Any
+    emb: Any
+    demb: Any
+    masks: Any
+    drops: Any
+
     def __init__(self, cell: str, L: int, B: int, T: int, H: int, V: int, dropout: float,
                  dtype: np.dtype, E: int = 0):
-        G = GATES[cell]
+        spec = cell_entry(cell)
         layer = (L, T, B, H)
         self.hs = np.empty(layer, dtype=dtype)
         self.emb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
         self.demb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
-        self.gates = self.hs if cell == "rnn" else np.empty((L, T, B, G * H), dtype=dtype)
-        self.cs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
-        self.tcs = np.empty(layer, dtype=dtype) if cell == "lstm" else None
-        self.hns = np.empty(layer, dtype=dtype) if cell == "gru" else None
-        self.dc = np.empty((B, H), dtype=dtype) if cell == "lstm" else None
+        self.gates = (self.hs if spec.projects_into_hs
+                      else np.empty((L, T, B, spec.gates * H), dtype=dtype))
+        for name in LAYER_BUFFERS:
+            setattr(self, name,
+                    np.empty(layer, dtype=dtype) if name in spec.layer_buffers else None)
+        self.dc = np.empty((B, H), dtype=dtype) if spec.cell_state else None
         self.masks = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.dhs = np.empty(layer, dtype=dtype)
@@ -125,8 +117,7 @@ class CharRNN:
         self.vocab_size = _positive_int(vocab_size, "vocab_size", minimum=2)
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
-        if not isinstance(cell, str) or cell not in GATES:
-            raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+        self._cell: Cell = cell_entry(cell)
         self.cell = cell
         self.dropout = _dropout_probability(dropout)
         self.dtype = _model_dtype(dtype)
@@ -139,10 +130,10 @@ class CharRNN:
             self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype,
             self.rng)
         self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
-        self._disjoint: tuple[np.ndarray, ...] = ()   # last grads+params found not to overlap
-        self._disjoint_ids: tuple[int, ...] = ()
-        # The params and grads that passed the checks last (see _checked_params_and_grads).
-        self._passed = _kernel.SameArrays() if _kernel is not None else None
+        # The grads and params last found not to overlap (see _checked_grads), and those
+        # that passed every check last (see _checked_params_and_grads).
+        self._disjoint = SameArrays()
+        self._passed = SameArrays()
         self._passed_state_shape: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ construction
@@ -150,11 +141,12 @@ class CharRNN:
     @property
     def gates(self) -> int:
         """G, the number of gate blocks of one layer: rnn 1, lstm 4, gru 3."""
-        return GATES[self.cell]
+        return self._cell.gates
 
     @property
     def _is_plain_rnn(self) -> bool:
-        """A single-layer rnn, which also accepts a (B, H) state."""
+        """A single-layer rnn, which also accepts a (B, H) state (the single-layer fast path
+        and its (B, H) state exist for the rnn cell only)."""
         return self.cell == "rnn" and self.num_layers == 1
 
     @property
@@ -178,8 +170,8 @@ class CharRNN:
             shapes[f"Wxh{k}"] = ((E if E > 0 else V) if layer == 0 else H, GH)
             shapes[f"Whh{k}"] = (H, GH)
             shapes[f"bh{k}"] = (GH,)
-            if self.cell == "gru":
-                shapes[f"bhn{k}"] = (H,)
+            for name in self._cell.layer_vectors:
+                shapes[f"{name}{k}"] = (H,)
         shapes["Why"] = (H, V)
         shapes["by"] = (V,)
         return shapes
@@ -197,7 +189,7 @@ class CharRNN:
                 "init_spec": self.init_scheme.to_dict()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> "CharRNN":
+    def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> CharRNN:
         """The model of config(). A config written before embeddings and schemes existed (no
         "embedding_size", no "init") is a one-hot model drawn by the "uniform" scheme."""
         return cls(config["vocab_size"], config["hidden_size"],
@@ -208,7 +200,7 @@ class CharRNN:
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         """(2, L, B, H) for lstm, (L, B, H) otherwise."""
         L, H = self.num_layers, self.hidden_size
-        return (2, L, batch_size, H) if self.cell == "lstm" else (L, batch_size, H)
+        return (2, L, batch_size, H) if self._cell.cell_state else (L, batch_size, H)
 
     def initial_state(self, batch_size: int) -> np.ndarray:
         """A zero state for batch_size streams: (B, H) for a single-layer rnn, otherwise
@@ -255,8 +247,14 @@ class CharRNN:
         return x, y, h0
 
     def _uses_stack(self, train: bool) -> bool:
-        """The core rnn path unless layers, cells, an embedding or active dropout need the
-        stacked kernels."""
+        """The single-layer fast path unless layers, cells, an embedding or active dropout
+        need the stacked kernels."""
+        # Two paths compute a one-layer rnn; the fast one (two compiled calls per chunk instead
+        # of six) is kept because the stacked one is measurably slower where the per-call cost
+        # counts. benchmarks/single_layer_paths.py, loss_and_grads, float32, one thread, fast /
+        # stacked chars/s, median of per-round ratios, three runs on a shared 2-core EPYC
+        # (OpenBLAS 0.3.30, load ~7): S (B 1, T 40, H 100) 1.08-1.19; M (B 32, T 40, H 100)
+        # 1.04-1.19; L (B 32, T 64, H 512) 0.91-0.98, equal within noise.
         return not (self._has_fast_path and (self.dropout == 0.0 or not train))
 
     def _workspace(self, B: int, T: int, stacked: bool):
@@ -282,19 +280,19 @@ class CharRNN:
              train: bool = False) -> tuple[float, np.ndarray]:
         """Forward only: (mean loss in nats/char, the state to carry, shaped like h0).
         Dropout is off unless train=True (then masks are drawn from ``rng``)."""
-        _backend_module(backend)
+        impl = backend_ops(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p = self._checked_params()
         stacked = self._uses_stack(bool(train))
-        ws = self._workspace(*x.shape, stacked)
+        B, T = x.shape
+        ws = self._workspace(B, T, stacked)
         if not stacked:
-            impl = _backend_module(backend)
             loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
                                     p["bh"], p["Why"], p["by"], ws.hs, ws.probs)
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
-        loss = self._stack_forward(_cells_module(backend), x, y, self._state(h0, x.shape[0]),
-                                   p, ws, dropping)
+        loss = self._stack_forward(backend_cells(backend), x, y, self._state(h0, B), p, ws,
+                                   dropping)
         return loss, self._last_state(ws).reshape(h0.shape)
 
     def loss_and_grads(self, inputs, targets, h0, backend: str = "kernel",
@@ -312,20 +310,20 @@ class CharRNN:
         by (seed, iteration, first + b) instead, so that a stream's masks do not depend on how
         the streams are split over processes (see _draw_masks).
         """
-        impl = _backend_module(backend)
+        impl = backend_ops(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
         p, g = self._checked_params_and_grads(grads, h0.shape)
         B, T = x.shape
         stacked = self._uses_stack(bool(train))
         ws = self._workspace(B, T, stacked)
-        if not stacked:                       # the core single-layer rnn, state (B, H)
+        if not stacked:                       # the single-layer fast path, state (B, H)
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
             loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
                                     p["by"], ws.hs, ws.probs)
             impl.rnn_backward(x, y, h0_bh, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
                               g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh)
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
-        cells = _cells_module(backend)
+        cells = backend_cells(backend)
         dropping = self._draw_masks(ws, bool(train), dropout_key)
         state = self._state(h0, B)
         loss = self._stack_forward(cells, x, y, state, p, ws, dropping)
@@ -340,7 +338,7 @@ class CharRNN:
         changing identity or shape (dtype, strides, the writeable flag) is checked again by the
         kernel's typed memoryviews as it is entered, which refuse a mismatch with ValueError."""
         arrays = None
-        if type(grads) is dict and self._passed is not None:
+        if type(grads) is dict:
             try:
                 arrays = [self.params[n] for n in self._param_shapes]
                 arrays += [grads[n] for n in self._param_shapes]
@@ -351,7 +349,7 @@ class CharRNN:
                     and self._passed.matches(arrays):
                 return self.params, grads
         p, g = self._checked_params(), self._checked_grads(grads, state_shape)
-        if type(grads) is dict and self._passed is not None:
+        if type(grads) is dict:
             self._passed.remember([p[n] for n in self._param_shapes]
                                   + [g[n] for n in self._param_shapes] + [g["h0"]])
             self._passed_state_shape = state_shape
@@ -370,13 +368,11 @@ class CharRNN:
                 _check_array(grads[name], f"grads[{name!r}]", shape, self.dtype, writeable=True)
         # The pairwise overlap test is the costly part; the same array objects cannot start to
         # overlap later, so its verdict is kept for the last set of objects that passed it.
-        arrays = tuple(grads[n] for n in shapes) + tuple(self.params.values())
-        ids = tuple(map(id, arrays))
-        if ids != self._disjoint_ids:
+        arrays = [grads[n] for n in shapes] + list(self.params.values())
+        if not self._disjoint.matches(arrays):
             _check_no_overlap([(f"grads[{n!r}]", grads[n]) for n in shapes]
                               + [(f"params[{n!r}]", p) for n, p in self.params.items()])
-            # Holding the arrays keeps their ids from being reused by other objects.
-            self._disjoint, self._disjoint_ids = arrays, ids
+            self._disjoint.remember(arrays)
         return grads
 
     # ------------------------------------------------------------------ the stacked path
@@ -384,12 +380,13 @@ class CharRNN:
     def _state(self, h: np.ndarray, B: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """Per-layer (B, H) views of a (checked) state: ([h^l], [c^l] for lstm, else None)."""
         s = h.reshape(self.state_shape(B))
-        if self.cell == "lstm":
+        if self._cell.cell_state:
             return list(s[0]), list(s[1])
         return list(s), None
 
     def _last_state(self, ws: StackWorkspace) -> np.ndarray:
-        if self.cell == "lstm":
+        """The state after the chunk's last step (a cell with a cell state keeps it in cs)."""
+        if self._cell.cell_state:
             return np.stack([ws.hs[:, -1], ws.cs[:, -1]])
         return ws.hs[:, -1].copy()
 
@@ -463,14 +460,8 @@ class CharRNN:
             else:
                 cells.project_forward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
                                       p[f"bh{k}"], gates)
-            if self.cell == "lstm":
-                cells.lstm_layer_forward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
-                                         ws.hs[layer], ws.cs[layer], ws.tcs[layer])
-            elif self.cell == "gru":
-                cells.gru_layer_forward(h0s[layer], p[f"Whh{k}"], p[f"bhn{k}"], gates,
-                                        ws.hns[layer], ws.hs[layer])
-            else:
-                cells.rnn_layer_forward(h0s[layer], p[f"Whh{k}"], ws.hs[layer])
+            self._cell.forward(cells, ws, layer, p, k, h0s[layer],
+                               c0s[layer] if c0s is not None else None)
             if dropping:
                 cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
 
@@ -504,20 +495,10 @@ class CharRNN:
             cells.dropout_backward(ws.dhs[L - 1], ws.masks[L - 1])
         for layer in range(L - 1, -1, -1):
             k = _suffix(layer)
-            gates = ws.gates[layer]
-            if self.cell == "lstm":
-                cells.lstm_layer_backward(h0s[layer], c0s[layer], p[f"Whh{k}"], gates,
-                                          ws.hs[layer], ws.cs[layer], ws.tcs[layer],
-                                          ws.dhs[layer], ws.dc, g[f"Whh{k}"], dh0s[layer],
-                                          dc0s[layer])
-            elif self.cell == "gru":
-                cells.gru_layer_backward(h0s[layer], p[f"Whh{k}"], gates, ws.hns[layer],
-                                         ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"],
-                                         g[f"bhn{k}"], dh0s[layer])
-            else:
-                cells.rnn_layer_backward(h0s[layer], p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer],
-                                         g[f"Whh{k}"], dh0s[layer])
-                gates = ws.dhs[layer]             # the rnn's dL/dpre lives in dhs
+            with_c = c0s is not None
+            gates = self._cell.backward(cells, ws, layer, p, k, h0s[layer],
+                                        c0s[layer] if with_c else None, g, dh0s[layer],
+                                        dc0s[layer] if with_c else None)
             if layer == 0:
                 self._input_backward(cells, x, p, ws, gates, g)
             else:
@@ -535,11 +516,12 @@ class CharRNN:
         h is the state before first_index is read, (1, H) for a single-layer rnn, else
         state_shape(1); it is updated in place to the state after the last generated index.
         The single-layer rnn runs the whole loop in one compiled call (rnn_generate); the other
-        cells step the layer kernels one character at a time and draw with sample_index. Each character uses one rng.random() draw (even when
-        greedy, so that the generator's position depends only on length): the same seed gives
-        the same text. temperature > 0; top_k in [1, V] keeps only the top_k largest logits.
+        cells step the layer kernels one character at a time and draw with sample_index.
+        Each character uses one rng.random() draw (even when greedy, so that the generator's
+        position depends only on length): the same seed gives the same text. temperature > 0;
+        top_k in [1, V] keeps only the top_k largest logits.
         """
-        impl = _backend_module(backend)
+        impl = backend_ops(backend)
         V, H = self.vocab_size, self.hidden_size
         if self._is_plain_rnn:
             _check_array(h, "h", (1, H), self.dtype)
@@ -558,7 +540,7 @@ class CharRNN:
         out = np.empty(length, dtype=np.int32)
         uniforms = rng.random(length)
         if not self._has_fast_path:
-            self._generate_stacked(impl, _cells_module(backend), h, first_index, uniforms,
+            self._generate_stacked(impl, backend_cells(backend), h, first_index, uniforms,
                                    temperature, top_k, bool(greedy), out)
             return out
         impl.rnn_generate(p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], h.reshape(H),
@@ -583,8 +565,7 @@ class CharRNN:
         return logits, self._last_state(ws).reshape(h.shape)
 
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CELLS = tuple(GATES)
+CELLS = NAMES   # the cells' names, from the table of cells (fastrnn.cells)
 
 
 def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
@@ -602,15 +583,6 @@ def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
 def _suffix(layer: int) -> str:
     """Parameter-name suffix of a layer: '' for layer 0, else its number ('Whh1')."""
     return "" if layer == 0 else str(layer)
-
-
-def _cells_module(backend: str):
-    """The stacked-layer kernels: _cells.pxi (compiled into _kernel) or reference_cells."""
-    if backend == "kernel":
-        return _require_kernel()
-    if backend == "numpy":
-        return reference_cells
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 def _dropout_probability(p) -> float:

@@ -14,26 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .backend import SameArrays, ops
 from .errors import ConfigError
-from .model import _backend_module, _kernel
-
-
-class _ArraysByIdentity:
-    """SameArrays for a build without the kernel (numpy backend only): the same contract."""
-
-    def __init__(self):
-        self.held: list[np.ndarray] = []
-        self.shapes: list[tuple[int, ...]] = []
-
-    def remember(self, arrays: list[np.ndarray]) -> None:
-        self.held, self.shapes = list(arrays), [a.shape for a in arrays]
-
-    def matches(self, arrays: list[np.ndarray]) -> bool:
-        return (len(arrays) == len(self.held) and all(a is b for a, b in zip(arrays, self.held))
-                and all(a.shape == s for a, s in zip(arrays, self.shapes)))
-
-
-_SameArrays = _kernel.SameArrays if _kernel is not None else _ArraysByIdentity
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
 
@@ -62,11 +44,11 @@ class Optimizer:
         self.hyper = hyper
         self.step_count = 0
         self.names = list(params)
-        self.impl = _backend_module(backend)
+        self.impl = ops(backend)
         self.state = {f"{slot}.{n}": np.zeros_like(params[n]) for slot in self.slots
                       for n in self.names}
         self._cached_plan = None             # the UpdatePlan over the arrays in _checked
-        self._checked = _SameArrays()
+        self._checked = SameArrays()
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              clip: float = 0.0, max_norm: float = 0.0) -> float | None:
@@ -182,7 +164,8 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """m <- b1*m + (1-b1)*g;  v <- b2*v + (1-b2)*g**2;
-    p <- p - lr_t * m / (sqrt(v) + eps_t),  lr_t = lr*sqrt(1-b2**t)/(1-b1**t), eps_t = eps*sqrt(1-b2**t)
+    p <- p - lr_t * m / (sqrt(v) + eps_t),
+    lr_t = lr*sqrt(1-b2**t)/(1-b1**t),  eps_t = eps*sqrt(1-b2**t)
 
     which is the bias-corrected update m_hat / (sqrt(v_hat) + eps) of Kingma & Ba, rearranged
     so the corrections are two scalars instead of two more array passes.

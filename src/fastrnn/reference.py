@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # ----------------------------------------------------------------------------- forward
 
 def embed_forward(x: np.ndarray, Wxh: np.ndarray, bh: np.ndarray, hs: np.ndarray) -> None:
@@ -245,3 +244,27 @@ class UpdatePlan:
 
     def clipped_sq_norm(self, clip) -> float:
         return sum(clipped_sq_norm(g, clip) for _, g, _ in self.entries)
+
+
+# ----------------------------------------------------------------------------- checks
+# Twin of the kernel's SameArrays (_checks.pxi), for a build without the kernel.
+
+class SameArrays:
+    """Remembers a set of arrays that passed the Python checks: the objects (held, so their
+    identities cannot be reused) and their shapes. ``matches`` tells whether a list holds those
+    same objects, in order, with those same shapes."""
+
+    def __init__(self) -> None:
+        self.held: list[np.ndarray] = []
+        self.shapes: list[tuple[int, ...]] = []
+
+    def remember(self, arrays: list) -> None:
+        """Keep arrays (each has passed the checks) as the set to match."""
+        self.held, self.shapes = list(arrays), [a.shape for a in arrays]
+
+    def matches(self, arrays: list) -> bool:
+        """True when arrays are the remembered objects, in order, with the remembered shapes."""
+        return (0 < len(arrays) == len(self.held)
+                and all(a is b for a, b in zip(arrays, self.held))
+                and all(a.shape == s for a, s in zip(arrays, self.shapes)))
+

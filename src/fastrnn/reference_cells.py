@@ -1,4 +1,5 @@
-"""The numpy twin of ``_cells.pxi``: stacked rnn / LSTM / GRU layers and dropout, function by function.
+"""The numpy twin of ``_cells.pxi``: stacked rnn / LSTM / GRU layers and dropout, function by
+function.
 
 Every function has the name, argument order and buffers of its Cython counterpart; model.py
 calls the one or the other with the same arguments. Plain, reasonably efficient numpy: the input
@@ -150,7 +151,8 @@ def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0
     dc.fill(0.0)
     for t in range(T - 1, -1, -1):
         g, dh = gates[t], dhs[t]
-        i, f, gg, o = g[:, :H].copy(), g[:, H:2 * H].copy(), g[:, 2 * H:3 * H].copy(), g[:, 3 * H:].copy()
+        i, f = g[:, :H].copy(), g[:, H:2 * H].copy()
+        gg, o = g[:, 2 * H:3 * H].copy(), g[:, 3 * H:].copy()
         c_prev = cs[t - 1] if t > 0 else c0
         do = dh * tcs[t]                                          # h = o * tanh(c)
         dc += dh * o * (1.0 - tcs[t] * tcs[t])
@@ -180,7 +182,8 @@ def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0) -> None:
         r, z, n = g[:, :H].copy(), g[:, H:2 * H].copy(), g[:, 2 * H:].copy()
         h_prev = hs[t - 1] if t > 0 else h0
         dh_prev = dhs[t - 1] if t > 0 else dh0
-        da = dh * (1.0 - z) * (1.0 - n * n)                      # h = (1-z) n + z h_prev; n = tanh(a)
+        # h = (1-z) n + z h_prev; n = tanh(a)
+        da = dh * (1.0 - z) * (1.0 - n * n)
         np.multiply(da * hns[t], r * (1.0 - r), out=g[:, :H])    # a = x W_n + b_n + r * hn
         np.multiply(dh * (h_prev - n), z * (1.0 - z), out=g[:, H:2 * H])
         g[:, 2 * H:] = da

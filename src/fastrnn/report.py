@@ -10,6 +10,7 @@ import os
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from .cells import TABLE
 from .model import CharRNN
 from .schedule import COSINE_FINAL_FRACTION
 
@@ -22,7 +23,7 @@ PLAIN_PROGRESS_SECONDS = 10.0  # interval of progress lines when stdout is not a
 
 def describe_cell(model: CharRNN) -> str:
     """'vanilla RNN', '2-layer LSTM, dropout 0.5', ..."""
-    name = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}[model.cell]
+    name = TABLE[model.cell].title
     layers = f"{model.num_layers}-layer " if model.num_layers > 1 else ""
     return layers + name + (f", dropout {model.dropout:g}" if model.dropout else "")
 

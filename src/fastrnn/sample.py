@@ -7,7 +7,7 @@ vocabulary, and streaming in blocks.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

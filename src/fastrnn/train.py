@@ -11,6 +11,7 @@ The options and how they meet a checkpoint are in config.py; what the run prints
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -20,13 +21,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from . import distributed, report
-from .config import (DEFAULT_MAX_EPOCHS, HAS_EMBEDDING, TrainConfig, budget_given,
+from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, budget_given,
                      canonical_options, check_option_names, checkpoint_to_load, resolve_config)
 from .corpus import Corpus, chars_outside, load_corpus, remap_ids, text_corpus
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, ValidationChunks, Vocabulary,
@@ -176,7 +177,7 @@ def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None,
                               "at least 2 are needed to predict anything")
         return CharRNN(vocab.size, cfg.hidden_size, num_layers=cfg.num_layers,
                        cell=cfg.cell, dropout=cfg.dropout, dtype=cfg.dtype,
-                       seed=cfg.seed, **input_options(cfg)), vocab
+                       seed=cfg.seed, embedding_size=cfg.embedding_size, init=cfg.init), vocab
     loaded.model.dropout = cfg.dropout   # training-time only: may change on resume
     return loaded.model, loaded.vocab
 
@@ -201,13 +202,6 @@ def corpus_ids(cfg: TrainConfig, vocab: Vocabulary,
     ids = remap_ids(kept, corpus.vocab, vocab)     # kept holds only characters of vocab
     return ids, (f"dropped {corpus.ids.size - kept.size:,} occurrences of {len(unknown)} "
                  f"characters outside the vocabulary of {source}: {describe_chars(unknown)}")
-
-
-def input_options(cfg: TrainConfig) -> dict[str, Any]:
-    """CharRNN's embedding_size and init, for a fastrnn that has them."""
-    if not HAS_EMBEDDING:
-        return {}
-    return {"embedding_size": cfg.embedding_size, "init": cfg.init}
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -394,29 +388,30 @@ class Trainer:
         if cfg.resume and (done := self.stop_reason()) is not None:
             result = self.result("complete", Session(self.iteration, 0), done_by=done)
         else:
-            with StopSignals(enabled=handle_signals) as self.signals:
-                self.prepare_outputs()
-                with limit_threads(cfg.threads):
-                    for line in report.start_block(cfg, self.model, self.data, self.iteration,
-                                                   self.planned_iterations(), self.best_path()):
-                        self.progress.say(line)
-                    if self.world.size > 1:
-                        self.progress.say(f"  processes   {self.world.size} (MPI), "
-                                          f"{_share_text(cfg.batch_size, self.world.size)}")
-                    result = self.loop()
+            with StopSignals(enabled=handle_signals) as self.signals, self.outputs_claimed(), \
+                    limit_threads(cfg.threads):
+                for line in report.start_block(cfg, self.model, self.data, self.iteration,
+                                               self.planned_iterations(), self.best_path()):
+                    self.progress.say(line)
+                if self.world.size > 1:
+                    self.progress.say(f"  processes   {self.world.size} (MPI), "
+                                      f"{_share_text(cfg.batch_size, self.world.size)}")
+                result = self.loop()
         self.progress.say(report.summary(result))
         return result
 
-    def prepare_outputs(self) -> None:
-        """Before the first iteration: fail now, not at the first save, if the checkpoint or
-        the curves could not be written."""
+    @contextlib.contextmanager
+    def outputs_claimed(self) -> Iterator[None]:
+        """For the life of the run: fail before the first iteration, not at the first save,
+        if the checkpoint or the curves could not be written."""
         cfg = self.config
-        if cfg.checkpoint and self.world.is_root:
-            ckpt.check_writable(cfg.checkpoint)
-            # Checkpoint lifecycle: the lock on cfg.checkpoint for the life of the run and the
-            # refusal to replace another run's checkpoint unless cfg.overwrite belong here.
         if cfg.plot:
             self.plotter = load_plotter()
+        if cfg.checkpoint and self.world.is_root:
+            ckpt.check_writable(cfg.checkpoint)
+        # Checkpoint lifecycle goes here: the lock on cfg.checkpoint (and its best) held around
+        # this yield, and the refusal to replace another run's checkpoint unless cfg.overwrite.
+        yield
 
     def loop(self) -> TrainResult:
         """Iterate until a stop reason, evaluate and save at the end; the run's result."""
