@@ -80,7 +80,7 @@ def test_cli_beam(tmp_path, capsys):
     for k, (text, logp) in enumerate(found):
         assert headers[k].startswith(f"# beam {k + 1}: {bits_per_char(logp, 12):.4f} bits/char")
     assert ("he" + found[0][0]).splitlines()[0] in out
-    assert sample_main([ckpt, "--beam", "2", "--prime", "xyz"]) == 1
+    assert sample_main([ckpt, "--beam", "2", "--prime", "xyz"]) == 2  # usage error
     assert "outside the model's vocabulary" in capsys.readouterr().err
 
 

@@ -51,6 +51,7 @@ def test_cli_flags_model_and_cell(flag):
     assert train_options(args)["cell"] == "lstm"
 
 
+@pytest.mark.slow
 def test_train_accepts_model_as_an_alias(tmp_path):
     result = run(tmp_path, "a.npz", model="gru", max_iters=2)
     assert result.model.cell == "gru"
@@ -58,6 +59,7 @@ def test_train_accepts_model_as_an_alias(tmp_path):
     assert saved["cell"] == "gru" and "model" not in saved
 
 
+@pytest.mark.slow
 def test_checkpoint_with_model_in_its_train_config_resumes_exactly(tmp_path):
     straight = run(tmp_path, "straight.npz", cell="lstm", max_iters=30)
     run(tmp_path, "old.npz", cell="lstm", max_iters=15)
@@ -86,6 +88,7 @@ def test_checkpoint_with_model_in_its_train_config_resumes_exactly(tmp_path):
                       out=io.StringIO())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FROZEN_ON_RESUME)
 def test_every_frozen_option_is_refused_on_resume(tmp_path, name):
     run(tmp_path, "r.npz", max_iters=1)
@@ -101,6 +104,7 @@ def test_every_frozen_option_is_refused_on_resume(tmp_path, name):
     assert getattr(same, name) == current
 
 
+@pytest.mark.slow
 def test_init_from_takes_the_architecture_of_the_checkpoint(tmp_path):
     run(tmp_path, "base.npz", cell="gru", num_layers=2, max_iters=1)
     loaded = ckpt.load_checkpoint(tmp_path / "base.npz")
@@ -117,6 +121,7 @@ def test_train_config_fields_are_the_cli_options():
     assert fields <= dests, fields - dests
 
 
+@pytest.mark.slow
 def test_embedding_and_init_options(tmp_path):
     from fastrnn.config import INIT_SCHEMES
 
@@ -138,6 +143,7 @@ def test_embedding_and_init_options(tmp_path):
     assert tuned.model.embedding_size == 8
 
 
+@pytest.mark.slow
 def test_a_run_with_an_embedding_resumes_exactly(tmp_path):
     straight = run(tmp_path, "straight.npz", embedding_size=6, init="default", max_iters=20)
     run(tmp_path, "split.npz", embedding_size=6, init="default", max_iters=10)

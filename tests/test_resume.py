@@ -14,6 +14,8 @@ from fastrnn.data import default_corpus
 from fastrnn.errors import CorpusError
 from fastrnn.train import Trainer
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 TEXT = default_corpus()[:3000]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=5)
 FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-length", "16", "--sample-every",

@@ -43,7 +43,7 @@ def test_cosine_goes_from_one_to_the_final_fraction():
     assert cosine_factor(0.5) == pytest.approx((1 + COSINE_FINAL_FRACTION) / 2)
     assert cosine_factor(2.0) == cosine_factor(1.0) and cosine_factor(-1.0) == 1.0
     values = [cosine_factor(p / 10) for p in range(11)]
-    assert all(a > b for a, b in zip(values, values[1:]))
+    assert all(a > b for a, b in zip(values[:-1], values[1:], strict=True))
 
 
 def test_cosine_progress_from_iterations_or_time():
@@ -128,6 +128,7 @@ SCHEDULE_OPTIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_resumes_exactly(tmp_path, monkeypatch, schedule):
     N = 26  # not a multiple of eval_every: the stop adds an evaluation the straight run lacks
@@ -159,6 +160,7 @@ def test_every_schedule_resumes_exactly(tmp_path, monkeypatch, schedule):
         assert a.header["loss_watch"]["scale"] < 1
 
 
+@pytest.mark.slow
 def test_cosine_ends_near_its_final_fraction(tmp_path):
     run(tmp_path, "c.npz", lr_schedule="cosine", max_iters=40, eval_every=10,
         log=str(tmp_path / "c.jsonl"))
@@ -167,6 +169,7 @@ def test_cosine_ends_near_its_final_fraction(tmp_path):
     assert rates == sorted(rates, reverse=True)
 
 
+@pytest.mark.slow
 def test_training_time_is_stored_and_continued(tmp_path):
     run(tmp_path, "t.npz", max_iters=10, eval_every=5)
     stored = ckpt.load_checkpoint(tmp_path / "t.npz").header["train_seconds"]
@@ -176,6 +179,7 @@ def test_training_time_is_stored_and_continued(tmp_path):
     assert trainer.train_seconds() >= stored
 
 
+@pytest.mark.slow
 def test_time_limit_counts_the_whole_run(tmp_path, monkeypatch):
     restore = interrupted_at(monkeypatch, 3)
     run(tmp_path, "t.npz", time_limit=30.0, eval_every=0)
@@ -192,6 +196,7 @@ def test_time_limit_counts_the_whole_run(tmp_path, monkeypatch):
     assert result.stop_reason == "time_limit" and result.wall_time < 5
 
 
+@pytest.mark.slow
 def test_patience_stops_and_keeps_the_best(tmp_path, monkeypatch):
     losses = iter([3.0, 2.9, 2.95, 2.91, 2.99, 2.8])
     monkeypatch.setattr(Trainer, "evaluate", lambda self: next(losses))

@@ -179,7 +179,7 @@ def test_signal_finishes_the_iteration_and_saves(tmp_path, monkeypatch, sig, rea
 
 def test_time_limit_and_epoch_limit(tmp_path):
     assert run(tmp_path, time_limit=0.2).stop_reason == "time_limit"
-    result = run(tmp_path, max_epochs=1.5)
+    result = run(tmp_path, "epochs.npz", max_epochs=1.5)
     chunks = Trainer({**SMALL, "checkpoint": str(tmp_path / "x")}, TEXT, io.StringIO()) \
         .batches.chunks_per_epoch
     assert (result.stop_reason, result.iterations) == ("max_epochs", int(np.ceil(1.5 * chunks)))
@@ -222,7 +222,7 @@ def test_checkpoints_best_and_log(tmp_path):
 
 def test_unwritable_checkpoint_directory_fails_before_training(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(CheckpointError, match="cannot write checkpoints"):
+    with pytest.raises(CheckpointError, match="cannot write checkpoint .*: Not a directory"):
         run(tmp_path, "file/run.npz", max_iters=5)
 
 

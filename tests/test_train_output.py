@@ -17,6 +17,8 @@ from fastrnn.data import default_corpus
 from fastrnn.errors import ConfigError
 from fastrnn.train import Trainer, best_path
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 TEXT = default_corpus()[:3000]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=5)
 
@@ -143,3 +145,12 @@ def test_quiet_and_overwrite_are_not_inherited_on_resume(tmp_path):
     assert "done: 8 iterations" in out.getvalue()
     config = ckpt.load_checkpoint(path).header["train_config"]
     assert config["quiet"] is False and config["overwrite"] is False
+
+
+def test_plot_writes_the_picture_beside_the_checkpoint(tmp_path):
+    pytest.importorskip("matplotlib")
+    fastrnn.train(text=TEXT, out=io.StringIO(), checkpoint=str(tmp_path / "run.npz"),
+                  plot=True, max_iters=10, **SMALL)
+    png = tmp_path / "run.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 2

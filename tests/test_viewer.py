@@ -136,6 +136,6 @@ def test_cli(tmp_path, capsys):
     assert "most interpretable h unit" in capsys.readouterr().out
     data = embedded(out.read_text(encoding="utf-8"))
     assert data["text"] == TEXT[:400] and set(data["acts"]) == {"h", "c"}
-    assert inspect_main([ckpt, str(src), "-o", str(out), "--layer", "3"]) == 1
+    assert inspect_main([ckpt, str(src), "-o", str(out), "--layer", "3"]) == 2  # usage error
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fastrnn-inspect: error: --layer")

@@ -1,23 +1,36 @@
-"""Command-line entry points: ``fastrnn-train`` and ``fastrnn-sample``.
+"""Command-line entry points: ``fastrnn-train``, ``fastrnn-sample``, ``fastrnn-info``, the tools
+(``fastrnn-eval``, ``-plot``, ``-inspect``, ``-export``) and ``python -m fastrnn TOOL``.
 
-Thin on purpose: parse flags, call fastrnn.train.train / fastrnn.sample.iter_sample, and turn
-user errors (FastrnnError) into one line on stderr and a non-zero exit status, never a traceback.
+Thin on purpose: parse flags, call the documented Python function that does the work, and turn
+user errors (FastrnnError) into one line on stderr and the exit status of EXIT_RULE, never a
+traceback.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
+import json
 import math
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
 from .corpus import CACHE_MIN_BYTES
 from .distributed import launcher_rank, launcher_size
-from .errors import FastrnnError
+from .errors import ConfigError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
 from .schedule import COSINE_FINAL_FRACTION, SCHEDULES
-from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
+
+USAGE_ERROR = 2  # a bad flag or value: the command line is the thing to fix
+FAILURE = 1      # the command was valid but the run failed (a file, a checkpoint, divergence)
+
+EXIT_RULE = """\
+Exit status: 0 done; 2 a usage error (an unknown flag, a bad value, options that contradict each
+other or the checkpoint); 1 a failure while running (unreadable text or checkpoint, a file that
+cannot be written, diverged training); 130 after Ctrl-C (SIGINT), 143 after SIGTERM."""
 
 D = TrainConfig()  # defaults, shown in --help
 ABORT_GRACE = 2.0  # seconds a failing MPI process other than rank 0 leaves rank 0 to report
@@ -42,15 +55,114 @@ gradient by 40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 
 Several processes train one model together under MPI (pip install 'fastrnn[mpi]'):
   mpiexec -n P fastrnn-train FILE ...   (each process takes its share of the B streams; B >= P)
 
-Exit status: 0 done, 1 bad input or diverged (nan/inf loss), 2 bad option,
-130 after Ctrl-C, 143 after SIGTERM (the checkpoint is written first in both cases)."""
+{EXIT_RULE} After a signal the checkpoint is written first."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """Bad options give one line on stderr (no usage dump) and exit status 2."""
+    """Bad options give one line on stderr (no usage dump) and exit status 2. No prefix
+    abbreviations (--temp is not --temperature), and a flag of another tool (char-rnn, torch-rnn,
+    nanoGPT, a misspelling) gets a "did you mean" pointing at this tool's flag."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(unrecognized_message(self, extras))
+        return parsed
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def add_version(p: argparse.ArgumentParser) -> None:
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"%(prog)s (fastrnn) {__version__}")
+
+
+# ---------------------------------------------------------------------------- unknown flags
+
+# Flags of char-rnn (-rnn_size), torch-rnn (-wordvec_size) and nanoGPT (--n_layer), and common
+# spellings, after normalisation (no leading dashes, lower case, '_' -> '-'), with the fastrnn
+# flags or arguments they mean, in order of preference; only those the parser has are offered.
+FOREIGN_FLAGS: dict[str, tuple[str, ...]] = {
+    "epochs": ("--max-epochs",), "num-epochs": ("--max-epochs",), "n-epochs": ("--max-epochs",),
+    "iters": ("--max-iters",), "num-iters": ("--max-iters",), "max-steps": ("--max-iters",),
+    "steps": ("--max-iters",), "max-time": ("--time-limit",), "time": ("--time-limit",),
+    "rnn-size": ("--hidden-size",), "hidden": ("--hidden-size",), "hidden-dim": ("--hidden-size",),
+    "n-hidden": ("--hidden-size",), "lr": ("--learning-rate",),
+    "learning-rate-decay": ("--lr-decay",), "lr-decay-factor": ("--lr-decay",),
+    "layers": ("--num-layers",), "n-layer": ("--num-layers",), "n-layers": ("--num-layers",),
+    "model-type": ("--model",), "rnn-type": ("--model",), "cell-type": ("--model",),
+    "cell": ("--cell", "--model"),
+    "wordvec-size": ("--embedding-size",), "n-embd": ("--embedding-size",),
+    "embed-size": ("--embedding-size",), "embedding-dim": ("--embedding-size",),
+    "block-size": ("--seq-length",), "seq-len": ("--seq-length",), "bptt": ("--seq-length",),
+    "train-frac": ("--val-fraction",), "val-frac": ("--val-fraction",),
+    "clip": ("--grad-clip",), "clip-grad": ("--grad-clip",), "max-norm": ("--max-grad-norm",),
+    "clip-norm": ("--max-grad-norm",), "num-threads": ("--threads",),
+    "checkpoint-dir": ("--checkpoint",), "checkpoint-name": ("--checkpoint",),
+    "savefile": ("--checkpoint",), "out-dir": ("--checkpoint",),
+    "checkpoint": ("--checkpoint", "CHECKPOINT"), "model": ("--model", "CHECKPOINT"),
+    "eval-val-every": ("--eval-every",), "eval-interval": ("--eval-every",),
+    "checkpoint-every": ("--eval-every",), "input": ("TEXT_FILE",), "input-h5": ("TEXT_FILE",),
+    "input-json": ("TEXT_FILE",), "data-dir": ("TEXT_FILE",), "data": ("TEXT_FILE",),
+    "text": ("TEXT_FILE",), "log-file": ("--log",),
+    "temp": ("--temperature",), "primetext": ("--prime",), "start-text": ("--prime",),
+    "start": ("--prime",), "max-new-tokens": ("--length",), "num-chars": ("--length",),
+    "sample": ("--greedy",), "argmax": ("--greedy",), "topk": ("--top-k",),
+    "out": ("--output", "-o"),
+}
+CPU_ONLY = "fastrnn runs on the CPU; --threads sets its BLAS threads"
+FOREIGN_NOTES = {name: CPU_ONLY for name in ("gpu", "gpuid", "gpu-backend", "opencl", "device",
+                                             "cuda")}
+
+
+def unrecognized_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """'unknown option --epochs; did you mean --max-epochs?' for the first flag in extras."""
+    flags = [a for a in extras if a.startswith("-") and len(a) > 1]
+    if not flags:
+        return f"unrecognized arguments: {' '.join(extras)}"
+    flag = flags[0].split("=", 1)[0]
+    hint = suggest_flag(parser, flag)
+    return f"unknown option {flag}" + (f"; {hint}" if hint else "; see --help")
+
+
+def suggest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
+    """What the user probably meant by an unknown flag, or ''."""
+    key = flag.lstrip("-").lower().replace("_", "-")
+    options = sorted(o for a in parser._actions for o in a.option_strings)
+    arguments = [a.metavar or a.dest for a in parser._actions if not a.option_strings]
+    for candidate in (f"--{key}", *FOREIGN_FLAGS.get(key, ())):
+        if candidate in options:
+            return f"did you mean {candidate}?"
+        if candidate in arguments:
+            return f"did you mean the {candidate} argument (given without a flag)?"
+    if key in FOREIGN_NOTES:
+        return FOREIGN_NOTES[key]
+    prefixed = [o for o in options if o.startswith(flag) and o.startswith("--")]
+    if flag.startswith("--") and len(prefixed) == 1:
+        return f"did you mean {prefixed[0]}? (abbreviations are not accepted)"
+    close = difflib.get_close_matches(f"--{key}", options, n=1, cutoff=0.75)
+    if close:
+        return f"did you mean {close[0]}?"
+    return _other_tool(parser.prog, f"--{key}")
+
+
+def _other_tool(prog: str, flag: str) -> str:
+    """'--temperature is an option of fastrnn-sample' when the flag belongs to another tool."""
+    for make_parser, _, _ in TOOLS.values():
+        try:
+            other = make_parser()
+        except ImportError:  # a tool whose optional part is missing has no flags to offer
+            continue
+        if other.prog != prog and any(flag in a.option_strings for a in other._actions):
+            return f"{flag} is an option of {other.prog}"
+    return ""
 
 
 # ---------------------------------------------------------------------------- value types
@@ -80,9 +192,10 @@ decay = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 # ---------------------------------------------------------------------------- fastrnn-train
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fastrnn-train", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _Parser(prog="fastrnn-train",
                 description="Train a character-level RNN language model on a UTF-8 text file.",
                 epilog=TRAIN_EPILOG, argument_default=None)
+    add_version(p)
     g = p.add_argument_group("data")
     g.add_argument("text_file", nargs="*", metavar="TEXT_FILE",
                    help="UTF-8 text to learn: one or more files or directories (the files under "
@@ -119,7 +232,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--init", choices=tuple(INIT_SCHEMES), metavar="SCHEME",
                    help=f"initialisation of the weights, one of {', '.join(INIT_SCHEMES)} "
                         f"({why('init')})")
-    g.add_argument("--dtype", choices=("float32", "float64"), help=f"({why('dtype')})")
+    g.add_argument("--dtype", choices=("float32", "float64"),
+                   help=f"({why('dtype')}; fastrnn.CharRNN in Python defaults to float64, the "
+                        "exact reference that the tests compare against)")
     g.add_argument("--seed", type=int, help=f"initial weights and sampling RNG (default {D.seed})")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({why('optimizer')})")
@@ -209,9 +324,11 @@ def train_parser() -> argparse.ArgumentParser:
                    help="print only the final summary line")
     g = p.add_argument_group("compute")
     g.add_argument("--threads", type=positive_int, metavar="N",
-                   help=f"BLAS threads (default {D.threads}: on an idle 2-core machine 2 threads "
-                        "were 26%% faster at the defaults, but with one other busy process "
-                        "3x slower, as OpenBLAS threads wait for each other; 1 is the safe choice)")
+                   help=f"BLAS threads (default {D.threads}). More pay only on cores the run has "
+                        "to itself: OpenBLAS threads spin while they wait for each other inside "
+                        "every matrix product, so one other busy process makes 2 threads slower "
+                        "than 1, and on a loaded machine they ran over 10x slower than 1 "
+                        "(measured figures in the README)")
     g.add_argument("--backend", choices=BACKENDS,
                    help=f"compiled kernel or the numpy reference (default {D.backend})")
     return p
@@ -271,15 +388,21 @@ def _fail_job(prog: str, exc: BaseException) -> int:
     comm = MPI.COMM_WORLD
     if comm.Get_rank() != 0:
         time.sleep(ABORT_GRACE)
-    _fail(f"{prog} (process {comm.Get_rank()} of {comm.Get_size()})", exc)
+    status = _fail(f"{prog} (process {comm.Get_rank()} of {comm.Get_size()})", exc)
     sys.stderr.flush()
-    comm.Abort(1)
-    return 1
+    comm.Abort(status)
+    return status
 
 
 def _fail(prog: str, exc: BaseException) -> int:
+    """One line on stderr; the status says whose fault it is (EXIT_RULE)."""
     print(f"{prog}: error: {exc}", file=sys.stderr)
-    return 1
+    return exit_status(exc)
+
+
+def exit_status(exc: BaseException) -> int:
+    """USAGE_ERROR for an invalid or contradictory option (ConfigError), FAILURE otherwise."""
+    return USAGE_ERROR if isinstance(exc, ConfigError) else FAILURE
 
 
 # ---------------------------------------------------------------------------- fastrnn-sample
@@ -287,7 +410,8 @@ def _fail(prog: str, exc: BaseException) -> int:
 def sample_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fastrnn-sample",
                 description="Generate text from a fastrnn checkpoint (written to stdout as it "
-                            "is generated, after the prime text).")
+                            "is generated, after the prime text).", epilog=EXIT_RULE)
+    add_version(p)
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--length", type=non_negative_int, default=500, metavar="N",
                    help="characters to generate (default 500)")
@@ -368,7 +492,9 @@ def _write_file(path: str, text: str) -> None:
 # each; the work is done by fastrnn.evaluate, .plot, .viewer and .export.
 
 def _tool_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return _Parser(prog=prog, description=description, allow_abbrev=False)
+    p = _Parser(prog=prog, description=description, epilog=EXIT_RULE)
+    add_version(p)
+    return p
 
 
 # ---------------------------------------------------------------------------- fastrnn-eval
@@ -405,8 +531,6 @@ def _eval_line(name: str, r) -> str:
 
 def eval_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of fastrnn-eval; returns the exit status."""
-    import json
-
     from .checkpoint import load_model
     from .data import read_corpus
     from .evaluate import combine, evaluate
@@ -515,7 +639,8 @@ def plot_parser() -> argparse.ArgumentParser:
     p = _tool_parser("fastrnn-plot", "Plot training and validation loss (bits/char) of one or "
                                      "more runs against iteration and wall-clock time, from "
                                      "their --log files (needs fastrnn[plot]).")
-    p.add_argument("logs", nargs="+", metavar="LOG.jsonl", help="logs written by fastrnn-train --log")
+    p.add_argument("logs", nargs="+", metavar="LOG.jsonl",
+                   help="logs written by fastrnn-train --log")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="the picture to write; the format follows the extension (.png, .svg, .pdf)")
     p.add_argument("--names", nargs="+", metavar="NAME",
@@ -560,3 +685,120 @@ def beam_main(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         _silence_stdout()
     return 0
+
+
+# ---------------------------------------------------------------------------- fastrnn-info
+
+def info_parser() -> argparse.ArgumentParser:
+    p = _tool_parser("fastrnn-info", "Show what a fastrnn checkpoint holds: model, vocabulary, "
+                                     "corpus, position, validation losses, optimizer.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object (null where the checkpoint does not say)")
+    return p
+
+
+def info_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of fastrnn-info; returns the exit status."""
+    from .checkpoint import describe
+
+    args = info_parser().parse_args(argv)
+    try:
+        info = describe(args.checkpoint)
+        text = json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_info(info)
+        print(text)
+    except FastrnnError as exc:
+        return _fail("fastrnn-info", exc)
+    except BrokenPipeError:
+        _silence_stdout()
+    return 0
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The lines fastrnn-info prints for checkpoint.describe's dict ('n/a' for what is missing)."""
+    m, v, c = info["model"], info["vocabulary"], info["corpus"]
+    cell = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}.get(m["cell"], _na(m["cell"]))
+    sha = c["sha256"][:16] if c["sha256"] else "n/a"
+    lines = [
+        f"checkpoint  {info['path']} (format version {_na(info['format_version'])})",
+        f"model       {cell}, {_na(m['num_layers'])} layer(s), hidden {_na(m['hidden_size'])}, "
+        f"embedding {_na(m['embedding_size'])}, {m['parameters']:,} parameters, {_na(m['dtype'])}",
+        f"vocabulary  {v['size']} characters: {_escaped(v['sample'])}"
+        + (" ..." if v["size"] > len(v["sample"]) else ""),
+        f"corpus      {_na(c['path'])}: {_na(c['chars'], '{:,}')} characters, sha256 {sha}",
+        f"position    iteration {_na(info['iteration'], '{:,}')}, "
+        f"{_na(info['epoch'])} epoch(s) + {_na(info['epoch_step'])} chunk(s); "
+        f"batches {_na(info['batch_size'])} x {_na(info['seq_length'])}",
+        f"best val    {_loss_text(info['best_val_loss'])}",
+        f"last val    {_loss_text(info['val_loss'])}",
+        f"optimizer   {_na(info['optimizer'])}, lr {_na(info['learning_rate'], '{:g}')}",
+    ]
+    return "\n".join(lines)
+
+
+def _na(value: Any, fmt: str = "{}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def _loss_text(loss: dict[str, float] | None) -> str:
+    if loss is None:
+        return "n/a"
+    return f"{loss['nats']:.4f} nats/char = {loss['bits']:.4f} bits/char"
+
+
+def _escaped(chars: str) -> str:
+    """The characters between double quotes, each unprintable one (newline, tab, control,
+    a space other than ' ') escaped as Python writes it."""
+    out = []
+    for ch in chars:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])
+    return '"' + "".join(out) + '"'
+
+
+# ---------------------------------------------------------------------------- python -m fastrnn
+
+TOOLS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int], str]] = {
+    "train": (train_parser, train_main, "train a model on a UTF-8 text (fastrnn-train)"),
+    "sample": (sample_parser, sample_main, "generate text from a checkpoint (fastrnn-sample)"),
+    "info": (info_parser, info_main, "show what a checkpoint holds (fastrnn-info)"),
+    "eval": (eval_parser, eval_main, "score a checkpoint on text files (fastrnn-eval)"),
+    "plot": (plot_parser, plot_main, "plot the loss curves of --log files (fastrnn-plot)"),
+    "inspect": (inspect_parser, inspect_main,
+                "an HTML page of hidden-unit activations (fastrnn-inspect)"),
+    "export": (export_parser, export_main, "a checkpoint as an ONNX model (fastrnn-export)"),
+}
+
+
+def main_usage() -> str:
+    tools = "\n".join(f"  {name:<9}{about}" for name, (_, _, about) in TOOLS.items())
+    return (f"usage: python -m fastrnn {{{','.join(TOOLS)}}} [OPTIONS ...]\n\n"
+            f"tools (each also installed as fastrnn-TOOL; python -m fastrnn TOOL --help):\n"
+            f"{tools}\n\n{EXIT_RULE}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastrnn TOOL ...``: the same entry as ``fastrnn-TOOL ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        return TOOLS[argv[0]][1](argv[1:])
+    if argv and argv[0] in ("-h", "--help"):
+        print(main_usage())
+        return 0
+    if argv and argv[0] == "--version":
+        from . import __version__
+
+        print(f"fastrnn {__version__}")
+        return 0
+    problem = (f"unknown tool {argv[0]!r}" if argv else "no tool given")
+    print(f"{main_usage()}\n\npython -m fastrnn: error: {problem}; choose one of "
+          f"{', '.join(TOOLS)}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

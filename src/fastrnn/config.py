@@ -286,7 +286,8 @@ def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
                 f"{flag(name)} cannot change on --resume (the checkpoint has "
                 f"{getattr(base, name)!r}); use --init-from to start a new run from its weights")
     if budget_given(options):   # the stored limits were the old run's: the new budget rules
-        base = dataclasses.replace(base, **{name: 0 for name in DURATION_OPTIONS})
+        for name in DURATION_OPTIONS:
+            setattr(base, name, 0)
     options = {**SESSION_ONLY, **options}  # given again each session, never inherited
     options.setdefault("checkpoint", options["resume"])  # keep writing the file resumed
     return dataclasses.replace(base, init_from=None, **options)

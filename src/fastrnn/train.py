@@ -7,7 +7,8 @@ the carried hidden state, clips, and takes one optimizer step. The hidden state 
 chunk to chunk and reset to zero at the start of each epoch. Everything needed to continue exactly
 is in the checkpoint: parameters, optimizer state, hidden state, data position, RNG state.
 
-The options and how they meet a checkpoint are in config.py; what the run prints is in report.py.
+The options and how they meet a checkpoint are in config.py, the learning-rate schedules and the
+watch on the validation loss in schedule.py, what the run prints in report.py.
 """
 from __future__ import annotations
 
@@ -20,20 +21,22 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from . import distributed, report
+from .checkpoint import best_path
 from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, budget_given,
                      canonical_options, check_option_names, checkpoint_to_load, resolve_config)
 from .corpus import Corpus, chars_outside, load_corpus, remap_ids, text_corpus
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, ValidationChunks, Vocabulary,
                    check_length, default_corpus, describe_chars, split_train_val,
                    validation_chunks)
-from .errors import CheckpointError, ConfigError, CorpusError, DivergedError
+from .errors import CheckpointError, ConfigError, CorpusError, DivergedError, FastrnnError
 from .model import CharRNN
 from .optim import make_optimizer
 from .sample import iter_sample
@@ -69,12 +72,6 @@ class TrainResult:
     def exit_status(self) -> int:
         """0 for a normal end, 130 after SIGINT, 143 after SIGTERM (128 + signal number)."""
         return EXIT_STATUS.get(self.stop_reason, 0)
-
-
-def best_path(path: str) -> str:
-    """Where the best-validation checkpoint goes: beside path, 'run.npz' -> 'run.best.npz'."""
-    root, ext = os.path.splitext(path)
-    return f"{root}.best{ext or '.npz'}"
 
 
 def train(corpus: str | None = None, *, text: str | None = None, out: TextIO | None = None,
@@ -256,7 +253,7 @@ class Trainer:
             try:
                 self.restore(loaded)
             except (KeyError, TypeError, ValueError) as exc:
-                if isinstance(exc, ConfigError):
+                if isinstance(exc, CheckpointError):
                     raise
                 raise CheckpointError(f"{cfg.resume}: not a training checkpoint, cannot resume "
                                       f"from it ({type(exc).__name__}: {exc})") from None
@@ -283,7 +280,8 @@ class Trainer:
         self.optimizer.load_state(loaded.optimizer_state, head["optimizer"]["step"])
         full_shape = self.model.initial_state(self.config.batch_size).shape
         if loaded.hidden is None or loaded.hidden.shape != full_shape:
-            raise ConfigError(f"{self.config.resume}: hidden state missing or of the wrong shape")
+            raise CheckpointError(f"{self.config.resume}: hidden state missing or of the wrong "
+                                  "shape")
         lo, hi = self.share      # [mpi] own streams of the saved (..., B, H) state
         self.h = np.ascontiguousarray(loaded.hidden[..., lo:hi, :], dtype=self.model.dtype)
         saved = int(head.get("processes", 1))
@@ -407,11 +405,12 @@ class Trainer:
         cfg = self.config
         if cfg.plot:
             self.plotter = load_plotter()
-        if cfg.checkpoint and self.world.is_root:
-            ckpt.check_writable(cfg.checkpoint)
-        # Checkpoint lifecycle goes here: the lock on cfg.checkpoint (and its best) held around
-        # this yield, and the refusal to replace another run's checkpoint unless cfg.overwrite.
-        yield
+        if not self.world.is_root:   # [mpi] rank 0 alone writes checkpoints
+            yield
+            return
+        # path checked as a save would, this run's lock held, another run's files kept
+        with ckpt.claim_checkpoint(cfg.checkpoint, cfg.overwrite, cfg.resume):
+            yield
 
     def loop(self) -> TrainResult:
         """Iterate until a stop reason, evaluate and save at the end; the run's result."""
@@ -579,8 +578,8 @@ class Trainer:
             with open(self.config.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as exc:
-            raise ConfigError(f"cannot write the log {self.config.log}: "
-                              f"{exc.strerror or exc}") from None
+            raise FastrnnError(f"cannot write the log {self.config.log}: "
+                               f"{exc.strerror or exc}") from None
 
     def result(self, reason: str, session: Session, done_by: str | None = None) -> TrainResult:
         """The TrainResult of this session (done_by: the limit that had already ended a
