@@ -166,12 +166,6 @@ def _check_utf8(path: str, data: bytes, offset: int) -> None:
                           f"byte offset {offset + exc.start}") from None
 
 
-def iter_text(path: str, chunk_bytes: int | None = None) -> Iterator[str]:
-    """iter_normalized's pieces as str."""
-    for piece in iter_normalized(path, chunk_bytes):
-        yield piece.decode("utf-8")
-
-
 def codepoints(piece: bytes) -> np.ndarray:
     """(n,) code points of a normalised UTF-8 piece: uint8 for ASCII (no copy), else uint32."""
     if piece.isascii():
