@@ -25,10 +25,13 @@ def rel_err(a, b) -> float:
 
 
 def make_model(cell: str = "rnn", L: int = 1, dtype=np.float64, dropout: float = 0.0,
-               V: int = 7, H: int = 5, seed: int = 0, jitter: float = 0.3) -> CharRNN:
-    """A model whose biases and weights are perturbed away from their initial values, so that
-    every gate is exercised (zero biases would hide bias-gradient bugs)."""
-    m = CharRNN(V, H, num_layers=L, cell=cell, dropout=dropout, dtype=dtype, seed=seed)
+               V: int = 7, H: int = 5, seed: int = 0, jitter: float = 0.3,
+               E: int = 0) -> CharRNN:
+    """A model (with an embedding of size E > 0 if asked) whose biases and weights are perturbed
+    away from their initial values, so that every gate is exercised (zero biases would hide
+    bias-gradient bugs)."""
+    m = CharRNN(V, H, num_layers=L, cell=cell, dropout=dropout, dtype=dtype, seed=seed,
+                embedding_size=E)
     r = np.random.default_rng(seed + 100)
     for p in m.params.values():
         p += r.normal(0.0, jitter, p.shape).astype(dtype)

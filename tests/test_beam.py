@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 import pytest
-from _tools import random_model, write_checkpoint
 
+from _tools import random_model, write_checkpoint
 from fastrnn import Vocabulary
 from fastrnn.beam import beam_indices, beam_search, bits_per_char
 from fastrnn.cli import sample_main
@@ -77,7 +77,7 @@ def test_cli_beam(tmp_path, capsys):
     found = beam_search(model, vocab, 12, prime="he", beam=3)
     headers = [line for line in out if line.startswith("# beam ")]
     assert len(headers) == 3
-    for k, (text, logp) in enumerate(found):
+    for k, (_text, logp) in enumerate(found):
         assert headers[k].startswith(f"# beam {k + 1}: {bits_per_char(logp, 12):.4f} bits/char")
     assert ("he" + found[0][0]).splitlines()[0] in out
     assert sample_main([ckpt, "--beam", "2", "--prime", "xyz"]) == 2  # usage error

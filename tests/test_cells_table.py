@@ -24,6 +24,7 @@ def test_every_cell_has_its_kernels_and_twins(name):
 def test_model_follows_the_entry(name):
     entry, V, H, L = TABLE[name], 6, 4, 2
     m = CharRNN(V, H, num_layers=L, cell=name, init="uniform")
+    assert m.cell_spec is entry
     assert m.gates == entry.gates == len(entry.gate_names)
     for k in ("", "1"):
         assert m.params[f"Whh{k}"].shape == (H, entry.gates * H)

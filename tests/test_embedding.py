@@ -8,51 +8,28 @@ import itertools
 import numpy as np
 import pytest
 
+import conftest
 import fastrnn
-from conftest import CELLS, centred_differences
+from conftest import CELLS, TOL, centred_differences, make_chunk, rel_err, run_reseeded
 from fastrnn import CharRNN, reference_cells
 from fastrnn.optim import make_optimizer
 
 LAYERS = (1, 2, 3)
-TOL = {np.float64: 1e-10, np.float32: 1e-4}
-
-
-def rel_err(a, b) -> float:
-    """max |a - b| relative to the scale max |b| of the reference."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
 def make_model(cell, L, dtype=np.float64, dropout=0.0, V=7, E=3, H=5, seed=0, jitter=0.3):
-    """An embedded model whose parameters are perturbed away from their initial values, so
-    that every gate and bias is exercised."""
-    m = CharRNN(V, H, num_layers=L, cell=cell, dropout=dropout, dtype=dtype, seed=seed,
-                embedding_size=E)
-    r = np.random.default_rng(seed + 100)
-    for p in m.params.values():
-        p += r.normal(0.0, jitter, p.shape).astype(dtype)
-    return m
+    """conftest's perturbed model, with an embedding (E = 3) unless told otherwise."""
+    return conftest.make_model(cell, L, dtype, dropout, V=V, H=H, seed=seed, jitter=jitter, E=E)
 
 
-def make_chunk(m, B=3, T=4, seed=1, state_scale=0.5):
-    """Inputs, targets and a non-zero carried state of the model's state shape."""
-    r = np.random.default_rng(seed)
-    x = r.integers(0, m.vocab_size, (B, T))
-    y = r.integers(0, m.vocab_size, (B, T))
-    h0 = r.normal(0.0, state_scale, m.state_shape(B)).astype(m.dtype)
-    return x, y, h0
-
-
-def run(m, backend, x, y, h0, train, mask_seed=7):
-    """loss_and_grads with the model's generator reset, so both backends draw the same masks."""
-    m.rng = np.random.default_rng(mask_seed)
-    loss, grads, h_last = m.loss_and_grads(x, y, h0, backend=backend, train=train)
-    return loss, {k: v.copy() for k, v in grads.items()}, h_last
+run = run_reseeded
 
 
 def workspace_buffers(m, B, T) -> dict[str, np.ndarray]:
+    """The workspace's caches, without the recurrent product's scratch (packed), which holds
+    each backend's own layout of Whh^T."""
     return {k: v.copy() for k, v in vars(m._workspace(B, T, True)).items()
-            if isinstance(v, np.ndarray)}
+            if isinstance(v, np.ndarray) and k != "packed"}
 
 
 # ------------------------------------------------------------------ parameters
@@ -131,6 +108,7 @@ def test_embedding_kernels_match_numpy(dtype, B, T, E, V):
 
 # ------------------------------------------------------------------ finite differences
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell,L,dropout", list(itertools.product(CELLS, (1, 2), (0.0, 0.3))))
 def test_finite_differences(cell, L, dropout):
     """Centred differences (float64, kernel) with a non-zero carried state: every entry of
@@ -236,6 +214,7 @@ def train_losses(m, backend, steps, B=8, T=12):
     return np.array(losses)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell,L", [("rnn", 1), ("lstm", 2), ("gru", 1)])
 def test_short_training_run_learns(cell, L):
     """Adam on a predictable sequence: the loss falls far below the uniform guess."""
@@ -246,6 +225,7 @@ def test_short_training_run_learns(cell, L):
     assert losses[-10:].mean() < 0.25 * np.log(V)
 
 
+@pytest.mark.slow
 def test_training_trajectories_match_between_backends():
     """Losses and parameters of a fixed-seed run agree step by step (float64)."""
     runs = {}

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 import pytest
-from _tools import TEXT, random_model, write_checkpoint
 
 import fastrnn
+from _tools import TEXT, random_model, write_checkpoint
 from fastrnn import Vocabulary
 from fastrnn.cli import eval_main
 from fastrnn.data import validation_chunks
@@ -63,7 +63,7 @@ def test_equals_the_mean_over_validation_chunks_when_they_cover_the_text():
 def test_chunks_score_every_character_but_the_first_of_each_stream():
     ids = np.arange(1003) % 50
     seen = []
-    for x, y, continues in eval_chunks(ids, 4, 30):
+    for _x, y, _continues in eval_chunks(ids, 4, 30):
         seen.append(y.ravel())
     targets = np.sort(np.concatenate(seen))
     # streams of 250 (the last 253): their first characters 0, 250, 500, 750 are not targets

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from _tools import TEXT, random_model, write_checkpoint
 
+from _tools import TEXT, random_model, write_checkpoint
 from fastrnn import CharRNN, Vocabulary
 from fastrnn.cli import export_main
 from fastrnn.errors import ConfigError

@@ -4,8 +4,8 @@ import importlib
 import io
 
 import numpy as np
-from _tools import random_model, write_checkpoint
 
+from _tools import random_model, write_checkpoint
 from fastrnn import Vocabulary
 from fastrnn.cli import sample_main
 

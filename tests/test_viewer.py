@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 import pytest
-from _tools import TEXT, random_model, write_checkpoint
 
+from _tools import TEXT, random_model, write_checkpoint
 from fastrnn import Vocabulary
 from fastrnn.cli import inspect_main
 from fastrnn.errors import ConfigError, CorpusError

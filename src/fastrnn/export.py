@@ -40,7 +40,7 @@ import numpy as np
 
 from .data import Vocabulary
 from .errors import ConfigError
-from .model import CharRNN, _suffix
+from .model import CharRNN, layer_suffix
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Squeeze with its axes as an input
@@ -77,7 +77,7 @@ def onnx_bias(bh: np.ndarray, bhn: np.ndarray | None, order: tuple[int, ...],
 
 def layer_weights(model: CharRNN, layer: int) -> dict[str, np.ndarray]:
     """W, R, B of one layer in ONNX layout, float32."""
-    p, H, k = model.params, model.hidden_size, _suffix(layer)
+    p, H, k = model.params, model.hidden_size, layer_suffix(layer)
     order = ONNX_CELLS[model.cell][1]
     bhn = p.get(f"bhn{k}")
     arrays = {"W": onnx_blocks(p[f"Wxh{k}"], order, H),
@@ -122,7 +122,7 @@ def _recurrent_layer(g: _Graph, model: CharRNN, layer: int, x: str) -> tuple[str
     inputs = [x, w["W"], w["R"], w["B"], "", h0]
     outputs = [f"Y{layer}", f"hN{layer}"]
     attrs: dict[str, Any] = {"hidden_size": model.hidden_size}
-    if model.cell == "lstm":
+    if model.cell_spec.cell_state:
         inputs.append(g.node("Gather", ["c0", index], [f"c0_{layer}"], axis=0)[0])
         outputs.append(f"cN{layer}")
     if model.cell == "gru":
@@ -154,7 +154,7 @@ def build_onnx(model: CharRNN, vocab: Vocabulary, opset: int = DEFAULT_OPSET):
     g.const("by", model.params["by"].astype(np.float32))
     g.node("MatMul", [x, "Why"], ["scores"])
     g.node("Add", ["scores", "by"], ["logits"])
-    state_names = ["hN", "cN"] if model.cell == "lstm" else ["hN"]
+    state_names = ["hN", "cN"] if model.cell_spec.cell_state else ["hN"]
     for k, name in enumerate(state_names):
         g.node("Concat", [states[k] for states in finals], [name], axis=0)
 
@@ -162,7 +162,7 @@ def build_onnx(model: CharRNN, vocab: Vocabulary, opset: int = DEFAULT_OPSET):
         return helper.make_tensor_value_info(name, TP.FLOAT, [L, "B", H])
 
     inputs = [helper.make_tensor_value_info("tokens", TP.INT64, ["T", "B"]), state("h0")]
-    if model.cell == "lstm":
+    if model.cell_spec.cell_state:
         inputs.append(state("c0"))
     outputs = [helper.make_tensor_value_info("logits", TP.FLOAT, ["T", "B", V])]
     outputs += [state(name) for name in state_names]

@@ -19,7 +19,7 @@ from .backend import ops as backend_ops
 from .cells import LAYER_BUFFERS, NAMES, Cell
 from .cells import cell as cell_entry
 
-__all__ = ["BACKENDS", "CELLS", "CharRNN"]
+__all__ = ["BACKENDS", "CELLS", "CharRNN", "layer_suffix"]
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _WORKSPACE_SHAPES_KEPT = 4  # training, validation and sampling shapes, with room to spare
 
@@ -30,12 +30,32 @@ class Workspace:
     hs    (T, B, H)  hidden states, cache kept for backward
     probs (T*B, V)   softmax probabilities, cache; backward overwrites it with probs - onehot(y)
     dhs   (T, B, H)  scratch for dL/dh_t and dL/dpre_t
+    packed (P,)      scratch: Whh, then Whh^T, packed for the recurrent product
+                     (P = packed_recurrent_size("rnn", H, dtype))
     """
 
     def __init__(self, B: int, T: int, H: int, V: int, dtype: np.dtype):
         self.hs = np.empty((T, B, H), dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
         self.dhs = np.empty((T, B, H), dtype=dtype)
+        self.packed = np.empty(packed_recurrent_size("rnn", H, dtype), dtype=dtype)
+
+
+def packed_recurrent_size(cell: str, H: int, dtype: np.dtype) -> int:
+    """Values of the scratch buffer every layer's recurrence packs Whh (H, G*H) into for the
+    forward and Whh^T for the backward, block by block of the cell's packed_blocks: the larger
+    need of the two directions. Without the compiled kernel, what the numpy twin uses (a
+    contiguous Whh^T)."""
+    blocks = cell_entry(cell).packed_blocks
+    if _kernel is None:
+        return sum(blocks) * H * H
+
+    def size(K: int, N: int) -> int:
+        return int(_kernel.packed_size(K, N, dtype))
+
+    forward = sum(size(H, b * H) for b in blocks)
+    backward = sum(size(b * H, H) for b in blocks)
+    return max(forward, backward)
 
 
 class StackWorkspace:
@@ -53,6 +73,8 @@ class StackWorkspace:
     drops (L, T, B, H)    dropped layer outputs hs * masks, what the next layer / head reads
     dhs   (L, T, B, H)    dL/dh per layer, scratch;  dc (B, H) LSTM cell-gradient carry, scratch
     probs (T*B, V)        softmax probabilities, cache, then probs - onehot(y) = dlogits * T*B
+    packed (P,)           scratch: one layer's Whh, then Whh^T, packed for the recurrent product
+                          (P = packed_recurrent_size(cell, H, dtype), shared by the layers)
     """
 
     # The per-layer caches of the cells (fastrnn.cells.LAYER_BUFFERS), None where the model's
@@ -83,6 +105,7 @@ class StackWorkspace:
         self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.dhs = np.empty(layer, dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
+        self.packed = np.empty(packed_recurrent_size(cell, H, dtype), dtype=dtype)
 
 
 class CharRNN:
@@ -139,6 +162,12 @@ class CharRNN:
     # ------------------------------------------------------------------ construction
 
     @property
+    def cell_spec(self) -> Cell:
+        """The model's entry of the table of cells (fastrnn.cells): gate blocks, per-layer
+        parameters, whether the state carries a cell state c, ..."""
+        return self._cell
+
+    @property
     def gates(self) -> int:
         """G, the number of gate blocks of one layer: rnn 1, lstm 4, gru 3."""
         return self._cell.gates
@@ -166,7 +195,7 @@ class CharRNN:
         if E > 0:
             shapes["Wemb"] = (V, E)
         for layer in range(self.num_layers):
-            k = _suffix(layer)
+            k = layer_suffix(layer)
             shapes[f"Wxh{k}"] = ((E if E > 0 else V) if layer == 0 else H, GH)
             shapes[f"Whh{k}"] = (H, GH)
             shapes[f"bh{k}"] = (GH,)
@@ -288,7 +317,7 @@ class CharRNN:
         ws = self._workspace(B, T, stacked)
         if not stacked:
             loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
-                                    p["bh"], p["Why"], p["by"], ws.hs, ws.probs)
+                                    p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed)
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
         loss = self._stack_forward(backend_cells(backend), x, y, self._state(h0, B), p, ws,
@@ -319,9 +348,10 @@ class CharRNN:
         if not stacked:                       # the single-layer fast path, state (B, H)
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
             loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
-                                    p["by"], ws.hs, ws.probs)
+                                    p["by"], ws.hs, ws.probs, ws.packed)
             impl.rnn_backward(x, y, h0_bh, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
-                              g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh)
+                              g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh,
+                              ws.packed)
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
         cells = backend_cells(backend)
         dropping = self._draw_masks(ws, bool(train), dropout_key)
@@ -453,7 +483,7 @@ class CharRNN:
         """Every layer's forward over the chunk, into ws (layer outputs hs, cs, ...)."""
         h0s, c0s = state
         for layer in range(self.num_layers):
-            k = _suffix(layer)
+            k = layer_suffix(layer)
             gates = ws.gates[layer]
             if layer == 0:
                 self._input_forward(cells, x, p, ws, gates)
@@ -494,7 +524,7 @@ class CharRNN:
         if dropping:
             cells.dropout_backward(ws.dhs[L - 1], ws.masks[L - 1])
         for layer in range(L - 1, -1, -1):
-            k = _suffix(layer)
+            k = layer_suffix(layer)
             with_c = c0s is not None
             gates = self._cell.backward(cells, ws, layer, p, k, h0s[layer],
                                         c0s[layer] if with_c else None, g, dh0s[layer],
@@ -580,7 +610,7 @@ def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
     return initialisation.from_spec(spec)
 
 
-def _suffix(layer: int) -> str:
+def layer_suffix(layer: int) -> str:
     """Parameter-name suffix of a layer: '' for layer 0, else its number ('Whh1')."""
     return "" if layer == 0 else str(layer)
 

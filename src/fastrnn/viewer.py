@@ -53,7 +53,7 @@ def run_states(model: CharRNN, ids: np.ndarray) -> Activations:
     """Activations of the model over ids from a zero state, the state carried throughout."""
     N, L, H = ids.size, model.num_layers, model.hidden_size
     h_all = np.empty((N, L, H))
-    c_all = np.empty((N, L, H)) if model.cell == "lstm" else None
+    c_all = np.empty((N, L, H)) if model.cell_spec.cell_state else None
     logits = np.empty((N, model.vocab_size))
     state = model.initial_state(1)
     for t in range(N):
