@@ -31,7 +31,8 @@ CONFIGS = {
     "L": {"model": "rnn", "hidden_size": 512},
 }
 COMMON = {"batch_size": 32, "seq_length": 64, "dtype": "float32", "val_fraction": 0.0,
-          "eval_every": 0, "sample_every": 0, "max_iters": 10 ** 9}
+          "eval_every": 0, "sample_every": 0, "max_iters": 10 ** 9,
+          "embedding_size": 0, "lr_schedule": "constant"}   # the named sizes: one-hot input
 MODES = ("1 process x 1 thread", "1 process x 2 threads", "2 processes x 1 thread",
          "1 process x 1 thread, B/2")
 ALLREDUCE_REPEATS = 200
