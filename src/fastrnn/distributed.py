@@ -22,7 +22,6 @@ nothing; fastrnn-train then behaves exactly as a plain single process.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -110,12 +109,6 @@ class SingleProcess:
     def gather(self, obj):
         return [obj]
 
-    def bcast(self, obj):
-        return obj
-
-    def abort(self, status: int) -> None:
-        sys.exit(status)
-
     @contextmanager
     def root_first(self) -> Iterator[None]:
         yield
@@ -143,15 +136,6 @@ class MPIWorld(SingleProcess):
     def gather(self, obj):
         """To rank 0 (None elsewhere); pickled, so only for rare small objects (checkpoints)."""
         return self.comm.gather(obj, root=0)
-
-    def bcast(self, obj):
-        return self.comm.bcast(obj, root=0)
-
-    def abort(self, status: int) -> None:
-        """End every process of the job (after this rank has said why)."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.comm.Abort(status)
 
     @contextmanager
     def root_first(self) -> Iterator[None]:
