@@ -59,13 +59,20 @@ def _cell_option(cell: str) -> dict[str, str]:
 
 
 def named_configs() -> dict[str, QualityConfig]:
+    # The named configurations keep the PyTorch script's constant rate ("same settings");
+    # everything else is fastrnn's default unless named here.
+    same = {"lr_schedule": "constant"}
     configs = [
-        QualityConfig("rnn-256", {**_cell_option("rnn"), "hidden_size": 256}),
-        QualityConfig("lstm-256", {**_cell_option("lstm"), "hidden_size": 256}),
+        QualityConfig("rnn-256", {**_cell_option("rnn"), "hidden_size": 256, "num_layers": 1,
+                                  "embedding_size": 0, **same}),
+        QualityConfig("rnn-256-e256", {**_cell_option("rnn"), "hidden_size": 256,
+                                       "num_layers": 1, "embedding_size": 256, **same}),
+        QualityConfig("lstm-256", {**_cell_option("lstm"), "hidden_size": 256, "num_layers": 1,
+                                   **same}),
         QualityConfig("lstm-2x256", {**_cell_option("lstm"), "hidden_size": 256,
-                                     "num_layers": 2}),
-        QualityConfig("gru-2x256", {**_cell_option("gru"), "hidden_size": 256,
-                                    "num_layers": 2}),
+                                     "num_layers": 2, **same}),
+        QualityConfig("gru-2x256", {**_cell_option("gru"), "hidden_size": 256, "num_layers": 2,
+                                    **same}),
         QualityConfig("defaults", {}, defaults=True),
     ]
     return {c.name: c for c in configs}
