@@ -80,8 +80,9 @@ def test_unreadable_file(corpus, capsys, monkeypatch, tmp_path):
     assert "cannot read: Permission denied" in line
 
 
-def test_directory(tmp_path, capsys):
-    assert "is a directory" in train_error(capsys, [tmp_path])
+def test_empty_directory(tmp_path, capsys):
+    # a directory is a corpus of the files under it; an empty one is an error
+    assert "has no files" in train_error(capsys, [tmp_path])
 
 
 def test_empty_file(tmp_path, capsys):

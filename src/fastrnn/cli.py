@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .config import DEFAULT_TIME_LIMIT, DEFAULTS, INIT_SCHEMES, TrainConfig
+from .corpus import CACHE_MIN_BYTES
+from .distributed import launcher_rank, launcher_size
 from .errors import ConfigError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
@@ -31,6 +33,7 @@ other or the checkpoint); 1 a failure while running (unreadable text or checkpoi
 cannot be written, diverged training); 130 after Ctrl-C (SIGINT), 143 after SIGTERM."""
 
 D = TrainConfig()  # defaults, shown in --help
+ABORT_GRACE = 2.0  # seconds a failing MPI process other than rank 0 leaves rank 0 to report
 
 
 def why(name: str, shown: str | None = None) -> str:
@@ -49,6 +52,9 @@ The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 
 (that configuration applies lr 0.01 and clipping at ±5 to the gradient of the loss summed over
 40 steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the
 gradient by 40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
+
+Several processes train one model together under MPI (pip install 'fastrnn[mpi]'):
+  mpiexec -n P fastrnn-train FILE ...   (each process takes its share of the B streams; B >= P)
 
 {EXIT_RULE}
 After a signal, the iteration is finished and the checkpoint written first."""
@@ -191,9 +197,11 @@ def train_parser() -> argparse.ArgumentParser:
                 epilog=TRAIN_EPILOG, argument_default=None)
     add_version(p)
     g = p.add_argument_group("data")
-    g.add_argument("text_file", nargs="?", metavar="TEXT_FILE",
-                   help="UTF-8 text to learn; without it, the Python documentation that ships "
-                        "with every Python (pydoc_data.topics, ~465,000 characters)")
+    g.add_argument("text_file", nargs="*", metavar="TEXT_FILE",
+                   help="UTF-8 text to learn: one or more files or directories (the files under "
+                        "a directory in sorted order), joined in the order given; without it, "
+                        "the Python documentation that ships with every Python "
+                        "(pydoc_data.topics, ~465,000 characters)")
     g.add_argument("--batch-size", type=positive_int, metavar="B",
                    help=f"parallel streams per chunk ({why('batch_size')})")
     g.add_argument("--seq-length", type=positive_int, metavar="T",
@@ -201,6 +209,13 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=fraction, metavar="F",
                    help=f"tail of the text held out for validation, in [0, 1) "
                         f"(default {D.val_fraction})")
+    g.add_argument("--val-file", metavar="PATH",
+                   help="validate on this text instead of the tail of the training text")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="keep the encoded corpus here (default: beside the text, as hidden "
+                        f".fastrnn-cache files, for texts of {CACHE_MIN_BYTES >> 20} MiB or more)")
+    g.add_argument("--verify-cache", action="store_true", default=None,
+                   help="check the cached corpus against the sha256 of the text (reads it all)")
     g = p.add_argument_group("model")
     g.add_argument("--model", "--cell", dest="cell", choices=CELLS,
                    help=f"recurrent cell ({why('cell')})")
@@ -330,11 +345,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     from .train import train
 
     args = train_parser().parse_args(argv)
+    corpus = args.text_file[0] if len(args.text_file) == 1 else args.text_file or None
     options = train_options(args)
     try:
-        result = train(args.text_file, **options)
+        result = train(corpus, **options)
     except (FastrnnError, ImportError) as exc:  # ImportError: the kernel is not built
-        return _fail("fastrnn-train", exc)
+        return _fail_job("fastrnn-train", exc)
     except KeyboardInterrupt:
         print("fastrnn-train: interrupted before training started or a second time; "
               "stopped without writing a checkpoint", file=sys.stderr)
@@ -344,12 +360,37 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print("fastrnn-train: error: the output pipe was closed; stopped (checkpoints written "
               "so far are intact)", file=sys.stderr)
         return 1
+    if launcher_rank() != 0:      # under MPI, process 0 speaks for the job
+        return result.exit_status
     if options.get("quiet"):  # the library's quiet prints nothing; the CLI's keeps the summary
         print(summary(result), flush=True)
     if result.stop_reason in ("sigint", "sigterm"):
         print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
               f"{result.checkpoint}", file=sys.stderr)
     return result.exit_status
+
+
+def _fail_job(prog: str, exc: BaseException) -> int:
+    """_fail, and under MPI end every process of the job (the others may be waiting for this
+    one in a collective call; a process that merely exits leaves them waiting).
+
+    Rank 0 reports and ends the job at once. Another rank waits ABORT_GRACE seconds first: an
+    error that every process meets alike (a bad option, B < P, a divergence) is then reported
+    once, by rank 0, while an error of its own (an unreadable file on its node) is reported by
+    the process that met it."""
+    if launcher_size() <= 1 or "mpi4py.MPI" not in sys.modules:
+        return _fail(prog, exc)
+    import time
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() != 0:
+        time.sleep(ABORT_GRACE)
+    status = _fail(f"{prog} (process {comm.Get_rank()} of {comm.Get_size()})", exc)
+    sys.stderr.flush()
+    comm.Abort(status)
+    return status
 
 
 def _fail(prog: str, exc: BaseException) -> int:

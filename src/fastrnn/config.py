@@ -85,7 +85,10 @@ class TrainConfig:
     """
 
     # data
-    corpus: str | None = None          # None: the default corpus, pydoc_data.topics
+    corpus: str | list[str] | None = None  # files or directories; None: pydoc_data.topics
+    val_file: str | None = None        # validation text instead of the tail of the corpus
+    cache_dir: str | None = None       # where encoded corpora are cached (default: beside)
+    verify_cache: bool = False         # check the cached corpus against the files' sha256
     val_fraction: float = 0.05
     batch_size: int = default("batch_size")
     seq_length: int = default("seq_length")
@@ -238,8 +241,10 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
     options = canonical_options(options)
     checkpoint_to_load(options)
     for name in ("corpus", "log"):  # a resume may run from another directory
-        if options.get(name):
-            options[name] = os.path.abspath(options[name])
+        value = options.get(name)
+        if value:
+            options[name] = (os.path.abspath(value) if isinstance(value, str)
+                             else [os.path.abspath(v) for v in value])   # a corpus list
     if options.get("resume"):
         if loaded is None:
             raise ValueError("resolve_config: resume needs the loaded checkpoint")

@@ -254,8 +254,34 @@ class BatchIterator:
         return inputs, targets, pos.step == 0
 
 
-def validation_chunks(val_ids: np.ndarray, batch_size: int,
-                      seq_length: int) -> list[tuple[np.ndarray, np.ndarray]]:
+class ValidationChunks:
+    """The validation tail as equal (Bv, Tv) chunks covering it in stream order, made on demand.
+
+    A sequence of (inputs, targets) int32 pairs; only the chunk asked for is copied out of the
+    ids, so a memory-mapped tail of any length costs one chunk of memory.
+    """
+
+    def __init__(self, streams: np.ndarray, Tv: int):
+        self.streams = streams                                  # (Bv, Lv) view of the tail
+        self.Tv = Tv
+        self.n_chunks = (streams.shape[1] - 1) // Tv if streams.shape[1] > 0 else 0
+
+    def __len__(self) -> int:
+        return self.n_chunks
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not -self.n_chunks <= k < self.n_chunks:
+            raise IndexError(k)
+        k %= self.n_chunks
+        window = self.streams[:, k * self.Tv: k * self.Tv + self.Tv + 1]   # (Bv, Tv+1)
+        return (np.ascontiguousarray(window[:, :-1], dtype=np.int32),
+                np.ascontiguousarray(window[:, 1:], dtype=np.int32))
+
+    def __iter__(self):
+        return (self[k] for k in range(self.n_chunks))
+
+
+def validation_chunks(val_ids: np.ndarray, batch_size: int, seq_length: int) -> ValidationChunks:
     """The validation tail as equal (Bv, Tv) chunks covering it in stream order.
 
     Bv <= B and Tv <= T shrink for a short tail so that every held-out character (but the
@@ -263,14 +289,7 @@ def validation_chunks(val_ids: np.ndarray, batch_size: int,
     the mean loss per character.
     """
     if val_ids.size < 2:
-        return []
+        return ValidationChunks(np.empty((1, 0), dtype=val_ids.dtype), 1)
     Tv = min(seq_length, val_ids.size - 1)
     Bv = max(1, min(batch_size, (val_ids.size - 1) // Tv))
-    streams = make_streams(val_ids, Bv)  # (Bv, Lv)
-    n_chunks = (streams.shape[1] - 1) // Tv
-    chunks = []
-    for k in range(n_chunks):
-        window = streams[:, k * Tv: k * Tv + Tv + 1]
-        chunks.append((np.ascontiguousarray(window[:, :-1], dtype=np.int32),
-                       np.ascontiguousarray(window[:, 1:], dtype=np.int32)))
-    return chunks
+    return ValidationChunks(make_streams(val_ids, Bv), Tv)

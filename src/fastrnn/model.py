@@ -325,7 +325,8 @@ class CharRNN:
         return loss, self._last_state(ws).reshape(h0.shape)
 
     def loss_and_grads(self, inputs, targets, h0, backend: str = "kernel",
-                       grads: dict[str, np.ndarray] | None = None, train: bool = True):
+                       grads: dict[str, np.ndarray] | None = None, train: bool = True,
+                       dropout_key: tuple[int, int, int] | None = None):
         """Loss, gradients of every parameter and of h0, and the state to carry.
 
         inputs, targets: integer arrays (B, T) of indices in [0, V); h0: the state (see the class
@@ -334,6 +335,9 @@ class CharRNN:
         C-contiguous arrays of the right shapes and dtype that are overwritten and returned (no
         allocation per call); otherwise new arrays are returned. train=True applies dropout
         (if the model has any) with masks drawn from ``rng``; train=False is deterministic.
+        dropout_key (seed, iteration, first): draw the masks of stream b from a generator keyed
+        by (seed, iteration, first + b) instead, so that a stream's masks do not depend on how
+        the streams are split over processes (see _draw_masks).
         """
         impl = backend_ops(backend)
         x, y, h0 = self._checked_chunk(inputs, targets, h0)
@@ -350,7 +354,7 @@ class CharRNN:
                               ws.packed)
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
         cells = backend_cells(backend)
-        dropping = self._draw_masks(ws, bool(train))
+        dropping = self._draw_masks(ws, bool(train), dropout_key)
         state = self._state(h0, B)
         loss = self._stack_forward(cells, x, y, state, p, ws, dropping)
         self._stack_backward(cells, x, y, state, p, ws, dropping, g,
@@ -416,12 +420,23 @@ class CharRNN:
             return np.stack([ws.hs[:, -1], ws.cs[:, -1]])
         return ws.hs[:, -1].copy()
 
-    def _draw_masks(self, ws: StackWorkspace, train: bool) -> bool:
+    def _draw_masks(self, ws: StackWorkspace, train: bool,
+                    key: tuple[int, int, int] | None = None) -> bool:
         """Fill ws.masks with keep / (1 - p) from the model's generator; False if no dropout.
-        Drawn here, before dispatch, so that both backends see the same masks."""
+        Drawn here, before dispatch, so that both backends see the same masks.
+
+        key (seed, iteration, first): stream b's (L, T, H) uniforms come from
+        default_rng((seed, iteration, first + b)), a function of the stream's global index
+        alone, so the same streams get the same masks however the batch is split."""
         if not train or self.dropout == 0.0:
             return False
-        self.rng.random(dtype=self.dtype, out=ws.masks)
+        if key is None:
+            self.rng.random(dtype=self.dtype, out=ws.masks)
+        else:
+            seed, iteration, first = (int(k) % 2**63 for k in key)
+            for b in range(ws.masks.shape[2]):
+                rng = np.random.default_rng((seed, iteration, first + b))
+                ws.masks[:, :, b, :] = rng.random(ws.masks[:, :, b, :].shape, dtype=self.dtype)
         keep = ws.masks >= self.dropout
         np.multiply(keep, self.dtype.type(1.0 / (1.0 - self.dropout)), out=ws.masks)
         return True

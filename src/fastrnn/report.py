@@ -59,8 +59,9 @@ def start_block(cfg: TrainConfig, model: CharRNN, data: TrainData, iteration: in
     return [
         f"fastrnn-train: {start}",
         f"  corpus      {data.name}: {data.chars:,} characters, "
-        f"vocabulary {data.vocab_size}; validation tail {data.val_chars:,} "
-        f"({cfg.val_fraction:.1%})",
+        f"vocabulary {data.vocab_size}; "
+        + (f"validation {cfg.val_file}: {data.val_chars:,} characters" if cfg.val_file else
+           f"validation tail {data.val_chars:,} ({cfg.val_fraction:.1%})"),
         f"  model       {describe_cell(model)}, hidden {model.hidden_size}, "
         f"{model.num_params:,} parameters, {model.dtype.name}",
         f"  batches     {cfg.batch_size} streams x {cfg.seq_length} steps = "

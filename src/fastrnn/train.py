@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -29,12 +28,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import report
+from . import distributed, report
 from .checkpoint import best_path
 from .config import (DEFAULT_TIME_LIMIT, TrainConfig, budget_given,
                      canonical_options, check_option_names, checkpoint_to_load, resolve_config)
-from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
-                   default_corpus, describe_chars, read_corpus, split_train_val,
+from .corpus import Corpus, chars_outside, load_corpus, remap_ids, text_corpus
+from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, ValidationChunks, Vocabulary,
+                   check_length, default_corpus, describe_chars, split_train_val,
                    validation_chunks)
 from .errors import CheckpointError, ConfigError, CorpusError, DivergedError, FastrnnError
 from .model import CharRNN
@@ -78,16 +78,18 @@ def train(corpus: str | None = None, *, text: str | None = None, out: TextIO | N
           handle_signals: bool = True, **options: Any) -> TrainResult:
     """Train as ``fastrnn-train`` does and return a TrainResult.
 
-    corpus: a text file (None: the default corpus, or on resume the checkpoint's corpus);
-    text: the training text itself instead of a file; options: TrainConfig fields
-    (checkpoint=None writes no file; quiet=True prints nothing, not even the summary). On
+    corpus: a text file, a directory, or a list of them read as one text (None: the default
+    corpus, or on resume the checkpoint's corpus); text: the training text itself instead of
+    a file; options: TrainConfig fields (checkpoint=None writes no file; quiet=True prints
+    nothing, not even the summary). On
     resume, only the options given here override the checkpoint's configuration, and a
     max_iters, max_epochs or time_limit given is a budget counted from the resume point.
     Raises FastrnnError subclasses for bad input (CorpusError, CheckpointError, ConfigError,
     also for an unknown option name) and DivergedError.
     """
     if corpus is not None:
-        options["corpus"] = os.fspath(corpus)
+        options["corpus"] = (os.fspath(corpus) if isinstance(corpus, (str, os.PathLike))
+                             else [os.fspath(c) for c in corpus])
     check_option_names(options)
     trainer = Trainer(options, text=text, out=out if out is not None else sys.stdout)
     return trainer.run(handle_signals=handle_signals)
@@ -104,23 +106,24 @@ class TrainData:
     sha256: str
     vocab_size: int
     batches: BatchIterator
-    val_chunks: list[tuple[np.ndarray, np.ndarray]]
+    val_chunks: ValidationChunks
     val_chars: int
 
 
-def load_text(cfg: TrainConfig, text: str | None, given: bool) -> tuple[str, str]:
-    """(name, text) of the training text: given directly, the corpus file, or the default.
-    On resume without TEXT_FILE (given False), the stored corpus path is looked for as stored,
-    then by its name beside the checkpoint; cfg.corpus becomes the path found."""
+def load_text(cfg: TrainConfig, text: str | None, given: bool) -> Corpus:
+    """The training corpus: the text given, the files and directories of cfg.corpus (cached and
+    memory-mapped when large, see corpus.py), or the default corpus. On resume without
+    TEXT_FILE (given False), each stored corpus path is looked for as stored, then by its name
+    beside the checkpoint; cfg.corpus becomes the paths found."""
     if text is not None:
-        if not text:
-            raise CorpusError("the training text is empty")
-        return "<text>", text
+        return text_corpus(text, "<text>")
     if cfg.corpus:
+        sources = [cfg.corpus] if isinstance(cfg.corpus, str) else list(cfg.corpus)
         if cfg.resume and not given:
-            cfg.corpus = find_corpus(cfg.corpus, cfg.resume)
-        return cfg.corpus, read_corpus(cfg.corpus)
-    return DEFAULT_CORPUS_NAME, default_corpus()
+            sources = [find_corpus(path, cfg.resume) for path in sources]
+            cfg.corpus = sources[0] if isinstance(cfg.corpus, str) else sources
+        return load_corpus(sources, cfg.cache_dir, cfg.verify_cache)
+    return text_corpus(default_corpus(), DEFAULT_CORPUS_NAME)
 
 
 def find_corpus(stored: str, checkpoint: str) -> str:
@@ -135,23 +138,37 @@ def find_corpus(stored: str, checkpoint: str) -> str:
                       f"{checkpoint}")
 
 
-def prepare_data(cfg: TrainConfig, name: str, text: str, vocab: Vocabulary) -> TrainData:
-    ids = vocab.encode(text)
-    sha256 = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    check_length(ids.size, cfg.batch_size, cfg.seq_length, cfg.val_fraction)
-    train_ids, val_ids = split_train_val(ids, cfg.val_fraction)
-    return TrainData(name=name, chars=ids.size, sha256=sha256, vocab_size=vocab.size,
+def prepare_data(cfg: TrainConfig, corpus: Corpus, ids: np.ndarray,
+                 val_ids: np.ndarray | None, vocab: Vocabulary) -> TrainData:
+    """Training streams over ids (a view: a memory-mapped corpus is not copied) and the
+    validation chunks: of val_ids (--val-file) if given, else of the tail of ids."""
+    val_fraction = 0.0 if val_ids is not None else cfg.val_fraction
+    check_length(ids.size, cfg.batch_size, cfg.seq_length, val_fraction)
+    train_ids, tail = split_train_val(ids, val_fraction)
+    val_ids = tail if val_ids is None else val_ids
+    return TrainData(name=corpus.name, chars=ids.size, sha256=corpus.sha256,
+                     vocab_size=vocab.size,
                      batches=BatchIterator(train_ids, cfg.batch_size, cfg.seq_length),
                      val_chunks=validation_chunks(val_ids, cfg.batch_size, cfg.seq_length),
                      val_chars=val_ids.size)
 
 
-def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None, text: str,
-              corpus_name: str) -> tuple[CharRNN, Vocabulary]:
-    """A new model over the text's vocabulary, or the checkpoint's model, whose vocabulary
-    must then cover every character of the text (see drop_unknown)."""
+def load_val_ids(cfg: TrainConfig, vocab: Vocabulary) -> np.ndarray:
+    """--val-file's indices over the model's vocabulary (which must cover its characters)."""
+    val = load_corpus([cfg.val_file], cfg.cache_dir, cfg.verify_cache)
+    unknown = chars_outside(val.vocab, vocab)
+    if unknown:
+        raise CorpusError(f"{val.name} has {len(unknown)} characters outside the vocabulary "
+                          f"of the training corpus: {describe_chars(unknown)}")
+    return remap_ids(val.ids, val.vocab, vocab)
+
+
+def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None,
+              corpus: Corpus) -> tuple[CharRNN, Vocabulary]:
+    """A new model over the corpus's vocabulary, or the checkpoint's model, whose vocabulary
+    must then cover every character of the corpus (see corpus_ids)."""
     if loaded is None:
-        vocab = Vocabulary.from_text(text)
+        vocab = corpus.vocab
         if vocab.size < 2:
             raise CorpusError(f"the text has only {vocab.size} distinct character; "
                               "at least 2 are needed to predict anything")
@@ -162,23 +179,26 @@ def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None, text: str,
     return loaded.model, loaded.vocab
 
 
-def drop_unknown(cfg: TrainConfig, vocab: Vocabulary, text: str,
-                 corpus_name: str) -> tuple[str, str | None]:
-    """(text, note): with --unknown-chars drop, the text without the characters outside the
-    vocabulary of the checkpoint, and a note saying how many went; CorpusError otherwise."""
-    unknown = vocab.unknown_chars(text)
+def corpus_ids(cfg: TrainConfig, vocab: Vocabulary,
+               corpus: Corpus) -> tuple[np.ndarray, str | None]:
+    """(the corpus's indices over vocab, note). The corpus's own indices when vocab is its
+    vocabulary (no copy); otherwise remapped, and characters outside vocab are a CorpusError,
+    or with --unknown-chars drop left out, with a note saying how many went."""
+    unknown = chars_outside(corpus.vocab, vocab)
     if not unknown:
-        return text, None
+        return remap_ids(corpus.ids, corpus.vocab, vocab), None
     source = cfg.resume or cfg.init_from
     if cfg.unknown_chars != "drop":
-        raise CorpusError(f"{corpus_name} has {len(unknown)} characters outside the "
+        raise CorpusError(f"{corpus.name} has {len(unknown)} characters outside the "
                           f"vocabulary of {source}: {describe_chars(unknown)}; "
                           "--unknown-chars drop leaves them out")
-    kept = text.translate({ord(c): None for c in unknown})
-    if not kept:
-        raise CorpusError(f"{corpus_name} has no character of the vocabulary of {source}")
-    return kept, (f"dropped {len(text) - len(kept):,} occurrences of {len(unknown)} "
-                  f"characters outside the vocabulary of {source}: {describe_chars(unknown)}")
+    known = np.array([c in set(vocab.chars) for c in corpus.vocab.chars])
+    kept = corpus.ids[known[corpus.ids]]
+    if not kept.size:
+        raise CorpusError(f"{corpus.name} has no character of the vocabulary of {source}")
+    ids = remap_ids(kept, corpus.vocab, vocab)     # kept holds only characters of vocab
+    return ids, (f"dropped {corpus.ids.size - kept.size:,} occurrences of {len(unknown)} "
+                 f"characters outside the vocabulary of {source}: {describe_chars(unknown)}")
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -186,26 +206,35 @@ def drop_unknown(cfg: TrainConfig, vocab: Vocabulary, text: str,
 class Trainer:
     """Holds the state of one training session; ``run`` is the loop."""
 
-    def __init__(self, options: dict[str, Any], text: str | None, out: TextIO):
+    def __init__(self, options: dict[str, Any], text: str | None, out: TextIO,
+                 world: distributed.SingleProcess | None = None):
         options = canonical_options(options)
         source = checkpoint_to_load(options)
         loaded = ckpt.load_checkpoint(source) if source else None
         self.config = cfg = resolve_config(options, loaded)
-        self.progress = report.Progress(out, cfg.quiet)
-        corpus_name, text = load_text(cfg, text, given="corpus" in options)
-        self.model, self.vocab = model_for(cfg, loaded, text, corpus_name)
-        if loaded is not None:
-            text, note = drop_unknown(cfg, self.vocab, text, corpus_name)
+        # [mpi] P processes train together; rank r owns streams [lo, hi) of the B (B >= P)
+        self.world = world if world is not None else distributed.world()
+        self.share = distributed.stream_share(cfg.batch_size, self.world.size, self.world.rank)
+        self.progress = report.Progress(out, cfg.quiet or not self.world.is_root)
+        with self.world.root_first():     # rank 0 builds the corpus cache, the others map it
+            corpus = load_text(cfg, text, given="corpus" in options)
+            del text  # the encoded ids (1-4 bytes/char, maybe memory-mapped) are all we keep
+            self.model, self.vocab = model_for(cfg, loaded, corpus)
+            ids, note = corpus_ids(cfg, self.vocab, corpus)
             if note:
                 self.progress.say(f"note: {note}")
-        self.data = prepare_data(cfg, corpus_name, text, self.vocab)
-        del text  # the encoded ids (2 bytes/char) are all that is kept
+            val_ids = load_val_ids(cfg, self.vocab) if cfg.val_file else None
+        self.data = prepare_data(cfg, corpus, ids, val_ids, self.vocab)
         self.batches = self.data.batches
         self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.learning_rate,
                                         backend=cfg.backend)
-        self.h = self.model.initial_state(cfg.batch_size)  # (B, H) carried state
-        self.grads = {k: np.empty_like(v) for k, v in self.model.params.items()}
+        lo, hi = self.share
+        self.h = self.model.initial_state(hi - lo)  # (B_r, H) carried state of own streams
+        # [mpi] the gradients live in one flat buffer, with flag slots, reduced in one call
+        self.grad_buffer, self.grads, self.flags = distributed.flat_grads(
+            self.model.param_shapes(), self.model.dtype)
         self.grads["h0"] = np.empty_like(self.h)
+        self.agreed_stop: str | None = None
         self.iteration = 0
         self.smoothed_loss: float | None = None
         self.last_val: float | None = None
@@ -249,10 +278,19 @@ class Trainer:
         self.iteration = int(head["iteration"])
         self.batches.seek(Position(**head["position"]))
         self.optimizer.load_state(loaded.optimizer_state, head["optimizer"]["step"])
-        if loaded.hidden is None or loaded.hidden.shape != self.h.shape:
+        full_shape = self.model.initial_state(self.config.batch_size).shape
+        if loaded.hidden is None or loaded.hidden.shape != full_shape:
             raise CheckpointError(f"{self.config.resume}: hidden state missing or of the wrong "
                                   "shape")
-        self.h = np.ascontiguousarray(loaded.hidden, dtype=self.model.dtype)
+        lo, hi = self.share      # [mpi] own streams of the saved (..., B, H) state
+        self.h = np.ascontiguousarray(loaded.hidden[..., lo:hi, :], dtype=self.model.dtype)
+        saved = int(head.get("processes", 1))
+        if saved != self.world.size:
+            self.progress.say(
+                f"note: this run was saved by {saved} process{'es' * (saved > 1)} and continues "
+                f"on {self.world.size} from the same position: the same computation, but the "
+                "gradient is summed in another order, so results agree to rounding, not bit "
+                "for bit")
         self.sample_rng.bit_generator.state = head["rng_state"]
         self.smoothed_loss = head.get("smoothed_loss")
         self.last_val = head.get("val_loss")
@@ -274,8 +312,12 @@ class Trainer:
         inputs, targets, starts_epoch = next(self.batches)
         if starts_epoch:
             self.h = np.zeros_like(self.h)  # each epoch reads the streams from their start
-        loss, grads, h_last = self.model.loss_and_grads(inputs, targets, self.h,
-                                                        backend=cfg.backend, grads=self.grads)
+        lo, hi = self.share
+        loss, grads, h_last = self.model.loss_and_grads(
+            inputs[lo:hi], targets[lo:hi], self.h, backend=cfg.backend, grads=self.grads,
+            dropout_key=(cfg.seed, self.iteration, lo))
+        if self.world.size > 1:   # [mpi] the gradient of the mean loss over all B*T chars
+            loss = self.reduce_step(loss, (hi - lo) / cfg.batch_size)
         if not math.isfinite(loss):
             return loss
         self.optimizer.lr = self.learning_rate()
@@ -298,17 +340,43 @@ class Trainer:
                              decay_every=cfg.lr_decay_every, progress=progress,
                              plateau_scale=self.watch.scale)
 
+    def reduce_step(self, loss: float, weight: float) -> float:
+        """[mpi] Sum weight * (gradients, loss) over the processes in one Allreduce, together
+        with each one's stop requests; returns the mean loss over all B*T characters and sets
+        agreed_stop when a process asked to stop (every process stops after this iteration)."""
+        cfg, flags = self.config, self.flags
+        self.grad_buffer[: -distributed.N_FLAGS] *= weight
+        flags[:] = 0
+        flags[distributed.FLAG_LOSS] = loss * weight
+        flags[distributed.FLAG_SIGINT] = self.signals.received == "sigint"
+        flags[distributed.FLAG_SIGTERM] = self.signals.received == "sigterm"
+        flags[distributed.FLAG_TIME] = (cfg.time_limit > 0
+                                        and self.train_seconds() >= cfg.time_limit)
+        self.world.allreduce_sum(self.grad_buffer)
+        for slot, reason in ((distributed.FLAG_SIGINT, "sigint"),
+                             (distributed.FLAG_SIGTERM, "sigterm"),
+                             (distributed.FLAG_TIME, "time_limit")):
+            if flags[slot] > 0:
+                self.agreed_stop = reason
+                break
+        return float(flags[distributed.FLAG_LOSS])
+
     def evaluate(self) -> float | None:
-        """Mean loss per character over the validation tail (forward only, own hidden state)."""
+        """Mean loss per character over the validation tail (forward only, own hidden state).
+        [mpi] Each process scores its share of the validation streams; one Allreduce sums."""
         if not self.data.val_chunks:
             return None
-        B = self.data.val_chunks[0][0].shape[0]
-        h = self.model.initial_state(B)
-        total = 0.0
-        for inputs, targets in self.data.val_chunks:
-            loss, h = self.model.loss(inputs, targets, h, backend=self.config.backend)
-            total += loss
-        return total / len(self.data.val_chunks)
+        Bv = self.data.val_chunks[0][0].shape[0]
+        lo, hi = distributed.rows(Bv, self.world.size, self.world.rank)
+        total = np.zeros(1)
+        if hi > lo:
+            h = self.model.initial_state(hi - lo)
+            for inputs, targets in self.data.val_chunks:
+                loss, h = self.model.loss(inputs[lo:hi], targets[lo:hi], h,
+                                          backend=self.config.backend)
+                total[0] += loss * (hi - lo) / Bv
+        self.world.allreduce_sum(total)
+        return float(total[0]) / len(self.data.val_chunks)
 
     # ------------------------------------------------------------------ the loop
 
@@ -323,6 +391,9 @@ class Trainer:
                 for line in report.start_block(cfg, self.model, self.data, self.iteration,
                                                self.planned_iterations(), self.best_path()):
                     self.progress.say(line)
+                if self.world.size > 1:
+                    self.progress.say(f"  processes   {self.world.size} (MPI), "
+                                      f"{_share_text(cfg.batch_size, self.world.size)}")
                 result = self.loop()
         self.progress.say(report.summary(result))
         return result
@@ -334,6 +405,9 @@ class Trainer:
         cfg = self.config
         if cfg.plot:
             self.plotter = load_plotter()
+        if not self.world.is_root:   # [mpi] rank 0 alone writes checkpoints
+            yield
+            return
         # path checked as a save would, this run's lock held, another run's files kept
         with ckpt.claim_checkpoint(cfg.checkpoint, cfg.overwrite, cfg.resume):
             yield
@@ -379,6 +453,14 @@ class Trainer:
         """Why the run stops before the next iteration, or None to go on."""
         cfg = self.config
         planned = self.planned_iterations()
+        if self.world.size > 1:   # [mpi] signals and the time limit as agreed by all
+            if self.agreed_stop:
+                return self.agreed_stop
+            if planned is not None and self.iteration >= planned:
+                return "max_iters" if planned == cfg.max_iters else "max_epochs"
+            if cfg.patience > 0 and self.watch.since_best >= cfg.patience:
+                return "patience"
+            return None
         if self.signals.received:
             return self.signals.received
         if planned is not None and self.iteration >= planned:
@@ -417,12 +499,12 @@ class Trainer:
         self.save()
         if improved:
             self.save(self.best_path())
-        if cfg.plot and cfg.log and cfg.checkpoint:
+        if cfg.plot and cfg.log and cfg.checkpoint and self.world.is_root:
             self.plotter([cfg.log], os.path.splitext(cfg.checkpoint)[0] + ".png")
 
     def print_sample(self) -> None:
         cfg = self.config
-        if cfg.quiet:
+        if cfg.quiet or not self.world.is_root:
             return
         text = "".join(iter_sample(self.model, self.vocab, cfg.sample_length,
                                    rng=self.sample_rng, backend=cfg.backend))
@@ -461,6 +543,7 @@ class Trainer:
             "corpus_sha256": self.data.sha256,
             "loss_watch": self.watch.as_dict(),
             "train_seconds": self.train_seconds(),
+            "processes": self.world.size,
         }
 
     def best_path(self) -> str | None:
@@ -471,15 +554,19 @@ class Trainer:
         path = path or self.config.checkpoint
         if not path:
             return
+        states = self.world.gather(self.h)   # [mpi] rank 0 writes every stream's state
+        if not self.world.is_root:
+            return
+        hidden = states[0] if len(states) == 1 else np.concatenate(states, axis=-2)
         ckpt.save_checkpoint(path, self.model, self.vocab, self.header(),
-                             self.optimizer.state_arrays(), self.h)
+                             self.optimizer.state_arrays(), hidden)
         if path == self.config.checkpoint:
             self.last_saved = (path, self.iteration)
 
     def log(self, rate: float) -> None:
         """One JSON line per evaluation, appended to --log; 'elapsed' is the training time of
         the run, so the curves of a resumed run continue."""
-        if not self.config.log:
+        if not self.config.log or not self.world.is_root:
             return
         record = {"iteration": self.iteration, "epoch": round(self.epoch_progress(), 4),
                   "train_loss": self.smoothed_loss, "val_loss": self.last_val,
@@ -527,6 +614,12 @@ def load_plotter() -> Any:
         raise ConfigError(f"--plot needs fastrnn.plot, which this fastrnn lacks ({exc})") \
             from None
     return write_curves
+
+
+def _share_text(batch_size: int, size: int) -> str:
+    """'4 streams each' or '3 or 4 streams each'."""
+    few, many = batch_size // size, -(-batch_size // size)
+    return f"{few} streams each" if few == many else f"{few} or {many} streams each"
 
 
 def smooth(mean: float | None, loss: float) -> float:
