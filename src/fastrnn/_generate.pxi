@@ -138,3 +138,168 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
             x = <int> next_index(&logits[0], V, temperature, top_k, greedy, uniforms[n],
                                  &z[0], &scratch[0])
             out[n] = x
+
+
+# ----------------------------------------------------------------------------- every model, N streams
+# stack_generate: rnn, LSTM and GRU at any depth, with or without the input embedding, for N
+# streams at once, in one nogil region. Each step reads every weight once for all N streams:
+# (N, in) @ (in, G*H) and (N, H) @ (H, V) products (gemv when N = 1).
+#
+# Cell numbers (fastrnn.cells.Cell.kernel_cell): 0 rnn, 1 lstm, 2 gru.
+#
+# Per step, for each layer l (x the stream's current index, in^0 = onehot(x) or Wemb[x],
+# in^l = h^{l-1} for l >= 1), then the head and one draw per stream:
+#     gates = in^l @ Wxh^l + bh^l + h^l @ Whh^l      (GRU: the n block without h^l @ Whh^l_n)
+#     rnn:  h^l = tanh(gates)
+#     lstm: c^l = f * c^l + i * g;  h^l = o * tanh(c^l)
+#     gru:  hn = h^l @ Whh^l_n + bhn^l;  n = tanh(gates_n + r * hn);  h^l = (1-z) n + z h^l
+#     logits = h^{L-1} @ Why + by;  x = next_index(logits, ..., uniforms[step, stream])
+#
+# Buffers (N streams, GH = G*H; all caller-provided, model.GenerateWorkspace):
+#     h       (L, N, H)   state, input, updated in place;  c (L, N, H) LSTM cell state, likewise
+#     xs      (N,)        int32, the current input of each stream, input then scratch
+#     uniforms(T, N)      one U[0,1) draw per character and stream, input
+#     out     (N, T)      generated indices, output
+#     emb     (N, E)      Wemb[xs], scratch (E > 0)
+#     gates   (N, GH)     pre-activations, then activations, scratch
+#     hn      (N, H)      GRU h @ Whh_n + bhn, scratch
+#     h_new, c_new, tc (N, H)  a layer's new h, c and tanh(c) before they replace the state
+#     logits  (N, V)      scratch;  z, scratch (V,) double scratch of next_index
+
+cdef enum:
+    CELL_RNN = 0
+    CELL_LSTM = 1
+    CELL_GRU = 2
+
+RNN_CELL, LSTM_CELL, GRU_CELL = CELL_RNN, CELL_LSTM, CELL_GRU
+
+
+cdef inline void rows_product(int N, int M, int K, const floating *A, int lda,
+                              const floating *W, int ldw, floating *C, int ldc) noexcept nogil:
+    """C (N, M) += A (N, K) @ W (K, M), row-major: one gemv for one row, else one gemm."""
+    if N == 1:
+        gemv(True, K, M, <floating> 1, W, ldw, A, <floating> 1, C)
+    else:
+        gemm(False, False, N, M, K, <floating> 1, A, lda, W, ldw, <floating> 1, C, ldc)
+
+
+cdef inline void fill_rows(floating *dst, const floating *row, int N, int M) noexcept nogil:
+    """dst (N, M) = row (M,) in every row."""
+    cdef int b
+    for b in range(N):
+        memcpy(dst + b * M, row, M * sizeof(floating))
+
+
+cdef void input_step(const int *xs, const floating *Wemb, int E, const floating *Wxh,
+                     const floating *bh, int N, int GH, floating *emb,
+                     floating *gates) noexcept nogil:
+    """Layer 0's projection: gates = Wxh[xs] + bh (one-hot, E = 0), or
+    emb = Wemb[xs]; gates = emb @ Wxh + bh."""
+    cdef int b
+    if E == 0:
+        for b in range(N):
+            add_bias(gates + b * GH, Wxh + <Py_ssize_t> xs[b] * GH, bh, GH)
+        return
+    for b in range(N):
+        memcpy(emb + b * E, Wemb + <Py_ssize_t> xs[b] * E, E * sizeof(floating))
+    fill_rows(gates, bh, N, GH)
+    # gates += emb @ Wxh
+    rows_product(N, GH, E, emb, E, Wxh, GH, gates, GH)
+
+
+cdef void layer_step(int cell, const floating *xin, int K, const floating *Wxh,
+                     const floating *Whh, const floating *bh, const floating *bhn,
+                     floating *h, floating *c, int N, int H, floating *gates, floating *hn,
+                     floating *h_new, floating *c_new, floating *tc) noexcept nogil:
+    """One step of one layer for N streams: h (N, H) (and the LSTM's c) updated in place.
+    xin (N, K) is the layer's input, or NULL when gates already holds layer 0's projection."""
+    cdef int b, G = 4 if cell == CELL_LSTM else (3 if cell == CELL_GRU else 1), GH = G * H
+    if xin != NULL:
+        fill_rows(gates, bh, N, GH)
+        # gates += xin @ Wxh
+        rows_product(N, GH, K, xin, K, Wxh, GH, gates, GH)
+    if cell == CELL_GRU:
+        # gates[:, :2H] += h @ Whh[:, :2H];  hn = h @ Whh[:, 2H:] + bhn
+        rows_product(N, 2 * H, H, h, H, Whh, GH, gates, GH)
+        fill_rows(hn, bhn, N, H)
+        rows_product(N, H, H, h, H, Whh + 2 * H, GH, hn, H)
+        for b in range(N):
+            gru_cell_forward(gates + b * GH, hn + b * H, h + b * H, h_new + b * H, H)
+    elif cell == CELL_LSTM:
+        # gates += h @ Whh;  c = f * c + i * g;  h = o * tanh(c)
+        rows_product(N, GH, H, h, H, Whh, GH, gates, GH)
+        for b in range(N):
+            lstm_cell_forward(gates + b * GH, c + b * H, c_new + b * H, tc + b * H,
+                              h_new + b * H, H)
+        memcpy(c, c_new, N * H * sizeof(floating))
+    else:
+        # h = tanh(gates + h @ Whh)
+        rows_product(N, H, H, h, H, Whh, H, gates, H)
+        tanh_inplace(gates, N * H)
+        memcpy(h_new, gates, N * H * sizeof(floating))
+    memcpy(h, h_new, N * H * sizeof(floating))
+
+
+cdef void head_step(const floating *h, const floating *Why, const floating *by, int N, int H,
+                    int V, floating *logits) noexcept nogil:
+    """logits (N, V) = h (N, H) @ Why + by."""
+    fill_rows(logits, by, N, V)
+    rows_product(N, V, H, h, H, Why, V, logits, V)
+
+
+def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, list bhs,
+                   list bhns, const floating[:, ::1] Why, const floating[::1] by,
+                   floating[:, :, ::1] h, floating[:, :, ::1] c, int[::1] xs,
+                   const double[:, ::1] uniforms, double temperature, Py_ssize_t top_k,
+                   bint greedy, int[:, ::1] out, floating[:, ::1] emb, floating[:, ::1] gates,
+                   floating[:, ::1] hn, floating[:, ::1] h_new, floating[:, ::1] c_new,
+                   floating[:, ::1] tc, floating[:, ::1] logits, double[::1] z,
+                   double[::1] scratch):
+    """Generate out.shape[1] indices for each of N = out.shape[0] streams, each read back as
+    that stream's next input, starting from xs (see the buffer list above).
+
+    cell: CELL_RNN / CELL_LSTM / CELL_GRU. Wemb (V, E), or any (1, 1) array when E = 0
+    (xs then index the rows of Wxhs[0]). Wxhs, Whhs, bhs, bhns: per layer (bhns only for the
+    GRU; for other cells any list of L (H,) arrays). c: the LSTM cell state, for other cells
+    any (L, N, H) array (unused). Every shape is checked by model.generate before the call.
+    """
+    cdef Py_ssize_t L = h.shape[0], l, n, b, steps = out.shape[1]
+    cdef int N = <int> h.shape[1], H = <int> h.shape[2], V = <int> by.shape[0]
+    cdef int E = <int> emb.shape[1] if Wemb.shape[0] == V else 0
+    cdef int GH = <int> gates.shape[1]
+    cdef const floating[:, ::1] w
+    cdef const floating[::1] v
+    # The L weight pointers of each kind, gathered with the GIL (the memoryviews in the lists
+    # keep the arrays alive); a table of 4 L pointers, not a workspace.
+    cdef const floating **table = <const floating **> PyMem_Malloc(4 * L * sizeof(void *))
+    if table == NULL:
+        raise MemoryError()
+    cdef const floating **Wx = table
+    cdef const floating **Wh = table + L
+    cdef const floating **bb = table + 2 * L
+    cdef const floating **bn = table + 3 * L
+    try:
+        for l in range(L):
+            w = Wxhs[l]
+            Wx[l] = &w[0, 0]
+            w = Whhs[l]
+            Wh[l] = &w[0, 0]
+            v = bhs[l]
+            bb[l] = &v[0]
+            v = bhns[l]
+            bn[l] = &v[0]
+        with nogil:
+            for n in range(steps):
+                input_step(&xs[0], &Wemb[0, 0], E, Wx[0], bb[0], N, GH, &emb[0, 0],
+                           &gates[0, 0])
+                for l in range(L):
+                    layer_step(cell, NULL if l == 0 else &h[l - 1, 0, 0], H, Wx[l], Wh[l],
+                               bb[l], bn[l], &h[l, 0, 0], &c[l, 0, 0], N, H, &gates[0, 0],
+                               &hn[0, 0], &h_new[0, 0], &c_new[0, 0], &tc[0, 0])
+                head_step(&h[L - 1, 0, 0], &Why[0, 0], &by[0], N, H, V, &logits[0, 0])
+                for b in range(N):
+                    xs[b] = <int> next_index(&logits[b, 0], V, temperature, top_k, greedy,
+                                             uniforms[n, b], &z[0], &scratch[0])
+                    out[b, n] = xs[b]
+    finally:
+        PyMem_Free(table)

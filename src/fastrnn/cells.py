@@ -36,6 +36,8 @@ class Cell:
     forget_block: int | None        # the gate block whose bias starts at forget_bias
     forward: Callable[..., None]
     backward: Callable[..., Any]
+    generate_code: int = 0          # the cell's number in the compiled generation loop
+                                    # (stack_generate: 0 rnn, 1 lstm, 2 gru)
 
     @property
     def gates(self) -> int:
@@ -93,8 +95,10 @@ def _gru_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
 
 TABLE: dict[str, Cell] = {c.name: c for c in (
     Cell("rnn", "vanilla RNN", "h", (), (), False, None, _rnn_forward, _rnn_backward),
-    Cell("lstm", "LSTM", "ifgo", (), ("cs", "tcs"), True, 1, _lstm_forward, _lstm_backward),
-    Cell("gru", "GRU", "rzn", ("bhn",), ("hns",), False, None, _gru_forward, _gru_backward),
+    Cell("lstm", "LSTM", "ifgo", (), ("cs", "tcs"), True, 1, _lstm_forward, _lstm_backward,
+         generate_code=1),
+    Cell("gru", "GRU", "rzn", ("bhn",), ("hns",), False, None, _gru_forward, _gru_backward,
+         generate_code=2),
 )}
 NAMES = tuple(TABLE)
 # Every per-layer cache some cell keeps: a workspace sets the others to None.
