@@ -157,3 +157,19 @@ def test_state_of_the_wrong_shape_is_refused():
         m.generate(np.zeros((2, 2, 3, 4)), 0, 5)
     with pytest.raises(ValueError, match="h"):
         m.generate(np.zeros((2, 3, 5)), 0, 5)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+@pytest.mark.parametrize("V", [7, 8, 16, 17, 70])
+@pytest.mark.parametrize("N", [2, 4, 5, 9])
+def test_head_of_many_streams_matches_numpy_at_every_panel_edge(N, V, dtype, rtol):
+    """For N > 1 the head reads Why in column panels of 64 bytes (16 floats, 8 doubles), the
+    last one padded, in blocks of 4 streams: logits of every shape agree with numpy."""
+    m = make_model("rnn", 1, dtype=dtype, V=V, H=6, seed=V)
+    h0 = random_state(m, N).astype(dtype)
+    out = m.generate(h0.copy(), np.arange(N) % V, 1, greedy=True)
+    h1 = h0.copy()
+    logits, _ = m.step_logits(np.arange(N) % V, h1)
+    np.testing.assert_array_equal(out[:, 0], np.argmax(logits, axis=1))
+    ws = m._generate_workspace(N)
+    np.testing.assert_allclose(ws.logits, logits, rtol=rtol, atol=rtol)

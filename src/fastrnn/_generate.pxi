@@ -165,6 +165,8 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
 #     hn      (N, H)      GRU h @ Whh_n + bhn, scratch
 #     h_new, c_new, tc (N, H)  a layer's new h, c and tanh(c) before they replace the state
 #     logits  (N, V)      scratch;  z, scratch (V,) double scratch of next_index
+#     packed  (P,)        Why in column panels of 64 bytes (fastrnn_rows.h), scratch for N > 1:
+#                         P = ceil(V / W) * W * H with W = 64 / itemsize (any size >= 1 if N = 1)
 
 cdef enum:
     CELL_RNN = 0
@@ -172,6 +174,16 @@ cdef enum:
     CELL_GRU = 2
 
 RNN_CELL, LSTM_CELL, GRU_CELL = CELL_RNN, CELL_LSTM, CELL_GRU
+
+
+cdef extern from "fastrnn_rows.h" nogil:
+    void fr_pack_panels_f(Py_ssize_t k, Py_ssize_t m, const float *W, Py_ssize_t ldw, float *P)
+    void fr_pack_panels_d(Py_ssize_t k, Py_ssize_t m, const double *W, Py_ssize_t ldw,
+                          double *P)
+    void fr_panels_product_f(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const float *A,
+                             Py_ssize_t lda, const float *P, float *C, Py_ssize_t ldc)
+    void fr_panels_product_d(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const double *A,
+                             Py_ssize_t lda, const double *P, double *C, Py_ssize_t ldc)
 
 
 cdef inline void rows_product(int N, int M, int K, const floating *A, int lda,
@@ -240,11 +252,26 @@ cdef void layer_step(int cell, const floating *xin, int K, const floating *Wxh,
     memcpy(h, h_new, N * H * sizeof(floating))
 
 
-cdef void head_step(const floating *h, const floating *Why, const floating *by, int N, int H,
-                    int V, floating *logits) noexcept nogil:
-    """logits (N, V) = h (N, H) @ Why + by."""
+cdef void pack_head(const floating *Why, int H, int V, floating *packed) noexcept nogil:
+    """packed = Why (H, V) in the column panels of fastrnn_rows.h (for N > 1 streams)."""
+    if floating is float:
+        fr_pack_panels_f(H, V, Why, V, packed)
+    else:
+        fr_pack_panels_d(H, V, Why, V, packed)
+
+
+cdef void head_step(const floating *h, const floating *Why, const floating *packed,
+                    const floating *by, int N, int H, int V, floating *logits) noexcept nogil:
+    """logits (N, V) = h (N, H) @ Why + by: one gemv for one stream; for several, the panel
+    product over packed (Why packed by pack_head), which reads Why once per step without the
+    copy of it that GEMM makes at every call."""
     fill_rows(logits, by, N, V)
-    rows_product(N, V, H, h, H, Why, V, logits, V)
+    if N == 1:
+        gemv(True, H, V, <floating> 1, Why, V, h, <floating> 1, logits)
+    elif floating is float:
+        fr_panels_product_f(N, V, H, h, H, packed, logits, V)
+    else:
+        fr_panels_product_d(N, V, H, h, H, packed, logits, V)
 
 
 def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, list bhs,
@@ -253,8 +280,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
                    const double[:, ::1] uniforms, double temperature, Py_ssize_t top_k,
                    bint greedy, int[:, ::1] out, floating[:, ::1] emb, floating[:, ::1] gates,
                    floating[:, ::1] hn, floating[:, ::1] h_new, floating[:, ::1] c_new,
-                   floating[:, ::1] tc, floating[:, ::1] logits, double[::1] z,
-                   double[::1] scratch):
+                   floating[:, ::1] tc, floating[:, ::1] logits, floating[::1] packed,
+                   double[::1] z, double[::1] scratch):
     """Generate out.shape[1] indices for each of N = out.shape[0] streams, each read back as
     that stream's next input, starting from xs (see the buffer list above).
 
@@ -289,6 +316,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
             v = bhns[l]
             bn[l] = &v[0]
         with nogil:
+            if N > 1:
+                pack_head(&Why[0, 0], H, V, &packed[0])
             for n in range(steps):
                 input_step(&xs[0], &Wemb[0, 0], E, Wx[0], bb[0], N, GH, &emb[0, 0],
                            &gates[0, 0])
@@ -296,7 +325,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
                     layer_step(cell, NULL if l == 0 else &h[l - 1, 0, 0], H, Wx[l], Wh[l],
                                bb[l], bn[l], &h[l, 0, 0], &c[l, 0, 0], N, H, &gates[0, 0],
                                &hn[0, 0], &h_new[0, 0], &c_new[0, 0], &tc[0, 0])
-                head_step(&h[L - 1, 0, 0], &Why[0, 0], &by[0], N, H, V, &logits[0, 0])
+                head_step(&h[L - 1, 0, 0], &Why[0, 0], &packed[0], &by[0], N, H, V,
+                          &logits[0, 0])
                 for b in range(N):
                     xs[b] = <int> next_index(&logits[b, 0], V, temperature, top_k, greedy,
                                              uniforms[n, b], &z[0], &scratch[0])

@@ -95,6 +95,8 @@ class GenerateWorkspace:
     gates        (N, G*H)  a layer's pre-activations, then activations
     hn, h_new, c_new, tc (N, H)  GRU h @ Whh_n + bhn; a layer's new h, c, tanh(c)
     logits       (N, V)    the head's output
+    packed       (P,)      Why cut into column panels of 64 bytes for N > 1 (fastrnn_rows.h):
+                           P = ceil(V / w) * w * H values, w = 64 / itemsize; (1,) for N = 1
     z, scratch   (V,)      float64 scratch of the draw
     """
 
@@ -106,6 +108,8 @@ class GenerateWorkspace:
         self.hn, self.h_new, self.c_new, self.tc = (np.empty((N, H), dtype=dtype)
                                                     for _ in range(4))
         self.logits = np.empty((N, V), dtype=dtype)
+        width = 64 // dtype.itemsize
+        self.packed = np.empty(-(-V // width) * width * H if N > 1 else 1, dtype=dtype)
         self.z = np.empty(V)
         self.scratch = np.empty(V)
 
@@ -552,7 +556,7 @@ class CharRNN:
                              [p[f"Wxh{k}"] for k in suffixes], [p[f"Whh{k}"] for k in suffixes],
                              bhs, bhns, p["Why"], p["by"], hs, cs, ws.xs, uniforms, temperature,
                              top_k, bool(greedy), out, ws.emb, ws.gates, ws.hn, ws.h_new,
-                             ws.c_new, ws.tc, ws.logits, ws.z, ws.scratch)
+                             ws.c_new, ws.tc, ws.logits, ws.packed, ws.z, ws.scratch)
         return out.reshape(length) if single else out
 
     def _generation_streams(self, h) -> int:

@@ -270,13 +270,13 @@ def layer_step(cell, xin, Wxh, Whh, bh, bhn, h, c, gates, hn, h_new, c_new, tc) 
     h[...] = h_new
 
 
-def head_step(h, Why, by, logits) -> None:
-    """logits (N, V) = h (N, H) @ Why + by."""
+def head_step(h, Why, packed, by, logits) -> None:
+    """logits (N, V) = h (N, H) @ Why + by (packed: the kernel's packed Why, unused here)."""
     np.add(h @ Why, by, out=logits)
 
 
 def stack_generate(cell, Wemb, Wxhs, Whhs, bhs, bhns, Why, by, h, c, xs, uniforms, temperature,
-                   top_k, greedy, out, emb, gates, hn, h_new, c_new, tc, logits, z,
+                   top_k, greedy, out, emb, gates, hn, h_new, c_new, tc, logits, packed, z,
                    scratch) -> None:
     """Generate out.shape[1] indices for each of the out.shape[0] streams, each read back as
     that stream's next input, starting from xs; h (L, N, H) and the LSTM's c updated in place.
@@ -288,7 +288,7 @@ def stack_generate(cell, Wemb, Wxhs, Whhs, bhs, bhns, Why, by, h, c, xs, uniform
         for layer in range(h.shape[0]):
             layer_step(cell, None if layer == 0 else h[layer - 1], Wxhs[layer], Whhs[layer],
                        bhs[layer], bhns[layer], h[layer], c[layer], gates, hn, h_new, c_new, tc)
-        head_step(h[-1], Why, by, logits)
+        head_step(h[-1], Why, packed, by, logits)
         for b in range(xs.shape[0]):
             xs[b] = next_index(logits[b], temperature, top_k, greedy, uniforms[n, b])
             out[b, n] = xs[b]
