@@ -92,3 +92,10 @@ def test_cli_one_sample_keeps_its_plain_output(tmp_path, capsys):
         sample_main([ckpt, "--num-samples", "0"])
     assert exc.value.code == 2
     assert "--num-samples" in capsys.readouterr().err
+
+
+def test_cli_refuses_num_samples_with_beam(tmp_path, capsys):
+    model = random_model(VOCAB, "rnn", 1, hidden=8)
+    ckpt = write_checkpoint(tmp_path / "m.npz", model, VOCAB)
+    assert sample_main([ckpt, "--beam", "2", "--num-samples", "3"]) == 2
+    assert "--num-samples does not apply to --beam" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 # Generation: characters drawn one at a time from the model's softmax (temperature, top-k,
-# greedy), with the single-layer rnn stepped in the kernel (rnn_generate) or, for stacked
-# models, one draw per call after the layer kernels' step (sample_index).
+# greedy). stack_generate runs every model (any cell, depth, embedding) for N streams in one
+# call; its numpy twin is reference_cells.stack_generate. rnn_generate (the single-layer rnn,
+# one stream; twin reference.rnn_generate) and sample_index (one draw from a row of logits)
+# remain as compiled entry points of the same draw.
 
 # ----------------------------------------------------------------------------- sampling
 
@@ -140,7 +142,7 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
             out[n] = x
 
 
-# ----------------------------------------------------------------------------- every model, N streams
+# ----------------------------------------------------------------------------- every model
 # stack_generate: rnn, LSTM and GRU at any depth, with or without the input embedding, for N
 # streams at once, in one nogil region. Each step reads every weight once for all N streams:
 # (N, in) @ (in, G*H) and (N, H) @ (H, V) products (gemv when N = 1).
@@ -290,7 +292,7 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
     GRU; for other cells any list of L (H,) arrays). c: the LSTM cell state, for other cells
     any (L, N, H) array (unused). Every shape is checked by model.generate before the call.
     """
-    cdef Py_ssize_t L = h.shape[0], l, n, b, steps = out.shape[1]
+    cdef Py_ssize_t L = h.shape[0], layer, n, b, steps = out.shape[1]
     cdef int N = <int> h.shape[1], H = <int> h.shape[2], V = <int> by.shape[0]
     cdef int E = <int> emb.shape[1] if Wemb.shape[0] == V else 0
     cdef int GH = <int> gates.shape[1]
@@ -306,25 +308,26 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
     cdef const floating **bb = table + 2 * L
     cdef const floating **bn = table + 3 * L
     try:
-        for l in range(L):
-            w = Wxhs[l]
-            Wx[l] = &w[0, 0]
-            w = Whhs[l]
-            Wh[l] = &w[0, 0]
-            v = bhs[l]
-            bb[l] = &v[0]
-            v = bhns[l]
-            bn[l] = &v[0]
+        for layer in range(L):
+            w = Wxhs[layer]
+            Wx[layer] = &w[0, 0]
+            w = Whhs[layer]
+            Wh[layer] = &w[0, 0]
+            v = bhs[layer]
+            bb[layer] = &v[0]
+            v = bhns[layer]
+            bn[layer] = &v[0]
         with nogil:
             if N > 1:
                 pack_head(&Why[0, 0], H, V, &packed[0])
             for n in range(steps):
                 input_step(&xs[0], &Wemb[0, 0], E, Wx[0], bb[0], N, GH, &emb[0, 0],
                            &gates[0, 0])
-                for l in range(L):
-                    layer_step(cell, NULL if l == 0 else &h[l - 1, 0, 0], H, Wx[l], Wh[l],
-                               bb[l], bn[l], &h[l, 0, 0], &c[l, 0, 0], N, H, &gates[0, 0],
-                               &hn[0, 0], &h_new[0, 0], &c_new[0, 0], &tc[0, 0])
+                for layer in range(L):
+                    layer_step(cell, NULL if layer == 0 else &h[layer - 1, 0, 0], H,
+                               Wx[layer], Wh[layer], bb[layer], bn[layer], &h[layer, 0, 0],
+                               &c[layer, 0, 0], N, H, &gates[0, 0], &hn[0, 0], &h_new[0, 0],
+                               &c_new[0, 0], &tc[0, 0])
                 head_step(&h[L - 1, 0, 0], &Why[0, 0], &packed[0], &by[0], N, H, V,
                           &logits[0, 0])
                 for b in range(N):

@@ -403,6 +403,9 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     from .sample import iter_sample
 
     args = sample_parser().parse_args(argv)
+    if args.beam is not None and args.num_samples > 1:
+        return _fail("fastrnn-sample", ConfigError(
+            "--num-samples does not apply to --beam, which prints the N likeliest continuations"))
     if args.beam is not None:
         return beam_main(args)
     if args.num_samples > 1:
@@ -626,7 +629,7 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- fastrnn-sample --num-samples
+# ---------------------------------------------------------------- fastrnn-sample --num-samples
 
 def sample_blocks(texts: Sequence[str], prime: str) -> str:
     """The samples one after another, sample k (from 1) after a '--- sample k ---' line."""

@@ -1,5 +1,5 @@
 """The numpy twin of ``_cells.pxi``: stacked rnn / LSTM / GRU layers and dropout, function by
-function.
+function; and of ``stack_generate`` (_generate.pxi), generation built on the same layers.
 
 Every function has the name, argument order and buffers of its Cython counterpart; model.py
 calls the one or the other with the same arguments. Plain, reasonably efficient numpy: the input
@@ -40,7 +40,11 @@ from __future__ import annotations
 import numpy as np
 
 from .reference import (
-    next_index, output_backward, output_forward, recurrence_backward, recurrence_forward,
+    next_index,
+    output_backward,
+    output_forward,
+    recurrence_backward,
+    recurrence_forward,
 )
 
 
