@@ -4,7 +4,9 @@ Build switches (environment variables, all off by default):
   FASTRNN_DEBUG=1   bounds/wraparound/initialized checks back on inside the kernel (for tests).
   FASTRNN_NATIVE=1  compile with -march=native (faster, not portable to other CPUs).
 Without FASTRNN_NATIVE the elementwise loops still use AVX2/AVX-512 where the CPU has them,
-chosen at run time (GCC target_clones), so the default build stays portable.
+chosen at run time (GCC target_clones), and so does the recurrent product (fastrnn_recurrent.h,
+chosen from the CPU's features at import), so the default build stays portable. The kernel is
+compiled with OpenMP: recurrences can be shared among threads (set_recurrent_threads).
 """
 import os
 import sys
@@ -18,8 +20,9 @@ native = os.environ.get("FASTRNN_NATIVE", "") not in ("", "0")
 # -fno-trapping-math: nothing here reads floating-point exception flags, and without it GCC
 # keeps the clamps and selects of the exp / tanh / sigmoid loops (fastrnn_simd.h,
 # fastrnn_gates.h) as branches and leaves those loops scalar.
-compile_args = ([] if sys.platform == "win32"
-                else ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"])
+compile_args = ["/openmp"] if sys.platform == "win32" else [
+    "-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
+link_args = [] if sys.platform == "win32" else ["-fopenmp"]
 if native and sys.platform != "win32":
     compile_args.append("-march=native")
 
@@ -38,6 +41,7 @@ extensions = [
         sources=["src/fastrnn/_kernel.pyx"],
         include_dirs=["src/fastrnn"],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
 ]

@@ -21,7 +21,8 @@ class BenchConfig:
     threads: int = 1
     dtype: str = "float32"
     note: str = ""
-    cell: str = "rnn"     # one layer of rnn, lstm or gru
+    cell: str = "rnn"     # rnn, lstm or gru
+    layers: int = 1       # stacked layers of that cell
 
     @property
     def chars_per_step(self) -> int:
@@ -37,29 +38,38 @@ class BenchConfig:
 
     @property
     def flops_per_char(self) -> int:
-        """6*(G*H*H + H*V): the multiply-adds of forward (h@Whh, G blocks wide, and h@Why)
-        times 2 FLOPs, times 3 for forward plus a backward of twice its cost. The embedding
-        gather and the gate nonlinearities are not counted."""
-        return flops_per_char(self.V, self.H, self.gates)
+        """6*(G*H*H*(2L-1) + H*V): the multiply-adds of forward (h@Whh of every layer and the
+        input projection h@Wxh of layers >= 1, G blocks wide, and h@Why) times 2 FLOPs, times 3
+        for forward plus a backward of twice its cost. The embedding gather and the gate
+        nonlinearities are not counted."""
+        return flops_per_char(self.V, self.H, self.gates, self.layers)
 
     @property
     def num_params(self) -> int:
-        """Wxh (V,G*H) + Whh (H,G*H) + bh (G*H,) + the cell's (H,) vectors (the gru's bhn)
-        + Why (H,V) + by (V,)."""
+        """Wxh (V,G*H) + per layer Whh (H,G*H) + bh (G*H,) + the cell's (H,) vectors (the
+        gru's bhn), Wxh{l} (H,G*H) for layers l >= 1, and Why (H,V) + by (V,)."""
         from fastrnn.cells import TABLE
 
         V, H, GH = self.V, self.H, self.gates * self.H
-        vectors = len(TABLE[self.cell].layer_vectors)
-        return V * GH + H * GH + GH + vectors * H + H * V + V
+        per_layer = H * GH + GH + len(TABLE[self.cell].layer_vectors) * H
+        return V * GH + (self.layers - 1) * H * GH + self.layers * per_layer + H * V + V
+
+    def packed_values(self, itemsize: int) -> int:
+        """Values of the workspace buffer the recurrent product packs Whh into (the rnn's
+        model.packed_recurrent_size): H rows of H rounded up to whole 128-byte panels, plus
+        64 bytes to align them (fastrnn_recurrent.h). Counted for the rnn configurations,
+        the ones whose memory is checked."""
+        panel = 128 // itemsize
+        return self.H * (-(-self.H // panel) * panel) + 64 // itemsize
 
     def describe(self) -> str:
-        return (f"{self.name}: {self.cell} V={self.V} H={self.H} B={self.B} T={self.T} "
-                f"threads={self.threads} {self.dtype}")
+        return (f"{self.name}: {self.layers}x{self.cell} V={self.V} H={self.H} B={self.B} "
+                f"T={self.T} threads={self.threads} {self.dtype}")
 
 
-def flops_per_char(V: int, H: int, gates: int = 1) -> int:
-    """FLOPs of one training step per character: 6*(G*H*H + H*V)."""
-    return 6 * (gates * H * H + H * V)
+def flops_per_char(V: int, H: int, gates: int = 1, layers: int = 1) -> int:
+    """FLOPs of one training step per character: 6*(G*H*H*(2L-1) + H*V)."""
+    return 6 * (gates * H * H * (2 * layers - 1) + H * V)
 
 
 def fraction_of_limit(chars_per_s: float, flops_per_char: float, gemm_flops_per_s: float) -> float:
@@ -84,8 +94,10 @@ def activation_bound_values(cfg: BenchConfig) -> int:
 def memory_bound_bytes(cfg: BenchConfig, itemsize: int) -> int:
     """Peak bytes one training step may allocate (from a fresh model, so it includes the
     workspace): activations T*B*(2H+V) + the returned gradients (every parameter and h0)
-    + SCRATCH_BH*B*H scratch, all in the model dtype."""
-    values = activation_bound_values(cfg) + cfg.num_params + SCRATCH_BH * cfg.B * cfg.H
+    + SCRATCH_BH*B*H scratch + the packed copy of Whh the recurrent product streams through
+    (about H*H, independent of B and T), all in the model dtype."""
+    values = (activation_bound_values(cfg) + cfg.num_params + SCRATCH_BH * cfg.B * cfg.H
+              + cfg.packed_values(itemsize))
     return values * itemsize
 
 
@@ -99,6 +111,8 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
     BenchConfig("CJK", 6533, 256, 32, 64, note="Tang poems"),
     BenchConfig("LSTM-M", 65, 100, 32, 40, cell="lstm"),
     BenchConfig("LSTM-L", 65, 512, 32, 64, cell="lstm"),
+    BenchConfig("GRU-L", 65, 512, 32, 64, cell="gru"),
+    BenchConfig("LSTM2-L", 65, 512, 32, 64, cell="lstm", layers=2),
 )}
 
 # The configurations whose training-step memory is measured against the memory bound.

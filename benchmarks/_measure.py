@@ -118,7 +118,8 @@ class TrainingStep:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cfg, self.backend = cfg, backend
         self.model = fastrnn.CharRNN(vocab_size=cfg.V, hidden_size=cfg.H, cell=cfg.cell,
-                                     dtype=np.dtype(cfg.dtype), seed=seed)
+                                     num_layers=cfg.layers, dtype=np.dtype(cfg.dtype),
+                                     seed=seed)
         rng = np.random.default_rng(seed + 1)
         shape = (CHUNKS_IN_POOL, cfg.B, cfg.T)
         self.xs = rng.integers(0, cfg.V, size=shape, dtype=np.int32)
@@ -276,6 +277,27 @@ def tanh_throughputs(dtype: str, rounds: int = 5, calls: int = 300) -> tuple[flo
     return best["kernel"], best["numpy"]
 
 
+def recurrent_step_seconds(B: int, H: int, dtype: str = "float32",
+                           rounds: int = 5) -> tuple[float, float]:
+    """(packed, BLAS) seconds of one recurrent step h (B, H) @ Whh (H, H): the kernel's packed
+    recurrent product (Whh packed once) and the scipy OpenBLAS call it replaces (GEMV at B = 1,
+    GEMM else), best of alternating rounds, one thread."""
+    from fastrnn import _kernel
+
+    rng = np.random.default_rng(0)
+    A = (0.1 * rng.standard_normal((B, H))).astype(dtype)
+    W = (0.1 * rng.standard_normal((H, H))).astype(dtype)
+    C = np.zeros((B, H), dtype=dtype)
+    packed = np.empty(_kernel.packed_size(H, H, dtype), dtype=dtype)
+    best = {True: math.inf, False: math.inf}
+    with threadpool_limits(1):
+        for r in range(rounds):
+            for blas in ((False, True) if r % 2 == 0 else (True, False)):
+                best[blas] = min(best[blas], _kernel.recurrent_step_seconds(A, W, C, packed, 1,
+                                                                            blas))
+    return best[False], best[True]
+
+
 def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7,
                         calls: int = 1000) -> tuple[float, float]:
     """(fixed cost in seconds, its fraction of the iteration) of one training step: the time of
@@ -294,9 +316,10 @@ def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7,
 
     def bare():
         _kernel.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
-                            ws.hs, ws.probs)
+                            ws.hs, ws.probs, ws.packed)
         _kernel.rnn_backward(x, y, h0, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
-                             g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], g["h0"])
+                             g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], g["h0"],
+                             ws.packed)
         plan.adam(*args, GRAD_CLIP, 1.0)
 
     best = {"bare": math.inf, "step": math.inf}

@@ -61,6 +61,7 @@ def _cell_option(cell: str) -> dict[str, str]:
 def named_configs() -> dict[str, QualityConfig]:
     configs = [
         QualityConfig("rnn-256", {**_cell_option("rnn"), "hidden_size": 256}),
+        QualityConfig("lstm-256", {**_cell_option("lstm"), "hidden_size": 256}),
         QualityConfig("lstm-2x256", {**_cell_option("lstm"), "hidden_size": 256,
                                      "num_layers": 2}),
         QualityConfig("gru-2x256", {**_cell_option("gru"), "hidden_size": 256,

@@ -11,10 +11,10 @@ reference.
 from __future__ import annotations
 
 import pytest
-from threadpoolctl import threadpool_limits
 
 import _measure
 from _configs import CONFIGS, BenchConfig, fraction_of_limit
+from fastrnn.train import limit_threads
 
 REFERENCE_ROUNDS = 3  # when a kernel benchmark runs without its reference's
 
@@ -35,7 +35,7 @@ def test_training_step(benchmark, name, backend, gemm_rates, reference_rates):
     cfg = CONFIGS[name]
     benchmark.group = f"train {cfg.describe()}"
     gemm = gemm_rates(cfg.dtype, cfg.threads)
-    with threadpool_limits(cfg.threads):
+    with limit_threads(cfg.threads):      # the BLAS and the kernel's recurrences
         step = _measure.TrainingStep(cfg, backend)
         step()  # warm-up: the workspace for this shape is allocated
         benchmark(step)

@@ -29,9 +29,14 @@ def test_named_configurations():
         "CJK": (6533, 256, 32, 64, 1, "float32"),
         "LSTM-M": (65, 100, 32, 40, 1, "float32"),
         "LSTM-L": (65, 512, 32, 64, 1, "float32"),
+        "GRU-L": (65, 512, 32, 64, 1, "float32"),
+        "LSTM2-L": (65, 512, 32, 64, 1, "float32"),
     }
-    assert {n for n, c in CONFIGS.items() if c.cell == "lstm"} == {"LSTM-M", "LSTM-L"}
+    assert {n for n, c in CONFIGS.items() if c.cell == "lstm"} == {"LSTM-M", "LSTM-L", "LSTM2-L"}
+    assert CONFIGS["GRU-L"].cell == "gru" and CONFIGS["LSTM2-L"].layers == 2
     assert CONFIGS["LSTM-L"].flops_per_char == 6 * (4 * 512 * 512 + 512 * 65)
+    # two layers: two recurrences and layer 1's input projection, each 4H wide
+    assert CONFIGS["LSTM2-L"].flops_per_char == 6 * (3 * 4 * 512 * 512 + 512 * 65)
 
 
 def test_flops_per_char_is_six_times_the_multiply_adds():
@@ -50,8 +55,26 @@ def test_memory_bound_counts_activations_gradients_and_scratch():
     cfg = BenchConfig("x", V=5, H=3, B=2, T=4)
     assert _configs.activation_bound_values(cfg) == 4 * 2 * (2 * 3 + 5)
     assert cfg.num_params == 5 * 3 + 3 * 3 + 3 + 3 * 5 + 5
-    expected = (4 * 2 * 11 + cfg.num_params + _configs.SCRATCH_BH * 2 * 3) * 4
+    packed = 3 * 32 + 16            # H rows of one 128-byte panel, 64 bytes of alignment slack
+    assert cfg.packed_values(4) == packed
+    expected = (4 * 2 * 11 + cfg.num_params + _configs.SCRATCH_BH * 2 * 3 + packed) * 4
     assert _configs.memory_bound_bytes(cfg, 4) == expected
+
+
+@pytest.mark.parametrize("H", [3, 100, 512])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_memory_bound_counts_the_workspace_packing_buffer(H, dtype):
+    from fastrnn.model import packed_recurrent_size
+    cfg = BenchConfig("x", V=5, H=H, B=2, T=4)
+    assert cfg.packed_values(np.dtype(dtype).itemsize) == packed_recurrent_size("rnn", H, dtype)
+
+
+def test_parameter_count_of_stacked_configurations():
+    import fastrnn
+    for name in ("LSTM-M", "GRU-L", "LSTM2-L"):
+        c = CONFIGS[name]
+        model = fastrnn.CharRNN(c.V, c.H, num_layers=c.layers, cell=c.cell, dtype=c.dtype)
+        assert c.num_params == model.num_params
 
 
 def test_select():
@@ -85,6 +108,9 @@ def test_below_floor_and_target():
     assert guard.meets_target({"ratio": 6.1, "fraction": 0.5}, floor) is True
     assert guard.meets_target({"ratio": 6.1, "fraction": 0.4}, floor) is False
     assert guard.meets_target({"ratio": 1, "fraction": 1}, {"ratio": 1, "fraction": 1}) is None
+    fraction_only = {"ratio": 1, "fraction": 0.2, "target_fraction": 0.78}
+    assert guard.meets_target({"ratio": 0.9, "fraction": 0.8}, fraction_only) is True
+    assert guard.meets_target({"ratio": 9, "fraction": 0.7}, fraction_only) is False
 
 
 def test_memory_verdict():

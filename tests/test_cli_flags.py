@@ -99,6 +99,11 @@ def test_sample_suggests_its_flag(trained, capsys, given, meant):
     assert f"fastrnn-sample: error: unknown option {given}; {meant}" in err
 
 
+def test_a_gpu_flag_is_told_about_the_cpu(corpus, capsys):
+    status, _, err = call(train_main, [corpus, "--device", "cuda"], capsys)
+    assert status == 2 and "fastrnn runs on the CPU (--threads sets its BLAS threads)" in err
+
+
 def test_a_flag_of_the_other_tool(corpus, capsys):
     status, _, err = call(train_main, [corpus, "--temperature", "0.5"], capsys)
     assert status == 2 and "--temperature is an option of fastrnn-sample" in err
@@ -112,6 +117,7 @@ def test_a_flag_nobody_has(corpus, capsys):
 def test_prefixes_are_not_flags(trained, corpus, capsys, tmp_path):
     for make_parser, _, _ in TOOLS.values():
         assert make_parser().allow_abbrev is False
+    assert {"train", "sample", "info", "eval", "plot", "inspect", "export"} <= set(TOOLS)
     status, out, err = call(sample_main, [trained, "--temp", "0.5", "--length", "5"], capsys)
     assert status == 2 and out == ""
     status, _, err = call(train_main, [corpus, *FAST, "--max-it", "2",
@@ -182,7 +188,7 @@ def test_a_damaged_training_checkpoint_exits_1(trained, corpus, tmp_path, capsys
     assert status == 1 and str(damaged) in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("tool", ["train", "sample", "info"])
+@pytest.mark.parametrize("tool", sorted(TOOLS))
 def test_help_states_the_exit_rule(tool, capsys):
     status, out, _ = call(TOOLS[tool][1], ["--help"], capsys)
     assert status == 0
@@ -198,7 +204,7 @@ def test_help_states_the_exit_rule(tool, capsys):
 def test_python_m_without_a_tool_prints_usage_and_exits_2(module):
     proc = python_m(module)
     assert proc.returncode == 2 and proc.stdout == ""
-    for tool in ("train", "sample", "info"):
+    for tool in TOOLS:
         assert f"  {tool} " in proc.stderr
     assert "no tool given" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -216,7 +222,7 @@ def test_python_m_runs_the_tools(trained, tmp_path):
     assert proc.returncode == 2 and "unknown tool 'nonsense'" in proc.stderr
 
 
-@pytest.mark.parametrize("tool", ["train", "sample", "info"])
+@pytest.mark.parametrize("tool", sorted(TOOLS))
 def test_version(tool, capsys):
     status, out, _ = call(TOOLS[tool][1], ["--version"], capsys)
     assert status == 0 and fastrnn.__version__ in out and f"fastrnn-{tool}" in out

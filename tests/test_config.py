@@ -9,7 +9,7 @@ from _checkpoints import rewrite_header
 from fastrnn import checkpoint as ckpt
 from fastrnn.cli import train_options, train_parser
 from fastrnn.config import (
-    DEFAULT_MAX_EPOCHS,
+    DEFAULT_TIME_LIMIT,
     FROZEN_ON_RESUME,
     TrainConfig,
     canonical_options,
@@ -29,7 +29,7 @@ def run(tmp_path, name, **options):
 
 
 def test_fresh_config_defaults_and_validation():
-    assert resolve_config({}).max_epochs == DEFAULT_MAX_EPOCHS
+    assert resolve_config({}).time_limit == DEFAULT_TIME_LIMIT
     assert resolve_config({"time_limit": 3.0}).max_epochs == 0
     with pytest.raises(ConfigError, match="--hidden-size must be a positive integer"):
         resolve_config({"hidden_size": 0})
@@ -61,8 +61,9 @@ def test_train_accepts_model_as_an_alias(tmp_path):
 
 @pytest.mark.slow
 def test_checkpoint_with_model_in_its_train_config_resumes_exactly(tmp_path):
-    straight = run(tmp_path, "straight.npz", cell="lstm", max_iters=30)
-    run(tmp_path, "old.npz", cell="lstm", max_iters=15)
+    before = dict(cell="lstm", embedding_size=0, init="uniform", lr_schedule="constant")
+    straight = run(tmp_path, "straight.npz", max_iters=30, **before)
+    run(tmp_path, "old.npz", max_iters=15, **before)
 
     def as_older_version(header):
         config = header["train_config"]
@@ -95,7 +96,8 @@ def test_every_frozen_option_is_refused_on_resume(tmp_path, name):
     loaded = ckpt.load_checkpoint(tmp_path / "r.npz")
     current = getattr(resolve_config({"resume": str(tmp_path / "r.npz")}, loaded), name)
     if isinstance(current, str):
-        other = {"rnn": "gru", "float64": "float32", "adam": "sgd", "uniform": "default"}[current]
+        other = {"rnn": "gru", "lstm": "gru", "float64": "float32", "adam": "sgd",
+                     "uniform": "default", "default": "uniform"}[current]
     else:
         other = current + 1 if isinstance(current, int) else current / 2 + 0.01
     with pytest.raises(ConfigError, match="cannot change on --resume"):
@@ -145,8 +147,10 @@ def test_embedding_and_init_options(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_with_an_embedding_resumes_exactly(tmp_path):
-    straight = run(tmp_path, "straight.npz", embedding_size=6, init="default", max_iters=20)
-    run(tmp_path, "split.npz", embedding_size=6, init="default", max_iters=10)
+    # constant rate: with a budget-planned schedule a 10-iteration run ends its own schedule
+    opts = dict(embedding_size=6, init="default", lr_schedule="constant")
+    straight = run(tmp_path, "straight.npz", max_iters=20, **opts)
+    run(tmp_path, "split.npz", max_iters=10, **opts)
     resumed = fastrnn.train(text=TEXT, resume=str(tmp_path / "split.npz"), max_iters=10,
                             out=io.StringIO())
     assert resumed.model.embedding_size == 6 and resumed.model.init == "default"

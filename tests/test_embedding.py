@@ -26,8 +26,10 @@ run = run_reseeded
 
 
 def workspace_buffers(m, B, T) -> dict[str, np.ndarray]:
+    """The workspace's caches, without the recurrent product's scratch (packed), which holds
+    each backend's own layout of Whh^T."""
     return {k: v.copy() for k, v in vars(m._workspace(B, T, True)).items()
-            if isinstance(v, np.ndarray)}
+            if isinstance(v, np.ndarray) and k != "packed"}
 
 
 # ------------------------------------------------------------------ parameters

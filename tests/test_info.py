@@ -32,7 +32,7 @@ def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("run") / "run.npz"
     train(text=TEXT, out=io.StringIO(), checkpoint=str(path), hidden_size=16, batch_size=4,
           seq_length=16, sample_every=0, eval_every=5, max_iters=12, cell="gru",
-          learning_rate=3e-3)
+          learning_rate=3e-3, num_layers=1, lr_schedule="constant")
     return path
 
 
@@ -131,3 +131,15 @@ def test_a_truncated_checkpoint_is_called_that(trained, tmp_path, capsys, keep):
     status, _, err = call(sample_main, [path], capsys)
     assert status == 1 and "allow_pickle" not in err
     assert f"{path} is not a fastrnn checkpoint, or it is damaged" in err
+
+
+@pytest.mark.parametrize("embedding,words", [(0, "one-hot input"), (5, "embedding 5")])
+def test_info_names_the_input_layer(tmp_path, capsys, embedding, words):
+    path = tmp_path / "e.npz"
+    vocab = Vocabulary.from_text("abcd")
+    model = fastrnn.CharRNN(4, 6, embedding_size=embedding)
+    ckpt.save_checkpoint(path, model, vocab, {})
+    status, out, _ = call(info_main, [path], capsys)
+    assert status == 0 and f"hidden 6, {words}, {model.num_params:,} parameters" in out
+    assert json.loads(call(info_main, [path, "--json"], capsys)[1])["model"]["embedding_size"] \
+        == embedding

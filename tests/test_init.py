@@ -63,8 +63,7 @@ def test_the_default_scheme_is_the_contract_default():
 @pytest.mark.parametrize("cell,L", [("rnn", 2), ("lstm", 2), ("gru", 1)])
 def test_orthogonal_recurrent_blocks(cell, L):
     H = 16
-    m = CharRNN(7, H, num_layers=L, cell=cell, init="default")
-    assert m.init_scheme.recurrent == "orthogonal"
+    m = CharRNN(7, H, num_layers=L, cell=cell, init=InitScheme(recurrent="orthogonal"))
     for layer in range(L):
         name = "Whh" if layer == 0 else f"Whh{layer}"
         blocks = gate_blocks(m.params[name], H)

@@ -32,7 +32,9 @@ def test_kernel_is_built():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("V,H,B,T", SHAPES)
 def test_kernel_matches_numpy(V, H, B, T, dtype):
-    model = fastrnn.CharRNN(V, H, dtype=dtype, seed=V + H)
+    # The uniform scheme's small weights keep units out of saturation, where float32's
+    # 1 - tanh^2 keeps few digits and the comparison would measure rounding, not the kernel.
+    model = fastrnn.CharRNN(V, H, dtype=dtype, seed=V + H, init="uniform")
     # Biases are zero at initialisation: make them non-zero so their paths are tested too.
     rng = np.random.default_rng(1)
     model.params["bh"][:] = rng.standard_normal(H) * 0.1
@@ -65,13 +67,14 @@ def test_intermediate_buffers_match(dtype):
         hs = np.empty((T, B, H), dtype)
         probs = np.empty((T * B, V), dtype)
         dhs = np.empty((T, B, H), dtype)
+        packed = np.empty(fastrnn.model.packed_recurrent_size("rnn", H, dtype), dtype)
         loss = impl.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
-                                hs, probs)
+                                hs, probs, packed)
         fwd = (hs.copy(), probs.copy())
         g = {k: np.empty_like(v) for k, v in p.items()}
         dh0 = np.empty_like(h0)
         impl.rnn_backward(x, y, h0, p["Whh"], p["Why"], hs, probs, dhs,
-                          g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0)
+                          g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0, packed)
         bufs[name] = (loss, fwd, probs, dhs)
     tol = TOL[dtype]
     (lk, (hs_k, pr_k), d_k, dhs_k), (ln, (hs_n, pr_n), d_n, dhs_n) = bufs["kernel"], bufs["numpy"]

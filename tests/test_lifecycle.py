@@ -173,7 +173,7 @@ time.sleep(120)
 """
 
 
-def test_a_killed_run_does_not_block_the_next(tmp_path):
+def test_a_killed_run_does_not_block_the_next(tmp_path, corpus, capsys):
     path = str(tmp_path / "run.npz")
     env = {**os.environ, "PYTHONPATH": SRC}
     proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path], stdout=subprocess.PIPE,
@@ -182,15 +182,18 @@ def test_a_killed_run_does_not_block_the_next(tmp_path):
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(CheckpointError, match=f"pid {proc.pid}"):
             ckpt.CheckpointLock(path).acquire()
+        status, err = cli([corpus, *FAST, "--max-iters", 2, "--checkpoint", path], capsys)
+        assert status == 1 and f"in use by another run (pid {proc.pid} on " in err
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         proc.kill()
         proc.stdout.close()
     assert os.path.exists(path + ".lock")  # left behind, but no longer locked
-    with ckpt.CheckpointLock(path):
-        with open(path + ".lock") as f:
-            assert f"pid {os.getpid()}" in f.read()
+    with ckpt.CheckpointLock(path), open(path + ".lock") as f:
+        assert f"pid {os.getpid()}" in f.read()
+    assert cli([corpus, *FAST, "--max-iters", 2, "--checkpoint", path], capsys)[0] == 0
+    assert not os.path.exists(path + ".lock")
 
 
 # ---------------------------------------------------------------- bad paths, found before training
@@ -273,3 +276,9 @@ def test_a_rewritten_checkpoint_keeps_its_mode(tmp_path):
     save_small(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert np.array_equal(ckpt.load_checkpoint(path).vocab.codepoints(), [97, 98, 99])
+
+
+def test_a_run_without_a_checkpoint_writes_and_locks_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train(text=TEXT, out=io.StringIO(), checkpoint=None, **{**SMALL, "max_iters": 5})
+    assert os.listdir(tmp_path) == []

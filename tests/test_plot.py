@@ -57,7 +57,7 @@ def test_png_written_by_the_cli(tmp_path, capsys):
     assert plot_main([a, b, "-o", str(out), "--names", "first", "second"]) == 0
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    assert plot_main([a, b, "-o", str(out), "--names", "one"]) == 1
+    assert plot_main([a, b, "-o", str(out), "--names", "one"]) == 2  # a usage error
     assert "1 names given for 2 logs" in capsys.readouterr().err
 
 

@@ -124,7 +124,7 @@ SCHEDULE_OPTIONS = {
     "constant": dict(warmup_iters=10),
     "step": dict(lr_decay=0.7, lr_decay_every=6, warmup_iters=5),
     "cosine": dict(warmup_iters=8),
-    "plateau": dict(lr_decay=0.5, plateau_patience=1, learning_rate=0.05),
+    "plateau": dict(lr_decay=0.5, plateau_patience=1, learning_rate=0.05, init="uniform"),
 }
 
 

@@ -50,7 +50,8 @@ def test_kernel_matches_numpy_odd_shapes(cell, B, T, H, V):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_intermediate_buffers_match(cell):
-    """Same caches on both backends, not only the same loss (the twins mirror each other)."""
+    """Same caches on both backends, not only the same loss (the twins mirror each other).
+    The scratch of the recurrent product (packed) holds each backend's own layout of Whh^T."""
     m = make_model(cell, 2, np.float64, dropout=0.3)
     x, y, h0 = make_chunk(m, B=2, T=3)
     run_reseeded(m, "kernel", x, y, h0, train=True)
@@ -59,7 +60,7 @@ def test_intermediate_buffers_match(cell):
     run_reseeded(m, "numpy", x, y, h0, train=True)
     ws_n = vars(m._workspace(2, 3, True))
     for name, buf in ws_k.items():
-        if buf is not None:
+        if buf is not None and name != "packed":
             assert rel_err(buf, ws_n[name]) <= 1e-10, name
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import fastrnn
 from fastrnn import checkpoint as ckpt
-from fastrnn.config import DEFAULT_MAX_EPOCHS, resolve_config
+from fastrnn.config import DEFAULT_TIME_LIMIT, resolve_config
 from fastrnn.data import default_corpus
 from fastrnn.errors import CheckpointError, ConfigError, CorpusError, DivergedError
 from fastrnn.sample import sample
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 SANZIJING = Path(__file__).resolve().parents[2] / "shared" / "data" / "sanzijing.txt"
 TEXT = default_corpus()[:12_000]
 SHORT = TEXT[:2500]  # about 37 chunks per epoch at SMALL: short runs cross epoch ends
-SMALL = dict(hidden_size=24, batch_size=4, seq_length=16, sample_every=0, eval_every=0)
+SMALL = dict(hidden_size=24, batch_size=4, seq_length=16, sample_every=0, eval_every=0,
+             lr_schedule="constant")  # a rate independent of the budget and the clock
 
 
 def run(tmp_path, name="run.npz", text=TEXT, **options):
@@ -81,7 +82,8 @@ def test_kernel_and_numpy_backends_follow_the_same_trajectory(tmp_path):
 # ---------------------------------------------------------------- resume and fine-tuning
 
 def test_resume_is_bit_exact(tmp_path):
-    opts = dict(text=SHORT, dtype="float64", eval_every=7, sample_every=5, sample_length=20)
+    opts = dict(text=SHORT, dtype="float64", eval_every=7, sample_every=5, sample_length=20,
+                lr_schedule="constant")
     straight = run(tmp_path, "straight.npz", max_iters=60, **opts)
     first = run(tmp_path, "split.npz", max_iters=30, **opts)
     assert first.iterations == 30 and straight.iterations == 60
@@ -186,7 +188,7 @@ def test_time_limit_and_epoch_limit(tmp_path):
 
 
 def test_a_run_without_limits_gets_the_default_epochs():
-    assert resolve_config({}).max_epochs == DEFAULT_MAX_EPOCHS
+    assert resolve_config({}).time_limit == DEFAULT_TIME_LIMIT
     assert resolve_config({"max_iters": 10}).max_epochs == 0
 
 

@@ -26,12 +26,17 @@
 #     dhs   (T, B, H)   dL/dh_t from above, scratch (recurrent gradients accumulate into it)
 #     dc    (B, H)      LSTM dL/dc carried backwards through time, scratch
 #     mask  (T, B, H)   dropout keep-mask / (1 - p), input
+#     packed (P,)       scratch: Whh packed for the recurrent product (forward), then Whh^T
+#                       (backward); the GRU packs its [r z] and n blocks one after the other.
+#                       P = the largest of packed_size(H, GH), packed_size(GH, H) and, for the
+#                       GRU, packed_size(H, 2H) + packed_size(H, H) and
+#                       packed_size(2H, H) + packed_size(H, H) (model.py computes it)
 # With an embedding Wemb (V, E), layer 0 reads its rows (embedding_forward / _backward):
 #     emb   (T, B, E)   Wemb[x], cache: project_forward's input for layer 0
 #     demb  (T, B, E)   dL/demb, scratch: project_backward's dxin for layer 0
-# Only the recurrence is sequential: one GEMM (two for the GRU) and one vectorised gate loop
-# per step. Input projections, dropout, the head and every weight gradient are one pass or one
-# GEMM over all T*B rows. Nothing is allocated inside nogil.
+# Only the recurrence is sequential: one packed recurrent product (two for the GRU) and one
+# vectorised gate loop per step. Input projections, dropout, the head and every weight gradient
+# are one pass or one GEMM over all T*B rows. Nothing is allocated inside nogil.
 
 
 # ----------------------------------------------------------------------------- forward
@@ -59,15 +64,16 @@ def project_forward(const floating[:, :, ::1] xin, const floating[:, ::1] Wx,
 
 
 def rnn_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                      floating[:, :, ::1] hs):
+                      floating[:, :, ::1] hs, floating[::1] packed):
     """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh) (hs holds the input projection)."""
     with nogil:
-        recurrence_forward(h0, Whh, hs)
+        recurrence_forward(h0, Whh, hs, &packed[0])
 
 
 def lstm_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] c0,
                        const floating[:, ::1] Whh, floating[:, :, ::1] gates,
-                       floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] tcs):
+                       floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] tcs,
+                       floating[::1] packed):
     """One LSTM layer over the chunk; gates holds x W + b in, the activations i, f, g, o out.
     h0, c0 (B, H) the carried state; Whh (H, 4H); outputs hs, cs, tcs (T, B, H)."""
     cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
@@ -75,10 +81,11 @@ def lstm_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] c0,
     cdef const floating *h_prev = &h0[0, 0]
     cdef const floating *c_prev = &c0[0, 0]
     with nogil:
+        recurrent_pack(&packed[0], &Whh[0, 0], <int> H, GH, GH, False)
         for t in range(T):
             # gates[t] += h_prev @ Whh
-            gemm(False, False, <int> B, GH, <int> H, <floating> 1, h_prev, <int> H,
-                 &Whh[0, 0], GH, <floating> 1, &gates[t, 0, 0], GH)
+            recurrent_product(h_prev, <int> H, &packed[0], <int> H, GH, &gates[t, 0, 0], GH,
+                              <int> B, True)
             # i, f, g, o = activations;  c = f * c_prev + i * g;  h = o * tanh(c)
             for b in range(B):
                 lstm_cell_forward(&gates[t, b, 0], c_prev + b * H, &cs[t, b, 0], &tcs[t, b, 0],
@@ -88,22 +95,26 @@ def lstm_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] c0,
 
 def gru_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                       const floating[::1] bhn, floating[:, :, ::1] gates,
-                      floating[:, :, ::1] hns, floating[:, :, ::1] hs):
+                      floating[:, :, ::1] hns, floating[:, :, ::1] hs, floating[::1] packed):
     """One GRU layer over the chunk; gates holds x W + b in, the activations r, z, n out.
     h0 (B, H); Whh (H, 3H); bhn (H,); outputs hns, hs (T, B, H)."""
     cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
     cdef int GH = <int> gates.shape[2]
     cdef const floating *h_prev = &h0[0, 0]
+    cdef floating *packed_rz = &packed[0]
+    cdef floating *packed_n = packed_after(packed_rz, <int> H, <int> (2 * H))
     with nogil:
+        recurrent_pack(packed_rz, &Whh[0, 0], <int> H, <int> (2 * H), GH, False)
+        recurrent_pack(packed_n, &Whh[0, 2 * H], <int> H, <int> H, GH, False)
         for t in range(T):
             # gates[t][:, :2H] += h_prev @ Whh[:, :2H]
-            gemm(False, False, <int> B, <int> (2 * H), <int> H, <floating> 1, h_prev, <int> H,
-                 &Whh[0, 0], GH, <floating> 1, &gates[t, 0, 0], GH)
+            recurrent_product(h_prev, <int> H, packed_rz, <int> H, <int> (2 * H),
+                              &gates[t, 0, 0], GH, <int> B, True)
             # hns[t] = h_prev @ Whh[:, 2H:] + bhn
             for b in range(B):
                 memcpy(&hns[t, b, 0], &bhn[0], H * sizeof(floating))
-            gemm(False, False, <int> B, <int> H, <int> H, <floating> 1, h_prev, <int> H,
-                 &Whh[0, 2 * H], GH, <floating> 1, &hns[t, 0, 0], <int> H)
+            recurrent_product(h_prev, <int> H, packed_n, <int> H, <int> H, &hns[t, 0, 0],
+                              <int> H, <int> B, True)
             # r, z = sig;  n = tanh(x W_n + b_n + r * hn);  h = (1 - z) * n + z * h_prev
             for b in range(B):
                 gru_cell_forward(&gates[t, b, 0], &hns[t, b, 0], h_prev + b * H, &hs[t, b, 0], H)
@@ -158,11 +169,11 @@ cdef void recurrent_weight_backward(const floating *h0, const floating *hs,
 
 def rnn_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                        const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
-                       floating[:, ::1] dWhh, floating[:, ::1] dh0):
+                       floating[:, ::1] dWhh, floating[:, ::1] dh0, floating[::1] packed):
     """BPTT of rnn_layer_forward: dhs becomes dL/dpre (see recurrence_backward); then dWhh."""
     cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
     with nogil:
-        recurrence_backward(h0, Whh, hs, dhs, dh0, &dWhh[0, 0])  # dWhh lent as scratch
+        recurrence_backward(h0, Whh, hs, dhs, dh0, &packed[0])
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], H, &dWhh[0, 0], H,
                                   T, B, H, H)
 
@@ -172,18 +183,16 @@ def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
                         const floating[:, :, ::1] hs, const floating[:, :, ::1] cs,
                         const floating[:, :, ::1] tcs, floating[:, :, ::1] dhs,
                         floating[:, ::1] dc, floating[:, ::1] dWhh, floating[:, ::1] dh0,
-                        floating[:, ::1] dc0):
+                        floating[:, ::1] dc0, floating[::1] packed):
     """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation).
-    Outputs dWhh (H, 4H), dh0 and dc0 (B, H). dWhh holds Whh^T (4H, H) until the recurrence
-    is done (see recurrence_backward)."""
+    Outputs dWhh (H, 4H), dh0 and dc0 (B, H); packed holds Whh^T during the recurrence."""
     cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
     cdef int GH = <int> gates.shape[2]
     cdef const floating *c_prev
     cdef floating *dh_prev
-    cdef floating beta
-    cdef floating *WhhT = &dWhh[0, 0]
+    cdef bint into_prev
     with nogil:
-        transpose(WhhT, &Whh[0, 0], H, GH)
+        recurrent_pack(&packed[0], &Whh[0, 0], GH, <int> H, GH, True)
         memset(&dc[0, 0], 0, B * H * sizeof(floating))
         for t in range(T - 1, -1, -1):
             c_prev = &cs[t - 1, 0, 0] if t > 0 else &c0[0, 0]
@@ -191,13 +200,11 @@ def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
             for b in range(B):
                 lstm_cell_backward(&gates[t, b, 0], c_prev + b * H, &tcs[t, b, 0],
                                    &dhs[t, b, 0], &dc[b, 0], H)
-            if t > 0:
-                dh_prev, beta = &dhs[t - 1, 0, 0], 1
-            else:
-                dh_prev, beta = &dh0[0, 0], 0
-            # gates_t += h_{t-1} @ Whh  ->  dh_prev = dgates_t @ Whh^T + beta * dh_prev
-            gemm(False, False, <int> B, <int> H, GH, <floating> 1, &gates[t, 0, 0], GH,
-                 WhhT, <int> H, beta, dh_prev, <int> H)
+            into_prev = t > 0
+            dh_prev = &dhs[t - 1, 0, 0] if into_prev else &dh0[0, 0]
+            # gates_t += h_{t-1} @ Whh  ->  dh_prev = dgates_t @ Whh^T (+ dh_prev if t > 0)
+            recurrent_product(&gates[t, 0, 0], GH, &packed[0], GH, <int> H, dh_prev, <int> H,
+                              <int> B, into_prev)
         memcpy(&dc0[0, 0], &dc[0, 0], B * H * sizeof(floating))
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &gates[0, 0, 0], GH, &dWhh[0, 0], GH,
                                   <int> T, <int> B, <int> H, GH)
@@ -206,17 +213,20 @@ def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
 def gru_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                        floating[:, :, ::1] gates, floating[:, :, ::1] hns,
                        const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
-                       floating[:, ::1] dWhh, floating[::1] dbhn, floating[:, ::1] dh0):
+                       floating[:, ::1] dWhh, floating[::1] dbhn, floating[:, ::1] dh0,
+                       floating[::1] packed):
     """BPTT of gru_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation) of x W + b,
-    hns becomes dL/dhn. Outputs dWhh (H, 3H), dbhn (H,), dh0 (B, H). dWhh holds Whh^T (3H, H)
-    until the recurrence is done (see recurrence_backward)."""
+    hns becomes dL/dhn. Outputs dWhh (H, 3H), dbhn (H,), dh0 (B, H); packed holds
+    Whh[:, :2H]^T and Whh[:, 2H:]^T during the recurrence."""
     cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
     cdef int GH = <int> gates.shape[2]
     cdef const floating *h_prev
     cdef floating *dh_prev
-    cdef floating *WhhT = &dWhh[0, 0]
+    cdef floating *packed_rz = &packed[0]
+    cdef floating *packed_n = packed_after(packed_rz, <int> (2 * H), <int> H)
     with nogil:
-        transpose(WhhT, &Whh[0, 0], H, GH)
+        recurrent_pack(packed_rz, &Whh[0, 0], <int> (2 * H), <int> H, GH, True)
+        recurrent_pack(packed_n, &Whh[0, 2 * H], <int> H, <int> H, GH, True)
         memset(&dh0[0, 0], 0, B * H * sizeof(floating))
         for t in range(T - 1, -1, -1):
             h_prev = &hs[t - 1, 0, 0] if t > 0 else &h0[0, 0]
@@ -226,11 +236,11 @@ def gru_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                 gru_cell_backward(&gates[t, b, 0], &hns[t, b, 0], h_prev + b * H, &dhs[t, b, 0],
                                   dh_prev + b * H, H)
             # [r z] pre += h_prev @ Whh[:, :2H]  ->  dh_prev += dgates_t[:, :2H] @ Whh[:, :2H]^T
-            gemm(False, False, <int> B, <int> H, <int> (2 * H), <floating> 1, &gates[t, 0, 0],
-                 GH, WhhT, <int> H, <floating> 1, dh_prev, <int> H)
+            recurrent_product(&gates[t, 0, 0], GH, packed_rz, <int> (2 * H), <int> H, dh_prev,
+                              <int> H, <int> B, True)
             # hn = h_prev @ Whh[:, 2H:] + bhn  ->  dh_prev += dhn_t @ Whh[:, 2H:]^T
-            gemm(False, False, <int> B, <int> H, <int> H, <floating> 1, &hns[t, 0, 0], <int> H,
-                 WhhT + 2 * H * H, <int> H, <floating> 1, dh_prev, <int> H)
+            recurrent_product(&hns[t, 0, 0], <int> H, packed_n, <int> H, <int> H, dh_prev,
+                              <int> H, <int> B, True)
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &gates[0, 0, 0], GH, &dWhh[0, 0], GH,
                                   <int> T, <int> B, <int> H, <int> (2 * H))
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &hns[0, 0, 0], <int> H,

@@ -3,6 +3,8 @@
 
     _blas.pxd       the typed BLAS shim: row-major gemm / gemv over scipy.linalg.cython_blas
     _loops.pxd      fused-type front doors to the C loops of fastrnn_simd.h and fastrnn_gates.h
+    _recurrent.pxi  the packed recurrent product (fastrnn_recurrent.h): every recurrence's
+                    h_{t-1} @ Whh and dpre_t @ Whh^T, its version choice and its test door
     _rnn.pxi        the single-layer rnn: rnn_forward / rnn_backward over one chunk and their
                     cdef helpers (embed, recurrence, output and weight gradients)
     _cells.pxi      stacked layers: rnn / LSTM / GRU layer forward and backward, input
@@ -23,15 +25,19 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY
 from libc.string cimport memcpy, memset
 
+from cython.parallel cimport parallel
+from openmp cimport omp_get_num_threads, omp_get_thread_num
+
 from ._blas cimport floating, gemm, gemv
 from ._loops cimport (
-    accumulate, add_bias, column_sums, softmax_nll, tanh_backward, tanh_inplace, transpose,
+    accumulate, add_bias, column_sums, softmax_nll, tanh_backward, tanh_inplace,
     gru_cell_backward, gru_cell_forward, lstm_cell_backward, lstm_cell_forward, mul, scale,
     fr_exp_shifted_d, fr_all_finite_d, fr_all_finite_f,
     fr_sgd_d, fr_sgd_f, fr_adagrad_d, fr_adagrad_f, fr_rmsprop_d, fr_rmsprop_f, fr_adam_d,
     fr_adam_f, fr_clipped_sq_norm_d, fr_clipped_sq_norm_f,
 )
 
+include "_recurrent.pxi"
 include "_rnn.pxi"
 include "_cells.pxi"
 include "_generate.pxi"

@@ -35,3 +35,31 @@ def _blas_gemv_for_tests(bint trans_a, int M, int N, double alpha, const floatin
     with nogil:
         gemv(trans_a, M, N, <floating> alpha, &A[0, 0], <int> A.shape[1], &x[0],
              <floating> beta, &y[0])
+
+
+def recurrent_step_seconds(const floating[:, ::1] A, const floating[:, ::1] W,
+                           floating[:, ::1] C, floating[::1] packed, int repeats, bint blas):
+    """Seconds per call of C += A (B, K) @ W (K, N), the best of `repeats` timed batches of
+    calls, through the packed product (W packed once, outside the timing) or, with blas, the
+    BLAS call the kernel would otherwise make (GEMV at B = 1, GEMM else). For benchmarks."""
+    import time
+    cdef int B = <int> A.shape[0], K = <int> A.shape[1], N = <int> C.shape[1], i, r
+    cdef int calls = 200
+    if C.shape[0] != B or W.shape[0] != K or W.shape[1] != N or repeats < 1:
+        raise ValueError("A (B, K), W (K, N), C (B, N), repeats >= 1 expected")
+    recurrent_product_probe(A, W, C, packed, False, True)
+    best = float("inf")
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        with nogil:
+            for i in range(calls):
+                if not blas:
+                    recurrent_product(&A[0, 0], K, &packed[0], K, N, &C[0, 0], N, B, True)
+                elif B == 1:
+                    gemv(True, K, N, <floating> 1, &W[0, 0], N, &A[0, 0], <floating> 1,
+                         &C[0, 0])
+                else:
+                    gemm(False, False, B, N, K, <floating> 1, &A[0, 0], K, &W[0, 0], N,
+                         <floating> 1, &C[0, 0], N)
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best

@@ -17,11 +17,12 @@
 #     probs  (T*B, V)  softmax probabilities, cache; backward overwrites it with
 #                      probs - onehot(y) = (T*B) * dlogits (the 1/(T*B) goes into the GEMMs' alpha)
 #     dhs    (T, B, H) scratch: dL/dh_t, then in place dL/dpre_t
+#     packed (P,)      scratch: Whh packed for the recurrent product (forward), then Whh^T
+#                      (backward); P = packed_size(H, H) (see _recurrent.pxi)
 # Gradients (outputs, overwritten): dWxh (V,H), dWhh (H,H), dbh (H,), dWhy (H,V), dby (V,),
-# dh0 (B,H). Until weight_backward writes it, dWhh holds Whh^T: backpropagation multiplies by Whh^T
-# every step, and BLAS runs the untransposed product of a transposed copy faster.
+# dh0 (B,H).
 #
-# Only the recurrence is sequential (one GEMM, or GEMV at B = 1, and one vectorised tanh per
+# Only the recurrence is sequential (one packed recurrent product and one vectorised tanh per
 # step). The output layer, softmax, dWhy, dby, dhs, dWhh, dbh and dWxh are each one pass or one
 # GEMM over all T*B rows. Nothing is allocated and no Python object is touched inside nogil.
 
@@ -37,20 +38,92 @@ cdef void embed_forward(const int[:, ::1] x, const floating[:, ::1] Wxh,
 
 
 cdef void recurrence_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                             floating[:, :, ::1] hs) noexcept nogil:
-    """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part."""
+                             floating[:, :, ::1] hs, floating *packed) noexcept nogil:
+    """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part.
+    packed: scratch of packed_size(H, H) values for Whh, packed once for the T steps."""
     cdef Py_ssize_t t, T = hs.shape[0]
     cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef const floating *h_prev = &h0[0, 0]
+    cdef int threads = recurrence_threads(packed, B, H, H)
+    recurrent_pack(packed, &Whh[0, 0], H, H, H, False)
+    if threads > 1:
+        recurrence_forward_parallel(&h0[0, 0], packed, &hs[0, 0, 0], <int> T, B, H, threads)
+        return
     for t in range(T):
         # hs[t] += h_prev @ Whh
-        if B == 1:
-            gemv(True, H, H, <floating> 1, &Whh[0, 0], H, h_prev, <floating> 1, &hs[t, 0, 0])
-        else:
-            gemm(False, False, B, H, H, <floating> 1, h_prev, H, &Whh[0, 0], H,
-                 <floating> 1, &hs[t, 0, 0], H)
+        recurrent_product(h_prev, H, packed, H, H, &hs[t, 0, 0], H, B, True)
         tanh_inplace(&hs[t, 0, 0], B * H)
         h_prev = &hs[t, 0, 0]
+
+
+cdef void recurrence_forward_parallel(const floating *h0, const floating *packed, floating *hs,
+                                      int T, int B, int H, int threads) noexcept nogil:
+    """recurrence_forward on `threads` threads, Whh already packed; h0 (B, H), hs (T, B, H).
+    Each thread owns a range of columns: per step it computes them (its panels of
+    h_{t-1} @ Whh) and their tanh, then waits at the one barrier of the step, after which
+    every thread reads the whole of h_t."""
+    cdef fr_barrier barrier
+    cdef int n, tid, p0, p1, c0, c1, t, b
+    cdef Py_ssize_t step = <Py_ssize_t> B * H
+    cdef const floating *h_prev = h0
+    n = tid = p0 = p1 = c0 = c1 = t = b = 0     # assigned again in the region (private)
+    cdef int panels = recurrent_panels(packed, H), width = recurrent_panel_width(packed)
+    fr_barrier_init(&barrier)
+    with parallel(num_threads=threads):
+        # thread tid of n owns panels [p0, p1): columns [c0, c1)
+        n = omp_get_num_threads()
+        tid = omp_get_thread_num()
+        p0 = panels * tid // n
+        p1 = panels * (tid + 1) // n
+        c0 = min(p0 * width, H)
+        c1 = min(p1 * width, H)
+        h_prev = h0
+        for t in range(T):
+            # hs[t][:, c0:c1] = tanh(hs[t][:, c0:c1] + h_prev @ Whh[:, c0:c1])
+            recurrent_product_panels(h_prev, H, packed, H, H, hs + t * step, H, B, True, p0, p1)
+            for b in range(B):
+                if c1 > c0:
+                    tanh_inplace(hs + t * step + b * H + c0, c1 - c0)
+            fr_barrier_wait(&barrier, n)
+            h_prev = hs + t * step
+
+
+cdef void recurrence_backward_parallel(const floating *packed, const floating *hs,
+                                       floating *dhs, floating *dh0, int T, int B, int H,
+                                       int threads) noexcept nogil:
+    """recurrence_backward on `threads` threads, Whh^T already packed. A thread owns columns of
+    dh: per step it computes its columns of dh_{t-1} (+)= dpre_t @ Whh^T and, at once, their
+    dpre_{t-1} = dh_{t-1} * (1 - h_{t-1}^2); one barrier per step."""
+    cdef fr_barrier barrier
+    cdef int n, tid, p0, p1, c0, c1, t, b
+    cdef Py_ssize_t step = <Py_ssize_t> B * H
+    cdef floating *dh_prev = dh0
+    n = tid = p0 = p1 = c0 = c1 = t = b = 0     # assigned again in the region (private)
+    cdef int panels = recurrent_panels(packed, H), width = recurrent_panel_width(packed)
+    fr_barrier_init(&barrier)
+    with parallel(num_threads=threads):
+        # thread tid of n owns panels [p0, p1): columns [c0, c1)
+        n = omp_get_num_threads()
+        tid = omp_get_thread_num()
+        p0 = panels * tid // n
+        p1 = panels * (tid + 1) // n
+        c0 = min(p0 * width, H)
+        c1 = min(p1 * width, H)
+        for b in range(B):
+            if c1 > c0:
+                tanh_backward(dhs + (T - 1) * step + b * H + c0,
+                              hs + (T - 1) * step + b * H + c0, c1 - c0)
+        fr_barrier_wait(&barrier, n)
+        for t in range(T - 1, -1, -1):
+            dh_prev = dhs + (t - 1) * step if t > 0 else dh0
+            # dh_prev[:, c0:c1] = dpre_t @ Whh^T[:, c0:c1] (+ dh_prev[:, c0:c1] if t > 0)
+            recurrent_product_panels(dhs + t * step, H, packed, H, H, dh_prev, H, B, t > 0, p0,
+                                     p1)
+            for b in range(B):
+                if t > 0 and c1 > c0:
+                    tanh_backward(dh_prev + b * H + c0, hs + (t - 1) * step + b * H + c0,
+                                  c1 - c0)
+            fr_barrier_wait(&barrier, n)
 
 
 cdef double output_forward(const floating[:, :, ::1] hs, const floating[:, ::1] Why,
@@ -78,12 +151,12 @@ cdef double output_forward(const floating[:, :, ::1] hs, const floating[:, ::1] 
 def rnn_forward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1] h0,
                 const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
                 const floating[::1] bh, const floating[:, ::1] Why, const floating[::1] by,
-                floating[:, :, ::1] hs, floating[:, ::1] probs):
+                floating[:, :, ::1] hs, floating[:, ::1] probs, floating[::1] packed):
     """Whole forward pass over one chunk; fills the caches hs and probs, returns the loss."""
     cdef double loss
     with nogil:
         embed_forward(x, Wxh, bh, hs)
-        recurrence_forward(h0, Whh, hs)
+        recurrence_forward(h0, Whh, hs, &packed[0])
         loss = output_forward(hs, Why, by, y, probs)
     return loss
 
@@ -114,31 +187,28 @@ cdef void output_backward(const floating[:, :, ::1] hs, const floating[:, ::1] W
 
 cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                               const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
-                              floating[:, ::1] dh0, floating *WhhT) noexcept nogil:
+                              floating[:, ::1] dh0, floating *packed) noexcept nogil:
     """Full BPTT, in place over t = T-1..0. Differentiates h_t = tanh(pre_t),
     pre_t = ... + h_{t-1} @ Whh:  dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
     dh_{t-1} += dpre_t @ Whh^T, which at t = 0 is dh0, the carried state's gradient.
-    WhhT (H*H values) is scratch for Whh^T (see fr_transpose in the header), unused at B = 1:
-    the callers lend it dWhh, which is written only after the recurrence.
+    packed: scratch of packed_size(H, H) values for Whh^T, packed once for the T steps.
     """
     cdef Py_ssize_t t, T = hs.shape[0]
     cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef floating *dh_prev
-    cdef floating beta
-    if B > 1:
-        transpose(WhhT, &Whh[0, 0], H, H)
+    cdef bint into_prev
+    cdef int threads = recurrence_threads(packed, B, H, H)
+    recurrent_pack(packed, &Whh[0, 0], H, H, H, True)
+    if threads > 1:
+        recurrence_backward_parallel(packed, &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0], <int> T, B,
+                                     H, threads)
+        return
     for t in range(T - 1, -1, -1):
         tanh_backward(&dhs[t, 0, 0], &hs[t, 0, 0], B * H)
-        if t > 0:
-            dh_prev, beta = &dhs[t - 1, 0, 0], 1
-        else:
-            dh_prev, beta = &dh0[0, 0], 0
-        # dh_prev = dpre_t @ Whh^T + beta * dh_prev
-        if B == 1:
-            gemv(False, H, H, <floating> 1, &Whh[0, 0], H, &dhs[t, 0, 0], beta, dh_prev)
-        else:
-            gemm(False, False, B, H, H, <floating> 1, &dhs[t, 0, 0], H, WhhT, H,
-                 beta, dh_prev, H)
+        into_prev = t > 0
+        dh_prev = &dhs[t - 1, 0, 0] if into_prev else &dh0[0, 0]
+        # dh_prev = dpre_t @ Whh^T + (dh_prev if t > 0 else 0)
+        recurrent_product(&dhs[t, 0, 0], H, packed, H, H, dh_prev, H, B, into_prev)
 
 
 cdef void weight_backward(const int[:, ::1] x, const floating[:, ::1] h0,
@@ -169,9 +239,10 @@ def rnn_backward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1
                  const floating[:, ::1] Whh, const floating[:, ::1] Why,
                  const floating[:, :, ::1] hs, floating[:, ::1] probs, floating[:, :, ::1] dhs,
                  floating[:, ::1] dWxh, floating[:, ::1] dWhh, floating[::1] dbh,
-                 floating[:, ::1] dWhy, floating[::1] dby, floating[:, ::1] dh0):
+                 floating[:, ::1] dWhy, floating[::1] dby, floating[:, ::1] dh0,
+                 floating[::1] packed):
     """Whole backward pass over one chunk, from the caches of rnn_forward."""
     with nogil:
         output_backward(hs, Why, y, probs, dhs, dWhy, dby)
-        recurrence_backward(h0, Whh, hs, dhs, dh0, &dWhh[0, 0])  # dWhh lent as scratch
+        recurrence_backward(h0, Whh, hs, dhs, dh0, &packed[0])
         weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)

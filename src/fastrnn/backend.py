@@ -11,9 +11,16 @@ kernel's (in C) when it is built, else its numpy-backend twin in reference.py.
 """
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 from . import reference, reference_cells
+
+# The kernel's parallel regions (recurrences shared among threads, set_recurrent_threads) wait
+# at their own barrier, which yields the CPU; between regions OpenMP's idle threads should sleep
+# too rather than spin against the BLAS threads. OMP_WAIT_POLICY is read once, when the OpenMP
+# runtime loads with the kernel; a value the user has set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     from . import _kernel

@@ -10,7 +10,8 @@ projection is (.., G*H), the gate blocks in the order of ``gate_names``.
 
 ``forward(kernels, ws, layer, p, k, h0, c0)`` runs one layer over the chunk: ws.gates[layer]
 holds the input projection x W + b on entry; the layer's outputs go to ws.hs[layer] and its
-caches to the buffers the entry names. ``backward(kernels, ws, layer, p, k, h0, c0, g, dh0,
+caches to the buffers the entry names; ws.packed is the recurrent product's scratch (see
+``packed_blocks``). ``backward(kernels, ws, layer, p, k, h0, c0, g, dh0,
 dc0)`` differentiates it from ws.dhs[layer] = dL/dh and returns the buffer that then holds
 dL/d(input projection). ``kernels`` is the compiled module or reference_cells (both have every
 layer kernel); ``p`` and ``g`` are the parameters and gradients, ``k`` the layer's name suffix
@@ -36,6 +37,8 @@ class Cell:
     forget_block: int | None        # the gate block whose bias starts at forget_bias
     forward: Callable[..., None]
     backward: Callable[..., Any]
+    packed_blocks: tuple[int, ...]  # column blocks of Whh (in units of H) packed apart for the
+                                    # recurrent product: the GRU multiplies [r z] and n apart
     generate_code: int = 0          # the cell's number in the compiled generation loop
                                     # (stack_generate: 0 rnn, 1 lstm, 2 gru)
 
@@ -54,12 +57,12 @@ class Cell:
 # h_t = tanh(x W + b + h_{t-1} Whh)
 
 def _rnn_forward(kernels, ws, layer: int, p, k: str, h0, c0) -> None:
-    kernels.rnn_layer_forward(h0, p[f"Whh{k}"], ws.hs[layer])
+    kernels.rnn_layer_forward(h0, p[f"Whh{k}"], ws.hs[layer], ws.packed)
 
 
 def _rnn_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
     kernels.rnn_layer_backward(h0, p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"],
-                               dh0)
+                               dh0, ws.packed)
     return ws.dhs[layer]                   # the rnn's dL/dpre lives in dhs
 
 
@@ -68,13 +71,13 @@ def _rnn_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
 
 def _lstm_forward(kernels, ws, layer: int, p, k: str, h0, c0) -> None:
     kernels.lstm_layer_forward(h0, c0, p[f"Whh{k}"], ws.gates[layer], ws.hs[layer],
-                               ws.cs[layer], ws.tcs[layer])
+                               ws.cs[layer], ws.tcs[layer], ws.packed)
 
 
 def _lstm_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
     kernels.lstm_layer_backward(h0, c0, p[f"Whh{k}"], ws.gates[layer], ws.hs[layer],
                                 ws.cs[layer], ws.tcs[layer], ws.dhs[layer], ws.dc,
-                                g[f"Whh{k}"], dh0, dc0)
+                                g[f"Whh{k}"], dh0, dc0, ws.packed)
     return ws.gates[layer]
 
 
@@ -84,21 +87,21 @@ def _lstm_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
 
 def _gru_forward(kernels, ws, layer: int, p, k: str, h0, c0) -> None:
     kernels.gru_layer_forward(h0, p[f"Whh{k}"], p[f"bhn{k}"], ws.gates[layer], ws.hns[layer],
-                              ws.hs[layer])
+                              ws.hs[layer], ws.packed)
 
 
 def _gru_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
     kernels.gru_layer_backward(h0, p[f"Whh{k}"], ws.gates[layer], ws.hns[layer], ws.hs[layer],
-                               ws.dhs[layer], g[f"Whh{k}"], g[f"bhn{k}"], dh0)
+                               ws.dhs[layer], g[f"Whh{k}"], g[f"bhn{k}"], dh0, ws.packed)
     return ws.gates[layer]
 
 
 TABLE: dict[str, Cell] = {c.name: c for c in (
-    Cell("rnn", "vanilla RNN", "h", (), (), False, None, _rnn_forward, _rnn_backward),
+    Cell("rnn", "vanilla RNN", "h", (), (), False, None, _rnn_forward, _rnn_backward, (1,)),
     Cell("lstm", "LSTM", "ifgo", (), ("cs", "tcs"), True, 1, _lstm_forward, _lstm_backward,
-         generate_code=1),
+         (4,), generate_code=1),
     Cell("gru", "GRU", "rzn", ("bhn",), ("hns",), False, None, _gru_forward, _gru_backward,
-         generate_code=2),
+         (2, 1), generate_code=2),
 )}
 NAMES = tuple(TABLE)
 # Every per-layer cache some cell keeps: a workspace sets the others to None.

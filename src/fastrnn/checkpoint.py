@@ -92,7 +92,7 @@ def build_arrays(model: CharRNN, vocab: Vocabulary, header: dict[str, Any],
 
 def _write_arrays(f: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
     """Serialise to an open file (a separate function so tests can simulate a full disk)."""
-    np.savez(f, **arrays)
+    np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its flags
 
 
 def save_checkpoint(path: str | os.PathLike, model: CharRNN, vocab: Vocabulary,
@@ -288,7 +288,11 @@ class CheckpointLock:
                 self._fd = fd
             else:  # removed by its previous holder after we opened it: lock the new file
                 os.close(fd)
-        _write_holder(self._fd)
+        try:
+            _write_holder(self._fd)
+        except OSError as exc:
+            self.release()
+            raise write_error(self.path, exc) from None
         return self
 
     def release(self) -> None:
@@ -356,6 +360,7 @@ _HOLDER_OFFSET = 1  # after the byte msvcrt locks, which other processes cannot 
 
 
 def _write_holder(fd: int) -> None:
+    """' pid N on HOST' into the lock file: a space in the locked byte, then who holds it."""
     text = f"pid {os.getpid()} on {socket.gethostname()}\n".encode()
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
@@ -363,6 +368,7 @@ def _write_holder(fd: int) -> None:
 
 
 def _read_holder(fd: int) -> str:
+    """'pid N on HOST' of the lock file's holder, or 'pid unknown'."""
     try:
         os.lseek(fd, _HOLDER_OFFSET, os.SEEK_SET)
         text = os.read(fd, 200).decode("utf-8", "replace").strip()
@@ -472,7 +478,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 
 def load_model(path: str | os.PathLike) -> tuple[CharRNN, Vocabulary]:
-    """Just the trained model and its vocabulary, for sampling."""
+    """The pair (model, vocab) of a checkpoint: what sampling needs."""
     ckpt = load_checkpoint(path)
     return ckpt.model, ckpt.vocab
 

@@ -14,9 +14,9 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from .config import DEFAULT_MAX_EPOCHS, DEFAULTS, INIT_SCHEMES, TrainConfig
+from .config import DEFAULT_TIME_LIMIT, DEFAULTS, INIT_SCHEMES, TrainConfig
 from .errors import ConfigError, FastrnnError
 from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
@@ -39,8 +39,9 @@ def why(name: str, shown: str | None = None) -> str:
 
 # The classic numpy char-RNN configuration (min-char-rnn style): hidden 100, 40 steps, one
 # stream, plain SGD at 0.01 with clipping at ±5 on the gradient of the summed loss.
-CLASSIC_CONFIG = ("--hidden-size 100 --seq-length 40 --batch-size 1 --optimizer sgd "
-                  "--learning-rate 0.4 --grad-clip 0.125 --dtype float64")
+CLASSIC_CONFIG = ("--model rnn --num-layers 1 --hidden-size 100 --embedding-size 0 "
+                  "--init uniform --seq-length 40 --batch-size 1 --optimizer sgd "
+                  "--learning-rate 0.4 --lr-schedule constant --grad-clip 0.125 --dtype float64")
 
 TRAIN_EPILOG = f"""\
 The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 0.01, clip ±5):
@@ -49,7 +50,8 @@ The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 
 40 steps; fastrnn averages the loss over the B*T characters of a chunk, which divides the
 gradient by 40, so the same update is lr 0.01 * 40 = 0.4 and clipping at 5 / 40 = 0.125).
 
-{EXIT_RULE} After a signal the checkpoint is written first."""
+{EXIT_RULE}
+After a signal, the iteration is finished and the checkpoint written first."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,16 +61,15 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(**kwargs)
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_args(self, args=None, namespace=None):
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             self.error(unrecognized_message(self, extras))
         return parsed
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
@@ -111,9 +112,7 @@ FOREIGN_FLAGS: dict[str, tuple[str, ...]] = {
     "sample": ("--greedy",), "argmax": ("--greedy",), "topk": ("--top-k",),
     "out": ("--output", "-o"),
 }
-CPU_ONLY = "fastrnn runs on the CPU; --threads sets its BLAS threads"
-FOREIGN_NOTES = {name: CPU_ONLY for name in ("gpu", "gpuid", "gpu-backend", "opencl", "device",
-                                             "cuda")}
+GPU_FLAGS = ("gpu", "gpuid", "gpu-backend", "opencl", "device", "cuda")
 
 
 def unrecognized_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:
@@ -136,8 +135,9 @@ def suggest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
             return f"did you mean {candidate}?"
         if candidate in arguments:
             return f"did you mean the {candidate} argument (given without a flag)?"
-    if key in FOREIGN_NOTES:
-        return FOREIGN_NOTES[key]
+    if key in GPU_FLAGS:
+        threads = " (--threads sets its BLAS threads)" if "--threads" in options else ""
+        return "fastrnn runs on the CPU" + threads
     prefixed = [o for o in options if o.startswith(flag) and o.startswith("--")]
     if flag.startswith("--") and len(prefixed) == 1:
         return f"did you mean {prefixed[0]}? (abbreviations are not accepted)"
@@ -186,7 +186,7 @@ decay = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 # ---------------------------------------------------------------------------- fastrnn-train
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fastrnn-train",
+    p = _Parser(prog="fastrnn-train", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Train a character-level RNN language model on a UTF-8 text file.",
                 epilog=TRAIN_EPILOG, argument_default=None)
     add_version(p)
@@ -256,14 +256,13 @@ def train_parser() -> argparse.ArgumentParser:
                    help="stop after N iterations (on --resume: N more); 0 for no limit "
                         "(default 0)")
     g.add_argument("--max-epochs", type=non_negative_float, metavar="E",
-                   help=f"stop after E passes over the text (on --resume: E more); 0 for no "
-                        f"limit (default "
-                        f"{DEFAULT_MAX_EPOCHS:g} when no limit is given: about 40 s on the "
-                        "default corpus, 1.5 min on tinyshakespeare, on a 2-core CPU)")
+                   help="stop after E passes over the text (on --resume: E more); 0 for no "
+                        "limit (default 0)")
     g.add_argument("--time-limit", type=non_negative_float, metavar="SECONDS",
                    help="stop after this many seconds of training (on --resume: this many "
                         "more; a resumed run without a new limit goes on counting to its own); "
-                        "0 for none (default 0)")
+                        f"0 for none (default {DEFAULT_TIME_LIMIT:g} when no limit at all is "
+                        "given, which the model defaults are chosen for)")
     g.add_argument("--patience", type=non_negative_int, metavar="N",
                    help="stop early when the validation loss has not improved for N "
                         "evaluations (every --eval-every iterations); 0 for off (default 0)")
@@ -719,7 +718,7 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [
         f"checkpoint  {info['path']} (format version {_na(info['format_version'])})",
         f"model       {cell}, {_na(m['num_layers'])} layer(s), hidden {_na(m['hidden_size'])}, "
-        f"embedding {_na(m['embedding_size'])}, {m['parameters']:,} parameters, {_na(m['dtype'])}",
+        f"{_embedding(m['embedding_size'])}, {m['parameters']:,} parameters, {_na(m['dtype'])}",
         f"vocabulary  {v['size']} characters: {_escaped(v['sample'])}"
         + (" ..." if v["size"] > len(v["sample"]) else ""),
         f"corpus      {_na(c['path'])}: {_na(c['chars'], '{:,}')} characters, sha256 {sha}",
@@ -731,6 +730,10 @@ def format_info(info: dict[str, Any]) -> str:
         f"optimizer   {_na(info['optimizer'])}, lr {_na(info['learning_rate'], '{:g}')}",
     ]
     return "\n".join(lines)
+
+
+def _embedding(size: int | None) -> str:
+    return {None: "embedding n/a", 0: "one-hot input"}.get(size, f"embedding {size}")
 
 
 def _na(value: Any, fmt: str = "{}") -> str:

@@ -22,9 +22,9 @@ from .model import BACKENDS, CELLS
 from .optim import OPTIMIZERS
 from .schedule import SCHEDULES
 
-# A fresh run given no limit at all stops after this many epochs, so that a bare
-# `fastrnn-train` ends by itself (about 40 s on the default corpus on 2 cores).
-DEFAULT_MAX_EPOCHS = 50.0
+# A fresh run given no limit at all stops after this many seconds of training, so that a bare
+# `fastrnn-train` ends by itself; the defaults above are chosen for this budget.
+DEFAULT_TIME_LIMIT = 300.0
 DURATION_OPTIONS = ("max_iters", "max_epochs", "time_limit")
 UNKNOWN_CHARS = ("error", "drop")
 
@@ -50,19 +50,21 @@ DEFAULTS = {
     "batch_size": Default(32, "enough rows for BLAS to run efficiently, few enough that each "
                               "stream is long"),
     "seq_length": Default(64, "the length of backpropagation through time"),
-    "cell": Default("rnn", "the fastest cell; lstm learns longer-range structure, as in "
-                           "char-rnn"),
-    "num_layers": Default(1),
-    "dropout": Default(0.0, "no dropout"),
-    "hidden_size": Default(100, "the classic char-RNN size"),
-    "embedding_size": Default(0, "one-hot input rows, no embedding"),
-    "init": Default("uniform", "every matrix uniform ±1/sqrt(H), zero biases, LSTM forget "
-                               "bias 1"),
+    "cell": Default("lstm", "in five minutes a 2-layer LSTM reaches a lower validation loss "
+                            "than a vanilla rnn of any size (README, learning quality)"),
+    "num_layers": Default(2, "two layers learn more per minute than one wider layer"),
+    "dropout": Default(0.0, "a five-minute run does not overfit tinyshakespeare"),
+    "hidden_size": Default(256, "the size that learns fastest in five minutes on two cores"),
+    "embedding_size": Default(64, "a learned embedding learns faster than one-hot input rows "
+                                  "and keeps large vocabularies small"),
+    "init": Default("default", "N(0, 1) embedding and input rows, orthogonal input "
+                               "matrices above layer 0 (fastrnn.init)"),
     "dtype": Default("float32", "about twice the speed of float64 and plenty for training; "
                                 "float64 for exact comparisons"),
     "optimizer": Default("adam", "converges fastest with little tuning"),
     "learning_rate": Default(2e-3, "a good value for adam"),
-    "lr_schedule": Default("constant", "the same rate throughout"),
+    "lr_schedule": Default("cosine", "decays to the planned end of the run, which lowers the "
+                                     "final loss"),
     "warmup_iters": Default(0, "no warmup"),
     "grad_clip": Default(5.0, "the classic char-RNN's clip"),
 }
@@ -78,7 +80,7 @@ class TrainConfig:
 
     0 turns off the optional limits and features: grad_clip, max_grad_norm, max_iters,
     max_epochs, time_limit, eval_every, sample_every, patience, warmup_iters. A fresh run
-    given none of max_iters, max_epochs, time_limit stops after DEFAULT_MAX_EPOCHS.
+    given none of max_iters, max_epochs, time_limit stops after DEFAULT_TIME_LIMIT seconds.
     time_limit is the training time of the whole run (a resumed run goes on counting).
     """
 
@@ -244,7 +246,7 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
         cfg = _resumed_config(options, loaded)
     else:
         if not any(k in options for k in DURATION_OPTIONS):
-            options = {**options, "max_epochs": DEFAULT_MAX_EPOCHS}
+            options = {**options, "time_limit": DEFAULT_TIME_LIMIT}
         cfg = TrainConfig(**options)
         if options.get("init_from"):
             if loaded is None:
@@ -304,6 +306,9 @@ def _adopt_model(cfg: TrainConfig, loaded: Checkpoint, options: dict[str, Any]) 
 
 
 def _implied_schedule(cfg: TrainConfig, options: dict[str, Any]) -> None:
-    """--lr-decay < 1 given without --lr-schedule means the step schedule."""
-    if "lr_schedule" not in options and cfg.lr_schedule == "constant" and cfg.lr_decay < 1:
+    """--lr-decay < 1 given without --lr-schedule means the step schedule (as does a stored
+    run from before schedules, whose lr_schedule reads as constant)."""
+    if "lr_schedule" in options or cfg.lr_decay >= 1:
+        return
+    if "lr_decay" in options or cfg.lr_schedule == "constant":
         cfg.lr_schedule = "step"

@@ -30,12 +30,32 @@ class Workspace:
     hs    (T, B, H)  hidden states, cache kept for backward
     probs (T*B, V)   softmax probabilities, cache; backward overwrites it with probs - onehot(y)
     dhs   (T, B, H)  scratch for dL/dh_t and dL/dpre_t
+    packed (P,)      scratch: Whh, then Whh^T, packed for the recurrent product
+                     (P = packed_recurrent_size("rnn", H, dtype))
     """
 
     def __init__(self, B: int, T: int, H: int, V: int, dtype: np.dtype):
         self.hs = np.empty((T, B, H), dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
         self.dhs = np.empty((T, B, H), dtype=dtype)
+        self.packed = np.empty(packed_recurrent_size("rnn", H, dtype), dtype=dtype)
+
+
+def packed_recurrent_size(cell: str, H: int, dtype: np.dtype) -> int:
+    """Values of the scratch buffer every layer's recurrence packs Whh (H, G*H) into for the
+    forward and Whh^T for the backward, block by block of the cell's packed_blocks: the larger
+    need of the two directions. Without the compiled kernel, what the numpy twin uses (a
+    contiguous Whh^T)."""
+    blocks = cell_entry(cell).packed_blocks
+    if _kernel is None:
+        return sum(blocks) * H * H
+
+    def size(K: int, N: int) -> int:
+        return int(_kernel.packed_size(K, N, dtype))
+
+    forward = sum(size(H, b * H) for b in blocks)
+    backward = sum(size(b * H, H) for b in blocks)
+    return max(forward, backward)
 
 
 class StackWorkspace:
@@ -53,6 +73,8 @@ class StackWorkspace:
     drops (L, T, B, H)    dropped layer outputs hs * masks, what the next layer / head reads
     dhs   (L, T, B, H)    dL/dh per layer, scratch;  dc (B, H) LSTM cell-gradient carry, scratch
     probs (T*B, V)        softmax probabilities, cache, then probs - onehot(y) = dlogits * T*B
+    packed (P,)           scratch: one layer's Whh, then Whh^T, packed for the recurrent product
+                          (P = packed_recurrent_size(cell, H, dtype), shared by the layers)
     """
 
     # The per-layer caches of the cells (fastrnn.cells.LAYER_BUFFERS), None where the model's
@@ -83,6 +105,7 @@ class StackWorkspace:
         self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.dhs = np.empty(layer, dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
+        self.packed = np.empty(packed_recurrent_size(cell, H, dtype), dtype=dtype)
 
 
 class GenerateWorkspace:
@@ -324,7 +347,7 @@ class CharRNN:
         ws = self._workspace(B, T, stacked)
         if not stacked:
             loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
-                                    p["bh"], p["Why"], p["by"], ws.hs, ws.probs)
+                                    p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed)
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
         loss = self._stack_forward(backend_cells(backend), x, y, self._state(h0, B), p, ws,
@@ -351,9 +374,10 @@ class CharRNN:
         if not stacked:                       # the single-layer fast path, state (B, H)
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
             loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
-                                    p["by"], ws.hs, ws.probs)
+                                    p["by"], ws.hs, ws.probs, ws.packed)
             impl.rnn_backward(x, y, h0_bh, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
-                              g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh)
+                              g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh,
+                              ws.packed)
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
         cells = backend_cells(backend)
         dropping = self._draw_masks(ws, bool(train))

@@ -22,8 +22,10 @@ Buffers (allocated by the caller, once per shape):
     probs  (T*B, V)  softmax probabilities, cache; backward overwrites it with
                      probs - onehot(y) = (T*B) * dlogits
     dhs    (T, B, H) scratch: dL/dh_t, then in place dL/dpre_t (the gradient before tanh)
+    packed (P,)      scratch of the recurrent product: the kernel packs Whh into it (forward)
+                     and Whh^T (backward); here the backward keeps a contiguous Whh^T in its
+                     first H*H values, and the forward reads Whh as it is
 Gradients (outputs, overwritten): dWxh (V,H), dWhh (H,H), dbh (H,), dWhy (H,V), dby (V,), dh0 (B,H).
-Until weight_backward writes it, dWhh holds Whh^T, the matrix backpropagation multiplies by.
 """
 from __future__ import annotations
 
@@ -36,8 +38,10 @@ def embed_forward(x: np.ndarray, Wxh: np.ndarray, bh: np.ndarray, hs: np.ndarray
     np.add(Wxh[x.T], bh, out=hs)
 
 
-def recurrence_forward(h0: np.ndarray, Whh: np.ndarray, hs: np.ndarray) -> None:
-    """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part."""
+def recurrence_forward(h0: np.ndarray, Whh: np.ndarray, hs: np.ndarray,
+                       packed: np.ndarray) -> None:
+    """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part.
+    (packed is the kernel's scratch for a packed Whh; numpy multiplies by Whh directly.)"""
     h_prev = h0
     for t in range(hs.shape[0]):
         hs[t] += h_prev @ Whh
@@ -67,10 +71,10 @@ def output_forward(hs: np.ndarray, Why: np.ndarray, by: np.ndarray, y: np.ndarra
     return float(nll.sum(dtype=np.float64) / (T * B))
 
 
-def rnn_forward(x, y, h0, Wxh, Whh, bh, Why, by, hs, probs) -> float:
+def rnn_forward(x, y, h0, Wxh, Whh, bh, Why, by, hs, probs, packed) -> float:
     """Whole forward pass over one chunk; fills the caches hs and probs, returns the loss."""
     embed_forward(x, Wxh, bh, hs)
-    recurrence_forward(h0, Whh, hs)
+    recurrence_forward(h0, Whh, hs, packed)
     return output_forward(hs, Why, by, y, probs)
 
 
@@ -93,17 +97,24 @@ def output_backward(hs, Why, y, probs, dhs, dWhy, dby) -> None:
     dhs *= inv_n
 
 
-def recurrence_backward(h0, Whh, hs, dhs, dh0, WhhT) -> None:
+def transposed_copy(packed: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """A contiguous W^T in the first values of the scratch buffer packed (the kernel packs W^T
+    into panels there); returns it as a (W.shape[1], W.shape[0]) view."""
+    WT = packed[:W.size].reshape(W.shape[::-1])
+    np.copyto(WT, W.T)
+    return WT
+
+
+def recurrence_backward(h0, Whh, hs, dhs, dh0, packed) -> None:
     """Full BPTT, in place over t = T-1..0.
 
     Differentiates h_t = tanh(pre_t), pre_t = ... + h_{t-1} @ Whh:
     dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
     dh_{t-1} += dpre_t @ Whh^T, and for t = 0 that is dh0 (the carried state's gradient).
-    WhhT (H, H) is scratch for a contiguous copy of Whh^T; the callers lend dWhh, as in the
-    kernel.
+    packed is scratch for Whh^T, as in the kernel.
     """
     T = hs.shape[0]
-    np.copyto(WhhT, Whh.T)
+    WhhT = transposed_copy(packed, Whh)
     for t in range(T - 1, -1, -1):
         dhs[t] *= 1.0 - hs[t] * hs[t]
         if t > 0:
@@ -126,10 +137,10 @@ def weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh) -> None:
 
 
 def rnn_backward(x, y, h0, Whh, Why, hs, probs, dhs,
-                 dWxh, dWhh, dbh, dWhy, dby, dh0) -> None:
+                 dWxh, dWhh, dbh, dWhy, dby, dh0, packed) -> None:
     """Whole backward pass over one chunk, from the caches of rnn_forward."""
     output_backward(hs, Why, y, probs, dhs, dWhy, dby)
-    recurrence_backward(h0, Whh, hs, dhs, dh0, dWhh)   # dWhh lent as scratch for Whh^T
+    recurrence_backward(h0, Whh, hs, dhs, dh0, packed)
     weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
 
 

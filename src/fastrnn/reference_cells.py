@@ -45,6 +45,7 @@ from .reference import (
     output_forward,
     recurrence_backward,
     recurrence_forward,
+    transposed_copy,
 )
 
 
@@ -71,13 +72,14 @@ def project_forward(xin, Wx, b, gates) -> None:
     gates += b
 
 
-def rnn_layer_forward(h0, Whh, hs) -> None:
+def rnn_layer_forward(h0, Whh, hs, packed) -> None:
     """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh) (hs holds the input projection)."""
-    recurrence_forward(h0, Whh, hs)
+    recurrence_forward(h0, Whh, hs, packed)
 
 
-def lstm_layer_forward(h0, c0, Whh, gates, hs, cs, tcs) -> None:
-    """One LSTM layer over the chunk; gates holds x W + b in, the activations i, f, g, o out."""
+def lstm_layer_forward(h0, c0, Whh, gates, hs, cs, tcs, packed) -> None:
+    """One LSTM layer over the chunk; gates holds x W + b in, the activations i, f, g, o out.
+    (packed is the kernel's scratch for a packed Whh; numpy multiplies by Whh directly.)"""
     T, B, H = hs.shape
     h_prev, c_prev = h0, c0
     for t in range(T):
@@ -94,8 +96,9 @@ def lstm_layer_forward(h0, c0, Whh, gates, hs, cs, tcs) -> None:
         h_prev, c_prev = hs[t], cs[t]
 
 
-def gru_layer_forward(h0, Whh, bhn, gates, hns, hs) -> None:
-    """One GRU layer over the chunk; gates holds x W + b in, the activations r, z, n out."""
+def gru_layer_forward(h0, Whh, bhn, gates, hns, hs, packed) -> None:
+    """One GRU layer over the chunk; gates holds x W + b in, the activations r, z, n out.
+    (packed is the kernel's scratch for a packed Whh; numpy multiplies by Whh directly.)"""
     T, B, H = hs.shape
     h_prev = h0
     for t in range(T):
@@ -142,18 +145,18 @@ def recurrent_weight_backward(h0, hs, dgates, dWhh) -> None:
         dWhh += hs[:-1].reshape(-1, H).T @ dgates[1:].reshape((T - 1) * B, -1)
 
 
-def rnn_layer_backward(h0, Whh, hs, dhs, dWhh, dh0) -> None:
+def rnn_layer_backward(h0, Whh, hs, dhs, dWhh, dh0, packed) -> None:
     """BPTT of rnn_layer_forward: dhs becomes dL/dpre (see recurrence_backward); then dWhh."""
-    recurrence_backward(h0, Whh, hs, dhs, dh0, dWhh)   # dWhh lent as scratch for Whh^T
+    recurrence_backward(h0, Whh, hs, dhs, dh0, packed)
     recurrent_weight_backward(h0, hs, dhs, dWhh)
 
 
-def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0) -> None:
+def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0,
+                        packed) -> None:
     """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation).
-    dWhh holds a contiguous Whh^T (4H, H) until the recurrence is done, as in the kernel."""
+    packed holds a contiguous Whh^T (4H, H) during the recurrence (the kernel: packed Whh^T)."""
     T, B, H = hs.shape
-    WhhT = dWhh.reshape(Whh.shape[::-1])
-    np.copyto(WhhT, Whh.T)
+    WhhT = transposed_copy(packed, Whh)
     dc.fill(0.0)
     for t in range(T - 1, -1, -1):
         g, dh = gates[t], dhs[t]
@@ -176,12 +179,12 @@ def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0
     recurrent_weight_backward(h0, hs, gates, dWhh)
 
 
-def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0) -> None:
+def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0, packed) -> None:
     """BPTT of gru_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation) of x W + b,
-    hns becomes dL/dhn. dWhh holds a contiguous Whh^T (3H, H) until the recurrence is done."""
+    hns becomes dL/dhn. packed holds a contiguous Whh^T (3H, H) during the recurrence (the
+    kernel: packed Whh[:, :2H]^T and Whh[:, 2H:]^T)."""
     T, B, H = hs.shape
-    WhhT = dWhh.reshape(Whh.shape[::-1])
-    np.copyto(WhhT, Whh.T)
+    WhhT = transposed_copy(packed, Whh)
     dh0.fill(0.0)
     for t in range(T - 1, -1, -1):
         g, dh = gates[t], dhs[t]
@@ -264,12 +267,12 @@ def layer_step(cell, xin, Wxh, Whh, bh, bhn, h, c, gates, hn, h_new, c_new, tc) 
     if xin is not None:
         np.add(xin @ Wxh, bh, out=gates)
     if cell == GRU_CELL:
-        gru_layer_forward(h, Whh, bhn, gates[None], hn[None], h_new[None])
+        gru_layer_forward(h, Whh, bhn, gates[None], hn[None], h_new[None], None)
     elif cell == LSTM_CELL:
-        lstm_layer_forward(h, c, Whh, gates[None], h_new[None], c_new[None], tc[None])
+        lstm_layer_forward(h, c, Whh, gates[None], h_new[None], c_new[None], tc[None], None)
         c[...] = c_new
     else:
-        rnn_layer_forward(h, Whh, gates[None])
+        rnn_layer_forward(h, Whh, gates[None], None)
         h_new[...] = gates
     h[...] = h_new
 

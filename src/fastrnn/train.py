@@ -31,7 +31,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import report
 from .checkpoint import best_path
-from .config import (DEFAULT_MAX_EPOCHS, TrainConfig, budget_given,
+from .config import (DEFAULT_TIME_LIMIT, TrainConfig, budget_given,
                      canonical_options, check_option_names, checkpoint_to_load, resolve_config)
 from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, Vocabulary, check_length,
                    default_corpus, describe_chars, read_corpus, split_train_val,
@@ -42,7 +42,7 @@ from .optim import make_optimizer
 from .sample import iter_sample
 from .schedule import LossWatch, cosine_progress, learning_rate
 
-__all__ = ["train", "Trainer", "TrainResult", "TrainConfig", "best_path", "DEFAULT_MAX_EPOCHS"]
+__all__ = ["train", "Trainer", "TrainResult", "TrainConfig", "best_path", "DEFAULT_TIME_LIMIT"]
 
 SMOOTHING = 0.02  # weight of the newest loss in the displayed running mean (~50 iterations)
 EXIT_STATUS = {"sigint": 130, "sigterm": 143}
@@ -583,9 +583,19 @@ class StopSignals:
         self.received = "sigint" if signum == signal.SIGINT else "sigterm"
 
 
+@contextlib.contextmanager
 def limit_threads(threads: int):
-    """threadpool_limits(threads) over every BLAS loaded: numpy's and scipy's (the kernel's),
-    which fastrnn.model has imported by now. A context manager."""
+    """Run with `threads` threads: threadpool_limits(threads) over every BLAS loaded (numpy's
+    and scipy's, the kernel's, which fastrnn.model has imported by now), and the kernel's
+    recurrences shared among as many (set_recurrent_threads). Both restored on exit."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=threads)
+    from .backend import kernel
+
+    with threadpool_limits(limits=threads):
+        before = kernel.set_recurrent_threads(threads) if kernel is not None else None
+        try:
+            yield
+        finally:
+            if before is not None:
+                kernel.set_recurrent_threads(before)

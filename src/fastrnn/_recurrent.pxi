@@ -1,0 +1,226 @@
+# Included by _kernel.pyx before the kernels: the packed recurrent product (fastrnn_recurrent.h).
+#
+# Every recurrence of the kernel multiplies the same weight matrix T times per chunk:
+# h_{t-1} @ Whh forward, dpre_t @ Whh^T backward. The matrix is packed once per chunk into a
+# caller's buffer (a workspace array of packed_size(K, N, dtype) values, allocated once per
+# shape in model.py) and each step runs a register-blocked micro-kernel over the packed panels:
+#
+#     recurrent_pack(packed, W, K, N, ldw, transposed)     packed = panels of W (K, N) or of W^T
+#     recurrent_product(A, lda, packed, K, N, C, ldc, B, accumulate)
+#                                                          C (B, N) (+)= A (B, K) @ W
+#
+# The version (AVX-512, AVX2+FMA or portable C) is chosen at import from the CPU's features;
+# the environment variable FASTRNN_RECURRENT_ISA=portable|avx2|avx512 or set_recurrent_isa()
+# selects a narrower one (never one the CPU lacks).
+import os as _os
+import warnings as _warnings
+
+cdef extern from "fastrnn_recurrent.h" nogil:
+    int FR_ISA_PORTABLE, FR_ISA_AVX2, FR_ISA_AVX512
+    void fr_recurrent_init()
+    int fr_recurrent_isa()
+    int fr_recurrent_isa_best()
+    int fr_recurrent_set_isa(int isa)
+    size_t fr_recurrent_packed_size_f(int K, int N)
+    size_t fr_recurrent_packed_size_d(int K, int N)
+    int fr_recurrent_panels_f(int N)
+    int fr_recurrent_panels_d(int N)
+    int fr_recurrent_panel_width_f()
+    int fr_recurrent_panel_width_d()
+    void fr_recurrent_pack_f(float *buffer, const float *W, int K, int N, int ldw,
+                             int transposed)
+    void fr_recurrent_pack_d(double *buffer, const double *W, int K, int N, int ldw,
+                             int transposed)
+    void fr_recurrent_product_panels_f(const float *A, int lda, const float *buffer, int K,
+                                       int N, float *C, int ldc, int B, int accumulate,
+                                       int panel_begin, int panel_end)
+    void fr_recurrent_product_panels_d(const double *A, int lda, const double *buffer, int K,
+                                       int N, double *C, int ldc, int B, int accumulate,
+                                       int panel_begin, int panel_end)
+    void fr_recurrent_product_f(const float *A, int lda, const float *buffer, int K, int N,
+                                float *C, int ldc, int B, int accumulate)
+    void fr_recurrent_product_d(const double *A, int lda, const double *buffer, int K, int N,
+                                double *C, int ldc, int B, int accumulate)
+
+
+cdef extern from "fastrnn_barrier.h" nogil:
+    ctypedef struct fr_barrier:
+        pass
+    void fr_barrier_init(fr_barrier *b)
+    void fr_barrier_wait(fr_barrier *b, int n)
+
+
+RECURRENT_ISAS = ("portable", "avx2", "avx512")   # narrowest first, index = FR_ISA_*
+
+# Threads that share the columns of a recurrence (set_recurrent_threads); 1: no parallel region.
+cdef int recurrent_thread_count = 1
+# Multiply-adds per step below which a recurrence stays on one thread: a barrier per step costs
+# about a microsecond, a step this small about ten.
+cdef enum:
+    PARALLEL_MIN_MADDS = 1 << 20
+
+
+cdef inline void recurrent_pack(floating *packed, const floating *W, int K, int N, int ldw,
+                                bint transposed) noexcept nogil:
+    """packed = the panels of W (K, N), row-major with leading dimension ldw; transposed:
+    of W^T for an (N, K) matrix W."""
+    if floating is float:
+        fr_recurrent_pack_f(packed, W, K, N, ldw, transposed)
+    else:
+        fr_recurrent_pack_d(packed, W, K, N, ldw, transposed)
+
+
+cdef inline void recurrent_product(const floating *A, int lda, const floating *packed, int K,
+                                   int N, floating *C, int ldc, int B,
+                                   bint accumulate) noexcept nogil:
+    """C (B, N) = A (B, K) @ W + (C if accumulate else 0), W packed by recurrent_pack."""
+    if floating is float:
+        fr_recurrent_product_f(A, lda, packed, K, N, C, ldc, B, accumulate)
+    else:
+        fr_recurrent_product_d(A, lda, packed, K, N, C, ldc, B, accumulate)
+
+
+cdef inline floating *packed_after(floating *packed, int K, int N) noexcept nogil:
+    """Where the next packed matrix starts in a buffer whose first holds a (K, N) matrix."""
+    if floating is float:
+        return packed + fr_recurrent_packed_size_f(K, N)
+    else:
+        return packed + fr_recurrent_packed_size_d(K, N)
+
+
+cdef inline int recurrent_panels(const floating *packed, int N) noexcept nogil:
+    """Column panels of an N-column packed matrix (packed only selects the dtype)."""
+    if floating is float:
+        return fr_recurrent_panels_f(N)
+    else:
+        return fr_recurrent_panels_d(N)
+
+
+cdef inline int recurrent_panel_width(const floating *packed) noexcept nogil:
+    """Columns per panel (packed only selects the dtype)."""
+    if floating is float:
+        return fr_recurrent_panel_width_f()
+    else:
+        return fr_recurrent_panel_width_d()
+
+
+cdef inline void recurrent_product_panels(const floating *A, int lda, const floating *packed,
+                                          int K, int N, floating *C, int ldc, int B,
+                                          bint accumulate, int panel_begin,
+                                          int panel_end) noexcept nogil:
+    """recurrent_product restricted to the columns of panels [panel_begin, panel_end)."""
+    if floating is float:
+        fr_recurrent_product_panels_f(A, lda, packed, K, N, C, ldc, B, accumulate, panel_begin,
+                                      panel_end)
+    else:
+        fr_recurrent_product_panels_d(A, lda, packed, K, N, C, ldc, B, accumulate, panel_begin,
+                                      panel_end)
+
+
+cdef inline int recurrence_threads(const floating *packed, int B, int K, int N) noexcept nogil:
+    """Threads for a recurrence whose step is (B, K) @ (K, N): recurrent_thread_count when the
+    step is large enough to share and has at least two panels per thread, else 1."""
+    cdef int n = recurrent_thread_count
+    if n <= 1 or <long long> B * K * N < PARALLEL_MIN_MADDS:
+        return 1
+    while n > 1 and recurrent_panels(packed, N) < 2 * n:
+        n -= 1
+    return n
+
+
+def set_recurrent_threads(int n):
+    """Share every large enough recurrence (rnn, single layer or stacked) among n threads, each
+    computing its own columns of every step, one barrier per step. Returns the previous count."""
+    global recurrent_thread_count
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    before = recurrent_thread_count
+    recurrent_thread_count = n
+    return before
+
+
+def recurrence_threads_for(int B, int K, int N, dtype):
+    """The threads a recurrence with steps (B, K) @ (K, N) of `dtype` runs on now."""
+    import numpy as np
+    cdef float f = 0
+    cdef double d = 0
+    if np.dtype(dtype) == np.float32:
+        return recurrence_threads(&f, B, K, N)
+    return recurrence_threads(&d, B, K, N)
+
+
+def recurrent_threads():
+    """The thread count set by set_recurrent_threads (1 at import)."""
+    return recurrent_thread_count
+
+
+def recurrent_isa():
+    """The name of the recurrent-product version in use: 'portable', 'avx2' or 'avx512'."""
+    return RECURRENT_ISAS[fr_recurrent_isa()]
+
+
+def supported_recurrent_isas():
+    """The versions this CPU can run, narrowest first."""
+    return RECURRENT_ISAS[:fr_recurrent_isa_best() + 1]
+
+
+def set_recurrent_isa(name):
+    """Use version `name` (one of supported_recurrent_isas()); call it between kernel calls.
+    Returns the name of the version used before."""
+    before = recurrent_isa()
+    if name not in RECURRENT_ISAS:
+        raise ValueError(f"recurrent ISA must be one of {RECURRENT_ISAS}, got {name!r}")
+    if fr_recurrent_set_isa(RECURRENT_ISAS.index(name)) != 0:
+        raise ValueError(f"this CPU cannot run the {name!r} recurrent product; it supports "
+                         f"{supported_recurrent_isas()}")
+    return before
+
+
+def packed_size(int K, int N, dtype):
+    """Values of a buffer that holds a packed (K, N) matrix of `dtype` for any version."""
+    import numpy as np
+    if K < 1 or N < 1:
+        raise ValueError(f"K and N must be >= 1, got {K}, {N}")
+    if np.dtype(dtype) == np.float32:
+        return fr_recurrent_packed_size_f(K, N)
+    if np.dtype(dtype) == np.float64:
+        return fr_recurrent_packed_size_d(K, N)
+    raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+
+
+def recurrent_product_probe(const floating[:, ::1] A, const floating[:, ::1] W,
+                            floating[:, ::1] C, floating[::1] packed, bint transposed,
+                            bint accumulate):
+    """Test door to the recurrent product: C = A @ op(W) (+ C if accumulate), with op(W) = W
+    (K, N) or W^T (W then (N, K)), packed into `packed` (packed_size(K, N) values) first."""
+    cdef int B = <int> A.shape[0], K = <int> A.shape[1], N = <int> C.shape[1]
+    cdef size_t needed
+    shape = (N, K) if transposed else (K, N)
+    if C.shape[0] != B or (W.shape[0], W.shape[1]) != shape:
+        raise ValueError(f"shapes: A {(A.shape[0], A.shape[1])}, W {(W.shape[0], W.shape[1])},"
+                         f" C {(C.shape[0], C.shape[1])}, transposed={transposed}")
+    if floating is float:
+        needed = fr_recurrent_packed_size_f(K, N)
+    else:
+        needed = fr_recurrent_packed_size_d(K, N)
+    if <size_t> packed.shape[0] < needed:
+        raise ValueError(f"packed holds {packed.shape[0]} values, fewer than packed_size")
+    with nogil:
+        recurrent_pack(&packed[0], &W[0, 0], K, N, <int> W.shape[1], transposed)
+        recurrent_product(&A[0, 0], K, &packed[0], K, N, &C[0, 0], N, B, accumulate)
+
+
+def _select_recurrent_isa(request):
+    """The import-time choice: the best version, or the narrower one requested."""
+    fr_recurrent_init()
+    if not request:
+        return
+    if request not in RECURRENT_ISAS:
+        raise ValueError(f"FASTRNN_RECURRENT_ISA must be one of {RECURRENT_ISAS}, "
+                         f"got {request!r}")
+    if fr_recurrent_set_isa(RECURRENT_ISAS.index(request)) != 0:
+        _warnings.warn(f"FASTRNN_RECURRENT_ISA={request}: this CPU cannot run it; using "
+                       f"{recurrent_isa()!r}", RuntimeWarning, stacklevel=2)
+
+
+_select_recurrent_isa(_os.environ.get("FASTRNN_RECURRENT_ISA", "").strip().lower())
