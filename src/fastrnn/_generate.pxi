@@ -167,6 +167,8 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
 #     hn      (N, H)      GRU h @ Whh_n + bhn, scratch
 #     h_new, c_new, tc (N, H)  a layer's new h, c and tanh(c) before they replace the state
 #     logits  (N, V)      scratch;  z, scratch (V,) double scratch of next_index
+#     packed_whh (L * S,) every layer's Whh in the panels of the recurrent product
+#                         (_recurrent.pxi), packed once per call, scratch
 #     packed  (P,)        Why in column panels of 64 bytes (fastrnn_rows.h), scratch for N > 1:
 #                         P = ceil(V / W) * W * H with W = 64 / itemsize (any size >= 1 if N = 1)
 
@@ -221,12 +223,24 @@ cdef void input_step(const int *xs, const floating *Wemb, int E, const floating 
     rows_product(N, GH, E, emb, E, Wxh, GH, gates, GH)
 
 
+cdef size_t recurrent_block_size(int cell, int H, bint first, bint single) noexcept nogil:
+    """Values of the packed panels of one layer's first (GRU: [r z], else all of Whh) or second
+    (GRU: n, else none) block of Whh, as recurrent_pack writes them; single: float32."""
+    cdef int G = 4 if cell == CELL_LSTM else (3 if cell == CELL_GRU else 1)
+    cdef int cols = (2 * H if first else H) if cell == CELL_GRU else (G * H if first else 0)
+    if cols == 0:
+        return 0
+    return fr_recurrent_packed_size_f(H, cols) if single else fr_recurrent_packed_size_d(H, cols)
+
+
 cdef void layer_step(int cell, const floating *xin, int K, const floating *Wxh,
-                     const floating *Whh, const floating *bh, const floating *bhn,
-                     floating *h, floating *c, int N, int H, floating *gates, floating *hn,
-                     floating *h_new, floating *c_new, floating *tc) noexcept nogil:
+                     const floating *packed_whh, size_t second, const floating *bh,
+                     const floating *bhn, floating *h, floating *c, int N, int H,
+                     floating *gates, floating *hn, floating *h_new, floating *c_new,
+                     floating *tc) noexcept nogil:
     """One step of one layer for N streams: h (N, H) (and the LSTM's c) updated in place.
-    xin (N, K) is the layer's input, or NULL when gates already holds layer 0's projection."""
+    xin (N, K) is the layer's input, or NULL when gates already holds layer 0's projection.
+    packed_whh: the layer's Whh packed by pack_recurrent (its second block at offset second)."""
     cdef int b, G = 4 if cell == CELL_LSTM else (3 if cell == CELL_GRU else 1), GH = G * H
     if xin != NULL:
         fill_rows(gates, bh, N, GH)
@@ -234,24 +248,36 @@ cdef void layer_step(int cell, const floating *xin, int K, const floating *Wxh,
         rows_product(N, GH, K, xin, K, Wxh, GH, gates, GH)
     if cell == CELL_GRU:
         # gates[:, :2H] += h @ Whh[:, :2H];  hn = h @ Whh[:, 2H:] + bhn
-        rows_product(N, 2 * H, H, h, H, Whh, GH, gates, GH)
+        recurrent_product(h, H, packed_whh, H, 2 * H, gates, GH, N, True)
         fill_rows(hn, bhn, N, H)
-        rows_product(N, H, H, h, H, Whh + 2 * H, GH, hn, H)
+        recurrent_product(h, H, packed_whh + second, H, H, hn, H, N, True)
         for b in range(N):
             gru_cell_forward(gates + b * GH, hn + b * H, h + b * H, h_new + b * H, H)
     elif cell == CELL_LSTM:
         # gates += h @ Whh;  c = f * c + i * g;  h = o * tanh(c)
-        rows_product(N, GH, H, h, H, Whh, GH, gates, GH)
+        recurrent_product(h, H, packed_whh, H, GH, gates, GH, N, True)
         for b in range(N):
             lstm_cell_forward(gates + b * GH, c + b * H, c_new + b * H, tc + b * H,
                               h_new + b * H, H)
         memcpy(c, c_new, N * H * sizeof(floating))
     else:
         # h = tanh(gates + h @ Whh)
-        rows_product(N, H, H, h, H, Whh, H, gates, H)
+        recurrent_product(h, H, packed_whh, H, H, gates, H, N, True)
         tanh_inplace(gates, N * H)
         memcpy(h_new, gates, N * H * sizeof(floating))
     memcpy(h, h_new, N * H * sizeof(floating))
+
+
+cdef void pack_recurrent(int cell, const floating *Whh, int H, size_t second,
+                         floating *packed_whh) noexcept nogil:
+    """packed_whh = one layer's Whh (H, G*H) in the panels of the recurrent product: all of it,
+    or for the GRU [r z] (H, 2H) and then, at offset second, n (H, H)."""
+    cdef int G = 4 if cell == CELL_LSTM else (3 if cell == CELL_GRU else 1)
+    if cell == CELL_GRU:
+        recurrent_pack(packed_whh, Whh, H, 2 * H, G * H, False)
+        recurrent_pack(packed_whh + second, Whh + 2 * H, H, H, G * H, False)
+    else:
+        recurrent_pack(packed_whh, Whh, H, G * H, G * H, False)
 
 
 cdef void pack_head(const floating *Why, int H, int V, floating *packed) noexcept nogil:
@@ -283,14 +309,16 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
                    bint greedy, int[:, ::1] out, floating[:, ::1] emb, floating[:, ::1] gates,
                    floating[:, ::1] hn, floating[:, ::1] h_new, floating[:, ::1] c_new,
                    floating[:, ::1] tc, floating[:, ::1] logits, floating[::1] packed,
-                   double[::1] z, double[::1] scratch):
+                   floating[::1] packed_whh, double[::1] z, double[::1] scratch):
     """Generate out.shape[1] indices for each of N = out.shape[0] streams, each read back as
     that stream's next input, starting from xs (see the buffer list above).
 
     cell: CELL_RNN / CELL_LSTM / CELL_GRU. Wemb (V, E), or any (1, 1) array when E = 0
     (xs then index the rows of Wxhs[0]). Wxhs, Whhs, bhs, bhns: per layer (bhns only for the
     GRU; for other cells any list of L (H,) arrays). c: the LSTM cell state, for other cells
-    any (L, N, H) array (unused). Every shape is checked by model.generate before the call.
+    any (L, N, H) array (unused). Every Whh is packed into packed_whh once per call (and Why
+    into packed when N > 1): the weights must not change during the call. Every shape is
+    checked by model.generate before the call.
     """
     cdef Py_ssize_t L = h.shape[0], layer, n, b, steps = out.shape[1]
     cdef int N = <int> h.shape[1], H = <int> h.shape[2], V = <int> by.shape[0]
@@ -298,6 +326,12 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
     cdef int GH = <int> gates.shape[1]
     cdef const floating[:, ::1] w
     cdef const floating[::1] v
+    cdef bint single = floating is float
+    cdef size_t second = recurrent_block_size(cell, H, True, single)
+    cdef size_t per_layer = second + recurrent_block_size(cell, H, False, single)
+    if <size_t> packed_whh.shape[0] < L * per_layer:
+        raise ValueError(f"packed_whh holds {packed_whh.shape[0]} values, fewer than the "
+                         f"{L * per_layer} of the packed recurrent matrices")
     # The L weight pointers of each kind, gathered with the GIL (the memoryviews in the lists
     # keep the arrays alive); a table of 4 L pointers, not a workspace.
     cdef const floating **table = <const floating **> PyMem_Malloc(4 * L * sizeof(void *))
@@ -318,6 +352,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
             v = bhns[layer]
             bn[layer] = &v[0]
         with nogil:
+            for layer in range(L):
+                pack_recurrent(cell, Wh[layer], H, second, &packed_whh[layer * per_layer])
             if N > 1:
                 pack_head(&Why[0, 0], H, V, &packed[0])
             for n in range(steps):
@@ -325,7 +361,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
                            &gates[0, 0])
                 for layer in range(L):
                     layer_step(cell, NULL if layer == 0 else &h[layer - 1, 0, 0], H,
-                               Wx[layer], Wh[layer], bb[layer], bn[layer], &h[layer, 0, 0],
+                               Wx[layer], &packed_whh[layer * per_layer], second, bb[layer],
+                               bn[layer], &h[layer, 0, 0],
                                &c[layer, 0, 0], N, H, &gates[0, 0], &hn[0, 0], &h_new[0, 0],
                                &c_new[0, 0], &tc[0, 0])
                 head_step(&h[L - 1, 0, 0], &Why[0, 0], &packed[0], &by[0], N, H, V,

@@ -41,6 +41,15 @@ class Workspace:
         self.packed = np.empty(packed_recurrent_size("rnn", H, dtype), dtype=dtype)
 
 
+def generation_packed_size(cell: str, H: int, dtype: np.dtype) -> int:
+    """Values one layer's Whh (H, G*H) takes packed for the generation loop, forward only,
+    block by block of the cell's packed_blocks (1 without the compiled kernel: unused)."""
+    if _kernel is None:
+        return 1
+    return sum(int(_kernel.packed_size(H, b * H, dtype))
+               for b in cell_entry(cell).packed_blocks)
+
+
 def packed_recurrent_size(cell: str, H: int, dtype: np.dtype) -> int:
     """Values of the scratch buffer every layer's recurrence packs Whh (H, G*H) into for the
     forward and Whh^T for the backward, block by block of the cell's packed_blocks: the larger
@@ -120,10 +129,13 @@ class GenerateWorkspace:
     logits       (N, V)    the head's output
     packed       (P,)      Why cut into column panels of 64 bytes for N > 1 (fastrnn_rows.h):
                            P = ceil(V / w) * w * H values, w = 64 / itemsize; (1,) for N = 1
+    packed_whh   (L * S,)  every layer's Whh packed for the recurrent product (_recurrent.pxi),
+                           S values a layer (generation_packed_size)
     z, scratch   (V,)      float64 scratch of the draw
     """
 
-    def __init__(self, N: int, H: int, G: int, V: int, E: int, dtype: np.dtype):
+    def __init__(self, N: int, H: int, G: int, V: int, E: int, dtype: np.dtype, cell: str,
+                 L: int):
         self.xs = np.empty(N, dtype=np.int32)
         self.no_embedding = np.zeros((1, 1), dtype=dtype)
         self.emb = np.empty((N, max(E, 1)), dtype=dtype)
@@ -133,6 +145,7 @@ class GenerateWorkspace:
         self.logits = np.empty((N, V), dtype=dtype)
         width = 64 // dtype.itemsize
         self.packed = np.empty(-(-V // width) * width * H if N > 1 else 1, dtype=dtype)
+        self.packed_whh = np.empty(L * generation_packed_size(cell, H, dtype), dtype=dtype)
         self.z = np.empty(V)
         self.scratch = np.empty(V)
 
@@ -580,7 +593,8 @@ class CharRNN:
                              [p[f"Wxh{k}"] for k in suffixes], [p[f"Whh{k}"] for k in suffixes],
                              bhs, bhns, p["Why"], p["by"], hs, cs, ws.xs, uniforms, temperature,
                              top_k, bool(greedy), out, ws.emb, ws.gates, ws.hn, ws.h_new,
-                             ws.c_new, ws.tc, ws.logits, ws.packed, ws.z, ws.scratch)
+                             ws.c_new, ws.tc, ws.logits, ws.packed, ws.packed_whh, ws.z,
+                             ws.scratch)
         return out.reshape(length) if single else out
 
     def _generation_streams(self, h) -> int:
@@ -594,7 +608,7 @@ class CharRNN:
         ws = self._generate_workspaces.get(N)
         if ws is None:
             ws = GenerateWorkspace(N, self.hidden_size, self.gates, self.vocab_size,
-                                   self.embedding_size, self.dtype)
+                                   self.embedding_size, self.dtype, self.cell, self.num_layers)
             self._generate_workspaces[N] = ws
             if len(self._generate_workspaces) > _WORKSPACE_SHAPES_KEPT:
                 self._generate_workspaces.popitem(last=False)

@@ -283,8 +283,8 @@ def head_step(h, Why, packed, by, logits) -> None:
 
 
 def stack_generate(cell, Wemb, Wxhs, Whhs, bhs, bhns, Why, by, h, c, xs, uniforms, temperature,
-                   top_k, greedy, out, emb, gates, hn, h_new, c_new, tc, logits, packed, z,
-                   scratch) -> None:
+                   top_k, greedy, out, emb, gates, hn, h_new, c_new, tc, logits, packed,
+                   packed_whh, z, scratch) -> None:
     """Generate out.shape[1] indices for each of the out.shape[0] streams, each read back as
     that stream's next input, starting from xs; h (L, N, H) and the LSTM's c updated in place.
     uniforms[n, b] is stream b's draw at step n. See _generate.pxi for every buffer."""
