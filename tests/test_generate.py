@@ -81,7 +81,7 @@ def test_draws_follow_the_softmax():
     ({"first_index": 5}, ValueError, "first_index"),
     ({"first_index": -1}, ValueError, "first_index"),
     ({"length": -2}, ValueError, "length"),
-    ({"h": np.zeros((2, 3))}, ValueError, "h"),
+    ({"h": np.zeros((2, 4))}, ValueError, "h"),
     ({"h": np.zeros((1, 3), np.float32)}, TypeError, "h"),
     ({"h": np.full((1, 3), np.nan)}, ValueError, "h"),
 ])

@@ -9,13 +9,15 @@
                     cdef helpers (embed, recurrence, output and weight gradients)
     _cells.pxi      stacked layers: rnn / LSTM / GRU layer forward and backward, input
                     projections, dropout, the output head, the input embedding
-    _generate.pxi   generation: rnn_generate, sample_index (temperature, top-k, greedy draws)
+    _generate.pxi   generation: stack_generate (every cell and depth, N streams; its head
+                    product for N > 1 in fastrnn_rows.h), rnn_generate, sample_index
+                    (temperature, top-k, greedy draws)
     _optim.pxi      optimizer updates: UpdatePlan (SGD, Adagrad, RMSprop, Adam), clipped norms
     _checks.pxi     aids to model.py's validation: SameArrays, index_bounds, all_finite
     _probes.pxi     the vectorised tanh and the BLAS shim exposed to tests and the speed guard
 
 The numpy twins: reference.py (_rnn.pxi, _generate.pxi, _optim.pxi) and reference_cells.py
-(_cells.pxi), function by function. Dimension letters: B streams, T steps, H hidden,
+(_cells.pxi, and stack_generate of _generate.pxi), function by function. Dimension letters: B streams, T steps, H hidden,
 V vocabulary; time-major buffers. Every kernel is fused over float32 / float64, runs its whole
 loop in one nogil region and allocates nothing; model.py validates and allocates before calling.
 """

@@ -39,6 +39,8 @@ class Cell:
     backward: Callable[..., Any]
     packed_blocks: tuple[int, ...]  # column blocks of Whh (in units of H) packed apart for the
                                     # recurrent product: the GRU multiplies [r z] and n apart
+    generate_code: int = 0          # the cell's number in the compiled generation loop
+                                    # (stack_generate: 0 rnn, 1 lstm, 2 gru)
 
     @property
     def gates(self) -> int:
@@ -97,9 +99,9 @@ def _gru_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
 TABLE: dict[str, Cell] = {c.name: c for c in (
     Cell("rnn", "vanilla RNN", "h", (), (), False, None, _rnn_forward, _rnn_backward, (1,)),
     Cell("lstm", "LSTM", "ifgo", (), ("cs", "tcs"), True, 1, _lstm_forward, _lstm_backward,
-         (4,)),
+         (4,), generate_code=1),
     Cell("gru", "GRU", "rzn", ("bhn",), ("hns",), False, None, _gru_forward, _gru_backward,
-         (2, 1)),
+         (2, 1), generate_code=2),
 )}
 NAMES = tuple(TABLE)
 # Every per-layer cache some cell keeps: a workspace sets the others to None.

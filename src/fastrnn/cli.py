@@ -425,6 +425,10 @@ def sample_parser() -> argparse.ArgumentParser:
                    help="text that warms up the hidden state first (default: a newline)")
     p.add_argument("--seed", type=int, default=None, metavar="S",
                    help="RNG seed: the same seed gives the same text (default: random)")
+    p.add_argument("--num-samples", type=positive_int, default=1, metavar="N",
+                   help="draw N samples at once (N streams of one generation call), printed "
+                        "one after another, each after a '--- sample k ---' line (default 1: "
+                        "one sample, streamed as it is generated, with no such line)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--beam", type=positive_int, default=None, metavar="N",
                    help="beam search instead of sampling: print the N likeliest continuations "
@@ -439,8 +443,13 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     from .sample import iter_sample
 
     args = sample_parser().parse_args(argv)
+    if args.beam is not None and args.num_samples > 1:
+        return _fail("fastrnn-sample", ConfigError(
+            "--num-samples does not apply to --beam, which prints the N likeliest continuations"))
     if args.beam is not None:
         return beam_main(args)
+    if args.num_samples > 1:
+        return samples_main(args)
     try:
         model, vocab = load_model(args.checkpoint)
         chars = iter_sample(model, vocab, args.length, args.prime, args.temperature,
@@ -657,6 +666,35 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
     except FastrnnError as exc:
         return _fail("fastrnn-plot", exc)
     print(f"wrote {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------- fastrnn-sample --num-samples
+
+def sample_blocks(texts: Sequence[str], prime: str) -> str:
+    """The samples one after another, sample k (from 1) after a '--- sample k ---' line."""
+    return "\n".join(f"--- sample {k} ---\n{prime}{text}" for k, text in enumerate(texts, 1))
+
+
+def samples_main(args: argparse.Namespace) -> int:
+    """fastrnn-sample --num-samples N (N > 1): N samples drawn together, numbered."""
+    from .checkpoint import load_model
+    from .sample import sample_many
+
+    try:
+        model, vocab = load_model(args.checkpoint)
+        texts = sample_many(model, vocab, args.num_samples, args.length, args.prime,
+                            args.temperature, args.top_k, args.greedy, args.seed)
+        if args.output:
+            _write_file(args.output, sample_blocks(texts, args.prime))
+        else:
+            print(sample_blocks(texts, args.prime), flush=True)
+    except FastrnnError as exc:
+        return _fail("fastrnn-sample", exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
     return 0
 
 

@@ -41,6 +41,15 @@ class Workspace:
         self.packed = np.empty(packed_recurrent_size("rnn", H, dtype), dtype=dtype)
 
 
+def generation_packed_size(cell: str, H: int, dtype: np.dtype) -> int:
+    """Values one layer's Whh (H, G*H) takes packed for the generation loop, forward only,
+    block by block of the cell's packed_blocks (1 without the compiled kernel: unused)."""
+    if _kernel is None:
+        return 1
+    return sum(int(_kernel.packed_size(H, b * H, dtype))
+               for b in cell_entry(cell).packed_blocks)
+
+
 def packed_recurrent_size(cell: str, H: int, dtype: np.dtype) -> int:
     """Values of the scratch buffer every layer's recurrence packs Whh (H, G*H) into for the
     forward and Whh^T for the backward, block by block of the cell's packed_blocks: the larger
@@ -108,6 +117,39 @@ class StackWorkspace:
         self.packed = np.empty(packed_recurrent_size(cell, H, dtype), dtype=dtype)
 
 
+class GenerateWorkspace:
+    """Scratch of the compiled generation loop (stack_generate) for N streams, allocated once
+    per N and reused (see _generate.pxi).
+
+    xs           (N,)      int32, each stream's current input
+    no_embedding (1, 1)    what stands for Wemb in a model without embedding (never read)
+    emb          (N, E)    Wemb[xs] ((N, 1), unused, without embedding)
+    gates        (N, G*H)  a layer's pre-activations, then activations
+    hn, h_new, c_new, tc (N, H)  GRU h @ Whh_n + bhn; a layer's new h, c, tanh(c)
+    logits       (N, V)    the head's output
+    packed       (P,)      Why cut into column panels of 64 bytes for N > 1 (fastrnn_rows.h):
+                           P = ceil(V / w) * w * H values, w = 64 / itemsize; (1,) for N = 1
+    packed_whh   (L * S,)  every layer's Whh packed for the recurrent product (_recurrent.pxi),
+                           S values a layer (generation_packed_size)
+    z, scratch   (V,)      float64 scratch of the draw
+    """
+
+    def __init__(self, N: int, H: int, G: int, V: int, E: int, dtype: np.dtype, cell: str,
+                 L: int):
+        self.xs = np.empty(N, dtype=np.int32)
+        self.no_embedding = np.zeros((1, 1), dtype=dtype)
+        self.emb = np.empty((N, max(E, 1)), dtype=dtype)
+        self.gates = np.empty((N, G * H), dtype=dtype)
+        self.hn, self.h_new, self.c_new, self.tc = (np.empty((N, H), dtype=dtype)
+                                                    for _ in range(4))
+        self.logits = np.empty((N, V), dtype=dtype)
+        width = 64 // dtype.itemsize
+        self.packed = np.empty(-(-V // width) * width * H if N > 1 else 1, dtype=dtype)
+        self.packed_whh = np.empty(L * generation_packed_size(cell, H, dtype), dtype=dtype)
+        self.z = np.empty(V)
+        self.scratch = np.empty(V)
+
+
 class CharRNN:
     """A character-level language model: L stacked rnn, LSTM or GRU layers and a softmax head.
 
@@ -153,6 +195,7 @@ class CharRNN:
             self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype,
             self.rng)
         self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
+        self._generate_workspaces: OrderedDict[int, GenerateWorkspace] = OrderedDict()
         # The grads and params last found not to overlap (see _checked_grads), and those
         # that passed every check last (see _checked_params_and_grads).
         self._disjoint = SameArrays()
@@ -445,26 +488,6 @@ class CharRNN:
         """What layer `layer` (or the head, layer = L) reads: drop(h^{layer-1})."""
         return ws.drops[layer - 1] if dropping else ws.hs[layer - 1]
 
-    def _generate_stacked(self, impl, cells, h: np.ndarray, x: int, uniforms: np.ndarray,
-                          temperature: float, top_k: int, greedy: bool, out: np.ndarray) -> None:
-        """generate for lstm, gru, stacked rnn and embedded models: the layer kernels one step
-        (T = 1) at a time into a cached workspace, the draw of rnn_generate (sample_index). h, a
-        checked state of shape state_shape(1), is updated in place."""
-        p, V = self.params, self.vocab_size
-        ws = self._workspace(1, 1, True)
-        state = self._state(h, 1)               # per-layer views into h
-        xa = np.empty((1, 1), dtype=np.int32)
-        logits = np.empty(V, dtype=self.dtype)
-        z, scratch = np.empty(V), np.empty(V)
-        for n in range(out.shape[0]):
-            xa[0, 0] = x
-            self._layers_forward(cells, xa, state, p, ws, False)
-            self._carry_state(ws, state)
-            np.matmul(ws.hs[-1, 0, 0], p["Why"], out=logits)
-            logits += p["by"]
-            x = out[n] = impl.sample_index(logits, temperature, top_k, greedy, uniforms[n], z,
-                                           scratch)
-
     def _carry_state(self, ws: StackWorkspace, state) -> None:
         """state (per-layer (B, H) views) = the last step's h (and c) of every layer."""
         h0s, c0s = state
@@ -538,28 +561,33 @@ class CharRNN:
                     cells.dropout_backward(ws.dhs[layer - 1], ws.masks[layer - 1])
 
     # ------------------------------------------------------------------ sampling
-    def generate(self, h: np.ndarray, first_index: int, length: int, temperature: float = 1.0,
+    def generate(self, h: np.ndarray, first_index, length: int, temperature: float = 1.0,
                  top_k: int | None = None, greedy: bool = False,
                  rng: np.random.Generator | None = None, backend: str = "kernel") -> np.ndarray:
-        """Generate length indices, each fed back as the next input, starting from first_index.
+        """Generate length indices per stream, each fed back as that stream's next input.
 
-        h is the state before first_index is read, (1, H) for a single-layer rnn, else
-        state_shape(1); it is updated in place to the state after the last generated index.
-        The single-layer rnn runs the whole loop in one compiled call (rnn_generate); the other
-        cells step the layer kernels one character at a time and draw with sample_index.
-        Each character uses one rng.random() draw (even when greedy, so that the generator's
-        position depends only on length): the same seed gives the same text. temperature > 0;
-        top_k in [1, V] keeps only the top_k largest logits.
+        h is the state of N >= 1 streams before first_index is read: state_shape(N), or (N, H)
+        for a single-layer rnn; it is updated in place to the state after the last generated
+        index. first_index is an int (every stream starts from it) or an (N,) integer array.
+        Returns the indices as an (N, length) int32 array, except for the single-stream call
+        (N = 1 and an int first_index), which returns them as a 1-D (length,) array.
+
+        The whole loop is one compiled call (stack_generate) for every cell, depth and
+        embedding; each step reads the weights once for all N streams. The draws: uniforms =
+        rng.random((length, N)) (row-major: step by step, stream 0 first), stream b's n-th
+        character drawn with uniforms[n, b], even when greedy, so that the generator's position
+        depends only on length and N. Hence a single-stream call draws rng.random(length), the
+        same seed gives the same text, and the streams of an N-stream call are what N
+        single-stream calls would give with uniforms[:, b] as their draws (not stream 0 of the
+        same rng: the streams interleave their draws). temperature > 0; top_k in [1, V] keeps
+        only the top_k largest logits.
         """
-        impl = backend_ops(backend)
-        V, H = self.vocab_size, self.hidden_size
-        if self._is_plain_rnn:
-            _check_array(h, "h", (1, H), self.dtype)
-            if not _all_finite(h):
-                raise ValueError("h contains nan or inf")
-        else:
-            self._checked_state(h, "h", 1)
-        first_index = _check_index(first_index, "first_index", V)
+        cells = backend_cells(backend)
+        V = self.vocab_size
+        N = self._generation_streams(h)
+        self._checked_state(h, "h", N)
+        single = N == 1 and not isinstance(first_index, np.ndarray)
+        xs = _check_first_indices(first_index, N, V)
         length = _positive_int(length, "length", minimum=0)
         temperature = float(temperature)
         if not (temperature > 0 and np.isfinite(temperature)):
@@ -567,17 +595,41 @@ class CharRNN:
         top_k = V if top_k is None else _check_index(top_k - 1, "top_k - 1", V) + 1
         rng = rng if rng is not None else np.random.default_rng()
         p = self._checked_params()
-        out = np.empty(length, dtype=np.int32)
-        uniforms = rng.random(length)
-        if not self._has_fast_path:
-            self._generate_stacked(impl, backend_cells(backend), h, first_index, uniforms,
-                                   temperature, top_k, bool(greedy), out)
-            return out
-        impl.rnn_generate(p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], h.reshape(H),
-                          first_index, uniforms, temperature, top_k, bool(greedy), out,
-                          np.empty(H, self.dtype), np.empty(V, self.dtype),
-                          np.empty(V, np.float64), np.empty(V, np.float64))
-        return out
+        uniforms = rng.random((length, N))
+        out = np.empty((N, length), dtype=np.int32)
+        ws = self._generate_workspace(N)
+        ws.xs[...] = xs
+        state = h.reshape(self.state_shape(N))
+        hs, cs = (state[0], state[1]) if self._cell.cell_state else (state, state)
+        suffixes = [layer_suffix(layer) for layer in range(self.num_layers)]
+        bhs = [p[f"bh{k}"] for k in suffixes]
+        bhns = [p[f"bhn{k}"] for k in suffixes] if "bhn" in self._cell.layer_vectors else bhs
+        cells.stack_generate(self._cell.generate_code, p.get("Wemb", ws.no_embedding),
+                             [p[f"Wxh{k}"] for k in suffixes], [p[f"Whh{k}"] for k in suffixes],
+                             bhs, bhns, p["Why"], p["by"], hs, cs, ws.xs, uniforms, temperature,
+                             top_k, bool(greedy), out, ws.emb, ws.gates, ws.hn, ws.h_new,
+                             ws.c_new, ws.tc, ws.logits, ws.packed, ws.packed_whh, ws.z,
+                             ws.scratch)
+        return out.reshape(length) if single else out
+
+    def _generation_streams(self, h) -> int:
+        """N, the number of streams of a state passed to generate: its next-to-last axis
+        (shape errors are reported by _checked_state)."""
+        if isinstance(h, np.ndarray) and h.ndim >= 2 and h.shape[-2] >= 1:
+            return int(h.shape[-2])
+        return 1
+
+    def _generate_workspace(self, N: int) -> GenerateWorkspace:
+        ws = self._generate_workspaces.get(N)
+        if ws is None:
+            ws = GenerateWorkspace(N, self.hidden_size, self.gates, self.vocab_size,
+                                   self.embedding_size, self.dtype, self.cell, self.num_layers)
+            self._generate_workspaces[N] = ws
+            if len(self._generate_workspaces) > _WORKSPACE_SHAPES_KEPT:
+                self._generate_workspaces.popitem(last=False)
+        else:
+            self._generate_workspaces.move_to_end(N)
+        return ws
 
     def step_logits(self, x, h) -> tuple[np.ndarray, np.ndarray]:
         """One forward step for sampling (no dropout): x (B,) indices and a state h ->
@@ -689,6 +741,21 @@ def _check_index(value, name: str, V: int) -> int:
     if not 0 <= value < V:
         raise ValueError(f"{name} must be in [0, {V}), got {value}")
     return int(value)
+
+
+def _check_first_indices(first_index, N: int, V: int) -> np.ndarray:
+    """generate's first_index: an int, or an (N,) integer array, each in [0, V); as (N,) int32."""
+    if not isinstance(first_index, np.ndarray):
+        return np.full(N, _check_index(first_index, "first_index", V), dtype=np.int32)
+    if first_index.dtype.kind not in "iu":
+        raise TypeError(f"first_index must be an integer array, got dtype {first_index.dtype}")
+    if first_index.shape != (N,):
+        raise ValueError(f"first_index must be an int or have shape {(N,)} (one index per "
+                         f"stream of h), got {first_index.shape}")
+    if first_index.min() < 0 or first_index.max() >= V:
+        raise ValueError(f"first_index must hold indices in [0, {V}), got "
+                         f"{first_index.min()}..{first_index.max()}")
+    return first_index.astype(np.int32)
 
 
 def _check_no_overlap(named_arrays: list[tuple[str, np.ndarray]]) -> None:

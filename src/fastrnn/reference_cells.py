@@ -1,5 +1,5 @@
 """The numpy twin of ``_cells.pxi``: stacked rnn / LSTM / GRU layers and dropout, function by
-function.
+function; and of ``stack_generate`` (_generate.pxi), generation built on the same layers.
 
 Every function has the name, argument order and buffers of its Cython counterpart; model.py
 calls the one or the other with the same arguments. Plain, reasonably efficient numpy: the input
@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from .reference import (
+    next_index,
     output_backward,
     output_forward,
     recurrence_backward,
@@ -241,3 +242,60 @@ def embedding_backward(x, demb, dWemb) -> None:
     (scatter-add). demb (T, B, E), input; dWemb (V, E), output, overwritten."""
     dWemb.fill(0.0)
     np.add.at(dWemb, x.T.reshape(-1), demb.reshape(-1, demb.shape[-1]))
+
+
+# ----------------------------------------------------------------------------- generation
+# Twin of stack_generate (_generate.pxi): every cell and depth, N streams, one step at a time
+# through the layer forwards above with T = 1. Cell numbers: 0 rnn, 1 lstm, 2 gru.
+
+RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
+
+
+def input_step(xs, Wemb, E, Wxh, bh, emb, gates) -> None:
+    """Layer 0's projection: gates = Wxh[xs] + bh (one-hot, E = 0), or
+    emb = Wemb[xs]; gates = emb @ Wxh + bh."""
+    if E == 0:
+        np.add(Wxh[xs], bh, out=gates)
+        return
+    np.take(Wemb, xs, axis=0, out=emb)
+    np.add(emb @ Wxh, bh, out=gates)
+
+
+def layer_step(cell, xin, Wxh, Whh, bh, bhn, h, c, gates, hn, h_new, c_new, tc) -> None:
+    """One step of one layer for N streams: h (N, H) (and the LSTM's c) updated in place.
+    xin (N, K) is the layer's input, or None when gates already holds layer 0's projection."""
+    if xin is not None:
+        np.add(xin @ Wxh, bh, out=gates)
+    if cell == GRU_CELL:
+        gru_layer_forward(h, Whh, bhn, gates[None], hn[None], h_new[None], None)
+    elif cell == LSTM_CELL:
+        lstm_layer_forward(h, c, Whh, gates[None], h_new[None], c_new[None], tc[None], None)
+        c[...] = c_new
+    else:
+        rnn_layer_forward(h, Whh, gates[None], None)
+        h_new[...] = gates
+    h[...] = h_new
+
+
+def head_step(h, Why, packed, by, logits) -> None:
+    """logits (N, V) = h (N, H) @ Why + by (packed: the kernel's packed Why, unused here)."""
+    np.add(h @ Why, by, out=logits)
+
+
+def stack_generate(cell, Wemb, Wxhs, Whhs, bhs, bhns, Why, by, h, c, xs, uniforms, temperature,
+                   top_k, greedy, out, emb, gates, hn, h_new, c_new, tc, logits, packed,
+                   packed_whh, z, scratch) -> None:
+    """Generate out.shape[1] indices for each of the out.shape[0] streams, each read back as
+    that stream's next input, starting from xs; h (L, N, H) and the LSTM's c updated in place.
+    uniforms[n, b] is stream b's draw at step n. See _generate.pxi for every buffer."""
+    V = by.shape[0]
+    E = emb.shape[1] if Wemb.shape[0] == V else 0
+    for n in range(out.shape[1]):
+        input_step(xs, Wemb, E, Wxhs[0], bhs[0], emb, gates)
+        for layer in range(h.shape[0]):
+            layer_step(cell, None if layer == 0 else h[layer - 1], Wxhs[layer], Whhs[layer],
+                       bhs[layer], bhns[layer], h[layer], c[layer], gates, hn, h_new, c_new, tc)
+        head_step(h[-1], Why, packed, by, logits)
+        for b in range(xs.shape[0]):
+            xs[b] = next_index(logits[b], temperature, top_k, greedy, uniforms[n, b])
+            out[b, n] = xs[b]

@@ -68,22 +68,51 @@ def iter_sample(model: CharRNN, vocab: Vocabulary, length: int = 500, prime: str
     Without a prime, generation starts after a '\\n' if the vocabulary has one (the start of a
     line), else after a character drawn at random. Same seed, same text.
     """
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    h, first = primed_state(model, vocab, length, prime, temperature, top_k, rng)
+    for i in generate(model, h, first, length, temperature, top_k, greedy, rng, backend):
+        yield vocab.chars[i]
+
+
+def primed_state(model: CharRNN, vocab: Vocabulary, length: int, prime: str,
+                 temperature: float, top_k: int | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """(the one-stream state after the prime but its last character, that character's index):
+    where generation starts. Checks the options first (ConfigError)."""
     check_sampling_options(vocab.size, length, temperature, top_k)
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise ConfigError("prime text has characters outside the model's vocabulary: "
                           + describe_chars(unknown))
-    rng = rng if rng is not None else np.random.default_rng(seed)
     if prime:
         indices = vocab.encode(prime)
     elif "\n" in vocab.chars:
         indices = vocab.encode("\n")
     else:
         indices = np.array([rng.integers(vocab.size)])
-    h = warm_up(model, model.initial_state(1), indices)
-    for i in generate(model, h, int(indices[-1]), length, temperature, top_k, greedy, rng,
-                      backend):
-        yield vocab.chars[i]
+    return warm_up(model, model.initial_state(1), indices), int(indices[-1])
+
+
+def sample_many(model: CharRNN, vocab: Vocabulary, num_samples: int, length: int = 500,
+                prime: str = "", temperature: float = 1.0, top_k: int | None = None,
+                greedy: bool = False, seed: int | None = None,
+                rng: np.random.Generator | None = None, backend: str = "kernel") -> list[str]:
+    """num_samples generated texts (without the prime), all continuing the same prime, drawn
+    together as num_samples streams of one CharRNN.generate call (the weights are read once per
+    character for all of them). Same seed, same texts; with num_samples = 1 the text is
+    sample()'s. The streams draw rng.random((length, num_samples)) (see CharRNN.generate), so
+    sample k is not the text a one-sample call would give with another seed."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ConfigError(f"the number of samples must be an integer >= 1, got {num_samples}")
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    h, first = primed_state(model, vocab, length, prime, temperature, top_k, rng)
+    shape = model.initial_state(num_samples).shape
+    streams = np.ascontiguousarray(np.broadcast_to(h, shape) if h.ndim == 2
+                                   else np.repeat(h, num_samples, axis=-2))
+    out = model.generate(streams, np.full(num_samples, first), length, temperature, top_k,
+                         greedy, rng, backend=backend)
+    chars = np.array(list(vocab.chars))
+    return ["".join(chars[row]) for row in out]
 
 
 def sample(model: CharRNN, vocab: Vocabulary, length: int = 500, prime: str = "",
