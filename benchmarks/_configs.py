@@ -4,6 +4,7 @@ Dimension letters as everywhere in fastrnn: V vocabulary, H hidden, B streams, T
 Pure Python: fastrnn (for its table of cells) is imported only when a configuration's gate
 count is asked for, so the unit tests of the helpers import this module for free.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ class BenchConfig:
     threads: int = 1
     dtype: str = "float32"
     note: str = ""
-    cell: str = "rnn"     # rnn, lstm or gru
-    layers: int = 1       # stacked layers of that cell
+    cell: str = "rnn"  # rnn, lstm or gru
+    layers: int = 1  # stacked layers of that cell
 
     @property
     def chars_per_step(self) -> int:
@@ -63,8 +64,10 @@ class BenchConfig:
         return self.H * (-(-self.H // panel) * panel) + 64 // itemsize
 
     def describe(self) -> str:
-        return (f"{self.name}: {self.layers}x{self.cell} V={self.V} H={self.H} B={self.B} "
-                f"T={self.T} threads={self.threads} {self.dtype}")
+        return (
+            f"{self.name}: {self.layers}x{self.cell} V={self.V} H={self.H} B={self.B} "
+            f"T={self.T} threads={self.threads} {self.dtype}"
+        )
 
 
 def flops_per_char(V: int, H: int, gates: int = 1, layers: int = 1) -> int:
@@ -96,24 +99,32 @@ def memory_bound_bytes(cfg: BenchConfig, itemsize: int) -> int:
     workspace): activations T*B*(2H+V) + the returned gradients (every parameter and h0)
     + SCRATCH_BH*B*H scratch + the packed copy of Whh the recurrent product streams through
     (about H*H, independent of B and T), all in the model dtype."""
-    values = (activation_bound_values(cfg) + cfg.num_params + SCRATCH_BH * cfg.B * cfg.H
-              + cfg.packed_values(itemsize))
+    values = (
+        activation_bound_values(cfg)
+        + cfg.num_params
+        + SCRATCH_BH * cfg.B * cfg.H
+        + cfg.packed_values(itemsize)
+    )
     return values * itemsize
 
 
-CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
-    BenchConfig("S", 65, 100, 1, 40, note="the classic char-RNN size"),
-    BenchConfig("S64", 65, 100, 1, 40, dtype="float64",
-                note="the classic char-RNN size in float64"),
-    BenchConfig("M", 65, 100, 32, 40),
-    BenchConfig("L", 65, 512, 32, 64),
-    BenchConfig("L2", 65, 512, 32, 64, threads=2),
-    BenchConfig("CJK", 6533, 256, 32, 64, note="Tang poems"),
-    BenchConfig("LSTM-M", 65, 100, 32, 40, cell="lstm"),
-    BenchConfig("LSTM-L", 65, 512, 32, 64, cell="lstm"),
-    BenchConfig("GRU-L", 65, 512, 32, 64, cell="gru"),
-    BenchConfig("LSTM2-L", 65, 512, 32, 64, cell="lstm", layers=2),
-)}
+CONFIGS: dict[str, BenchConfig] = {
+    c.name: c
+    for c in (
+        BenchConfig("S", 65, 100, 1, 40, note="the classic char-RNN size"),
+        BenchConfig(
+            "S64", 65, 100, 1, 40, dtype="float64", note="the classic char-RNN size in float64"
+        ),
+        BenchConfig("M", 65, 100, 32, 40),
+        BenchConfig("L", 65, 512, 32, 64),
+        BenchConfig("L2", 65, 512, 32, 64, threads=2),
+        BenchConfig("CJK", 6533, 256, 32, 64, note="Tang poems"),
+        BenchConfig("LSTM-M", 65, 100, 32, 40, cell="lstm"),
+        BenchConfig("LSTM-L", 65, 512, 32, 64, cell="lstm"),
+        BenchConfig("GRU-L", 65, 512, 32, 64, cell="gru"),
+        BenchConfig("LSTM2-L", 65, 512, 32, 64, cell="lstm", layers=2),
+    )
+}
 
 # The configurations whose training-step memory is measured against the memory bound.
 MEMORY_CONFIGS = ("L", "CJK")

@@ -14,6 +14,7 @@
 fastrnn is imported first, so that both OpenBLAS copies (numpy's and scipy's) are loaded before
 any ``threadpool_limits`` is entered: a limit only reaches the libraries loaded at that time.
 """
+
 from __future__ import annotations
 
 import gc
@@ -48,6 +49,7 @@ GEMM_N = 1536  # square GEMM of the limit: large enough for OpenBLAS's peak, ~0.
 
 # ------------------------------------------------------------------------- the BLAS in use
 
+
 def blas_info() -> list[dict]:
     """One dict per BLAS library loaded: whose copy it is ('scipy' for the one the kernel
     calls, 'numpy' for the reference's matmul), internal_api, version, architecture (the core
@@ -58,19 +60,33 @@ def blas_info() -> list[dict]:
             continue
         path = Path(lib.get("filepath", ""))
         owner = path.parent.name.removesuffix(".libs") or lib.get("prefix", "?")
-        out.append({"owner": owner, "internal_api": lib.get("internal_api"),
-                    "version": lib.get("version"), "architecture": lib.get("architecture"),
-                    "num_threads": lib.get("num_threads"), "file": path.name})
+        out.append(
+            {
+                "owner": owner,
+                "internal_api": lib.get("internal_api"),
+                "version": lib.get("version"),
+                "architecture": lib.get("architecture"),
+                "num_threads": lib.get("num_threads"),
+                "file": path.name,
+            }
+        )
     return out
 
 
 def describe_blas(info: list[dict]) -> str:
     """'scipy: openblas 0.3.30 SkylakeX 1 thread(s); numpy: ...' for a table header."""
-    return "; ".join(f"{d['owner']}: {d['internal_api']} {d['version']} {d['architecture']} "
-                     f"{d['num_threads']} thread(s)" for d in info) or "no BLAS found"
+    return (
+        "; ".join(
+            f"{d['owner']}: {d['internal_api']} {d['version']} {d['architecture']} "
+            f"{d['num_threads']} thread(s)"
+            for d in info
+        )
+        or "no BLAS found"
+    )
 
 
 # ------------------------------------------------------------------------- the GEMM limit
+
 
 class GemmStep:
     """Callable: C = A @ B, n x n, in scipy's OpenBLAS sgemm/dgemm (the copy the kernel calls).
@@ -84,7 +100,7 @@ class GemmStep:
         self.a = np.asfortranarray(rng.standard_normal((n, n)), dtype=dt)
         self.b = np.asfortranarray(rng.standard_normal((n, n)), dtype=dt)
         self.c = np.zeros((n, n), dtype=dt, order="F")
-        self.flops = 2 * n ** 3
+        self.flops = 2 * n**3
 
     def __call__(self) -> None:
         self.gemm(1.0, self.a, self.b, beta=0.0, c=self.c, overwrite_c=1)
@@ -102,6 +118,7 @@ def gemm_rate(dtype: str, threads: int, n: int = GEMM_N, repeats: int = 5) -> fl
 
 # ------------------------------------------------------------------------- a training step
 
+
 class TrainingStep:
     """Callable: one training iteration of `backend` at `cfg`.
 
@@ -112,30 +129,40 @@ class TrainingStep:
     for the reference. h0 stays zero.
     """
 
-    def __init__(self, cfg: BenchConfig, backend: str, seed: int = 0,
-                 preallocate_grads: bool = True):
+    def __init__(
+        self, cfg: BenchConfig, backend: str, seed: int = 0, preallocate_grads: bool = True
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cfg, self.backend = cfg, backend
-        self.model = fastrnn.CharRNN(vocab_size=cfg.V, hidden_size=cfg.H, cell=cfg.cell,
-                                     num_layers=cfg.layers, dtype=np.dtype(cfg.dtype),
-                                     seed=seed)
+        self.model = fastrnn.CharRNN(
+            vocab_size=cfg.V,
+            hidden_size=cfg.H,
+            cell=cfg.cell,
+            num_layers=cfg.layers,
+            dtype=np.dtype(cfg.dtype),
+            seed=seed,
+        )
         rng = np.random.default_rng(seed + 1)
         shape = (CHUNKS_IN_POOL, cfg.B, cfg.T)
         self.xs = rng.integers(0, cfg.V, size=shape, dtype=np.int32)
         self.ys = rng.integers(0, cfg.V, size=shape, dtype=np.int32)
         self.h0 = self.model.initial_state(cfg.B)
         params = self.model.params
-        self.grads = ({n: np.empty_like(p) for n, p in params.items()}
-                      | {"h0": np.empty_like(self.h0)}) if preallocate_grads else None
+        self.grads = (
+            ({n: np.empty_like(p) for n, p in params.items()} | {"h0": np.empty_like(self.h0)})
+            if preallocate_grads
+            else None
+        )
         self.optimizer = make_optimizer("adam", params, ADAM_LR, backend=backend)
         self.i = 0
 
     def __call__(self) -> float:
         k = self.i % CHUNKS_IN_POOL
         self.i += 1
-        loss, grads, _ = self.model.loss_and_grads(self.xs[k], self.ys[k], self.h0,
-                                                   backend=self.backend, grads=self.grads)
+        loss, grads, _ = self.model.loss_and_grads(
+            self.xs[k], self.ys[k], self.h0, backend=self.backend, grads=self.grads
+        )
         self.optimizer.step(self.model.params, grads, clip=GRAD_CLIP)
         return loss
 
@@ -154,8 +181,9 @@ def time_steps(step: Callable[[], object], n: int) -> float:
             gc.enable()
 
 
-def steps_per_round(steps: list[Callable[[], object]], target_seconds: float,
-                    max_steps: int = 100_000) -> int:
+def steps_per_round(
+    steps: list[Callable[[], object]], target_seconds: float, max_steps: int = 100_000
+) -> int:
     """How many calls of the slowest step fill target_seconds (at least 1); each step is
     warmed up (workspaces allocated, caches filled) by the calibration itself."""
     slowest = 0.0
@@ -169,9 +197,12 @@ def steps_per_round(steps: list[Callable[[], object]], target_seconds: float,
     return max(1, min(max_steps, round(target_seconds / slowest)))
 
 
-def interleaved_rates(steps: dict[str, tuple[Callable[[], object], int, int]],
-                      rounds: int, max_seconds: float = float("inf"),
-                      min_rounds: int = 3) -> dict[str, list[float]]:
+def interleaved_rates(
+    steps: dict[str, tuple[Callable[[], object], int, int]],
+    rounds: int,
+    max_seconds: float = float("inf"),
+    min_rounds: int = 3,
+) -> dict[str, list[float]]:
     """Rate of each step in each round: steps maps a name to (callable, units per call, calls
     per round) and the rate is units/s (chars/s for a training step, FLOP/s for a GEMM). The
     order alternates from round to round (ABC.., then ..CBA), so a burst of machine noise hits
@@ -181,7 +212,7 @@ def interleaved_rates(steps: dict[str, tuple[Callable[[], object], int, int]],
     rates: dict[str, list[float]] = {name: [] for name in names}
     t0 = time.perf_counter()
     for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             step, units, n = steps[name]
             rates[name].append(units * n / time_steps(step, n))
         if r + 1 >= min_rounds and time.perf_counter() - t0 > max_seconds:
@@ -194,11 +225,15 @@ def summarize_rounds(kernel: list[float], numpy: list[float]) -> dict[str, float
     kernel/numpy (paired rounds: a slow moment slows both halves of a pair)."""
     if not kernel or len(kernel) != len(numpy):
         raise ValueError("need the same positive number of rounds for kernel and numpy")
-    return {"kernel_chars_per_s": max(kernel), "numpy_chars_per_s": max(numpy),
-            "ratio": statistics.median(k / n for k, n in zip(kernel, numpy))}
+    return {
+        "kernel_chars_per_s": max(kernel),
+        "numpy_chars_per_s": max(numpy),
+        "ratio": statistics.median(k / n for k, n in zip(kernel, numpy)),
+    }
 
 
 # ------------------------------------------------------------------------- memory
+
 
 def training_step_peak(cfg: BenchConfig, backend: str) -> dict[str, int]:
     """tracemalloc peak bytes, above what was allocated before, of one training step whose
@@ -225,14 +260,22 @@ def training_step_peak(cfg: BenchConfig, backend: str) -> dict[str, int]:
 
 # ------------------------------------------------------------------------- sampling
 
+
 def has_generate() -> bool:
     """Whether CharRNN has the generation loop (CharRNN.generate)."""
     return callable(getattr(fastrnn.CharRNN, "generate", None))
 
 
-def sampling_rate(V: int, H: int, top_k: int | None = None, backend: str = "kernel",
-                  dtype: str = "float32", repeats: int = 3, call_seconds: float = 0.05,
-                  max_length: int = 1 << 20) -> float | None:
+def sampling_rate(
+    V: int,
+    H: int,
+    top_k: int | None = None,
+    backend: str = "kernel",
+    dtype: str = "float32",
+    repeats: int = 3,
+    call_seconds: float = 0.05,
+    max_length: int = 1 << 20,
+) -> float | None:
     """Best characters/s of CharRNN.generate(h, 0, length, temperature=1, top_k, rng=...,
     backend) on a fresh model (one stream), or None if there is no CharRNN.generate. length is
     grown (x4 from 64) until one call takes call_seconds, then the best of `repeats` calls."""
@@ -256,7 +299,7 @@ def sampling_rate(V: int, H: int, top_k: int | None = None, backend: str = "kern
 
 # ------------------------------------------------------------------------- design probes
 
-TANH_PROBE_SIZE = 32 * 512          # one step of the recurrence at L
+TANH_PROBE_SIZE = 32 * 512  # one step of the recurrence at L
 
 
 def tanh_throughputs(dtype: str, rounds: int = 5, calls: int = 300) -> tuple[float, float]:
@@ -270,15 +313,16 @@ def tanh_throughputs(dtype: str, rounds: int = 5, calls: int = 300) -> tuple[flo
     best = {"kernel": 0.0, "numpy": 0.0}
     calls_of = {"kernel": lambda: _kernel.tanh_array(work), "numpy": lambda: np.tanh(x, out=out)}
     for r in range(rounds):
-        for name in (("kernel", "numpy") if r % 2 == 0 else ("numpy", "kernel")):
+        for name in ("kernel", "numpy") if r % 2 == 0 else ("numpy", "kernel"):
             work[:] = x
             seconds = time_steps(calls_of[name], calls)
             best[name] = max(best[name], calls * x.size / seconds)
     return best["kernel"], best["numpy"]
 
 
-def recurrent_step_seconds(B: int, H: int, dtype: str = "float32",
-                           rounds: int = 5) -> tuple[float, float]:
+def recurrent_step_seconds(
+    B: int, H: int, dtype: str = "float32", rounds: int = 5
+) -> tuple[float, float]:
     """(packed, BLAS) seconds of one recurrent step h (B, H) @ Whh (H, H): the kernel's packed
     recurrent product (Whh packed once) and the scipy OpenBLAS call it replaces (GEMV at B = 1,
     GEMM else), best of alternating rounds, one thread."""
@@ -292,14 +336,16 @@ def recurrent_step_seconds(B: int, H: int, dtype: str = "float32",
     best = {True: math.inf, False: math.inf}
     with threadpool_limits(1):
         for r in range(rounds):
-            for blas in ((False, True) if r % 2 == 0 else (True, False)):
-                best[blas] = min(best[blas], _kernel.recurrent_step_seconds(A, W, C, packed, 1,
-                                                                            blas))
+            for blas in (False, True) if r % 2 == 0 else (True, False):
+                best[blas] = min(
+                    best[blas], _kernel.recurrent_step_seconds(A, W, C, packed, 1, blas)
+                )
     return best[False], best[True]
 
 
-def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7,
-                        calls: int = 1000) -> tuple[float, float]:
+def fixed_cost_fraction(
+    cfg: BenchConfig, rounds: int = 7, calls: int = 1000
+) -> tuple[float, float]:
     """(fixed cost in seconds, its fraction of the iteration) of one training step: the time of
     TrainingStep minus the time of the bare compiled calls it makes (rnn_forward, rnn_backward
     and one UpdatePlan.adam, called directly on prepared buffers). Alternating rounds, best of
@@ -307,7 +353,7 @@ def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7,
     from fastrnn import _kernel
 
     step = TrainingStep(cfg, "kernel")
-    step()                                   # workspace, optimizer views and plan exist now
+    step()  # workspace, optimizer views and plan exist now
     m, opt, g = step.model, step.optimizer, step.grads
     p, ws = m.params, m._workspaces[next(reversed(m._workspaces))]
     x, y, h0 = step.xs[0], step.ys[0], step.h0
@@ -315,16 +361,31 @@ def fixed_cost_fraction(cfg: BenchConfig, rounds: int = 7,
     args = opt._args
 
     def bare():
-        _kernel.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
-                            ws.hs, ws.probs, ws.packed)
-        _kernel.rnn_backward(x, y, h0, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
-                             g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], g["h0"],
-                             ws.packed)
+        _kernel.rnn_forward(
+            x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed
+        )
+        _kernel.rnn_backward(
+            x,
+            y,
+            h0,
+            p["Whh"],
+            p["Why"],
+            ws.hs,
+            ws.probs,
+            ws.dhs,
+            g["Wxh"],
+            g["Whh"],
+            g["bh"],
+            g["Why"],
+            g["by"],
+            g["h0"],
+            ws.packed,
+        )
         plan.adam(*args, GRAD_CLIP, 1.0)
 
     best = {"bare": math.inf, "step": math.inf}
     for r in range(rounds):
-        for name in (("bare", "step") if r % 2 == 0 else ("step", "bare")):
+        for name in ("bare", "step") if r % 2 == 0 else ("step", "bare"):
             seconds = time_steps(bare if name == "bare" else step, calls) / calls
             best[name] = min(best[name], seconds)
     fixed = best["step"] - best["bare"]

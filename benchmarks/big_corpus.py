@@ -10,6 +10,7 @@ Peak RSS is the kernel's ru_maxrss of each child process; it counts the pages of
 cache that the process touched (clean, shared, reclaimable page cache), which for training is
 the few chunks read so far plus the validation tail.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,10 @@ def write_text(path: Path, size: int) -> None:
     """size bytes of random words over a 65-character alphabet, with line breaks."""
     import numpy as np
 
-    letters = np.frombuffer(b"etaoinshrdlucmfwypvbgkjqxz" * 3 + b"ETAOINSHRDLUCMFWYPVBGKJQXZ"
-                            + b",.;:'!?-()\"0123", dtype=np.uint8)
+    letters = np.frombuffer(
+        b"etaoinshrdlucmfwypvbgkjqxz" * 3 + b"ETAOINSHRDLUCMFWYPVBGKJQXZ" + b",.;:'!?-()\"0123",
+        dtype=np.uint8,
+    )
     rng = np.random.default_rng(0)
     with open(path, "wb") as f:
         written = 0
@@ -65,30 +68,53 @@ def main() -> None:
         t = time.perf_counter()
         write_text(text, size)
         print(f"generated {size / 1e9:.2f} GB of text in {time.perf_counter() - t:.1f} s")
-        script = ("import sys; from fastrnn.corpus import load_corpus; "
-                  "c = load_corpus([sys.argv[1]]); print(c.ids.size, c.vocab.size, c.cache_hit)")
+        script = (
+            "import sys; from fastrnn.corpus import load_corpus; "
+            "c = load_corpus([sys.argv[1]]); print(c.ids.size, c.vocab.size, c.cache_hit)"
+        )
         encode = [sys.executable, "-c", script, str(text)]
         wall, rss, out = run_child(encode)
-        print(f"first start, encoding: {wall:.1f} s ({size / wall / 1e6:.0f} MB/s), "
-              f"peak RSS {rss / 2**20:.0f} MiB  [{out.strip()}]")
+        print(
+            f"first start, encoding: {wall:.1f} s ({size / wall / 1e6:.0f} MB/s), "
+            f"peak RSS {rss / 2**20:.0f} MiB  [{out.strip()}]"
+        )
         cache = sorted(p.name for p in Path(tmp).iterdir() if p.name.startswith("."))
         print(f"cache files: {cache}")
         wall, rss, out = run_child(encode)
-        print(f"second start, mapping the cache: {wall:.2f} s, peak RSS {rss / 2**20:.0f} MiB "
-              f"[{out.strip()}]")
-        first = ("import io, sys; from fastrnn.train import Trainer; "
-                 "t = Trainer({'corpus': sys.argv[1], 'checkpoint': sys.argv[2]}, None, "
-                 "io.StringIO()); t.train_step(); print('first iteration done', flush=True)")
-        wall, rss, out = run_child([sys.executable, "-c", first, str(text),
-                                    str(Path(tmp) / "f.npz")])
-        print(f"second start to the end of the first iteration at the defaults (start "
-              f"Python, import, map the cache, build model and batches, one step): "
-              f"{wall:.2f} s, peak RSS {rss / 2**20:.0f} MiB")
-        train = ["fastrnn-train", str(text), "--sample-every", "0", "--eval-every", "0",
-                 "--val-fraction", "0.001", "--checkpoint", str(Path(tmp) / "r.npz")]
+        print(
+            f"second start, mapping the cache: {wall:.2f} s, peak RSS {rss / 2**20:.0f} MiB "
+            f"[{out.strip()}]"
+        )
+        first = (
+            "import io, sys; from fastrnn.train import Trainer; "
+            "t = Trainer({'corpus': sys.argv[1], 'checkpoint': sys.argv[2]}, None, "
+            "io.StringIO()); t.train_step(); print('first iteration done', flush=True)"
+        )
+        wall, rss, out = run_child(
+            [sys.executable, "-c", first, str(text), str(Path(tmp) / "f.npz")]
+        )
+        print(
+            f"second start to the end of the first iteration at the defaults (start "
+            f"Python, import, map the cache, build model and batches, one step): "
+            f"{wall:.2f} s, peak RSS {rss / 2**20:.0f} MiB"
+        )
+        train = [
+            "fastrnn-train",
+            str(text),
+            "--sample-every",
+            "0",
+            "--eval-every",
+            "0",
+            "--val-fraction",
+            "0.001",
+            "--checkpoint",
+            str(Path(tmp) / "r.npz"),
+        ]
         wall, rss, out = run_child([*train, "--max-iters", str(args.iters)])
-        print(f"training {args.iters} iterations at the defaults (H=100 B=32 T=64 float32, "
-              f"validation tail 0.1%): peak RSS {rss / 2**20:.0f} MiB, {wall:.1f} s")
+        print(
+            f"training {args.iters} iterations at the defaults (H=100 B=32 T=64 float32, "
+            f"validation tail 0.1%): peak RSS {rss / 2**20:.0f} MiB, {wall:.1f} s"
+        )
         print(out.strip().splitlines()[-1])
 
 

@@ -11,6 +11,7 @@ elementwise gradient clipping at 5 and Adam, as fastrnn's step (benchmarks/_meas
              but nn.RNN adds an (H, H) input product that fastrnn's model does not have.
 Rounds alternate between the three steps; each figure is the best round.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,15 +68,17 @@ def torch_step(cfg: BenchConfig, variant: str):
 
 def compare(cfg: BenchConfig, rounds: int = 7, round_seconds: float = 0.4) -> dict[str, float]:
     """Best chars/s of fastrnn's kernel step and of both PyTorch variants, alternating."""
-    steps = {"fastrnn": _measure.TrainingStep(cfg, "kernel"),
-             "torch one-hot": torch_step(cfg, "one-hot"),
-             "torch embedding": torch_step(cfg, "embedding")}
+    steps = {
+        "fastrnn": _measure.TrainingStep(cfg, "kernel"),
+        "torch one-hot": torch_step(cfg, "one-hot"),
+        "torch embedding": torch_step(cfg, "embedding"),
+    }
     for step in steps.values():
-        step()                                   # warm-up
+        step()  # warm-up
     best = dict.fromkeys(steps, 0.0)
     names = list(steps)
     for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < round_seconds:
                 steps[name]()
@@ -90,16 +93,21 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     with threadpool_limits(1):
-        print(f"PyTorch {torch.__version__}, 1 thread; "
-              f"{_measure.describe_blas(_measure.blas_info())}")
-        print(f"{'config':8} {'fastrnn':>12} {'torch one-hot':>14} {'torch embedding':>16}  "
-              "fastrnn / torch (one-hot, embedding)")
+        print(
+            f"PyTorch {torch.__version__}, 1 thread; {_measure.describe_blas(_measure.blas_info())}"
+        )
+        print(
+            f"{'config':8} {'fastrnn':>12} {'torch one-hot':>14} {'torch embedding':>16}  "
+            "fastrnn / torch (one-hot, embedding)"
+        )
         for name in args.only.split(","):
             cfg = CONFIGS[name.strip()]
             r = compare(cfg)
-            print(f"{cfg.name:8} {r['fastrnn']:12,.0f} {r['torch one-hot']:14,.0f} "
-                  f"{r['torch embedding']:16,.0f}  {r['fastrnn'] / r['torch one-hot']:.2f}, "
-                  f"{r['fastrnn'] / r['torch embedding']:.2f}")
+            print(
+                f"{cfg.name:8} {r['fastrnn']:12,.0f} {r['torch one-hot']:14,.0f} "
+                f"{r['torch embedding']:16,.0f}  {r['fastrnn'] / r['torch one-hot']:.2f}, "
+                f"{r['fastrnn'] / r['torch embedding']:.2f}"
+            )
     return 0
 
 

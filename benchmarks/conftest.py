@@ -4,6 +4,7 @@ pytest configuration collects tests/ alone).
 _measure is imported here first: it imports fastrnn and scipy.linalg, loading both OpenBLAS
 copies before any test enters a threadpool_limits, so that a limit reaches both.
 """
+
 from __future__ import annotations
 
 import pytest

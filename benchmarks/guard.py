@@ -19,6 +19,7 @@ It never changes OPENBLAS_* variables: for a report run it as
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/guard.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ FLOORS_PATH = Path(__file__).resolve().parent / "floors.json"
 
 # ------------------------------------------------------------------------- floors and verdicts
 
+
 def load_floors(path: Path = FLOORS_PATH) -> dict:
     """floors.json: {'configs': {NAME: {'ratio', 'fraction', 'target_ratio', 'target_fraction'}},
     'memory_bound_factor': f}. Every configuration of CONFIGS must have a ratio and fraction
@@ -55,8 +57,9 @@ def load_floors(path: Path = FLOORS_PATH) -> dict:
     for name in CONFIGS:
         entry = floors.get("configs", {}).get(name)
         if entry is None or "ratio" not in entry or "fraction" not in entry:
-            raise ValueError(f"{path}: configuration {name!r} needs a 'ratio' and a "
-                             "'fraction' floor")
+            raise ValueError(
+                f"{path}: configuration {name!r} needs a 'ratio' and a 'fraction' floor"
+            )
     return floors
 
 
@@ -75,8 +78,10 @@ def meets_target(result: dict, floor: dict) -> bool | None:
     where floors.json gives one (None when it gives no target)."""
     if "target_fraction" not in floor:
         return None
-    return (result["ratio"] >= floor.get("target_ratio", 0)
-            and result["fraction"] >= floor["target_fraction"])
+    return (
+        result["ratio"] >= floor.get("target_ratio", 0)
+        and result["fraction"] >= floor["target_fraction"]
+    )
 
 
 def memory_verdict(peak: int, bound: int, factor: float) -> str:
@@ -84,6 +89,7 @@ def memory_verdict(peak: int, bound: int, factor: float) -> str:
 
 
 # ------------------------------------------------------------------------- tables
+
 
 def _si(x: float) -> str:
     """12345678 -> '12.3M', 45678 -> '45.7k'."""
@@ -98,8 +104,9 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
 
     def line(cells):
-        return "  ".join(str(c).rjust(w) if _numeric(c) else str(c).ljust(w)
-                         for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(
+            str(c).rjust(w) if _numeric(c) else str(c).ljust(w) for c, w in zip(cells, widths)
+        ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
@@ -113,33 +120,61 @@ def _numeric(cell) -> bool:
     return True
 
 
-SPEED_HEADER = ["name", "V", "H", "B", "T", "threads", "dtype", "kernel chars/s",
-                "numpy chars/s", "ratio", "limit GFLOP/s", "fraction", "floor (ratio, fraction)",
-                "target", "verdict"]
+SPEED_HEADER = [
+    "name",
+    "V",
+    "H",
+    "B",
+    "T",
+    "threads",
+    "dtype",
+    "kernel chars/s",
+    "numpy chars/s",
+    "ratio",
+    "limit GFLOP/s",
+    "fraction",
+    "floor (ratio, fraction)",
+    "target",
+    "verdict",
+]
 
 
 def speed_row(r: dict) -> list[str]:
     c, f = r["config"], r["floor"]
     target = {True: "met", False: "not met", None: "-"}[r["meets_target"]]
     ratio_txt = f"x{f['target_ratio']}, " if "target_ratio" in f else ""
-    target_txt = (f"{target} ({ratio_txt}{f['target_fraction']})"
-                  if r["meets_target"] is not None else "-")
-    return [c["name"], c["V"], c["H"], c["B"], c["T"], c["threads"], c["dtype"],
-            _si(r["kernel_chars_per_s"]), _si(r["numpy_chars_per_s"]), f"{r['ratio']:.2f}",
-            f"{r['gemm_flops_per_s'] / 1e9:.0f}", f"{r['fraction']:.3f}",
-            f"x{f['ratio']}, {f['fraction']}", target_txt, r["verdict"]]
+    target_txt = (
+        f"{target} ({ratio_txt}{f['target_fraction']})" if r["meets_target"] is not None else "-"
+    )
+    return [
+        c["name"],
+        c["V"],
+        c["H"],
+        c["B"],
+        c["T"],
+        c["threads"],
+        c["dtype"],
+        _si(r["kernel_chars_per_s"]),
+        _si(r["numpy_chars_per_s"]),
+        f"{r['ratio']:.2f}",
+        f"{r['gemm_flops_per_s'] / 1e9:.0f}",
+        f"{r['fraction']:.3f}",
+        f"x{f['ratio']}, {f['fraction']}",
+        target_txt,
+        r["verdict"],
+    ]
 
 
 # ------------------------------------------------------------------------- measuring
 
-def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float,
-                   max_seconds: float) -> dict:
+
+def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float, max_seconds: float) -> dict:
     """One configuration under a thread limit of cfg.threads: rounds that alternate the
     kernel's training step, the reference's and one GEMM of the same dtype (the limit)."""
     import _measure
     from fastrnn.train import limit_threads
 
-    with limit_threads(cfg.threads):      # the BLAS and the kernel's recurrences
+    with limit_threads(cfg.threads):  # the BLAS and the kernel's recurrences
         train = {b: _measure.TrainingStep(cfg, b) for b in _measure.BACKENDS}
         n = _measure.steps_per_round(list(train.values()), round_seconds)
         gemm = _measure.GemmStep(cfg.dtype)
@@ -149,11 +184,21 @@ def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float,
         rates = _measure.interleaved_rates(steps, rounds, max_seconds=max_seconds)
         blas = _measure.blas_info()
     return {
-        "config": {"name": cfg.name, "V": cfg.V, "H": cfg.H, "B": cfg.B, "T": cfg.T,
-                   "threads": cfg.threads, "dtype": cfg.dtype},
+        "config": {
+            "name": cfg.name,
+            "V": cfg.V,
+            "H": cfg.H,
+            "B": cfg.B,
+            "T": cfg.T,
+            "threads": cfg.threads,
+            "dtype": cfg.dtype,
+        },
         **_measure.summarize_rounds(rates["kernel"], rates["numpy"]),
-        "flops_per_char": cfg.flops_per_char, "gemm_in_rounds_flops_per_s": max(rates["gemm"]),
-        "steps_per_round": n, "rounds": len(rates["gemm"]), "blas": blas,
+        "flops_per_char": cfg.flops_per_char,
+        "gemm_in_rounds_flops_per_s": max(rates["gemm"]),
+        "steps_per_round": n,
+        "rounds": len(rates["gemm"]),
+        "blas": blas,
         "rates_per_round": rates,
     }
 
@@ -164,16 +209,19 @@ def limit_key(cfg: BenchConfig) -> tuple[str, int]:
 
 def add_fractions(r: dict, cfg: BenchConfig, gemm_flops_per_s: float) -> dict:
     """r with the GEMM limit and the fractions of it of kernel and reference."""
-    r.update(gemm_flops_per_s=gemm_flops_per_s,
-             fraction=fraction_of_limit(r["kernel_chars_per_s"], cfg.flops_per_char,
-                                        gemm_flops_per_s),
-             numpy_fraction=fraction_of_limit(r["numpy_chars_per_s"], cfg.flops_per_char,
-                                              gemm_flops_per_s))
+    r.update(
+        gemm_flops_per_s=gemm_flops_per_s,
+        fraction=fraction_of_limit(r["kernel_chars_per_s"], cfg.flops_per_char, gemm_flops_per_s),
+        numpy_fraction=fraction_of_limit(
+            r["numpy_chars_per_s"], cfg.flops_per_char, gemm_flops_per_s
+        ),
+    )
     return r
 
 
-def run_speed(configs: list[BenchConfig], floors: dict, rounds: int,
-              round_seconds: float, max_seconds: float) -> list[dict]:
+def run_speed(
+    configs: list[BenchConfig], floors: dict, rounds: int, round_seconds: float, max_seconds: float
+) -> list[dict]:
     """Measure every configuration, then judge each against its floors with the limit of its
     (dtype, threads) taken as the best GEMM round of the whole run: the machine's peak does
     not change between configurations, and a GEMM round disturbed by another process would
@@ -185,9 +233,12 @@ def run_speed(configs: list[BenchConfig], floors: dict, rounds: int,
         r = measure_config(cfg, rounds + extra_rounds, round_seconds, time_factor * max_seconds)
         key = limit_key(cfg)
         best_gemm[key] = max(best_gemm.get(key, 0.0), r["gemm_in_rounds_flops_per_s"])
-        print(f"  {cfg.name}: kernel {_si(r['kernel_chars_per_s'])} chars/s, numpy "
-              f"{_si(r['numpy_chars_per_s'])} chars/s, ratio {r['ratio']:.2f} "
-              f"({r['rounds']} rounds, {time.perf_counter() - t0:.1f} s)", flush=True)
+        print(
+            f"  {cfg.name}: kernel {_si(r['kernel_chars_per_s'])} chars/s, numpy "
+            f"{_si(r['numpy_chars_per_s'])} chars/s, ratio {r['ratio']:.2f} "
+            f"({r['rounds']} rounds, {time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
         return r
 
     measured = [(cfg, measure(cfg)) for cfg in configs]
@@ -201,8 +252,12 @@ def run_speed(configs: list[BenchConfig], floors: dict, rounds: int,
             r = measure(cfg, extra_rounds=2, time_factor=2.0)
             add_fractions(r, cfg, best_gemm[limit_key(cfg)])
             misses = below_floor(r, floor)
-        r.update(floor=floor, misses=misses, meets_target=meets_target(r, floor),
-                 verdict="FAIL" if misses else "ok")
+        r.update(
+            floor=floor,
+            misses=misses,
+            meets_target=meets_target(r, floor),
+            verdict="FAIL" if misses else "ok",
+        )
         results.append(r)
     return results
 
@@ -218,10 +273,16 @@ def run_memory(configs: list[BenchConfig], factor: float) -> list[dict]:
         for backend in _measure.BACKENDS:
             peaks = _measure.training_step_peak(cfg, backend)
             checked = backend == "kernel"
-            results.append({"name": cfg.name, "backend": backend, "bound_bytes": bound,
-                            "first_bytes": peaks["first"], "steady_bytes": peaks["steady"],
-                            "verdict": memory_verdict(peaks["first"], bound, factor)
-                            if checked else "info"})
+            results.append(
+                {
+                    "name": cfg.name,
+                    "backend": backend,
+                    "bound_bytes": bound,
+                    "first_bytes": peaks["first"],
+                    "steady_bytes": peaks["steady"],
+                    "verdict": memory_verdict(peaks["first"], bound, factor) if checked else "info",
+                }
+            )
     return results
 
 
@@ -237,21 +298,42 @@ def run_probes(floors: dict) -> list[dict]:
     if ceiling is not None:
         with threadpool_limits(1):
             fixed, fraction = _measure.fixed_cost_fraction(CONFIGS["S"])
-        results.append({"name": f"fixed cost at S ({fixed * 1e6:.1f} us)", "kernel": fraction,
-                        "numpy": None, "ratio": fraction, "floor": f"<= {ceiling}",
-                        "verdict": "ok" if fraction <= ceiling else "FAIL"})
+        results.append(
+            {
+                "name": f"fixed cost at S ({fixed * 1e6:.1f} us)",
+                "kernel": fraction,
+                "numpy": None,
+                "ratio": fraction,
+                "floor": f"<= {ceiling}",
+                "verdict": "ok" if fraction <= ceiling else "FAIL",
+            }
+        )
     for B, H in ((1, 100), (32, 512)):
         packed, blas = _measure.recurrent_step_seconds(B, H)
-        results.append({"name": f"recurrent step B={B} H={H} ({packed * 1e6:.2f} us, "
-                                f"OpenBLAS {blas * 1e6:.2f} us, {_recurrent_isa()})",
-                        "kernel": 1 / packed, "numpy": 1 / blas, "ratio": blas / packed,
-                        "floor": "-", "verdict": "info"})
+        results.append(
+            {
+                "name": f"recurrent step B={B} H={H} ({packed * 1e6:.2f} us, "
+                f"OpenBLAS {blas * 1e6:.2f} us, {_recurrent_isa()})",
+                "kernel": 1 / packed,
+                "numpy": 1 / blas,
+                "ratio": blas / packed,
+                "floor": "-",
+                "verdict": "info",
+            }
+        )
     for dtype, floor in floors.get("probes", {}).items():
         kernel, reference = _measure.tanh_throughputs(dtype)
         ratio = kernel / reference
-        results.append({"name": f"tanh {dtype}", "kernel": kernel, "numpy": reference,
-                        "ratio": ratio, "floor": floor,
-                        "verdict": "ok" if ratio >= floor else "FAIL"})
+        results.append(
+            {
+                "name": f"tanh {dtype}",
+                "kernel": kernel,
+                "numpy": reference,
+                "ratio": ratio,
+                "floor": floor,
+                "verdict": "ok" if ratio >= floor else "FAIL",
+            }
+        )
     return results
 
 
@@ -274,29 +356,57 @@ def run_sampling(quick: bool) -> list[dict] | None:
     with threadpool_limits(1):
         for name, V, H, target in SAMPLING_CONFIGS:
             for top_k in (None, 10):
-                rates = {b: _measure.sampling_rate(V, H, top_k=top_k, backend=b,
-                                                   repeats=2 if quick else 3,
-                                                   call_seconds=0.03 if quick else 0.06)
-                         for b in _measure.BACKENDS}
-                results.append({"name": name, "V": V, "H": H, "top_k": top_k,
-                                "kernel_chars_per_s": rates["kernel"],
-                                "numpy_chars_per_s": rates["numpy"], "target": target,
-                                "meets_target": rates["kernel"] >= target})
+                rates = {
+                    b: _measure.sampling_rate(
+                        V,
+                        H,
+                        top_k=top_k,
+                        backend=b,
+                        repeats=2 if quick else 3,
+                        call_seconds=0.03 if quick else 0.06,
+                    )
+                    for b in _measure.BACKENDS
+                }
+                results.append(
+                    {
+                        "name": name,
+                        "V": V,
+                        "H": H,
+                        "top_k": top_k,
+                        "kernel_chars_per_s": rates["kernel"],
+                        "numpy_chars_per_s": rates["numpy"],
+                        "target": target,
+                        "meets_target": rates["kernel"] >= target,
+                    }
+                )
     return results
 
 
 # ------------------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="fewer and shorter rounds (about half the time, a little noisier)")
-    p.add_argument("--only", default=None, metavar="NAMES",
-                   help=f"comma-separated configurations to measure (of {','.join(CONFIGS)})")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer and shorter rounds (about half the time, a little noisier)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        metavar="NAMES",
+        help=f"comma-separated configurations to measure (of {','.join(CONFIGS)})",
+    )
     p.add_argument("--json", default=None, metavar="PATH", help="also write all results here")
-    p.add_argument("--floors", default=str(FLOORS_PATH), metavar="PATH",
-                   help="floors file (default: benchmarks/floors.json)")
+    p.add_argument(
+        "--floors",
+        default=str(FLOORS_PATH),
+        metavar="PATH",
+        help="floors file (default: benchmarks/floors.json)",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peaks")
     p.add_argument("--no-sampling", action="store_true", help="skip the generation speed")
     return p.parse_args(argv)
@@ -320,9 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
     cpu = platform.processor() or platform.machine()
-    print(f"fastrnn {_measure.fastrnn.__version__} guard on {cpu}, "
-          f"{os.cpu_count()} cpus; OPENBLAS variables: "
-          f"{', '.join(f'{k}={v}' for k, v in env.items()) or 'none set'}", flush=True)
+    print(
+        f"fastrnn {_measure.fastrnn.__version__} guard on {cpu}, "
+        f"{os.cpu_count()} cpus; OPENBLAS variables: "
+        f"{', '.join(f'{k}={v}' for k, v in env.items()) or 'none set'}",
+        flush=True,
+    )
     speed = run_speed(configs, floors, rounds, round_seconds, max_seconds)
 
     print("\nBLAS in use (threads as set for the configuration):")
@@ -332,25 +445,41 @@ def main(argv: list[str] | None = None) -> int:
         if line not in seen:
             seen.add(line)
             print(f"  {line}")
-    print(f"limit: GFLOP/s of an n={_measure.GEMM_N} GEMM in scipy's OpenBLAS, best round of "
-          "the run for the same dtype and threads; fraction = kernel chars/s * FLOPs/char "
-          "(6(G*H*H*(2L-1)+H*V)) / limit")
+    print(
+        f"limit: GFLOP/s of an n={_measure.GEMM_N} GEMM in scipy's OpenBLAS, best round of "
+        "the run for the same dtype and threads; fraction = kernel chars/s * FLOPs/char "
+        "(6(G*H*H*(2L-1)+H*V)) / limit"
+    )
     print()
     print(format_table(SPEED_HEADER, [speed_row(r) for r in speed]))
     ok = all(r["verdict"] == "ok" for r in speed)
 
     probes = run_probes(floors)
     if probes:
-        print("\nDesign probes: the share of a training step at S spent outside compiled code "
-              "(validation, dispatch, the optimizer's Python), one step of the recurrence "
-              "(steps/s: the packed recurrent product against the OpenBLAS call it replaces, "
-              "for information), and the kernel's vectorised tanh "
-              f"against numpy's (SIMD) tanh on {_measure.TANH_PROBE_SIZE} values (a scalar libm "
-              "loop would be a few percent)")
-        print(format_table(["probe", "kernel", "numpy", "ratio", "floor", "verdict"],
-                           [[p["name"], _si(p["kernel"]) if p["numpy"] else "-",
-                             _si(p["numpy"]) if p["numpy"] else "-", f"{p['ratio']:.2f}",
-                             p["floor"], p["verdict"]] for p in probes]))
+        print(
+            "\nDesign probes: the share of a training step at S spent outside compiled code "
+            "(validation, dispatch, the optimizer's Python), one step of the recurrence "
+            "(steps/s: the packed recurrent product against the OpenBLAS call it replaces, "
+            "for information), and the kernel's vectorised tanh "
+            f"against numpy's (SIMD) tanh on {_measure.TANH_PROBE_SIZE} values (a scalar libm "
+            "loop would be a few percent)"
+        )
+        print(
+            format_table(
+                ["probe", "kernel", "numpy", "ratio", "floor", "verdict"],
+                [
+                    [
+                        p["name"],
+                        _si(p["kernel"]) if p["numpy"] else "-",
+                        _si(p["numpy"]) if p["numpy"] else "-",
+                        f"{p['ratio']:.2f}",
+                        p["floor"],
+                        p["verdict"],
+                    ]
+                    for p in probes
+                ],
+            )
+        )
         ok = ok and all(p["verdict"] != "FAIL" for p in probes)
 
     memory = []
@@ -358,14 +487,28 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_memory and mem_configs:
         factor = float(floors.get("memory_bound_factor", 1.0))
         memory = run_memory(mem_configs, factor)
-        print(f"\nMemory: tracemalloc peak of one training step (gradients returned) vs the "
-              f"bound T*B*(2H+V) + params + {SCRATCH_BH}*B*H + packed Whh values "
-              f"(x{factor} allowed)")
-        print(format_table(
-            ["name", "backend", "first step", "steady step", "bound", "first/bound", "verdict"],
-            [[m["name"], m["backend"], f"{m['first_bytes'] / 2**20:.1f} MiB",
-              f"{m['steady_bytes'] / 2**20:.1f} MiB", f"{m['bound_bytes'] / 2**20:.1f} MiB",
-              f"{m['first_bytes'] / m['bound_bytes']:.2f}", m["verdict"]] for m in memory]))
+        print(
+            f"\nMemory: tracemalloc peak of one training step (gradients returned) vs the "
+            f"bound T*B*(2H+V) + params + {SCRATCH_BH}*B*H + packed Whh values "
+            f"(x{factor} allowed)"
+        )
+        print(
+            format_table(
+                ["name", "backend", "first step", "steady step", "bound", "first/bound", "verdict"],
+                [
+                    [
+                        m["name"],
+                        m["backend"],
+                        f"{m['first_bytes'] / 2**20:.1f} MiB",
+                        f"{m['steady_bytes'] / 2**20:.1f} MiB",
+                        f"{m['bound_bytes'] / 2**20:.1f} MiB",
+                        f"{m['first_bytes'] / m['bound_bytes']:.2f}",
+                        m["verdict"],
+                    ]
+                    for m in memory
+                ],
+            )
+        )
         ok = ok and all(m["verdict"] != "FAIL" for m in memory)
 
     sampling = None
@@ -374,15 +517,39 @@ def main(argv: list[str] | None = None) -> int:
         if sampling is None:
             print("\nSampling: CharRNN.generate does not exist, not measured")
         else:
-            print("\nSampling: CharRNN.generate, one stream, one thread, float32, temperature 1 "
-                  "(information, no floor)")
-            print(format_table(
-                ["name", "V", "H", "top_k", "kernel chars/s", "numpy chars/s", "ratio",
-                 "target", "target met"],
-                [[s["name"], s["V"], s["H"], s["top_k"] or "-", _si(s["kernel_chars_per_s"]),
-                  _si(s["numpy_chars_per_s"]),
-                  f"{s['kernel_chars_per_s'] / s['numpy_chars_per_s']:.1f}", _si(s["target"]),
-                  "yes" if s["meets_target"] else "no"] for s in sampling]))
+            print(
+                "\nSampling: CharRNN.generate, one stream, one thread, float32, temperature 1 "
+                "(information, no floor)"
+            )
+            print(
+                format_table(
+                    [
+                        "name",
+                        "V",
+                        "H",
+                        "top_k",
+                        "kernel chars/s",
+                        "numpy chars/s",
+                        "ratio",
+                        "target",
+                        "target met",
+                    ],
+                    [
+                        [
+                            s["name"],
+                            s["V"],
+                            s["H"],
+                            s["top_k"] or "-",
+                            _si(s["kernel_chars_per_s"]),
+                            _si(s["numpy_chars_per_s"]),
+                            f"{s['kernel_chars_per_s'] / s['numpy_chars_per_s']:.1f}",
+                            _si(s["target"]),
+                            "yes" if s["meets_target"] else "no",
+                        ]
+                        for s in sampling
+                    ],
+                )
+            )
 
     elapsed = time.perf_counter() - t_start
     failed = [r["config"]["name"] + ": " + "; ".join(r["misses"]) for r in speed if r["misses"]]
@@ -391,9 +558,21 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "PASS" if ok else "FAIL"
     print(f"\n{verdict} ({elapsed:.0f} s)" + ("" if ok else ": " + ", ".join(failed)))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"ok": ok, "seconds": elapsed, "openblas_env": env, "speed": speed,
-             "memory": memory, "sampling": sampling, "probes": probes}, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "seconds": elapsed,
+                    "openblas_env": env,
+                    "speed": speed,
+                    "memory": memory,
+                    "sampling": sampling,
+                    "probes": probes,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 0 if ok else 1
 
 

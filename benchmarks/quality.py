@@ -16,6 +16,7 @@ CPU build by hand to use --torch.
 The table gives, per run: the final and the best validation loss (nats/char), the validation
 loss at each evaluation (per-iteration mode), iterations done and chars/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,13 @@ import fastrnn
 from fastrnn.data import BatchIterator, Vocabulary, read_corpus, split_train_val, validation_chunks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-COMMON = {"batch_size": 32, "seq_length": 64, "learning_rate": 2e-3, "grad_clip": 5.0,
-          "optimizer": "adam"}
+COMMON = {
+    "batch_size": 32,
+    "seq_length": 64,
+    "learning_rate": 2e-3,
+    "grad_clip": 5.0,
+    "optimizer": "adam",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class QualityConfig:
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
-    defaults: bool = False       # True: no option at all, what `fastrnn-train TEXT` does
+    defaults: bool = False  # True: no option at all, what `fastrnn-train TEXT` does
 
     @property
     def cell(self) -> str:
@@ -63,16 +69,35 @@ def named_configs() -> dict[str, QualityConfig]:
     # everything else is fastrnn's default unless named here.
     same = {"lr_schedule": "constant"}
     configs = [
-        QualityConfig("rnn-256", {**_cell_option("rnn"), "hidden_size": 256, "num_layers": 1,
-                                  "embedding_size": 0, **same}),
-        QualityConfig("rnn-256-e256", {**_cell_option("rnn"), "hidden_size": 256,
-                                       "num_layers": 1, "embedding_size": 256, **same}),
-        QualityConfig("lstm-256", {**_cell_option("lstm"), "hidden_size": 256, "num_layers": 1,
-                                   **same}),
-        QualityConfig("lstm-2x256", {**_cell_option("lstm"), "hidden_size": 256,
-                                     "num_layers": 2, **same}),
-        QualityConfig("gru-2x256", {**_cell_option("gru"), "hidden_size": 256, "num_layers": 2,
-                                    **same}),
+        QualityConfig(
+            "rnn-256",
+            {
+                **_cell_option("rnn"),
+                "hidden_size": 256,
+                "num_layers": 1,
+                "embedding_size": 0,
+                **same,
+            },
+        ),
+        QualityConfig(
+            "rnn-256-e256",
+            {
+                **_cell_option("rnn"),
+                "hidden_size": 256,
+                "num_layers": 1,
+                "embedding_size": 256,
+                **same,
+            },
+        ),
+        QualityConfig(
+            "lstm-256", {**_cell_option("lstm"), "hidden_size": 256, "num_layers": 1, **same}
+        ),
+        QualityConfig(
+            "lstm-2x256", {**_cell_option("lstm"), "hidden_size": 256, "num_layers": 2, **same}
+        ),
+        QualityConfig(
+            "gru-2x256", {**_cell_option("gru"), "hidden_size": 256, "num_layers": 2, **same}
+        ),
         QualityConfig("defaults", {}, defaults=True),
     ]
     return {c.name: c for c in configs}
@@ -80,14 +105,22 @@ def named_configs() -> dict[str, QualityConfig]:
 
 # ---------------------------------------------------------------------------- fastrnn
 
-def run_fastrnn(cfg: QualityConfig, corpus: str, args: argparse.Namespace,
-                extra: dict[str, Any]) -> dict[str, Any]:
+
+def run_fastrnn(
+    cfg: QualityConfig, corpus: str, args: argparse.Namespace, extra: dict[str, Any]
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "log.jsonl")
         options: dict[str, Any] = {} if cfg.defaults else {**COMMON, **cfg.options}
         options.update(extra)
-        options.update(val_fraction=args.val_fraction, threads=args.threads, log=log,
-                       checkpoint=os.path.join(tmp, "run.npz"), sample_every=0, quiet=True)
+        options.update(
+            val_fraction=args.val_fraction,
+            threads=args.threads,
+            log=log,
+            checkpoint=os.path.join(tmp, "run.npz"),
+            sample_every=0,
+            quiet=True,
+        )
         if args.iters:
             options.update(max_iters=args.iters, eval_every=args.eval_every)
         else:
@@ -96,11 +129,18 @@ def run_fastrnn(cfg: QualityConfig, corpus: str, args: argparse.Namespace,
         result = fastrnn.train(corpus, out=io.StringIO(), **options)
         wall = time.monotonic() - started
         vals = [json.loads(line)["val_loss"] for line in open(log, encoding="utf-8")]
-    return {"final": result.val_loss, "best": result.best_val_loss, "vals": vals,
-            "iters": result.iterations, "chars_per_sec": result.chars_per_sec, "wall": wall}
+    return {
+        "final": result.val_loss,
+        "best": result.best_val_loss,
+        "vals": vals,
+        "iters": result.iterations,
+        "chars_per_sec": result.chars_per_sec,
+        "wall": wall,
+    }
 
 
 # ---------------------------------------------------------------------------- PyTorch
+
 
 def run_torch(cfg: QualityConfig, corpus: str, args: argparse.Namespace) -> dict[str, Any]:
     """The usual PyTorch char-RNN script of the same size, on the same chunks."""
@@ -140,7 +180,8 @@ def run_torch(cfg: QualityConfig, corpus: str, args: argparse.Namespace) -> dict
             for x, y in val:
                 logits, state = forward(x, state)
                 total += torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, V), torch.from_numpy(y).long().reshape(-1)).item()
+                    logits.reshape(-1, V), torch.from_numpy(y).long().reshape(-1)
+                ).item()
         return total / len(val)
 
     vals: list[float] = []
@@ -157,8 +198,9 @@ def run_torch(cfg: QualityConfig, corpus: str, args: argparse.Namespace) -> dict
             state = zero_state(B)
         opt.zero_grad(set_to_none=False)
         logits, state = forward(x, state)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V),
-                                                 torch.from_numpy(y).long().reshape(-1))
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, V), torch.from_numpy(y).long().reshape(-1)
+        )
         loss.backward()
         torch.nn.utils.clip_grad_value_(params, COMMON["grad_clip"])
         opt.step()
@@ -169,16 +211,25 @@ def run_torch(cfg: QualityConfig, corpus: str, args: argparse.Namespace) -> dict
     if not vals or iteration % args.eval_every:
         vals.append(evaluate())
     wall = time.monotonic() - started
-    return {"final": vals[-1], "best": min(vals), "vals": vals, "iters": iteration,
-            "chars_per_sec": iteration * B * T / wall, "wall": wall}
+    return {
+        "final": vals[-1],
+        "best": min(vals),
+        "vals": vals,
+        "iters": iteration,
+        "chars_per_sec": iteration * B * T / wall,
+        "wall": wall,
+    }
 
 
 # ---------------------------------------------------------------------------- table
 
+
 def row(name: str, r: dict[str, Any]) -> str:
     vals = " ".join(f"{v:.3f}" for v in r["vals"] if v is not None and math.isfinite(v))
-    return (f"| {name} | {r['final']:.4f} | {r['best']:.4f} | {r['iters']:,} | "
-            f"{r['chars_per_sec'] / 1000:.1f}k | {vals} |")
+    return (
+        f"| {name} | {r['final']:.4f} | {r['best']:.4f} | {r['iters']:,} | "
+        f"{r['chars_per_sec'] / 1000:.1f}k | {vals} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,8 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--only", default="", help="comma-separated configuration names")
     parser.add_argument("--torch", action="store_true", help="also run the PyTorch script")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                        help="an extra fastrnn.train option for every fastrnn run")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="an extra fastrnn.train option for every fastrnn run",
+    )
     args = parser.parse_args(argv)
     if not Path(args.corpus).is_file():
         print(f"quality: {args.corpus}: no such file", file=sys.stderr)
@@ -201,9 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in args.only.split(",") if n] or list(configs)
     extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     budget = f"{args.iters} iterations" if args.iters else f"{args.seconds:g} s"
-    print(f"# {Path(args.corpus).name}, {budget}, {args.threads} thread(s), "
-          f"last {args.val_fraction:.0%} held out; fastrnn {fastrnn.__version__}"
-          + (f"; extra options {extra}" if extra else ""))
+    print(
+        f"# {Path(args.corpus).name}, {budget}, {args.threads} thread(s), "
+        f"last {args.val_fraction:.0%} held out; fastrnn {fastrnn.__version__}"
+        + (f"; extra options {extra}" if extra else "")
+    )
     print("| run | final val | best val | iterations | chars/s | val at each evaluation |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in names:

@@ -9,6 +9,7 @@ stacked one forced, in rounds that alternate between them (float32, one BLAS thr
 --threads), at the named sizes S, M and L of _configs.py. What model.py's ``_uses_stack``
 says about the choice comes from this script.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,12 +49,16 @@ class ForwardBackward:
 
 def compare(cfg: BenchConfig, rounds: int, seconds_per_round: float) -> dict:
     fast, stacked = ForwardBackward(cfg, False), ForwardBackward(cfg, True)
-    assert abs(fast() - stacked()) <= 1e-4 * abs(fast())   # the same numbers on both paths
+    assert abs(fast() - stacked()) <= 1e-4 * abs(fast())  # the same numbers on both paths
     n = steps_per_round([fast, stacked], seconds_per_round)
     chars = cfg.B * cfg.T
     rates = interleaved_rates({"fast": (fast, chars, n), "stacked": (stacked, chars, n)}, rounds)
-    return {"name": cfg.name, "fast": max(rates["fast"]), "stacked": max(rates["stacked"]),
-            "ratio": statistics.median(f / s for f, s in zip(rates["fast"], rates["stacked"]))}
+    return {
+        "name": cfg.name,
+        "fast": max(rates["fast"]),
+        "stacked": max(rates["stacked"]),
+        "ratio": statistics.median(f / s for f, s in zip(rates["fast"], rates["stacked"])),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,16 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     names = args.only.split(",")
     with threadpool_limits(args.threads):
-        print(f"{platform.processor() or platform.machine()}; {describe_blas(blas_info())}; "
-              f"float32; loss_and_grads only; best of {args.rounds} alternating rounds, "
-              "ratio = median of the per-round ratios fast/stacked")
-        print(f"{'name':6} {'V':>5} {'H':>5} {'B':>3} {'T':>3} {'fast chars/s':>14} "
-              f"{'stacked chars/s':>16} {'fast/stacked':>13}")
+        print(
+            f"{platform.processor() or platform.machine()}; {describe_blas(blas_info())}; "
+            f"float32; loss_and_grads only; best of {args.rounds} alternating rounds, "
+            "ratio = median of the per-round ratios fast/stacked"
+        )
+        print(
+            f"{'name':6} {'V':>5} {'H':>5} {'B':>3} {'T':>3} {'fast chars/s':>14} "
+            f"{'stacked chars/s':>16} {'fast/stacked':>13}"
+        )
         for name in names:
             cfg = CONFIGS[name]
             r = compare(cfg, args.rounds, args.seconds)
-            print(f"{name:6} {cfg.V:5} {cfg.H:5} {cfg.B:3} {cfg.T:3} {r['fast']:14,.0f} "
-                  f"{r['stacked']:16,.0f} {r['ratio']:13.3f}", flush=True)
+            print(
+                f"{name:6} {cfg.V:5} {cfg.H:5} {cfg.B:3} {cfg.T:3} {r['fast']:14,.0f} "
+                f"{r['stacked']:16,.0f} {r['ratio']:13.3f}",
+                flush=True,
+            )
     return 0
 
 

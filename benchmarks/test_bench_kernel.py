@@ -8,6 +8,7 @@ FLOPs/char, chars/s (from the fastest round), the GEMM limit of the same dtype a
 measured in this session, the fraction of that limit and, for the kernel, the ratio to the
 reference.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,7 @@ def _reference_rate(cfg: BenchConfig) -> float:
     the caller)."""
     step = _measure.TrainingStep(cfg, "numpy")
     n = _measure.steps_per_round([step], 0.2)
-    rates = _measure.interleaved_rates({"numpy": (step, cfg.chars_per_step, n)},
-                                       REFERENCE_ROUNDS)
+    rates = _measure.interleaved_rates({"numpy": (step, cfg.chars_per_step, n)}, REFERENCE_ROUNDS)
     return max(rates["numpy"])
 
 
@@ -35,7 +35,7 @@ def test_training_step(benchmark, name, backend, gemm_rates, reference_rates):
     cfg = CONFIGS[name]
     benchmark.group = f"train {cfg.describe()}"
     gemm = gemm_rates(cfg.dtype, cfg.threads)
-    with limit_threads(cfg.threads):      # the BLAS and the kernel's recurrences
+    with limit_threads(cfg.threads):  # the BLAS and the kernel's recurrences
         step = _measure.TrainingStep(cfg, backend)
         step()  # warm-up: the workspace for this shape is allocated
         benchmark(step)
@@ -43,15 +43,27 @@ def test_training_step(benchmark, name, backend, gemm_rates, reference_rates):
         if backend == "kernel" and name not in reference_rates:
             reference_rates[name] = _reference_rate(cfg)
     info = benchmark.extra_info
-    info.update(config=name, backend=backend, V=cfg.V, H=cfg.H, B=cfg.B, T=cfg.T,
-                dtype=cfg.dtype, threads=cfg.threads, blas=blas,
-                blas_summary=_measure.describe_blas(blas),
-                flops_per_char=cfg.flops_per_char, gemm_flops_per_s=gemm)
+    info.update(
+        config=name,
+        backend=backend,
+        V=cfg.V,
+        H=cfg.H,
+        B=cfg.B,
+        T=cfg.T,
+        dtype=cfg.dtype,
+        threads=cfg.threads,
+        blas=blas,
+        blas_summary=_measure.describe_blas(blas),
+        flops_per_char=cfg.flops_per_char,
+        gemm_flops_per_s=gemm,
+    )
     if benchmark.disabled or benchmark.stats is None:  # --benchmark-disable: one plain call
         return
     chars_per_s = cfg.chars_per_step / benchmark.stats.stats.min
-    info.update(chars_per_s=chars_per_s,
-                fraction_of_limit=fraction_of_limit(chars_per_s, cfg.flops_per_char, gemm))
+    info.update(
+        chars_per_s=chars_per_s,
+        fraction_of_limit=fraction_of_limit(chars_per_s, cfg.flops_per_char, gemm),
+    )
     if backend == "numpy":
         reference_rates[name] = chars_per_s
     else:

@@ -1,6 +1,7 @@
 """pytest-benchmark of generation speed: characters/s of CharRNN.generate (one stream, one BLAS
 thread, temperature 1, float32) at the two sampling sizes of _configs.py, kernel and numpy backends
 side by side (skipped while CharRNN has no generate)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,16 +26,26 @@ def test_generate(benchmark, name, V, H, target, top_k, backend):
     rng = np.random.default_rng(0)
 
     def run():
-        model.generate(model.initial_state(1), 0, n, temperature=1.0, top_k=top_k, rng=rng,
-                       backend=backend)
+        model.generate(
+            model.initial_state(1), 0, n, temperature=1.0, top_k=top_k, rng=rng, backend=backend
+        )
 
     with threadpool_limits(1):
         run()
         benchmark(run)
         blas = _measure.blas_info()
-    benchmark.extra_info.update(V=V, H=H, top_k=top_k, backend=backend, chars_per_call=n,
-                                dtype="float32", threads=1, target_chars_per_s=target,
-                                blas=blas, blas_summary=_measure.describe_blas(blas))
+    benchmark.extra_info.update(
+        V=V,
+        H=H,
+        top_k=top_k,
+        backend=backend,
+        chars_per_call=n,
+        dtype="float32",
+        threads=1,
+        target_chars_per_s=target,
+        blas=blas,
+        blas_summary=_measure.describe_blas(blas),
+    )
     if not benchmark.disabled and benchmark.stats is not None:
         benchmark.extra_info["chars_per_s"] = n / benchmark.stats.stats.min
 
@@ -52,8 +63,9 @@ STREAM_CONFIGS = (
 @pytest.mark.parametrize("name,cell,V,H,N,n,target", STREAM_CONFIGS)
 def test_generate_streams(benchmark, name, cell, V, H, N, n, target):
     benchmark.group = f"sample streams {name}"
-    model = _measure.fastrnn.CharRNN(vocab_size=V, hidden_size=H, cell=cell, dtype=np.float32,
-                                     seed=0)
+    model = _measure.fastrnn.CharRNN(
+        vocab_size=V, hidden_size=H, cell=cell, dtype=np.float32, seed=0
+    )
     rng = np.random.default_rng(0)
     first = np.zeros(N, dtype=np.int32)
 
@@ -64,8 +76,17 @@ def test_generate_streams(benchmark, name, cell, V, H, N, n, target):
         run()
         benchmark(run)
         blas = _measure.blas_info()
-    benchmark.extra_info.update(cell=cell, V=V, H=H, streams=N, chars_per_call=N * n,
-                                dtype="float32", threads=1, target_chars_per_s=target,
-                                blas=blas, blas_summary=_measure.describe_blas(blas))
+    benchmark.extra_info.update(
+        cell=cell,
+        V=V,
+        H=H,
+        streams=N,
+        chars_per_call=N * n,
+        dtype="float32",
+        threads=1,
+        target_chars_per_s=target,
+        blas=blas,
+        blas_summary=_measure.describe_blas(blas),
+    )
     if not benchmark.disabled and benchmark.stats is not None:
         benchmark.extra_info["chars_per_s"] = N * n / benchmark.stats.stats.median

@@ -1,5 +1,6 @@
 """Test helper: edit a checkpoint's JSON header in place, as another fastrnn would have
 written it (the checksum is recomputed so the file stays valid)."""
+
 import json
 
 import numpy as np

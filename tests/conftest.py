@@ -2,6 +2,7 @@
 error and the tolerances by dtype that compare the kernel with its numpy twin, factories of
 models and chunks, and centred finite differences. Also the ``slow`` marker's documentation:
 ``pytest -m "not slow"`` skips subprocess, training and every-entry finite-difference tests."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -11,10 +12,10 @@ import numpy as np
 from fastrnn import CharRNN
 from fastrnn.cells import NAMES
 
-CELLS = NAMES   # every cell of the table of cells
+CELLS = NAMES  # every cell of the table of cells
 # Kernel against numpy twin, relative to the reference's largest magnitude.
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
-FD_EPS = 1e-5   # the step of centred differences (float64)
+FD_EPS = 1e-5  # the step of centred differences (float64)
 
 
 def rel_err(a, b) -> float:
@@ -24,14 +25,23 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / scale)
 
 
-def make_model(cell: str = "rnn", L: int = 1, dtype=np.float64, dropout: float = 0.0,
-               V: int = 7, H: int = 5, seed: int = 0, jitter: float = 0.3,
-               E: int = 0) -> CharRNN:
+def make_model(
+    cell: str = "rnn",
+    L: int = 1,
+    dtype=np.float64,
+    dropout: float = 0.0,
+    V: int = 7,
+    H: int = 5,
+    seed: int = 0,
+    jitter: float = 0.3,
+    E: int = 0,
+) -> CharRNN:
     """A model (with an embedding of size E > 0 if asked) whose biases and weights are perturbed
     away from their initial values, so that every gate is exercised (zero biases would hide
     bias-gradient bugs)."""
-    m = CharRNN(V, H, num_layers=L, cell=cell, dropout=dropout, dtype=dtype, seed=seed,
-                embedding_size=E)
+    m = CharRNN(
+        V, H, num_layers=L, cell=cell, dropout=dropout, dtype=dtype, seed=seed, embedding_size=E
+    )
     r = np.random.default_rng(seed + 100)
     for p in m.params.values():
         p += r.normal(0.0, jitter, p.shape).astype(dtype)
@@ -64,8 +74,9 @@ def run_reseeded(m: CharRNN, backend: str, x, y, h0, train: bool, mask_seed: int
     return loss, {k: v.copy() for k, v in grads.items()}, h_last
 
 
-def centred_differences(f: Callable[[], float], a: np.ndarray, flat_indices: Iterable[int],
-                        eps: float = FD_EPS) -> np.ndarray:
+def centred_differences(
+    f: Callable[[], float], a: np.ndarray, flat_indices: Iterable[int], eps: float = FD_EPS
+) -> np.ndarray:
     """(f() with a[i] + eps  -  f() with a[i] - eps) / (2 eps) for each flat index i of a,
     which is changed in place and restored."""
     flat = a.reshape(-1)

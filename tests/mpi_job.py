@@ -6,6 +6,7 @@ For each configuration (a dict of train() options), runs max_iters steps of the 
 records, on rank 0, every step's loss and the final parameters into OUT.npz as
 '<k>.losses' and '<k>.param.<name>'.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,9 @@ from fastrnn.train import Trainer
 
 def run(corpus: str, options: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     steps = options.pop("max_iters")
-    trainer = Trainer({"corpus": corpus, "max_iters": steps, **options}, text=None,
-                      out=io.StringIO())
+    trainer = Trainer(
+        {"corpus": corpus, "max_iters": steps, **options}, text=None, out=io.StringIO()
+    )
     losses = [trainer.train_step() for _ in range(steps)]
     return np.array(losses), trainer.model.params
 

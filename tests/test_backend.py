@@ -1,4 +1,5 @@
 """Backend selection (fastrnn.backend): one place names the compiled kernel or its numpy twin."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,10 +32,26 @@ def test_missing_kernel_raises_with_the_build_command(monkeypatch):
 
 def test_twins_offer_the_same_names():
     """What model.py and optim.py call on a backend exists on both."""
-    for name in ("rnn_forward", "rnn_backward", "rnn_generate", "sample_index", "UpdatePlan",
-                 "SameArrays"):
+    for name in (
+        "rnn_forward",
+        "rnn_backward",
+        "rnn_generate",
+        "sample_index",
+        "UpdatePlan",
+        "SameArrays",
+    ):
         assert hasattr(reference, name) and hasattr(backend.kernel, name), name
-    for name in ("input_forward", "project_forward", "rnn_layer_forward", "lstm_layer_forward",
-                 "gru_layer_forward", "head_forward", "head_backward", "input_backward",
-                 "project_backward", "dropout_forward", "dropout_backward"):
+    for name in (
+        "input_forward",
+        "project_forward",
+        "rnn_layer_forward",
+        "lstm_layer_forward",
+        "gru_layer_forward",
+        "head_forward",
+        "head_backward",
+        "input_backward",
+        "project_backward",
+        "dropout_forward",
+        "dropout_backward",
+    ):
         assert hasattr(reference_cells, name) and hasattr(backend.kernel, name), name

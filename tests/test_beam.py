@@ -1,5 +1,6 @@
 """Beam search: against exhaustive search on a tiny model (V = 3, length 4), against greedy
 decoding for a beam of 1, and through fastrnn-sample --beam."""
+
 import itertools
 import math
 
@@ -30,8 +31,9 @@ def sequence_logp(model, state, first, seq):
 def test_wide_beam_equals_exhaustive_search(cell, layers):
     model = random_model(TINY, cell, layers, hidden=5, scale=1.5, seed=3)
     state = model.initial_state(1)
-    every = [(sequence_logp(model, state, 0, s), s)
-             for s in itertools.product(range(3), repeat=LENGTH)]
+    every = [
+        (sequence_logp(model, state, 0, s), s) for s in itertools.product(range(3), repeat=LENGTH)
+    ]
     every.sort(key=lambda e: -e[0])
     # a beam of V**(LENGTH-1) = 27 keeps every prefix: the search is exhaustive
     seqs, scores = beam_indices(model, state, 0, LENGTH, beam=27)
@@ -44,8 +46,9 @@ def test_wide_beam_equals_exhaustive_search(cell, layers):
 def test_narrow_beam_reports_true_probabilities(beam):
     model = random_model(TINY, "rnn", hidden=5, scale=1.5, seed=4)
     state = model.initial_state(1)
-    best = max(sequence_logp(model, state, 1, s)
-               for s in itertools.product(range(3), repeat=LENGTH))
+    best = max(
+        sequence_logp(model, state, 1, s) for s in itertools.product(range(3), repeat=LENGTH)
+    )
     seqs, scores = beam_indices(model, state, 1, LENGTH, beam=beam)
     assert seqs.shape == (beam, LENGTH) and np.all(np.diff(scores) <= 0)
     for s, p in zip(seqs, scores):
@@ -82,5 +85,3 @@ def test_cli_beam(tmp_path, capsys):
     assert ("he" + found[0][0]).splitlines()[0] in out
     assert sample_main([ckpt, "--beam", "2", "--prime", "xyz"]) == 2  # usage error
     assert "outside the model's vocabulary" in capsys.readouterr().err
-
-

@@ -1,5 +1,6 @@
 """Unit tests of the pure logic behind benchmarks/ (configurations, arithmetic, floors, tables,
 round bookkeeping). Nothing here times anything or asserts on speed."""
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,7 @@ def test_memory_bound_counts_activations_gradients_and_scratch():
     cfg = BenchConfig("x", V=5, H=3, B=2, T=4)
     assert _configs.activation_bound_values(cfg) == 4 * 2 * (2 * 3 + 5)
     assert cfg.num_params == 5 * 3 + 3 * 3 + 3 + 3 * 5 + 5
-    packed = 3 * 32 + 16            # H rows of one 128-byte panel, 64 bytes of alignment slack
+    packed = 3 * 32 + 16  # H rows of one 128-byte panel, 64 bytes of alignment slack
     assert cfg.packed_values(4) == packed
     expected = (4 * 2 * 11 + cfg.num_params + _configs.SCRATCH_BH * 2 * 3 + packed) * 4
     assert _configs.memory_bound_bytes(cfg, 4) == expected
@@ -65,12 +66,14 @@ def test_memory_bound_counts_activations_gradients_and_scratch():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_memory_bound_counts_the_workspace_packing_buffer(H, dtype):
     from fastrnn.model import packed_recurrent_size
+
     cfg = BenchConfig("x", V=5, H=H, B=2, T=4)
     assert cfg.packed_values(np.dtype(dtype).itemsize) == packed_recurrent_size("rnn", H, dtype)
 
 
 def test_parameter_count_of_stacked_configurations():
     import fastrnn
+
     for name in ("LSTM-M", "GRU-L", "LSTM2-L"):
         c = CONFIGS[name]
         model = fastrnn.CharRNN(c.V, c.H, num_layers=c.layers, cell=c.cell, dtype=c.dtype)
@@ -159,7 +162,7 @@ def test_interleaved_rates_alternate_the_order():
 def test_training_step_runs_both_backends_alike():
     cfg = BenchConfig("tiny", V=7, H=5, B=2, T=3)
     steps = [_measure.TrainingStep(cfg, b) for b in _measure.BACKENDS]
-    for _ in range(3):                       # the optimizer steps agree too
+    for _ in range(3):  # the optimizer steps agree too
         losses = [step() for step in steps]
         assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     for name, p in steps[0].model.params.items():

@@ -4,6 +4,7 @@ Every transpose combination, both dtypes, alpha and beta other than 0 and 1, and
 dimensions larger than the width of the block used, through the test-only wrappers compiled
 into the kernel (_probes.pxi). Entries outside the output block must stay untouched.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.skipif(_kernel is None, reason="the compiled kernel is 
 
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}
 DTYPES = [np.float64, np.float32]
-PAD = 3                                         # extra columns: leading dimension = width + PAD
+PAD = 3  # extra columns: leading dimension = width + PAD
 
 
 def _padded(rng, rows: int, cols: int, dtype) -> np.ndarray:
@@ -36,8 +37,9 @@ def test_gemm(dtype, trans_a, trans_b, alpha, beta):
     a = A[:K, :M].T if trans_a else A[:M, :K]
     b = B[:N, :K].T if trans_b else B[:K, :N]
     expected = C.copy()
-    expected[:M, :N] = (alpha * (a.astype(np.float64) @ b.astype(np.float64))
-                        + beta * C[:M, :N].astype(np.float64))
+    expected[:M, :N] = alpha * (a.astype(np.float64) @ b.astype(np.float64)) + beta * C[
+        :M, :N
+    ].astype(np.float64)
     _kernel._blas_gemm_for_tests(trans_a, trans_b, M, N, K, alpha, A, B, beta, C)
     np.testing.assert_allclose(C, expected, rtol=RTOL[dtype], atol=RTOL[dtype])
 

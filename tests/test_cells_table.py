@@ -1,5 +1,6 @@
 """The table of cells (fastrnn.cells): every entry has its kernels on both backends, the model's
 parameters, state and workspace follow the entry, and a new cell is one entry."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Checkpoint files: round trip, plain arrays only, damage detection, atomic writes."""
+
 import errno
 import json
 import os

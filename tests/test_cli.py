@@ -1,6 +1,7 @@
 """fastrnn-train and fastrnn-sample: every bad input gives one clear line on stderr and a
 non-zero status (no traceback, nothing lost); a real train -> sample round trip; signals end a
 run cleanly."""
+
 import builtins
 import errno
 import os
@@ -50,8 +51,12 @@ def corpus(tmp_path):
 def trained(tmp_path, corpus, capsys):
     """A checkpoint from a short real run, and the previous output cleared."""
     path = tmp_path / "run.npz"
-    assert call(train_main, [corpus, *FAST, "--max-iters", 20, "--eval-every", 10,
-                             "--checkpoint", path]) == 0
+    assert (
+        call(
+            train_main, [corpus, *FAST, "--max-iters", 20, "--eval-every", 10, "--checkpoint", path]
+        )
+        == 0
+    )
     capsys.readouterr()
     return path
 
@@ -62,6 +67,7 @@ def train_error(capsys, args):
 
 
 # ---------------------------------------------------------------- the corpus file
+
 
 def test_missing_file(tmp_path, capsys):
     assert "no such file" in train_error(capsys, [tmp_path / "nope.txt"])
@@ -92,8 +98,18 @@ def test_empty_file(tmp_path, capsys):
 
 def test_text_too_short(tmp_path, capsys):
     (tmp_path / "short.txt").write_text("a short text\n" * 10)
-    line = train_error(capsys, [tmp_path / "short.txt", "--batch-size", 32, "--seq-length", 64,
-                                "--checkpoint", tmp_path / "r.npz"])
+    line = train_error(
+        capsys,
+        [
+            tmp_path / "short.txt",
+            "--batch-size",
+            32,
+            "--seq-length",
+            64,
+            "--checkpoint",
+            tmp_path / "r.npz",
+        ],
+    )
     assert "at least 2189" in line and "--batch-size" in line and "--seq-length" in line
 
 
@@ -104,27 +120,34 @@ def test_not_utf8(tmp_path, capsys):
 
 # ---------------------------------------------------------------- option values
 
-@pytest.mark.parametrize("args,words", [
-    (["--batch-size", "-3"], "--batch-size: must be a positive integer, got '-3'"),
-    (["--seq-length", "0"], "--seq-length: must be a positive integer"),
-    (["--hidden-size", "-100"], "--hidden-size: must be a positive integer"),
-    (["--val-fraction", "1"], "--val-fraction: must be a number in [0, 1)"),
-    (["--val-fraction", "-0.1"], "--val-fraction: must be a number in [0, 1)"),
-    (["--learning-rate", "0"], "--learning-rate: must be a number > 0"),
-    (["--max-iters", "-1"], "--max-iters: must be an integer >= 0"),
-    (["--optimizer", "lbfgs"], "--optimizer: invalid choice"),
-    (["--resume", "a.npz", "--init-from", "b.npz"], "exclude each other"),
-])
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--batch-size", "-3"], "--batch-size: must be a positive integer, got '-3'"),
+        (["--seq-length", "0"], "--seq-length: must be a positive integer"),
+        (["--hidden-size", "-100"], "--hidden-size: must be a positive integer"),
+        (["--val-fraction", "1"], "--val-fraction: must be a number in [0, 1)"),
+        (["--val-fraction", "-0.1"], "--val-fraction: must be a number in [0, 1)"),
+        (["--learning-rate", "0"], "--learning-rate: must be a number > 0"),
+        (["--max-iters", "-1"], "--max-iters: must be an integer >= 0"),
+        (["--optimizer", "lbfgs"], "--optimizer: invalid choice"),
+        (["--resume", "a.npz", "--init-from", "b.npz"], "exclude each other"),
+    ],
+)
 def test_invalid_train_options(corpus, capsys, args, words, tmp_path):
     assert words in train_error(capsys, [corpus, *args, "--checkpoint", tmp_path / "r.npz"])
 
 
-@pytest.mark.parametrize("args,words", [
-    (["--temperature", "0"], "--temperature: must be a number > 0"),
-    (["--temperature", "-1"], "--temperature: must be a number > 0"),
-    (["--top-k", "0"], "--top-k: must be a positive integer"),
-    (["--length", "-5"], "--length: must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--temperature", "0"], "--temperature: must be a number > 0"),
+        (["--temperature", "-1"], "--temperature: must be a number > 0"),
+        (["--top-k", "0"], "--top-k: must be a positive integer"),
+        (["--length", "-5"], "--length: must be an integer >= 0"),
+    ],
+)
 def test_invalid_sample_options(trained, capsys, args, words):
     assert call(sample_main, [trained, *args]) != 0
     assert words in one_error_line(capsys, "fastrnn-sample")
@@ -138,6 +161,7 @@ def test_top_k_above_vocabulary_size(trained, capsys):
 
 
 # ---------------------------------------------------------------- checkpoints
+
 
 def damage(path: Path, how: str) -> None:
     data = path.read_bytes()
@@ -188,8 +212,9 @@ def test_prime_outside_vocabulary(trained, capsys):
 
 def test_checkpoint_directory_not_writable(corpus, tmp_path, capsys):
     (tmp_path / "blocker").write_text("a file, not a directory")
-    line = train_error(capsys, [corpus, *FAST, "--max-iters", 2,
-                                "--checkpoint", tmp_path / "blocker" / "run.npz"])
+    line = train_error(
+        capsys, [corpus, *FAST, "--max-iters", 2, "--checkpoint", tmp_path / "blocker" / "run.npz"]
+    )
     assert "cannot write checkpoint" in line and "Not a directory" in line
 
 
@@ -209,6 +234,7 @@ def test_full_disk_at_save_keeps_previous(trained, corpus, capsys, monkeypatch):
 
 # ---------------------------------------------------------------- normal use
 
+
 @pytest.mark.slow
 def test_train_then_sample_round_trip(trained, corpus, tmp_path, capsys):
     assert call(sample_main, [trained, "--length", 80, "--seed", 4]) == 0
@@ -216,8 +242,13 @@ def test_train_then_sample_round_trip(trained, corpus, tmp_path, capsys):
     assert call(sample_main, [trained, "--length", 80, "--seed", 4]) == 0
     assert capsys.readouterr().out == first and len(first) == 81
     out = tmp_path / "s.txt"
-    assert call(sample_main, [trained, "--length", 80, "--seed", 4, "--prime", "The ",
-                              "--top-k", 5, "-o", out]) == 0
+    assert (
+        call(
+            sample_main,
+            [trained, "--length", 80, "--seed", 4, "--prime", "The ", "--top-k", 5, "-o", out],
+        )
+        == 0
+    )
     text = out.read_text(encoding="utf-8")
     assert text.startswith("The ") and len(text) == 4 + 80 + 1
     assert call(train_main, [corpus, "--resume", trained, "--max-iters", 5]) == 0
@@ -229,8 +260,24 @@ def test_classic_configuration_trains(corpus, tmp_path, capsys):
     from fastrnn.cli import CLASSIC_CONFIG
 
     path = tmp_path / "classic.npz"
-    assert call(train_main, [corpus, *CLASSIC_CONFIG.split(), "--max-iters", 400, "--eval-every",
-                             0, "--sample-every", 0, "--checkpoint", path]) == 0
+    assert (
+        call(
+            train_main,
+            [
+                corpus,
+                *CLASSIC_CONFIG.split(),
+                "--max-iters",
+                400,
+                "--eval-every",
+                0,
+                "--sample-every",
+                0,
+                "--checkpoint",
+                path,
+            ],
+        )
+        == 0
+    )
     loaded = ckpt.load_checkpoint(path)
     header, V = loaded.header, loaded.vocab.size
     assert header["train_config"]["batch_size"] == 1 and header["optimizer"]["name"] == "sgd"
@@ -240,8 +287,14 @@ def test_classic_configuration_trains(corpus, tmp_path, capsys):
 def test_help_groups_options(capsys):
     assert call(train_main, ["--help"]) == 0
     text = capsys.readouterr().out
-    for group in ("data:", "model:", "optimization:", "checkpoints:", "output:",
-                  "--learning-rate 0.4"):
+    for group in (
+        "data:",
+        "model:",
+        "optimization:",
+        "checkpoints:",
+        "output:",
+        "--learning-rate 0.4",
+    ):
         assert group in text
 
 
@@ -255,12 +308,15 @@ def test_nan_exits_non_zero_with_one_line(corpus, tmp_path, capsys, monkeypatch)
 
     nan_after_7.calls = 0
     monkeypatch.setattr(fastrnn.CharRNN, "loss_and_grads", nan_after_7)
-    line = train_error(capsys, [corpus, *FAST, "--max-iters", 50, "--eval-every", 5,
-                                "--checkpoint", tmp_path / "r.npz"])
+    line = train_error(
+        capsys,
+        [corpus, *FAST, "--max-iters", 50, "--eval-every", 5, "--checkpoint", tmp_path / "r.npz"],
+    )
     assert "became inf at iteration 8" in line and "(iteration 5)" in line
 
 
 # ---------------------------------------------------------------- signals, in a real process
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -268,9 +324,23 @@ def test_signal_saves_and_exits(corpus, tmp_path, sig, status):
     path = tmp_path / "run.npz"
     env = {**os.environ, "PYTHONPATH": str(Path(fastrnn.__file__).resolve().parents[1])}
     code = "from fastrnn.cli import train_main; raise SystemExit(train_main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(corpus), *FAST, "--time-limit", "60",
-                             "--checkpoint", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(corpus),
+            *FAST,
+            "--time-limit",
+            "60",
+            "--checkpoint",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         for line in proc.stdout:  # the start block ends with the checkpoint line
             if line.lstrip().startswith("checkpoint"):
@@ -292,8 +362,12 @@ def test_signal_saves_and_exits(corpus, tmp_path, sig, status):
 def test_sample_into_a_closed_pipe_is_quiet(trained):
     env = {**os.environ, "PYTHONPATH": str(Path(fastrnn.__file__).resolve().parents[1])}
     code = "from fastrnn.cli import sample_main; raise SystemExit(sample_main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(trained), "--length", "200000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(trained), "--length", "200000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     proc.stdout.read(10)
     proc.stdout.close()  # like `fastrnn-sample ... | head -c 10`
     err = proc.stderr.read().decode()
@@ -303,15 +377,38 @@ def test_sample_into_a_closed_pipe_is_quiet(trained):
 
 # ------------------------------------------------------------------ stacked models
 
+
 @pytest.mark.slow
 def test_cli_flags_and_sample_without_extra_flags(tmp_path, capsys):
     from fastrnn.cli import sample_main, train_main
+
     corpus = tmp_path / "c.txt"
     corpus.write_text("abcabd abcabd, a cab. " * 50, encoding="utf-8")
     ck = tmp_path / "m.npz"
-    argv = [str(corpus), "--model", "lstm", "--num-layers", "2", "--dropout", "0.25",
-            "--hidden-size", "12", "--batch-size", "4", "--seq-length", "8", "--max-iters", "20",
-            "--sample-every", "0", "--eval-every", "0", "--checkpoint", str(ck), "--quiet"]
+    argv = [
+        str(corpus),
+        "--model",
+        "lstm",
+        "--num-layers",
+        "2",
+        "--dropout",
+        "0.25",
+        "--hidden-size",
+        "12",
+        "--batch-size",
+        "4",
+        "--seq-length",
+        "8",
+        "--max-iters",
+        "20",
+        "--sample-every",
+        "0",
+        "--eval-every",
+        "0",
+        "--checkpoint",
+        str(ck),
+        "--quiet",
+    ]
     assert train_main(argv) == 0
     model, _ = fastrnn.load_model(ck)
     assert model.config()["cell"] == "lstm" and model.num_layers == 2 and model.dropout == 0.25
@@ -322,13 +419,17 @@ def test_cli_flags_and_sample_without_extra_flags(tmp_path, capsys):
     assert train_main(argv[:1] + ["--resume", str(ck), "--model", "gru"]) != 0
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--model", "transformer"], "--model"),
-    (["--num-layers", "0"], "--num-layers"),
-    (["--dropout", "1"], "--dropout"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--model", "transformer"], "--model"),
+        (["--num-layers", "0"], "--num-layers"),
+        (["--dropout", "1"], "--dropout"),
+    ],
+)
 def test_cli_rejects_bad_model_flags(tmp_path, capsys, flags, message):
     from fastrnn.cli import train_main
+
     try:
         status = train_main(["x.txt", *flags])
     except SystemExit as exc:

@@ -1,6 +1,7 @@
 """Flags and exit codes of the command-line tools: flags of other char-level trainers get a "did
 you mean", prefixes are not taken as flags, usage errors exit 2 and failures 1 (the rule stated in
 every --help), `python -m fastrnn TOOL` is the same entry as `fastrnn-TOOL`, `--version`."""
+
 import io
 import os
 import subprocess
@@ -32,8 +33,14 @@ def call(entry, args, capsys):
 
 def python_m(*args, cwd=None):
     env = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -46,8 +53,17 @@ def corpus(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("run") / "run.npz"
-    train(text=TEXT, out=io.StringIO(), checkpoint=str(path), hidden_size=16, batch_size=4,
-          seq_length=16, sample_every=0, eval_every=5, max_iters=10)
+    train(
+        text=TEXT,
+        out=io.StringIO(),
+        checkpoint=str(path),
+        hidden_size=16,
+        batch_size=4,
+        seq_length=16,
+        sample_every=0,
+        eval_every=5,
+        max_iters=10,
+    )
     return path
 
 
@@ -57,21 +73,33 @@ def has_flag(make_parser, flag: str) -> bool:
 
 # ---------------------------------------------------------------- flags of other tools
 
-TRAIN_FLAGS = [("--epochs", "--max-epochs"), ("--rnn-size", "--hidden-size"),
-               ("--rnn_size", "--hidden-size"), ("-rnn_size", "--hidden-size"),
-               ("--lr", "--learning-rate"), ("--max_iters", "--max-iters"),
-               ("--learning_rate", "--learning-rate"), ("--num_layers", "--num-layers"),
-               ("--batch_size", "--batch-size"), ("--seq_length", "--seq-length"),
-               ("-seq_length", "--seq-length"), ("--init_from", "--init-from"),
-               ("--block_size", "--seq-length"), ("--n_layer", "--num-layers"),
-               ("--model_type", "--model"), ("--hidden", "--hidden-size"),
-               ("--max-epoch", "--max-epochs"), ("--epochs=3", "--max-epochs")]
+TRAIN_FLAGS = [
+    ("--epochs", "--max-epochs"),
+    ("--rnn-size", "--hidden-size"),
+    ("--rnn_size", "--hidden-size"),
+    ("-rnn_size", "--hidden-size"),
+    ("--lr", "--learning-rate"),
+    ("--max_iters", "--max-iters"),
+    ("--learning_rate", "--learning-rate"),
+    ("--num_layers", "--num-layers"),
+    ("--batch_size", "--batch-size"),
+    ("--seq_length", "--seq-length"),
+    ("-seq_length", "--seq-length"),
+    ("--init_from", "--init-from"),
+    ("--block_size", "--seq-length"),
+    ("--n_layer", "--num-layers"),
+    ("--model_type", "--model"),
+    ("--hidden", "--hidden-size"),
+    ("--max-epoch", "--max-epochs"),
+    ("--epochs=3", "--max-epochs"),
+]
 
 
 @pytest.mark.parametrize("given,meant", TRAIN_FLAGS)
 def test_train_suggests_its_flag(corpus, tmp_path, capsys, given, meant):
-    status, _, err = call(train_main, [corpus, given, "3", "--checkpoint", tmp_path / "r.npz"],
-                          capsys)
+    status, _, err = call(
+        train_main, [corpus, given, "3", "--checkpoint", tmp_path / "r.npz"], capsys
+    )
     assert status == 2 and len(err.strip().splitlines()) == 1
     flag = given.split("=")[0]
     assert f"fastrnn-train: error: unknown option {flag}; did you mean {meant}?" in err
@@ -84,15 +112,20 @@ def test_a_flag_of_an_embedding_model(corpus, capsys):
         assert "did you mean --embedding-size?" in err
 
 
-@pytest.mark.parametrize("given,meant", [("--temp", "did you mean --temperature?"),
-                                         ("-temperature", "did you mean --temperature?"),
-                                         ("--top_k", "did you mean --top-k?"),
-                                         ("-primetext", "did you mean --prime?"),
-                                         ("--start", "did you mean --prime?"),
-                                         ("--max_new_tokens", "did you mean --length?"),
-                                         ("-length", "did you mean --length?"),
-                                         ("-checkpoint", "did you mean the CHECKPOINT argument"),
-                                         ("-gpu", "fastrnn runs on the CPU")])
+@pytest.mark.parametrize(
+    "given,meant",
+    [
+        ("--temp", "did you mean --temperature?"),
+        ("-temperature", "did you mean --temperature?"),
+        ("--top_k", "did you mean --top-k?"),
+        ("-primetext", "did you mean --prime?"),
+        ("--start", "did you mean --prime?"),
+        ("--max_new_tokens", "did you mean --length?"),
+        ("-length", "did you mean --length?"),
+        ("-checkpoint", "did you mean the CHECKPOINT argument"),
+        ("-gpu", "fastrnn runs on the CPU"),
+    ],
+)
 def test_sample_suggests_its_flag(trained, capsys, given, meant):
     status, out, err = call(sample_main, [trained, given, "1"], capsys)
     assert status == 2 and out == "" and len(err.strip().splitlines()) == 1
@@ -120,13 +153,15 @@ def test_prefixes_are_not_flags(trained, corpus, capsys, tmp_path):
     assert {"train", "sample", "info", "eval", "plot", "inspect", "export"} <= set(TOOLS)
     status, out, err = call(sample_main, [trained, "--temp", "0.5", "--length", "5"], capsys)
     assert status == 2 and out == ""
-    status, _, err = call(train_main, [corpus, *FAST, "--max-it", "2",
-                                       "--checkpoint", tmp_path / "r.npz"], capsys)
+    status, _, err = call(
+        train_main, [corpus, *FAST, "--max-it", "2", "--checkpoint", tmp_path / "r.npz"], capsys
+    )
     assert status == 2 and "did you mean --max-iters?" in err
     assert not (tmp_path / "r.npz").exists()
 
 
 # ---------------------------------------------------------------- exit codes
+
 
 def test_usage_errors_exit_2(trained, corpus, tmp_path, capsys):
     V = ckpt.load_checkpoint(trained).vocab.size
@@ -136,8 +171,18 @@ def test_usage_errors_exit_2(trained, corpus, tmp_path, capsys):
         (sample_main, [trained, "--temperature", "0"]),
         (train_main, [corpus, "--resume", trained, "--init-from", trained]),
         (train_main, [corpus, "--resume", trained, "--batch-size", 8]),
-        (train_main, [corpus, "--init-from", trained, "--hidden-size", 17,
-                      "--checkpoint", tmp_path / "r.npz"]),
+        (
+            train_main,
+            [
+                corpus,
+                "--init-from",
+                trained,
+                "--hidden-size",
+                17,
+                "--checkpoint",
+                tmp_path / "r.npz",
+            ],
+        ),
         (train_main, [corpus, "--batch-size", "-1"]),
         (info_main, [trained, "--jsn"]),
     ]
@@ -160,9 +205,20 @@ def test_failures_while_running_exit_1(trained, corpus, tmp_path, capsys, monkey
         status, _, err = call(entry, args, capsys)
         assert (status, len(err.strip().splitlines())) == (1, 1), (args, err)
 
-    status, _, err = call(train_main, [corpus, *FAST, "--max-iters", 5, "--log",
-                                       tmp_path / "corpus.txt" / "log.jsonl",
-                                       "--checkpoint", tmp_path / "l.npz"], capsys)
+    status, _, err = call(
+        train_main,
+        [
+            corpus,
+            *FAST,
+            "--max-iters",
+            5,
+            "--log",
+            tmp_path / "corpus.txt" / "log.jsonl",
+            "--checkpoint",
+            tmp_path / "l.npz",
+        ],
+        capsys,
+    )
     assert status == 1 and "cannot write the log" in err
 
     real = fastrnn.CharRNN.loss_and_grads
@@ -172,8 +228,9 @@ def test_failures_while_running_exit_1(trained, corpus, tmp_path, capsys, monkey
         return float("nan"), grads, h
 
     monkeypatch.setattr(fastrnn.CharRNN, "loss_and_grads", diverge)
-    status, _, err = call(train_main, [corpus, *FAST, "--max-iters", 5,
-                                       "--checkpoint", tmp_path / "d.npz"], capsys)
+    status, _, err = call(
+        train_main, [corpus, *FAST, "--max-iters", 5, "--checkpoint", tmp_path / "d.npz"], capsys
+    )
     assert status == 1 and "became nan" in err
 
 
@@ -193,12 +250,17 @@ def test_help_states_the_exit_rule(tool, capsys):
     status, out, _ = call(TOOLS[tool][1], ["--help"], capsys)
     assert status == 0
     text = " ".join(out.split())
-    for words in ("2 a usage error", "1 a failure while running", "130 after Ctrl-C",
-                  "143 after SIGTERM"):
+    for words in (
+        "2 a usage error",
+        "1 a failure while running",
+        "130 after Ctrl-C",
+        "143 after SIGTERM",
+    ):
         assert words in text, words
 
 
 # ---------------------------------------------------------------- python -m fastrnn, --version
+
 
 @pytest.mark.parametrize("module", ["fastrnn", "fastrnn.cli"])
 def test_python_m_without_a_tool_prints_usage_and_exits_2(module):

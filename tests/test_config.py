@@ -1,4 +1,5 @@
 """config.py: TrainConfig, how options meet a checkpoint, the former option name 'model'."""
+
 import io
 
 import numpy as np
@@ -19,13 +20,15 @@ from fastrnn.data import default_corpus
 from fastrnn.errors import ConfigError
 
 TEXT = default_corpus()[:2500]
-SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=7,
-             dtype="float64")
+SMALL = dict(
+    hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=7, dtype="float64"
+)
 
 
 def run(tmp_path, name, **options):
-    return fastrnn.train(text=TEXT, out=io.StringIO(),
-                         **{**SMALL, "checkpoint": str(tmp_path / name), **options})
+    return fastrnn.train(
+        text=TEXT, out=io.StringIO(), **{**SMALL, "checkpoint": str(tmp_path / name), **options}
+    )
 
 
 def test_fresh_config_defaults_and_validation():
@@ -38,8 +41,10 @@ def test_fresh_config_defaults_and_validation():
 
 
 def test_model_is_a_former_name_of_cell():
-    assert canonical_options({"model": "gru", "hidden_size": 3}) == {"cell": "gru",
-                                                                     "hidden_size": 3}
+    assert canonical_options({"model": "gru", "hidden_size": 3}) == {
+        "cell": "gru",
+        "hidden_size": 3,
+    }
     assert resolve_config({"model": "lstm"}).cell == "lstm"
     with pytest.raises(ConfigError, match="only once"):
         canonical_options({"model": "gru", "cell": "lstm"})
@@ -68,8 +73,17 @@ def test_checkpoint_with_model_in_its_train_config_resumes_exactly(tmp_path):
     def as_older_version(header):
         config = header["train_config"]
         config["model"] = config.pop("cell")
-        for name in ("embedding_size", "init", "lr_schedule", "warmup_iters", "patience",
-                     "plateau_patience", "unknown_chars", "overwrite", "plot"):
+        for name in (
+            "embedding_size",
+            "init",
+            "lr_schedule",
+            "warmup_iters",
+            "patience",
+            "plateau_patience",
+            "unknown_chars",
+            "overwrite",
+            "plot",
+        ):
             del config[name]
         for name in ("loss_watch", "train_seconds", "best_iteration"):
             del header[name]
@@ -78,15 +92,15 @@ def test_checkpoint_with_model_in_its_train_config_resumes_exactly(tmp_path):
 
     rewrite_header(tmp_path / "old.npz", as_older_version)
     assert "model" in ckpt.load_checkpoint(tmp_path / "old.npz").header["train_config"]
-    resumed = fastrnn.train(text=TEXT, resume=str(tmp_path / "old.npz"), max_iters=15,
-                            out=io.StringIO())
+    resumed = fastrnn.train(
+        text=TEXT, resume=str(tmp_path / "old.npz"), max_iters=15, out=io.StringIO()
+    )
     assert resumed.iterations == straight.iterations == 30
     assert resumed.model.cell == "lstm"
     for k, v in straight.model.params.items():
         assert np.array_equal(v, resumed.model.params[k]), k
     with pytest.raises(ConfigError, match="--cell cannot change on --resume"):
-        fastrnn.train(text=TEXT, resume=str(tmp_path / "old.npz"), model="rnn",
-                      out=io.StringIO())
+        fastrnn.train(text=TEXT, resume=str(tmp_path / "old.npz"), model="rnn", out=io.StringIO())
 
 
 @pytest.mark.slow
@@ -96,8 +110,14 @@ def test_every_frozen_option_is_refused_on_resume(tmp_path, name):
     loaded = ckpt.load_checkpoint(tmp_path / "r.npz")
     current = getattr(resolve_config({"resume": str(tmp_path / "r.npz")}, loaded), name)
     if isinstance(current, str):
-        other = {"rnn": "gru", "lstm": "gru", "float64": "float32", "adam": "sgd",
-                     "uniform": "default", "default": "uniform"}[current]
+        other = {
+            "rnn": "gru",
+            "lstm": "gru",
+            "float64": "float32",
+            "adam": "sgd",
+            "uniform": "default",
+            "default": "uniform",
+        }[current]
     else:
         other = current + 1 if isinstance(current, int) else current / 2 + 0.01
     with pytest.raises(ConfigError, match="cannot change on --resume"):
@@ -139,8 +159,9 @@ def test_embedding_and_init_options(tmp_path):
     assert loaded.header["train_config"]["init"] == "default"
     for name, other in (("embedding_size", 4), ("init", "uniform")):
         with pytest.raises(ConfigError, match="cannot change on --resume"):
-            fastrnn.train(text=TEXT, resume=str(tmp_path / "e.npz"), out=io.StringIO(),
-                          **{name: other})
+            fastrnn.train(
+                text=TEXT, resume=str(tmp_path / "e.npz"), out=io.StringIO(), **{name: other}
+            )
     tuned = run(tmp_path, "t.npz", init_from=str(tmp_path / "e.npz"), max_iters=2)
     assert tuned.model.embedding_size == 8
 
@@ -151,8 +172,9 @@ def test_a_run_with_an_embedding_resumes_exactly(tmp_path):
     opts = dict(embedding_size=6, init="default", lr_schedule="constant")
     straight = run(tmp_path, "straight.npz", max_iters=20, **opts)
     run(tmp_path, "split.npz", max_iters=10, **opts)
-    resumed = fastrnn.train(text=TEXT, resume=str(tmp_path / "split.npz"), max_iters=10,
-                            out=io.StringIO())
+    resumed = fastrnn.train(
+        text=TEXT, resume=str(tmp_path / "split.npz"), max_iters=10, out=io.StringIO()
+    )
     assert resumed.model.embedding_size == 6 and resumed.model.init == "default"
     for k, v in straight.model.params.items():
         assert np.array_equal(v, resumed.model.params[k]), k

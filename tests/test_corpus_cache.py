@@ -1,5 +1,6 @@
 """The encoded-corpus cache: hit, miss, stale, verified; atomic writes; memory-mapped reads;
 the same indices as the in-memory encoder; several files in their stated order; --val-file."""
+
 from __future__ import annotations
 
 import io
@@ -73,7 +74,7 @@ def test_touching_the_file_rebuilds(tmp_path):
     path = write(tmp_path / "a.txt", TEXT)
     cached([path], tmp_path)
     st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert not cached([path], tmp_path).cache_hit
     assert cached([path], tmp_path).cache_hit
 
@@ -82,9 +83,9 @@ def test_verify_catches_a_change_that_keeps_size_and_time(tmp_path):
     path = write(tmp_path / "a.txt", "abcabc" * 50)
     cached([path], tmp_path)
     st = os.stat(path)
-    write(path, "abcabd" * 50)                               # same size
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))     # same time
-    assert cached([path], tmp_path).cache_hit                # not noticed without hashing
+    write(path, "abcabd" * 50)  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same time
+    assert cached([path], tmp_path).cache_hit  # not noticed without hashing
     corpus = cached([path], tmp_path, verify=True)
     assert not corpus.cache_hit
     assert corpus.vocab.decode(corpus.ids) == "abcabd" * 50
@@ -114,11 +115,13 @@ def test_cache_files_are_replaced_by_rename(tmp_path, monkeypatch):
     path = write(tmp_path / "a.txt", TEXT)
     replaced = []
     real = os.replace
-    monkeypatch.setattr(corpus_module.os, "replace",
-                        lambda a, b: (replaced.append(os.path.basename(b)), real(a, b)))
+    monkeypatch.setattr(
+        corpus_module.os, "replace", lambda a, b: (replaced.append(os.path.basename(b)), real(a, b))
+    )
     corpus = cached([path], tmp_path)
-    assert sorted(replaced) == sorted(os.path.basename(corpus.cache_path[:-4]) + ext
-                                      for ext in (".json", ".npy"))
+    assert sorted(replaced) == sorted(
+        os.path.basename(corpus.cache_path[:-4]) + ext for ext in (".json", ".npy")
+    )
 
 
 def test_smallest_index_dtype():
@@ -144,11 +147,16 @@ def test_several_files_and_a_directory_in_their_stated_order(tmp_path):
     write(d / ".hidden", "never read\n")
     files = corpus_files([b, d, a])
     assert [os.path.relpath(f, tmp_path) for f in files] == [
-        "b.txt", os.path.join("dir", "c.txt"), os.path.join("dir", "sub", "m.txt"),
-        os.path.join("dir", "z.txt"), "a.txt"]
+        "b.txt",
+        os.path.join("dir", "c.txt"),
+        os.path.join("dir", "sub", "m.txt"),
+        os.path.join("dir", "z.txt"),
+        "a.txt",
+    ]
     corpus = cached([b, d, a], tmp_path)
     assert corpus.vocab.decode(corpus.ids) == (
-        "from b\nc first\nsub/m second\nz comes last\nfrom a\n")
+        "from b\nc first\nsub/m second\nz comes last\nfrom a\n"
+    )
     assert "+ 4 more files" in corpus.name
 
 
@@ -178,14 +186,25 @@ def test_small_corpora_are_not_cached_without_a_cache_dir(tmp_path):
 
 def test_remap_to_a_larger_vocabulary():
     source, target = Vocabulary([ord(c) for c in "bd"]), Vocabulary([ord(c) for c in "abcd"])
-    np.testing.assert_array_equal(remap_ids(np.array([0, 1, 1, 0]), source, target,
-                                            chunk=3), [1, 3, 3, 1])
+    np.testing.assert_array_equal(
+        remap_ids(np.array([0, 1, 1, 0]), source, target, chunk=3), [1, 3, 3, 1]
+    )
 
 
 def _trainer(tmp_path, **options) -> Trainer:
-    return Trainer({"hidden_size": 8, "batch_size": 4, "seq_length": 8, "max_iters": 3,
-                    "checkpoint": str(tmp_path / "r.npz"), "cache_dir": str(tmp_path / "cache"),
-                    **options}, text=None, out=io.StringIO())
+    return Trainer(
+        {
+            "hidden_size": 8,
+            "batch_size": 4,
+            "seq_length": 8,
+            "max_iters": 3,
+            "checkpoint": str(tmp_path / "r.npz"),
+            "cache_dir": str(tmp_path / "cache"),
+            **options,
+        },
+        text=None,
+        out=io.StringIO(),
+    )
 
 
 def test_trainer_reads_batches_from_the_memory_map_without_copying(tmp_path):
@@ -193,11 +212,13 @@ def test_trainer_reads_batches_from_the_memory_map_without_copying(tmp_path):
     trainer = _trainer(tmp_path, corpus=str(path))
     ids = load_corpus([path], cache_dir=tmp_path / "cache").ids
     assert isinstance(trainer.batches.streams.base, np.memmap) or np.shares_memory(
-        trainer.batches.streams, trainer.batches.streams.base)
+        trainer.batches.streams, trainer.batches.streams.base
+    )
     assert not trainer.batches.streams.flags.owndata
-    assert trainer.batches.streams.base.size == ids.size        # a view of the whole file
-    np.testing.assert_array_equal(trainer.batches.streams.reshape(-1),
-                                  ids[: trainer.batches.streams.size])
+    assert trainer.batches.streams.base.size == ids.size  # a view of the whole file
+    np.testing.assert_array_equal(
+        trainer.batches.streams.reshape(-1), ids[: trainer.batches.streams.size]
+    )
     result = trainer.run(handle_signals=False)
     assert result.iterations == 3 and np.isfinite(result.train_loss)
 
@@ -207,7 +228,7 @@ def test_val_file_replaces_the_validation_tail(tmp_path):
     val_path = write(tmp_path / "val.txt", "second line naïve\n" * 5)
     trainer = _trainer(tmp_path, corpus=str(train_path), val_file=str(val_path))
     assert trainer.data.val_chars == len(read_corpus(val_path))
-    assert trainer.batches.streams.size > len(read_corpus(train_path)) - 4   # no tail held out
+    assert trainer.batches.streams.size > len(read_corpus(train_path)) - 4  # no tail held out
     x, _ = trainer.data.val_chunks[0]
     assert trainer.vocab.decode(x[0]) == "second l"
 

@@ -1,4 +1,5 @@
 """Corpus reading, vocabulary, stream splitting and the resumable batch iterator."""
+
 import builtins
 
 import numpy as np
@@ -25,6 +26,7 @@ def write(tmp_path, data: bytes, name="corpus.txt"):
 
 
 # ---------------------------------------------------------------- reading
+
 
 def test_read_normalises_newlines_and_drops_bom(tmp_path):
     path = write(tmp_path, "\ufeffa\r\nb\rc\nd".encode("utf-8"))
@@ -75,6 +77,7 @@ def test_default_corpus_is_large_deterministic_and_normalised():
 
 # ---------------------------------------------------------------- vocabulary
 
+
 def test_vocabulary_sorted_roundtrip_with_cjk_and_astral_chars():
     text = "三字经 abc\n😀 cab三"
     vocab = Vocabulary.from_text(text)
@@ -111,6 +114,7 @@ def test_encode_lists_unknown_characters():
 
 # ---------------------------------------------------------------- length and splitting
 
+
 @pytest.mark.parametrize("B,T,f", [(4, 8, 0.0), (4, 8, 0.1), (32, 64, 0.05), (1, 1, 0.5)])
 def test_minimum_length_is_exact(B, T, f):
     n = minimum_length(B, T, f)
@@ -135,6 +139,7 @@ def test_validation_is_the_tail():
 
 
 # ---------------------------------------------------------------- batches
+
 
 def test_batches_are_contiguous_streams_with_shifted_targets():
     ids = np.arange(4 * 25, dtype=np.uint16)  # 4 streams of 25

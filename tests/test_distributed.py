@@ -5,6 +5,7 @@ a killed process and a bad input on one process.
 The multi-process tests are skipped only when mpi4py or mpiexec is absent
 (pip install -e ".[mpi]" provides both).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,8 +29,16 @@ from fastrnn.model import CharRNN
 
 HERE = Path(__file__).parent
 JOB = HERE / "mpi_job.py"
-SMALL = {"hidden_size": 16, "batch_size": 6, "seq_length": 8, "dtype": "float64",
-         "max_iters": 50, "eval_every": 0, "sample_every": 0, "learning_rate": 1e-2}
+SMALL = {
+    "hidden_size": 16,
+    "batch_size": 6,
+    "seq_length": 8,
+    "dtype": "float64",
+    "max_iters": 50,
+    "eval_every": 0,
+    "sample_every": 0,
+    "learning_rate": 1e-2,
+}
 
 
 def _mpiexec() -> str | None:
@@ -40,24 +49,36 @@ def _mpiexec() -> str | None:
 MPIEXEC = _mpiexec()
 needs_mpi = pytest.mark.skipif(
     MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
-    reason="mpi4py or mpiexec is not installed (pip install -e '.[mpi]')")
+    reason="mpi4py or mpiexec is not installed (pip install -e '.[mpi]')",
+)
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MPI_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MPI_"))
+    }
     env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
     return env
 
 
 def _train_command() -> list[str]:
-    return [sys.executable, "-c",
-            "import sys; from fastrnn.cli import train_main; sys.exit(train_main())"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from fastrnn.cli import train_main; sys.exit(train_main())",
+    ]
 
 
 def _mpi(n: int, *args, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([MPIEXEC, "-n", str(n), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=_env(), check=False, **kwargs)
+    return subprocess.run(
+        [MPIEXEC, "-n", str(n), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+        check=False,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +117,11 @@ def _compare_with_one_process(tmp_path: Path, corpus: Path, configs: list[dict],
             assert _relative_error(parallel[f"{k}.losses"], losses) < 1e-10, options
             for name, p in params.items():
                 assert _relative_error(parallel[f"{k}.param.{name}"], p) < 1e-10, (options, name)
-            assert np.all(np.diff(losses[:5]) != 0)   # the runs did train
+            assert np.all(np.diff(losses[:5]) != 0)  # the runs did train
 
 
 # ---------------------------------------------------------------------------- without MPI
+
 
 @pytest.mark.parametrize("batch_size", [1, 2, 5, 6, 7, 32])
 @pytest.mark.parametrize("size", [1, 2, 3, 4])
@@ -129,7 +151,7 @@ def test_flat_grads_are_views_of_one_buffer():
     flags[:] = -1
     start = 0
     for k, view in enumerate(views.values()):
-        assert np.all(buffer[start: start + view.size] == k + 1)
+        assert np.all(buffer[start : start + view.size] == k + 1)
         start += view.size
     assert np.all(buffer[start:] == -1)
 
@@ -140,14 +162,19 @@ def test_dropout_masks_of_a_stream_do_not_depend_on_the_split(cell):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 11, (6, 5)).astype(np.int32)
     y = rng.integers(0, 11, (6, 5)).astype(np.int32)
-    whole = model.loss_and_grads(x, y, model.initial_state(6), backend="numpy",
-                                 dropout_key=(7, 12, 0))
+    whole = model.loss_and_grads(
+        x, y, model.initial_state(6), backend="numpy", dropout_key=(7, 12, 0)
+    )
     masks = model._workspace(6, 5, True).masks.copy()
     for lo, hi in [(0, 2), (2, 6)]:
-        model.loss_and_grads(x[lo:hi], y[lo:hi], model.initial_state(hi - lo),
-                             backend="numpy", dropout_key=(7, 12, lo))
-        np.testing.assert_array_equal(model._workspace(hi - lo, 5, True).masks,
-                                      masks[:, :, lo:hi])
+        model.loss_and_grads(
+            x[lo:hi],
+            y[lo:hi],
+            model.initial_state(hi - lo),
+            backend="numpy",
+            dropout_key=(7, 12, lo),
+        )
+        np.testing.assert_array_equal(model._workspace(hi - lo, 5, True).masks, masks[:, :, lo:hi])
     assert 0 < np.mean(masks == 0) < 1 and np.isfinite(whole[0])
 
 
@@ -155,26 +182,39 @@ def test_launched_by_mpi_without_mpi4py_says_so(tmp_path, corpus):
     hide = tmp_path / "hide"
     (hide / "mpi4py").mkdir(parents=True)
     (hide / "mpi4py" / "__init__.py").write_text("raise ImportError('no mpi4py here')\n")
-    env = {**_env(), "PMI_SIZE": "2", "PMI_RANK": "0",
-           "PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([*_train_command(), corpus, "--max-iters", "2", "--checkpoint",
-                          tmp_path / "r.npz"], capture_output=True, text=True, env=env,
-                         timeout=60, check=False)
-    assert run.returncode == 2           # a usage error: the installation does not fit the launch
+    env = {
+        **_env(),
+        "PMI_SIZE": "2",
+        "PMI_RANK": "0",
+        "PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run(
+        [*_train_command(), corpus, "--max-iters", "2", "--checkpoint", tmp_path / "r.npz"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2  # a usage error: the installation does not fit the launch
     assert "mpi4py is not installed" in run.stderr and "2 processes" in run.stderr
     assert not (tmp_path / "r.npz").exists()
 
 
 # ---------------------------------------------------------------------------- real MPI jobs
 
+
 def _configs(batch_size: int) -> list[dict]:
     configs = []
     for cell in ("rnn", "lstm", "gru"):
         for dropout in (0.0, 0.3):
-            for clip in ({"grad_clip": 0.01, "max_grad_norm": 0.0},
-                         {"grad_clip": 0.0, "max_grad_norm": 0.4}):
-                configs.append({**SMALL, "batch_size": batch_size, "model": cell,
-                                "dropout": dropout, **clip})
+            for clip in (
+                {"grad_clip": 0.01, "max_grad_norm": 0.0},
+                {"grad_clip": 0.0, "max_grad_norm": 0.4},
+            ):
+                configs.append(
+                    {**SMALL, "batch_size": batch_size, "model": cell, "dropout": dropout, **clip}
+                )
     return configs
 
 
@@ -193,17 +233,46 @@ def test_three_processes_with_uneven_shares_match_one(tmp_path, corpus):
 
 @needs_mpi
 def test_batch_smaller_than_processes_is_refused(tmp_path, corpus):
-    job = _mpi(3, *_train_command(), corpus, "--batch-size", "2", "--max-iters", "2",
-               "--checkpoint", tmp_path / "r.npz")
-    assert job.returncode == 2           # a usage error, as any invalid option
+    job = _mpi(
+        3,
+        *_train_command(),
+        corpus,
+        "--batch-size",
+        "2",
+        "--max-iters",
+        "2",
+        "--checkpoint",
+        tmp_path / "r.npz",
+    )
+    assert job.returncode == 2  # a usage error, as any invalid option
     assert job.stderr.count("--batch-size 2 is smaller than the number of processes 3") == 1
 
 
 def _cli_options(checkpoint: Path, iters: int) -> list[str]:
-    return ["--hidden-size", "16", "--batch-size", "6", "--seq-length", "8", "--dtype",
-            "float64", "--max-iters", str(iters), "--eval-every", "0", "--sample-every", "0",
-            "--model", "lstm", "--dropout", "0.2", "--checkpoint", str(checkpoint),
-            "--lr-schedule", "constant"]   # a schedule to the planned end would differ
+    return [
+        "--hidden-size",
+        "16",
+        "--batch-size",
+        "6",
+        "--seq-length",
+        "8",
+        "--dtype",
+        "float64",
+        "--max-iters",
+        str(iters),
+        "--eval-every",
+        "0",
+        "--sample-every",
+        "0",
+        "--model",
+        "lstm",
+        "--dropout",
+        "0.2",
+        "--checkpoint",
+        str(checkpoint),
+        "--lr-schedule",
+        "constant",
+    ]  # a schedule to the planned end would differ
 
 
 @needs_mpi
@@ -213,14 +282,24 @@ def test_resume_with_another_number_of_processes(tmp_path, corpus):
     first = _mpi(2, *_train_command(), corpus, *_cli_options(tmp_path / "a.npz", 20))
     assert first.returncode == 0, first.stderr
     assert load_checkpoint(tmp_path / "a.npz").header["processes"] == 2
-    second = subprocess.run([*_train_command(), "--resume", tmp_path / "a.npz",
-                             "--max-iters", "20"], capture_output=True, text=True,
-                            env=_env(), timeout=60, check=False)
+    second = subprocess.run(
+        [*_train_command(), "--resume", tmp_path / "a.npz", "--max-iters", "20"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
     assert second.returncode == 0, second.stderr
     assert "saved by 2 processes and continues on 1" in second.stdout
-    straight = subprocess.run([*_train_command(), corpus, *_cli_options(tmp_path / "b.npz", 40)],
-                              capture_output=True, text=True, env=_env(), timeout=60,
-                              check=False)
+    straight = subprocess.run(
+        [*_train_command(), corpus, *_cli_options(tmp_path / "b.npz", 40)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
     assert straight.returncode == 0, straight.stderr
     a, b = load_checkpoint(tmp_path / "a.npz"), load_checkpoint(tmp_path / "b.npz")
     assert a.header["iteration"] == b.header["iteration"] == 40
@@ -231,11 +310,15 @@ def test_resume_with_another_number_of_processes(tmp_path, corpus):
 
 def _start_long_job(tmp_path: Path, corpus: Path) -> tuple[subprocess.Popen, Path]:
     checkpoint = tmp_path / "run.npz"
-    options = _cli_options(checkpoint, 10 ** 7)
+    options = _cli_options(checkpoint, 10**7)
     options[options.index("--eval-every") + 1] = "25"
-    job = subprocess.Popen([MPIEXEC, "-n", "2", *_train_command(), str(corpus), *options],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=_env())
+    job = subprocess.Popen(
+        [MPIEXEC, "-n", "2", *_train_command(), str(corpus), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     deadline = time.monotonic() + 30
     while not checkpoint.exists():
         assert job.poll() is None and time.monotonic() < deadline, job.communicate()
@@ -245,14 +328,13 @@ def _start_long_job(tmp_path: Path, corpus: Path) -> tuple[subprocess.Popen, Pat
 
 @needs_mpi
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_to_mpiexec_stops_every_process_with_one_checkpoint(tmp_path, corpus, sig,
-                                                                     status):
+def test_signal_to_mpiexec_stops_every_process_with_one_checkpoint(tmp_path, corpus, sig, status):
     job, checkpoint = _start_long_job(tmp_path, corpus)
     job.send_signal(sig)
     out, err = job.communicate(timeout=30)
     assert job.returncode == status, err
     name = signal.Signals(sig).name
-    assert err.count(f"stopped by {name}") == 1        # said once, by rank 0
+    assert err.count(f"stopped by {name}") == 1  # said once, by rank 0
     stopped_at = int(out.strip().splitlines()[-1].split(":")[1].split()[0].replace(",", ""))
     header = load_checkpoint(checkpoint).header
     assert header["iteration"] == stopped_at > 0 and header["processes"] == 2
@@ -302,10 +384,27 @@ def test_killed_process_ends_the_job_and_the_checkpoint_loads(tmp_path, corpus):
 def test_bad_input_on_one_process_ends_the_job_with_its_message(tmp_path, corpus):
     missing = tmp_path / "missing.txt"
     options = _cli_options(tmp_path / "r.npz", 100)
-    job = subprocess.run([MPIEXEC, "-n", "1", *_train_command(), str(corpus), *options, ":",
-                          "-n", "1", *_train_command(), str(missing), *options],
-                         capture_output=True, text=True, env=_env(), timeout=60,
-                         check=False)
+    job = subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            "1",
+            *_train_command(),
+            str(corpus),
+            *options,
+            ":",
+            "-n",
+            "1",
+            *_train_command(),
+            str(missing),
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
     assert job.returncode != 0
     assert f"fastrnn-train (process 1 of 2): error: {missing}: no such file" in job.stderr
     assert "(process 0 of 2): error" not in job.stderr
@@ -359,8 +458,12 @@ def test_one_allreduce_of_one_buffer_holding_every_gradient_per_step(corpus):
     from fastrnn.train import Trainer
 
     world = RecordingWorld()
-    trainer = Trainer({"corpus": str(corpus), **SMALL, "model": "gru", "checkpoint": None},
-                      text=None, out=io.StringIO(), world=world)
+    trainer = Trainer(
+        {"corpus": str(corpus), **SMALL, "model": "gru", "checkpoint": None},
+        text=None,
+        out=io.StringIO(),
+        world=world,
+    )
     for step in range(3):
         trainer.train_step()
         assert len(world.calls) == step + 1
@@ -370,4 +473,4 @@ def test_one_allreduce_of_one_buffer_holding_every_gradient_per_step(corpus):
     assert all(np.shares_memory(trainer.grads[n], buffer) for n in names)
     assert not np.shares_memory(trainer.grads["h0"], buffer)
     assert buffer.size == trainer.model.num_params + 4
-    assert trainer.h.shape[-2] == 3     # rank 0's half of the 6 streams
+    assert trainer.h.shape[-2] == 3  # rank 0's half of the 6 streams

@@ -1,6 +1,7 @@
 """The input embedding (CharRNN(embedding_size=E)): kernel vs numpy on every buffer and gradient,
 centred finite differences, equivalence with the one-hot model, training, generation,
 checkpoints and validation."""
+
 from __future__ import annotations
 
 import itertools
@@ -28,11 +29,15 @@ run = run_reseeded
 def workspace_buffers(m, B, T) -> dict[str, np.ndarray]:
     """The workspace's caches, without the recurrent product's scratch (packed), which holds
     each backend's own layout of Whh^T."""
-    return {k: v.copy() for k, v in vars(m._workspace(B, T, True)).items()
-            if isinstance(v, np.ndarray) and k != "packed"}
+    return {
+        k: v.copy()
+        for k, v in vars(m._workspace(B, T, True)).items()
+        if isinstance(v, np.ndarray) and k != "packed"
+    }
 
 
 # ------------------------------------------------------------------ parameters
+
 
 def test_embedding_parameters_and_workspace_shapes():
     V, E, H = 9, 4, 6
@@ -56,8 +61,11 @@ def test_no_embedding_is_the_one_hot_model():
 
 # ------------------------------------------------------------------ kernel vs numpy
 
-@pytest.mark.parametrize("cell,L,dtype,dropout", list(itertools.product(
-    CELLS, LAYERS, (np.float64, np.float32), (0.0, 0.4))))
+
+@pytest.mark.parametrize(
+    "cell,L,dtype,dropout",
+    list(itertools.product(CELLS, LAYERS, (np.float64, np.float32), (0.0, 0.4))),
+)
 def test_kernel_matches_numpy(cell, L, dtype, dropout):
     """Loss, every gradient (dWemb included), the carried state and every workspace buffer
     (emb, demb, gates, hs, ...) agree between the kernel and its numpy twin."""
@@ -108,6 +116,7 @@ def test_embedding_kernels_match_numpy(dtype, B, T, E, V):
 
 # ------------------------------------------------------------------ finite differences
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,L,dropout", list(itertools.product(CELLS, (1, 2), (0.0, 0.3))))
 def test_finite_differences(cell, L, dropout):
@@ -140,13 +149,13 @@ def test_finite_differences_detect_a_wrong_embedding_gradient():
     _, grads, _ = run(m, "kernel", x, y, h0, train=False)
     wrong = grads["Wemb"].ravel().copy()
     wrong[x[0, 0] * 3 + 1] += 1e-4
-    numeric = centred_differences(lambda: m.loss(x, y, h0)[0], m.params["Wemb"],
-                                  range(wrong.size))
+    numeric = centred_differences(lambda: m.loss(x, y, h0)[0], m.params["Wemb"], range(wrong.size))
     assert np.abs(numeric - grads["Wemb"].ravel()).max() < 1e-8
     assert np.abs(numeric - wrong).max() > 1e-5
 
 
 # ------------------------------------------------------------------ behaviour
+
 
 @pytest.mark.parametrize("cell,L", [("rnn", 1), ("lstm", 2), ("gru", 1)])
 @pytest.mark.parametrize("backend", ("kernel", "numpy"))
@@ -242,6 +251,7 @@ def test_generation_identical_on_both_backends(cell, L):
     """generate: the same indices on both backends for the same generator (float64), the
     same as stepping step_logits with next_index, and the final states agree."""
     from fastrnn.reference import next_index
+
     m = make_model(cell, L, V=6, jitter=0.6)
     u = np.random.default_rng(3).random(40)
     g, x, expected = m.initial_state(1), 2, []
@@ -252,8 +262,11 @@ def test_generation_identical_on_both_backends(cell, L):
     outs, states = [], []
     for backend in ("kernel", "numpy"):
         h = m.initial_state(1)
-        outs.append(m.generate(h, 2, 40, temperature=0.9, top_k=5,
-                               rng=np.random.default_rng(3), backend=backend))
+        outs.append(
+            m.generate(
+                h, 2, 40, temperature=0.9, top_k=5, rng=np.random.default_rng(3), backend=backend
+            )
+        )
         states.append(h)
     assert outs[0].tolist() == outs[1].tolist() == expected
     np.testing.assert_allclose(states[0], states[1], rtol=1e-12, atol=1e-14)
@@ -277,9 +290,11 @@ def test_step_logits_follow_the_chunk_forward(cell, L):
 
 # ------------------------------------------------------------------ configuration, checkpoints
 
+
 def test_config_round_trip_and_checkpoint(tmp_path):
     from fastrnn import checkpoint as ckpt
     from fastrnn.data import Vocabulary
+
     vocab = Vocabulary.from_text("abcdefg")
     m = make_model("lstm", 2, np.float32, dropout=0.1, V=vocab.size)
     assert m.config()["embedding_size"] == 3
@@ -299,8 +314,11 @@ def test_config_round_trip_and_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------ validation
 
-@pytest.mark.parametrize("value,error", [(-1, ValueError), (2.0, TypeError), ("3", TypeError),
-                                         (True, TypeError), (None, TypeError)])
+
+@pytest.mark.parametrize(
+    "value,error",
+    [(-1, ValueError), (2.0, TypeError), ("3", TypeError), (True, TypeError), (None, TypeError)],
+)
 def test_bad_embedding_size_is_rejected(value, error):
     with pytest.raises(error, match="embedding_size"):
         CharRNN(5, 4, embedding_size=value)

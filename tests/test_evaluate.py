@@ -1,5 +1,6 @@
 """fastrnn.evaluate and fastrnn-eval: the loss over a whole text with the state carried through
 B streams equals the loss of each stream read in one piece; unknown characters; the CLI."""
+
 import json
 import math
 
@@ -26,7 +27,7 @@ def loss_stream_by_stream(model, ids, B):
     """Each stream read in one chunk from a zero state: (mean nats/char, characters scored)."""
     total, count = 0.0, 0
     for a, b in stream_bounds(ids.size, B):
-        x, y = ids[None, a:b - 1].astype(np.int32), ids[None, a + 1:b].astype(np.int32)
+        x, y = ids[None, a : b - 1].astype(np.int32), ids[None, a + 1 : b].astype(np.int32)
         loss, _ = model.loss(x, y, model.initial_state(1))
         total += loss * y.size
         count += y.size
@@ -129,7 +130,8 @@ def test_cli_text_and_json(files, capsys):
     assert out["files"][0]["nats_per_char"] == pytest.approx(ra.nats_per_char, rel=1e-12)
     assert out["files"][1]["bits_per_char"] == pytest.approx(rb.bits_per_char, rel=1e-12)
     overall = (ra.nats_per_char * ra.chars_scored + rb.nats_per_char * rb.chars_scored) / (
-        ra.chars_scored + rb.chars_scored)
+        ra.chars_scored + rb.chars_scored
+    )
     assert out["overall"]["nats_per_char"] == pytest.approx(overall, rel=1e-12)
     assert out["overall"]["chars_scored"] == ra.chars_scored + rb.chars_scored
 

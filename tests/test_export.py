@@ -1,5 +1,6 @@
 """ONNX export: the exported graph, run by onnxruntime, gives the kernel's logits and final states
 for every cell and 1-3 layers over a long sequence from a non-zero state; the file is valid."""
+
 import json
 
 import numpy as np
@@ -53,8 +54,9 @@ def test_onnx_matches_the_kernel(cell, layers):
     logits, h_last = kernel_run(model, x, h0)
     out = onnx_run(build_onnx(model, VOCAB), x, h0, cell)
     np.testing.assert_allclose(out[0], logits, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out[1], h_last[0] if cell == "lstm" else h_last,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        out[1], h_last[0] if cell == "lstm" else h_last, rtol=1e-5, atol=1e-5
+    )
     if cell == "lstm":
         np.testing.assert_allclose(out[2], h_last[1], rtol=1e-5, atol=1e-5)
     assert np.abs(logits).max() > 1.0  # the comparison is not of near-zero numbers
@@ -65,7 +67,7 @@ def test_gate_blocks_are_transposed_and_reordered():
     W = np.arange(3 * 4 * H).reshape(3, 4 * H).astype(float)  # (input 3, 4 blocks of H)
     onnx_W = onnx_blocks(W, (0, 3, 1, 2), H)
     assert onnx_W.shape == (1, 4 * H, 3)
-    np.testing.assert_array_equal(onnx_W[0, H:2 * H], W[:, 3 * H:4 * H].T)  # o in place 1
+    np.testing.assert_array_equal(onnx_W[0, H : 2 * H], W[:, 3 * H : 4 * H].T)  # o in place 1
     b = onnx_bias(np.arange(3 * H, dtype=float), np.array([7.0, 8.0]), (1, 0, 2), H)
     np.testing.assert_array_equal(b[0], [2, 3, 0, 1, 4, 5, 0, 0, 0, 0, 7, 8])
 
@@ -130,8 +132,7 @@ def test_embedding_is_exported_as_a_gather():
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_model_with_an_embedding_matches_the_kernel(cell):
     try:
-        model = CharRNN(VOCAB.size, 10, num_layers=2, cell=cell, dtype=np.float32,
-                        embedding_size=6)
+        model = CharRNN(VOCAB.size, 10, num_layers=2, cell=cell, dtype=np.float32, embedding_size=6)
     except TypeError:
         pytest.skip("this fastrnn has no embedding_size")
     rng = np.random.default_rng(5)
@@ -143,5 +144,6 @@ def test_model_with_an_embedding_matches_the_kernel(cell):
     logits, h_last = kernel_run(model, x, h0)
     out = onnx_run(build_onnx(model, VOCAB), x, h0, cell)
     np.testing.assert_allclose(out[0], logits, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out[1], h_last[0] if cell == "lstm" else h_last,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        out[1], h_last[0] if cell == "lstm" else h_last, rtol=1e-5, atol=1e-5
+    )

@@ -1,5 +1,6 @@
 """The compiled generation loop (stack_generate) for every cell, depth and embedding, one or many
 streams: against its numpy twin, against stepping step_logits, and its N-stream contract."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,11 @@ from fastrnn import _kernel  # noqa: F401  (the kernel must be built for these t
 from fastrnn.reference import next_index
 
 CELLS = ("rnn", "lstm", "gru")
-DRAWS = {"temperature": {"temperature": 0.7}, "top_k": {"top_k": 3, "temperature": 1.3},
-         "greedy": {"greedy": True}}
+DRAWS = {
+    "temperature": {"temperature": 0.7},
+    "top_k": {"top_k": 3, "temperature": 1.3},
+    "greedy": {"greedy": True},
+}
 
 
 class FixedUniforms:
@@ -50,8 +54,9 @@ def test_kernel_matches_numpy_twin_float64(cell, L, E, draw, N):
     for backend in ("kernel", "numpy"):
         h = random_state(m, N)
         first = np.arange(N) % m.vocab_size if N > 1 else 4
-        outs.append(m.generate(h, first, 60, rng=np.random.default_rng(9), backend=backend,
-                               **DRAWS[draw]))
+        outs.append(
+            m.generate(h, first, 60, rng=np.random.default_rng(9), backend=backend, **DRAWS[draw])
+        )
         states.append(h)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_allclose(states[0], states[1], rtol=1e-10, atol=1e-12)
@@ -90,10 +95,10 @@ def test_each_stream_is_a_single_stream_call_with_its_column_of_draws(cell, L, E
     first = np.array([1, 2, 3, 4, 5])
     together = m.generate(h, first, length, rng=FixedUniforms(u))
     for b in range(N):
-        hb = np.ascontiguousarray(h_each[..., b:b + 1, :])
-        alone = m.generate(hb, int(first[b]), length, rng=FixedUniforms(u[:, b:b + 1]))
+        hb = np.ascontiguousarray(h_each[..., b : b + 1, :])
+        alone = m.generate(hb, int(first[b]), length, rng=FixedUniforms(u[:, b : b + 1]))
         np.testing.assert_array_equal(together[b], alone)
-        np.testing.assert_allclose(h[..., b:b + 1, :], hb, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(h[..., b : b + 1, :], hb, rtol=1e-10, atol=1e-12)
 
 
 def test_single_stream_call_keeps_its_1d_result_and_its_draws():
@@ -101,8 +106,12 @@ def test_single_stream_call_keeps_its_1d_result_and_its_draws():
     m = sharp(make_model("lstm", 2, V=8, H=5))
     a = m.generate(m.initial_state(1), 2, 30, rng=np.random.default_rng(1))
     b = m.generate(m.initial_state(1), np.array([2]), 30, rng=np.random.default_rng(1))
-    c = m.generate(m.initial_state(1), 2, 30, rng=FixedUniforms(
-        np.random.default_rng(1).random(30).reshape(30, 1)))
+    c = m.generate(
+        m.initial_state(1),
+        2,
+        30,
+        rng=FixedUniforms(np.random.default_rng(1).random(30).reshape(30, 1)),
+    )
     assert a.shape == (30,) and b.shape == (1, 30)
     np.testing.assert_array_equal(a, b[0])
     np.testing.assert_array_equal(a, c)
@@ -138,13 +147,16 @@ def test_scratch_is_allocated_once_per_stream_count():
     assert m._generate_workspace(3) is ws
 
 
-@pytest.mark.parametrize("first,error,words", [
-    (np.array([0, 1]), ValueError, "shape"),
-    (np.array([0, 1, 8]), ValueError, r"\[0, 8\)"),
-    (np.array([0, -1, 2]), ValueError, r"\[0, 8\)"),
-    (np.array([0.0, 1.0, 2.0]), TypeError, "integer"),
-    (8, ValueError, "first_index"),
-])
+@pytest.mark.parametrize(
+    "first,error,words",
+    [
+        (np.array([0, 1]), ValueError, "shape"),
+        (np.array([0, 1, 8]), ValueError, r"\[0, 8\)"),
+        (np.array([0, -1, 2]), ValueError, r"\[0, 8\)"),
+        (np.array([0.0, 1.0, 2.0]), TypeError, "integer"),
+        (8, ValueError, "first_index"),
+    ],
+)
 def test_first_index_is_checked(first, error, words):
     m = make_model("gru", 2, V=8, H=5)
     with pytest.raises(error, match=words):

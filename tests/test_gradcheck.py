@@ -1,6 +1,7 @@
 """Tier 2: every gradient of both backends against centred finite differences in float64,
 including the gradient of a non-zero carried hidden state h0, for the single-layer fast path
 and for stacked layers of every cell."""
+
 from __future__ import annotations
 
 import itertools
@@ -67,6 +68,7 @@ def test_finite_differences_detect_a_wrong_gradient():
 
 
 # ------------------------------------------------------------------ stacked layers
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,L", list(itertools.product(CELLS, (1, 2, 3))))

@@ -1,6 +1,7 @@
 """fastrnn-info and checkpoint.describe: what a checkpoint holds, for people and for machines,
 including checkpoints whose header lacks newer keys; and a file that is not a checkpoint is
 called that, never answered with numpy's advice to load it unsafely."""
+
 import io
 import json
 import math
@@ -30,9 +31,21 @@ def call(entry, args, capsys):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("run") / "run.npz"
-    train(text=TEXT, out=io.StringIO(), checkpoint=str(path), hidden_size=16, batch_size=4,
-          seq_length=16, sample_every=0, eval_every=5, max_iters=12, cell="gru",
-          learning_rate=3e-3, num_layers=1, lr_schedule="constant")
+    train(
+        text=TEXT,
+        out=io.StringIO(),
+        checkpoint=str(path),
+        hidden_size=16,
+        batch_size=4,
+        seq_length=16,
+        sample_every=0,
+        eval_every=5,
+        max_iters=12,
+        cell="gru",
+        learning_rate=3e-3,
+        num_layers=1,
+        lr_schedule="constant",
+    )
     return path
 
 
@@ -46,7 +59,7 @@ def test_info_as_json_matches_the_checkpoint(trained, capsys):
     assert info["model"]["num_layers"] == 1 and info["model"]["dtype"] == "float32"
     assert info["model"]["parameters"] == model.num_params
     assert info["vocabulary"]["size"] == loaded.vocab.size
-    assert info["vocabulary"]["sample"] == "".join(loaded.vocab.chars[:ckpt.VOCAB_SAMPLE])
+    assert info["vocabulary"]["sample"] == "".join(loaded.vocab.chars[: ckpt.VOCAB_SAMPLE])
     assert info["corpus"]["chars"] == len(TEXT) == head["corpus_chars"]
     assert info["corpus"]["sha256"] == head["corpus_sha256"]
     assert info["iteration"] == 12 and info["optimizer"] == "adam"
@@ -63,10 +76,17 @@ def test_info_for_people(trained, capsys):
     loaded = ckpt.load_checkpoint(trained)
     sha = loaded.header["corpus_sha256"][:16]
     best = loaded.header["best_val_loss"]
-    for words in ("GRU", "hidden 16", f"{loaded.model.num_params:,} parameters", "float32",
-                  f"vocabulary  {loaded.vocab.size} characters", f"sha256 {sha}",
-                  "iteration 12", f"{best:.4f} nats/char = {best / math.log(2):.4f} bits/char",
-                  "adam, lr 0.003"):
+    for words in (
+        "GRU",
+        "hidden 16",
+        f"{loaded.model.num_params:,} parameters",
+        "float32",
+        f"vocabulary  {loaded.vocab.size} characters",
+        f"sha256 {sha}",
+        "iteration 12",
+        f"{best:.4f} nats/char = {best / math.log(2):.4f} bits/char",
+        "adam, lr 0.003",
+    ):
         assert words in out, words
     vocab_line = next(line for line in out.splitlines() if line.startswith("vocabulary"))
     assert "\\t" in vocab_line and "\\n" in vocab_line and "\\x01" in vocab_line
@@ -95,6 +115,7 @@ def test_fastrnn_info_is_installed():
 
 # ---------------------------------------------------------------- not a checkpoint
 
+
 def write(path, kind):
     if kind == "text":
         path.write_text("some text\n")
@@ -112,8 +133,9 @@ def write(path, kind):
 
 
 @pytest.mark.parametrize("kind", ["text", "empty", "npy", "pickled", "foreign"])
-@pytest.mark.parametrize("entry,prog", [(sample_main, "fastrnn-sample"),
-                                        (info_main, "fastrnn-info")])
+@pytest.mark.parametrize(
+    "entry,prog", [(sample_main, "fastrnn-sample"), (info_main, "fastrnn-info")]
+)
 def test_a_file_that_is_not_a_checkpoint_is_called_that(tmp_path, capsys, kind, entry, prog):
     path = tmp_path / "some.txt"
     write(path, kind)
@@ -141,5 +163,7 @@ def test_info_names_the_input_layer(tmp_path, capsys, embedding, words):
     ckpt.save_checkpoint(path, model, vocab, {})
     status, out, _ = call(info_main, [path], capsys)
     assert status == 0 and f"hidden 6, {words}, {model.num_params:,} parameters" in out
-    assert json.loads(call(info_main, [path, "--json"], capsys)[1])["model"]["embedding_size"] \
+    assert (
+        json.loads(call(info_main, [path, "--json"], capsys)[1])["model"]["embedding_size"]
         == embedding
+    )

@@ -1,6 +1,7 @@
 """Initialisation schemes (fastrnn.init): the "uniform" draws as they have always been, the
 orthogonal blocks, the spreads each scheme states, the forget bias, the registry and its
 validation, and checkpoints written before schemes existed."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ from fastrnn.data import Vocabulary
 from fastrnn.init import InitScheme
 
 
-def legacy_params(shapes: dict[str, tuple[int, ...]], cell: str, H: int, dtype,
-                  seed: int) -> dict[str, np.ndarray]:
+def legacy_params(
+    shapes: dict[str, tuple[int, ...]], cell: str, H: int, dtype, seed: int
+) -> dict[str, np.ndarray]:
     """The draws of the one-hot CharRNN before schemes existed, written out again: every
     matrix uniform +-1/sqrt(H) in parameter order from default_rng(seed), zero biases, the
     LSTM forget block of every bh at 1."""
@@ -24,24 +26,32 @@ def legacy_params(shapes: dict[str, tuple[int, ...]], cell: str, H: int, dtype,
     params = {}
     for name, shape in shapes.items():
         if name.startswith("W"):
-            params[name] = np.ascontiguousarray(rng.uniform(-scale, scale, size=shape),
-                                                dtype=dtype)
+            params[name] = np.ascontiguousarray(rng.uniform(-scale, scale, size=shape), dtype=dtype)
         else:
             params[name] = np.zeros(shape, dtype=dtype)
             if cell == "lstm" and name.startswith("bh"):
-                params[name][H:2 * H] = 1.0
+                params[name][H : 2 * H] = 1.0
     return params
 
 
 def gate_blocks(W: np.ndarray, H: int) -> list[np.ndarray]:
-    return [W[:, j * H:(j + 1) * H] for j in range(W.shape[1] // H)]
+    return [W[:, j * H : (j + 1) * H] for j in range(W.shape[1] // H)]
 
 
 # ------------------------------------------------------------------ "uniform"
 
-@pytest.mark.parametrize("cell,L,dtype,seed", [
-    ("rnn", 1, np.float64, 0), ("rnn", 1, np.float32, 7), ("rnn", 3, np.float64, 1),
-    ("lstm", 2, np.float32, 2), ("lstm", 1, np.float64, 3), ("gru", 2, np.float64, 4)])
+
+@pytest.mark.parametrize(
+    "cell,L,dtype,seed",
+    [
+        ("rnn", 1, np.float64, 0),
+        ("rnn", 1, np.float32, 7),
+        ("rnn", 3, np.float64, 1),
+        ("lstm", 2, np.float32, 2),
+        ("lstm", 1, np.float64, 3),
+        ("gru", 2, np.float64, 4),
+    ],
+)
 def test_uniform_reproduces_the_legacy_draws(cell, L, dtype, seed):
     m = CharRNN(11, 6, num_layers=L, cell=cell, dtype=dtype, seed=seed, init="uniform")
     expected = legacy_params(m.param_shapes(), cell, 6, dtype, seed)
@@ -59,6 +69,7 @@ def test_the_default_scheme_is_the_contract_default():
 
 
 # ------------------------------------------------------------------ orthogonal blocks
+
 
 @pytest.mark.parametrize("cell,L", [("rnn", 2), ("lstm", 2), ("gru", 1)])
 def test_orthogonal_recurrent_blocks(cell, L):
@@ -98,6 +109,7 @@ def test_orthogonal_is_sign_corrected():
 
 # ------------------------------------------------------------------ spreads
 
+
 def assert_gaussian(a: np.ndarray, std: float) -> None:
     """Mean and standard deviation of n draws within 5 standard errors (std / sqrt(n) for the
     mean, about std / sqrt(2n) for the standard deviation)."""
@@ -111,7 +123,7 @@ def assert_uniform(a: np.ndarray, bound: float) -> None:
     (a uniform's sample variance has standard error 2 bound^2 / sqrt(45 n))."""
     n = a.size
     assert np.abs(a).max() <= bound and np.abs(a).max() > 0.99 * bound
-    assert abs(a.var() - bound ** 2 / 3) < 5 * 2 * bound ** 2 / np.sqrt(45 * n)
+    assert abs(a.var() - bound**2 / 3) < 5 * 2 * bound**2 / np.sqrt(45 * n)
 
 
 def test_stated_spreads_with_an_embedding():
@@ -119,10 +131,10 @@ def test_stated_spreads_with_an_embedding():
     scheme = InitScheme(embed_std=0.5, input_std=2.0, head="uniform")
     m = CharRNN(V, H, num_layers=2, cell="gru", embedding_size=E, init=scheme, seed=11)
     assert_gaussian(m.params["Wemb"], 0.5)
-    assert_uniform(m.params["Wxh"], 1 / np.sqrt(E))        # embed_proj: +-1/sqrt(E)
-    assert_uniform(m.params["Wxh1"], 1 / np.sqrt(H))       # hidden_input
-    assert_uniform(m.params["Whh"], 1 / np.sqrt(H))        # recurrent
-    assert_uniform(m.params["Why"], 1 / np.sqrt(H))        # head
+    assert_uniform(m.params["Wxh"], 1 / np.sqrt(E))  # embed_proj: +-1/sqrt(E)
+    assert_uniform(m.params["Wxh1"], 1 / np.sqrt(H))  # hidden_input
+    assert_uniform(m.params["Whh"], 1 / np.sqrt(H))  # recurrent
+    assert_uniform(m.params["Why"], 1 / np.sqrt(H))  # head
     for b in ("bh", "bhn", "bh1", "bhn1", "by"):
         assert not m.params[b].any()
 
@@ -146,14 +158,17 @@ def test_zero_head_and_forget_bias():
     m = CharRNN(7, H, num_layers=2, cell="lstm", init=scheme)
     assert not m.params["Why"].any()
     for b in ("bh", "bh1"):
-        np.testing.assert_array_equal(m.params[b],
-                                      np.r_[np.zeros(H), np.full(H, 2.5), np.zeros(2 * H)])
+        np.testing.assert_array_equal(
+            m.params[b], np.r_[np.zeros(H), np.full(H, 2.5), np.zeros(2 * H)]
+        )
     default = CharRNN(7, H, cell="lstm")
-    np.testing.assert_array_equal(default.params["bh"][H:2 * H],
-                                  np.full(H, init.SCHEMES["default"].forget_bias))
+    np.testing.assert_array_equal(
+        default.params["bh"][H : 2 * H], np.full(H, init.SCHEMES["default"].forget_bias)
+    )
 
 
 # ------------------------------------------------------------------ registry and validation
+
 
 def test_unknown_scheme_name_names_the_choices():
     with pytest.raises(ValueError, match="init must be one of.*'uniform'.*'default'"):
@@ -162,11 +177,18 @@ def test_unknown_scheme_name_names_the_choices():
         CharRNN(5, 4, init=3)
 
 
-@pytest.mark.parametrize("kw,error", [
-    ({"recurrent": "identity"}, ValueError), ({"head": "orthogonal"}, ValueError),
-    ({"embed_proj": "zero"}, ValueError), ({"input_std": -1.0}, ValueError),
-    ({"embed_std": float("nan")}, ValueError), ({"forget_bias": "1"}, TypeError),
-    ({"input_std": True}, TypeError)])
+@pytest.mark.parametrize(
+    "kw,error",
+    [
+        ({"recurrent": "identity"}, ValueError),
+        ({"head": "orthogonal"}, ValueError),
+        ({"embed_proj": "zero"}, ValueError),
+        ({"input_std": -1.0}, ValueError),
+        ({"embed_std": float("nan")}, ValueError),
+        ({"forget_bias": "1"}, TypeError),
+        ({"input_std": True}, TypeError),
+    ],
+)
 def test_bad_scheme_numbers_are_rejected(kw, error):
     with pytest.raises(error, match=next(iter(kw))):
         InitScheme(**kw)
@@ -216,9 +238,16 @@ def test_unknown_spec_keys_are_rejected():
 
 # ------------------------------------------------------------------ checkpoints
 
+
 def test_config_without_the_new_keys_is_the_uniform_one_hot_model():
-    old = {"cell": "rnn", "vocab_size": 9, "hidden_size": 6, "num_layers": 1, "dropout": 0.0,
-           "dtype": "float64"}
+    old = {
+        "cell": "rnn",
+        "vocab_size": 9,
+        "hidden_size": 6,
+        "num_layers": 1,
+        "dropout": 0.0,
+        "dtype": "float64",
+    }
     m = CharRNN.from_config(old, seed=5)
     assert m.embedding_size == 0 and m.init == "uniform"
     expected = legacy_params(m.param_shapes(), "rnn", 6, np.float64, 5)

@@ -1,5 +1,6 @@
 """Tier 1: the compiled kernel against its numpy twin, on loss, every gradient, h_last and the
 intermediate caches, over many shapes and both dtypes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,13 +69,29 @@ def test_intermediate_buffers_match(dtype):
         probs = np.empty((T * B, V), dtype)
         dhs = np.empty((T, B, H), dtype)
         packed = np.empty(fastrnn.model.packed_recurrent_size("rnn", H, dtype), dtype)
-        loss = impl.rnn_forward(x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"],
-                                hs, probs, packed)
+        loss = impl.rnn_forward(
+            x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], hs, probs, packed
+        )
         fwd = (hs.copy(), probs.copy())
         g = {k: np.empty_like(v) for k, v in p.items()}
         dh0 = np.empty_like(h0)
-        impl.rnn_backward(x, y, h0, p["Whh"], p["Why"], hs, probs, dhs,
-                          g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0, packed)
+        impl.rnn_backward(
+            x,
+            y,
+            h0,
+            p["Whh"],
+            p["Why"],
+            hs,
+            probs,
+            dhs,
+            g["Wxh"],
+            g["Whh"],
+            g["bh"],
+            g["Why"],
+            g["by"],
+            dh0,
+            packed,
+        )
         bufs[name] = (loss, fwd, probs, dhs)
     tol = TOL[dtype]
     (lk, (hs_k, pr_k), d_k, dhs_k), (ln, (hs_n, pr_n), d_n, dhs_n) = bufs["kernel"], bufs["numpy"]
@@ -135,8 +152,9 @@ def test_huge_logit_loss_value():
     model.params["Why"][:] = 0.0
     model.params["by"][:] = [1e4, 0.0]
     for backend in ("kernel", "numpy"):
-        loss, _, _ = model.loss_and_grads(np.zeros((1, 1), int), np.ones((1, 1), int),
-                                          model.initial_state(1), backend=backend)
+        loss, _, _ = model.loss_and_grads(
+            np.zeros((1, 1), int), np.ones((1, 1), int), model.initial_state(1), backend=backend
+        )
         assert loss == pytest.approx(1e4, rel=1e-12)
 
 
@@ -147,7 +165,7 @@ def test_repeated_calls_are_identical(dtype):
     x, y, h0 = random_chunk(13, 8, 3, 6, dtype)
     x2, y2, h2 = random_chunk(13, 8, 3, 6, dtype, seed=9)
     first = model.loss_and_grads(x, y, h0)
-    model.loss_and_grads(x2, y2, h2)                   # dirty the workspace in between
+    model.loss_and_grads(x2, y2, h2)  # dirty the workspace in between
     model.loss_and_grads(x[:1, :2], y[:1, :2], h0[:1])  # and another shape
     second = model.loss_and_grads(x, y, h0)
     assert first[0] == second[0]
@@ -167,7 +185,7 @@ def test_replaced_params_are_used():
     expected = other.loss_and_grads(x, y, h0)[0]
     assert after != before
     assert after == expected
-    model.params["Whh"] *= 2.0                         # in-place updates are seen too
+    model.params["Whh"] *= 2.0  # in-place updates are seen too
     assert model.loss_and_grads(x, y, h0)[0] != after
 
 

@@ -1,6 +1,7 @@
 """The life of a run around its checkpoint: no silent overwrite of another run's files, one run per
 checkpoint (a lock that a killed run does not leave behind), a bad path found before the first
 iteration with the error a save would give, and files created with the user's umask."""
+
 import errno
 import io
 import os
@@ -27,8 +28,9 @@ SRC = str(Path(fastrnn.__file__).resolve().parents[1])
 
 
 def run(path, **options):
-    return train(text=TEXT, out=io.StringIO(), checkpoint=str(path),
-                 **{**SMALL, "max_iters": 5, **options})
+    return train(
+        text=TEXT, out=io.StringIO(), checkpoint=str(path), **{**SMALL, "max_iters": 5, **options}
+    )
 
 
 def cli(args, capsys):
@@ -60,6 +62,7 @@ def corpus(tmp_path):
 
 
 # ---------------------------------------------------------------- another run's files
+
 
 def test_a_new_run_refuses_to_replace_a_checkpoint(tmp_path):
     path = tmp_path / "run.npz"
@@ -99,16 +102,26 @@ def test_a_resume_into_another_existing_file_is_refused(tmp_path):
     run(tmp_path / "a.npz")
     run(tmp_path / "b.npz")
     with pytest.raises(CheckpointError, match="b.npz already exists"):
-        train(text=TEXT, out=io.StringIO(), resume=str(tmp_path / "a.npz"),
-              checkpoint=str(tmp_path / "b.npz"), max_iters=10)
+        train(
+            text=TEXT,
+            out=io.StringIO(),
+            resume=str(tmp_path / "a.npz"),
+            checkpoint=str(tmp_path / "b.npz"),
+            max_iters=10,
+        )
 
 
 def test_overwrite_is_not_inherited_by_a_resume(tmp_path):
     run(tmp_path / "a.npz", overwrite=True)
     run(tmp_path / "b.npz")
     with pytest.raises(CheckpointError, match="b.npz already exists"):
-        train(text=TEXT, out=io.StringIO(), resume=str(tmp_path / "a.npz"),
-              checkpoint=str(tmp_path / "b.npz"), max_iters=10)
+        train(
+            text=TEXT,
+            out=io.StringIO(),
+            resume=str(tmp_path / "a.npz"),
+            checkpoint=str(tmp_path / "b.npz"),
+            max_iters=10,
+        )
 
 
 def test_fine_tuning_into_its_source_is_refused(tmp_path):
@@ -129,6 +142,7 @@ def test_cli_says_how_to_continue_and_exits_1(corpus, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- one run per checkpoint
+
 
 def test_a_second_lock_names_the_holder(tmp_path):
     path = str(tmp_path / "run.npz")
@@ -176,8 +190,9 @@ time.sleep(120)
 def test_a_killed_run_does_not_block_the_next(tmp_path, corpus, capsys):
     path = str(tmp_path / "run.npz")
     env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path], stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, path], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(CheckpointError, match=f"pid {proc.pid}"):
@@ -198,6 +213,7 @@ def test_a_killed_run_does_not_block_the_next(tmp_path, corpus, capsys):
 
 # ---------------------------------------------------------------- bad paths, found before training
 
+
 def save_error(path: str) -> str:
     """The message the first save would give, without its note about the previous file."""
     vocab = Vocabulary.from_text("ab")
@@ -210,16 +226,27 @@ def bad_paths(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     (tmp_path / "dir").mkdir()
     (tmp_path / "taken.best.npz").mkdir()
-    return {"under a file": (str(tmp_path / "file" / "run.npz"), "Not a directory"),
-            "trailing slash": (str(tmp_path / "out") + os.sep, "directory name"),
-            "file then slash": (str(tmp_path / "file") + os.sep, "directory name"),
-            "empty": ("", "empty path"),
-            "a directory": (str(tmp_path / "dir"), "Is a directory"),
-            "best is a directory": (str(tmp_path / "taken.npz"), "Is a directory")}
+    return {
+        "under a file": (str(tmp_path / "file" / "run.npz"), "Not a directory"),
+        "trailing slash": (str(tmp_path / "out") + os.sep, "directory name"),
+        "file then slash": (str(tmp_path / "file") + os.sep, "directory name"),
+        "empty": ("", "empty path"),
+        "a directory": (str(tmp_path / "dir"), "Is a directory"),
+        "best is a directory": (str(tmp_path / "taken.npz"), "Is a directory"),
+    }
 
 
-@pytest.mark.parametrize("case", ["under a file", "trailing slash", "file then slash", "empty",
-                                  "a directory", "best is a directory"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "under a file",
+        "trailing slash",
+        "file then slash",
+        "empty",
+        "a directory",
+        "best is a directory",
+    ],
+)
 def test_bad_path_is_found_before_training(tmp_path, case, capsys, corpus, monkeypatch):
     path, words = bad_paths(tmp_path)[case]
     with pytest.raises(CheckpointError) as info:
@@ -249,6 +276,7 @@ def test_no_write_permission_is_found_before_training(tmp_path, corpus, capsys, 
 
 
 # ---------------------------------------------------------------- file mode
+
 
 def save_small(path) -> None:
     vocab = Vocabulary.from_text("abc")

@@ -1,5 +1,6 @@
 """The model's structure: parameter names and shapes per cell, initial states, the
 configuration round trip, and reuse of the caller's gradient buffers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,12 +15,23 @@ def test_parameter_names_and_shapes():
     lstm = CharRNN(V, H, num_layers=2, cell="lstm")
     assert list(lstm.params) == ["Wxh", "Whh", "bh", "Wxh1", "Whh1", "bh1", "Why", "by"]
     assert lstm.params["Wxh"].shape == (V, 4 * H) and lstm.params["Wxh1"].shape == (H, 4 * H)
-    for b in ("bh", "bh1"):        # the forget gate (second block) starts open, the others at 0
-        np.testing.assert_array_equal(lstm.params[b],
-                                      np.r_[np.zeros(H), np.ones(H), np.zeros(2 * H)])
+    for b in ("bh", "bh1"):  # the forget gate (second block) starts open, the others at 0
+        np.testing.assert_array_equal(
+            lstm.params[b], np.r_[np.zeros(H), np.ones(H), np.zeros(2 * H)]
+        )
     gru = CharRNN(V, H, num_layers=2, cell="gru")
-    assert list(gru.params) == ["Wxh", "Whh", "bh", "bhn", "Wxh1", "Whh1", "bh1", "bhn1", "Why",
-                                "by"]
+    assert list(gru.params) == [
+        "Wxh",
+        "Whh",
+        "bh",
+        "bhn",
+        "Wxh1",
+        "Whh1",
+        "bh1",
+        "bhn1",
+        "Why",
+        "by",
+    ]
     assert gru.params["Whh1"].shape == (H, 3 * H) and gru.params["bhn"].shape == (H,)
     rnn = CharRNN(V, H)
     assert list(rnn.params) == ["Wxh", "Whh", "bh", "Why", "by"]

@@ -1,5 +1,6 @@
 """Many samples at once: sample_many (N streams of one CharRNN.generate call) and
 fastrnn-sample --num-samples N (numbered blocks on stdout or in -o FILE)."""
+
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ def by_hand(model, vocab, prime, length, uniforms, temperature=1.0):
     """Each sample stepped with step_logits from the shared primed state, sample b drawing its
     n-th character with uniforms[n, b]."""
     from fastrnn.reference import next_index
+
     N = uniforms.shape[1]
     h = model.initial_state(1)
     for ch in prime[:-1]:
@@ -25,8 +27,12 @@ def by_hand(model, vocab, prime, length, uniforms, temperature=1.0):
     rows = []
     for n in range(length):
         logits, state = model.step_logits(x, state)
-        x = np.array([next_index(logits[b], temperature, vocab.size, False, uniforms[n, b])
-                      for b in range(N)])
+        x = np.array(
+            [
+                next_index(logits[b], temperature, vocab.size, False, uniforms[n, b])
+                for b in range(N)
+            ]
+        )
         rows.append(x)
     return ["".join(vocab.chars[i] for i in col) for col in np.array(rows).T]
 
@@ -43,7 +49,8 @@ def test_samples_are_the_streams_stepped_by_hand(cell, layers):
 def test_one_sample_is_the_text_of_sample():
     model = random_model(VOCAB, "lstm", 2, hidden=8, scale=0.8)
     assert sample_many(model, VOCAB, 1, 150, prime="he", seed=3) == [
-        sample(model, VOCAB, 150, prime="he", seed=3)]
+        sample(model, VOCAB, 150, prime="he", seed=3)
+    ]
 
 
 def test_samples_are_reproducible_and_refuse_bad_options():
@@ -74,8 +81,12 @@ def test_cli_writes_numbered_samples_to_a_file(tmp_path, capsys):
     model = random_model(VOCAB, "rnn", 1, hidden=8, scale=0.8)
     ckpt = write_checkpoint(tmp_path / "m.npz", model, VOCAB)
     target = tmp_path / "samples.txt"
-    assert sample_main([ckpt, "--num-samples", "2", "--length", "40", "--seed", "2",
-                        "-o", str(target)]) == 0
+    assert (
+        sample_main(
+            [ckpt, "--num-samples", "2", "--length", "40", "--seed", "2", "-o", str(target)]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == ""
     written = target.read_text(encoding="utf-8")
     assert written == sample_blocks(sample_many(model, VOCAB, 2, 40, seed=2), "") + "\n"

@@ -1,4 +1,5 @@
 """Optimizers against their textbook formulas (both backends), clipping, lr decay, state."""
+
 import math
 import tracemalloc
 
@@ -13,8 +14,10 @@ BACKENDS = ("kernel", "numpy")
 
 def make_params(dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
-    return {"W": rng.standard_normal((3, 4)).astype(dtype),
-            "b": rng.standard_normal(4).astype(dtype)}
+    return {
+        "W": rng.standard_normal((3, 4)).astype(dtype),
+        "b": rng.standard_normal(4).astype(dtype),
+    }
 
 
 def make_grads(params, seed, size=1.0):
@@ -36,13 +39,13 @@ def textbook(name, p, g, state, t, lr):
         return p - lr * g / (np.sqrt(state["v"]) + 1e-8)
     state["m"] = 0.9 * state.get("m", 0) + 0.1 * g
     state["v"] = 0.999 * state.get("v", 0) + 0.001 * g * g
-    m_hat, v_hat = state["m"] / (1 - 0.9 ** t), state["v"] / (1 - 0.999 ** t)
+    m_hat, v_hat = state["m"] / (1 - 0.9**t), state["v"] / (1 - 0.999**t)
     return p - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
 
 
 def clipped_textbook_grads(grads, names, clip, max_norm):
     g = {k: np.clip(grads[k], -clip, clip) if clip else grads[k].copy() for k in names}
-    norm = math.sqrt(sum(float((v ** 2).sum()) for v in g.values()))
+    norm = math.sqrt(sum(float((v**2).sum()) for v in g.values()))
     if max_norm and norm > max_norm:
         g = {k: v * (max_norm / norm) for k, v in g.items()}
     return g
@@ -160,10 +163,12 @@ def test_step_refuses_mismatched_arrays_before_the_update(name, backend):
     good = {"W": np.full((3, 4), 0.5), "b": np.full(4, 0.5)}
     opt.step(params, good)
     before = {k: v.copy() for k, v in params.items()}
-    for bad in ({"W": np.ones((3, 5)), "b": good["b"]},
-                {"W": np.ones((3, 4), np.float32), "b": good["b"]},
-                {"W": np.ones((4, 3)).T, "b": good["b"]},
-                {"W": good["W"], "b": np.ones(40)}):
+    for bad in (
+        {"W": np.ones((3, 5)), "b": good["b"]},
+        {"W": np.ones((3, 4), np.float32), "b": good["b"]},
+        {"W": np.ones((4, 3)).T, "b": good["b"]},
+        {"W": good["W"], "b": np.ones(40)},
+    ):
         with pytest.raises(ConfigError):
             opt.step(params, bad)
     for k in params:

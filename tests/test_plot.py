@@ -1,5 +1,6 @@
 """Loss curves: the figure's lines hold the log's values in bits/char, the PNG is written, and a
 missing matplotlib gives the install hint."""
+
 import builtins
 import json
 import math
@@ -18,11 +19,27 @@ def write_log(path, records):
     return str(path)
 
 
-RUN_A = [{"iteration": 100 * k, "elapsed": 1.5 * k, "train_loss": 3.0 - 0.1 * k,
-          "val_loss": None if k == 1 else 3.1 - 0.1 * k, "chars_per_sec": 1000.0}
-         for k in range(1, 6)]
-RUN_B = [{"iteration": 50 * k, "elapsed": 0.5 * k, "train_loss": 2.0, "train_bpc": 2.5 + k,
-          "val_loss": 2.0, "val_bpc": 2.7 + k} for k in range(1, 4)]
+RUN_A = [
+    {
+        "iteration": 100 * k,
+        "elapsed": 1.5 * k,
+        "train_loss": 3.0 - 0.1 * k,
+        "val_loss": None if k == 1 else 3.1 - 0.1 * k,
+        "chars_per_sec": 1000.0,
+    }
+    for k in range(1, 6)
+]
+RUN_B = [
+    {
+        "iteration": 50 * k,
+        "elapsed": 0.5 * k,
+        "train_loss": 2.0,
+        "train_bpc": 2.5 + k,
+        "val_loss": 2.0,
+        "val_bpc": 2.7 + k,
+    }
+    for k in range(1, 4)
+]
 
 
 def line_data(fig):

@@ -9,6 +9,7 @@ lacks into the ones it has), so the AVX-512 layout's blocking and edge handling 
 machine without AVX-512; the AVX-512 instructions themselves run only where the CPU has them
 (test_recurrent_product.py runs every version the CPU supports).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -33,8 +34,15 @@ def _compiler() -> str | None:
     if path is None:
         return None
     version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
-    return path if ("gcc" in version.lower() or "clang" in version.lower()
-                    or "free software foundation" in version.lower()) else None
+    return (
+        path
+        if (
+            "gcc" in version.lower()
+            or "clang" in version.lower()
+            or "free software foundation" in version.lower()
+        )
+        else None
+    )
 
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
@@ -45,9 +53,23 @@ def test_layout_matches_a_naive_product(name, tmp_path):
     vec_bytes, rows, accumulators = LAYOUTS[name]
     exe = tmp_path / f"check_{name}"
     build = subprocess.run(
-        [cc, "-O1", f"-DVEC_BYTES={vec_bytes}", f"-DMR={rows}", f"-DACC={accumulators}",
-         f"-I{INCLUDE}", "-Wno-psabi", str(SOURCE), "-o", str(exe), "-lm"],
-        capture_output=True, text=True, timeout=300)
+        [
+            cc,
+            "-O1",
+            f"-DVEC_BYTES={vec_bytes}",
+            f"-DMR={rows}",
+            f"-DACC={accumulators}",
+            f"-I{INCLUDE}",
+            "-Wno-psabi",
+            str(SOURCE),
+            "-o",
+            str(exe),
+            "-lm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

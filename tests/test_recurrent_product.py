@@ -4,6 +4,7 @@ runs (portable, AVX2+FMA, AVX-512), and the models that use it against the numpy
 Tolerance: |C - C_ref| <= rtol * (|A| @ |W| + |C0|) elementwise, the bound a sum of K products
 in a different order can reach (rtol 1e-12 in float64, 1e-5 in float32).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,9 @@ def isa(request):
     _kernel.set_recurrent_isa(before)
 
 
-def product_error(B: int, K: int, N: int, dtype, transposed: bool, accumulate: bool,
-                  seed: int = 0) -> float:
+def product_error(
+    B: int, K: int, N: int, dtype, transposed: bool, accumulate: bool, seed: int = 0
+) -> float:
     """max |C - C_ref| / (|A| @ |W| + |C0|) of one packed product against numpy in float64."""
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((B, K)).astype(dtype)
@@ -74,10 +76,16 @@ def test_overwrite_ignores_what_c_held(isa, dtype):
 
 
 @settings(max_examples=40, deadline=None)
-@given(B=st.integers(1, 64), K=st.sampled_from(SIZES) | st.integers(1, 200),
-       N=st.sampled_from(SIZES) | st.integers(1, 200), use64=st.booleans(),
-       transposed=st.booleans(), accumulate=st.booleans(), isa_index=st.integers(0, 2),
-       seed=st.integers(0, 2**16))
+@given(
+    B=st.integers(1, 64),
+    K=st.sampled_from(SIZES) | st.integers(1, 200),
+    N=st.sampled_from(SIZES) | st.integers(1, 200),
+    use64=st.booleans(),
+    transposed=st.booleans(),
+    accumulate=st.booleans(),
+    isa_index=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
 def test_random_shapes_match_numpy(B, K, N, use64, transposed, accumulate, isa_index, seed):
     dtype = np.float64 if use64 else np.float32
     before = _kernel.set_recurrent_isa(ISAS[min(isa_index, len(ISAS) - 1)])
@@ -123,8 +131,13 @@ def test_versions_are_chosen_from_the_cpu():
 def _isa_in_fresh_process(value: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, FASTRNN_RECURRENT_ISA=value)
     code = "from fastrnn.model import _kernel; print(_kernel.recurrent_isa())"
-    return subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-W", "always", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("name", ISAS)
@@ -159,8 +172,13 @@ def test_models_match_the_numpy_twin_in_every_version(isa, cell, layers):
         assert abs(loss_k - loss_n) <= 1e-10 * abs(loss_n)
         np.testing.assert_allclose(h_k, h_n, rtol=1e-10, atol=1e-12)
         for name in g_n:
-            np.testing.assert_allclose(g_k[name], g_n[name], rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{isa} {cell} B={B} H={H} {name}")
+            np.testing.assert_allclose(
+                g_k[name],
+                g_n[name],
+                rtol=1e-9,
+                atol=1e-12,
+                err_msg=f"{isa} {cell} B={B} H={H} {name}",
+            )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -209,7 +227,7 @@ def test_thread_count_is_set_and_restored_by_limit_threads():
 def test_small_recurrences_stay_on_one_thread():
     before = _kernel.set_recurrent_threads(2)
     try:
-        assert _kernel.recurrence_threads_for(1, 100, 100, np.float32) == 1   # B = 1, H = 100
+        assert _kernel.recurrence_threads_for(1, 100, 100, np.float32) == 1  # B = 1, H = 100
         assert _kernel.recurrence_threads_for(32, 100, 100, np.float32) == 1  # M: too small
         assert _kernel.recurrence_threads_for(32, 512, 512, np.float32) == 2  # L
     finally:

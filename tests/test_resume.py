@@ -1,6 +1,7 @@
 """Resume as people mean it: a new budget extends a run from the resume point, a finished run
 says so instead of pretending to train, the corpus is found from anywhere, and texts with
 characters outside the vocabulary can be used by dropping them."""
+
 import io
 import os
 
@@ -18,13 +19,24 @@ pytestmark = pytest.mark.slow  # every test here trains
 
 TEXT = default_corpus()[:3000]
 SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, eval_every=5)
-FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-length", "16", "--sample-every",
-         "0", "--eval-every", "5"]
+FLAGS = [
+    "--hidden-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--seq-length",
+    "16",
+    "--sample-every",
+    "0",
+    "--eval-every",
+    "5",
+]
 
 
 def run(tmp_path, name="run.npz", text=TEXT, **options):
-    return fastrnn.train(text=text, out=io.StringIO(),
-                         **{**SMALL, "checkpoint": str(tmp_path / name), **options})
+    return fastrnn.train(
+        text=text, out=io.StringIO(), **{**SMALL, "checkpoint": str(tmp_path / name), **options}
+    )
 
 
 def resume(path, text=TEXT, **options):
@@ -34,6 +46,7 @@ def resume(path, text=TEXT, **options):
 
 
 # ---------------------------------------------------------------- a budget counts from here
+
 
 def test_resume_of_a_finished_run_says_it_is_complete_and_writes_nothing(tmp_path):
     run(tmp_path, max_iters=10)
@@ -52,8 +65,7 @@ def test_cli_resume_of_a_finished_run_exits_0_with_the_way_to_extend_it(tmp_path
     corpus = tmp_path / "c.txt"
     corpus.write_text(TEXT, encoding="utf-8")
     path = tmp_path / "run.npz"
-    assert train_main([str(corpus), *FLAGS, "--max-epochs", "0.5", "--checkpoint",
-                       str(path)]) == 0
+    assert train_main([str(corpus), *FLAGS, "--max-epochs", "0.5", "--checkpoint", str(path)]) == 0
     capsys.readouterr()
     assert train_main(["--resume", str(path)]) == 0
     out = capsys.readouterr().out
@@ -67,7 +79,7 @@ def test_a_new_budget_extends_the_run_from_the_resume_point(tmp_path, budget, mo
     more = more if more is not None else int(np.ceil(0.5 * chunks))
     result, _ = resume(tmp_path / "run.npz", **budget)
     assert result.iterations == first.iterations + more
-    result, _ = resume(tmp_path / "run.npz")   # the extended run is complete in turn
+    result, _ = resume(tmp_path / "run.npz")  # the extended run is complete in turn
     assert result.stop_reason == "complete"
 
 
@@ -94,6 +106,7 @@ def test_a_run_stopped_early_can_be_extended(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- the corpus from anywhere
 
+
 def train_file_run(tmp_path, monkeypatch, corpus_dir):
     """A CLI run on a corpus given by a relative path, from corpus_dir's parent."""
     corpus_dir.mkdir(exist_ok=True)
@@ -101,8 +114,12 @@ def train_file_run(tmp_path, monkeypatch, corpus_dir):
     monkeypatch.chdir(corpus_dir.parent)
     path = tmp_path / "runs" / "run.npz"
     path.parent.mkdir(exist_ok=True)
-    assert train_main([f"{corpus_dir.name}/text.txt", *FLAGS, "--max-iters", "6",
-                       "--checkpoint", str(path)]) == 0
+    assert (
+        train_main(
+            [f"{corpus_dir.name}/text.txt", *FLAGS, "--max-iters", "6", "--checkpoint", str(path)]
+        )
+        == 0
+    )
     return path
 
 
@@ -110,7 +127,7 @@ def test_the_corpus_path_is_stored_absolute(tmp_path, monkeypatch, capsys):
     path = train_file_run(tmp_path, monkeypatch, tmp_path / "data")
     stored = ckpt.load_checkpoint(path).header["train_config"]["corpus"]
     assert stored == str(tmp_path / "data" / "text.txt")
-    monkeypatch.chdir(tmp_path / "runs")   # resume from elsewhere
+    monkeypatch.chdir(tmp_path / "runs")  # resume from elsewhere
     assert train_main(["--resume", str(path), "--max-iters", "2"]) == 0
     assert ckpt.load_checkpoint(path).header["iteration"] == 8
 
@@ -136,15 +153,21 @@ def test_a_missing_corpus_names_the_stored_path_and_text_file(tmp_path, monkeypa
 
 # ---------------------------------------------------------------- characters outside the vocabulary
 
+
 def test_init_from_drops_unknown_characters_when_asked(tmp_path):
     run(tmp_path, "base.npz", max_iters=2)
     extra = TEXT[:1500] + "ΩΩ☃" + TEXT[1500:] + "Ω"
     with pytest.raises(CorpusError, match="outside the vocabulary.*--unknown-chars drop"):
         run(tmp_path, "t.npz", text=extra, init_from=str(tmp_path / "base.npz"))
     out = io.StringIO()
-    result = fastrnn.train(text=extra, out=out, init_from=str(tmp_path / "base.npz"),
-                           unknown_chars="drop", max_iters=3,
-                           **{**SMALL, "checkpoint": str(tmp_path / "t.npz")})
+    result = fastrnn.train(
+        text=extra,
+        out=out,
+        init_from=str(tmp_path / "base.npz"),
+        unknown_chars="drop",
+        max_iters=3,
+        **{**SMALL, "checkpoint": str(tmp_path / "t.npz")},
+    )
     assert result.iterations == 3
     assert "dropped 4 occurrences of 2 characters outside the vocabulary" in out.getvalue()
     assert ckpt.load_checkpoint(tmp_path / "t.npz").header["corpus_chars"] == len(TEXT)

@@ -1,4 +1,5 @@
 """Sampling: determinism, greedy and top-k, temperature, prime warm-up, streaming, bad options."""
+
 import importlib
 
 import numpy as np
@@ -51,8 +52,9 @@ def test_greedy_follows_argmax_after_prime(model_vocab):
 
 def test_prime_changes_the_continuation(model_vocab):
     model, vocab = model_vocab
-    assert (sample(model, vocab, 60, prime="lazy", greedy=True)
-            != sample(model, vocab, 60, prime="brown f", greedy=True))
+    assert sample(model, vocab, 60, prime="lazy", greedy=True) != sample(
+        model, vocab, 60, prime="brown f", greedy=True
+    )
 
 
 def test_top_k_one_is_greedy_and_tiny_temperature_is_greedy(model_vocab):
@@ -82,8 +84,9 @@ def test_huge_logits_stay_finite(model_vocab):
 def test_kernel_and_numpy_generation_agree(model_vocab):
     model, vocab = model_vocab
     for kwargs in ({"seed": 9}, {"seed": 9, "top_k": 4, "temperature": 0.7}, {"greedy": True}):
-        assert (sample(model, vocab, 150, prime="the ", backend="kernel", **kwargs)
-                == sample(model, vocab, 150, prime="the ", backend="numpy", **kwargs))
+        assert sample(model, vocab, 150, prime="the ", backend="kernel", **kwargs) == sample(
+            model, vocab, 150, prime="the ", backend="numpy", **kwargs
+        )
 
 
 def test_text_does_not_depend_on_the_streaming_block(model_vocab, monkeypatch):
@@ -108,13 +111,16 @@ def test_streaming_callback_sees_every_character_in_order(model_vocab):
     assert "".join(iter_sample(model, vocab, 30, seed=2)) == text
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"temperature": 0.0}, "temperature must be > 0"),
-    ({"temperature": -1.0}, "temperature must be > 0"),
-    ({"top_k": 0}, r"top-k must be in \[1, 28\]"),
-    ({"top_k": 29}, r"top-k must be in \[1, 28\]"),
-    ({"length": -1}, "length"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"temperature": -1.0}, "temperature must be > 0"),
+        ({"top_k": 0}, r"top-k must be in \[1, 28\]"),
+        ({"top_k": 29}, r"top-k must be in \[1, 28\]"),
+        ({"length": -1}, "length"),
+    ],
+)
 def test_bad_options(model_vocab, kwargs, match):
     model, vocab = model_vocab
     with pytest.raises(ConfigError, match=match):

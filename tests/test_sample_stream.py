@@ -1,5 +1,6 @@
 """fastrnn-sample writes its text as it is generated: a flush at every line end, each one before
 the generation has finished, whatever the output (terminal or pipe)."""
+
 import importlib
 import io
 

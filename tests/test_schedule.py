@@ -1,5 +1,6 @@
 """Learning-rate schedules, warmup, early stopping: the pure functions, and every schedule
 resumed exactly (2N iterations straight == N, stop, resume, N more, in float64)."""
+
 import io
 import json
 import math
@@ -32,6 +33,7 @@ SMALL = dict(hidden_size=16, batch_size=4, seq_length=16, sample_every=0, dtype=
 
 # ---------------------------------------------------------------- the pure functions
 
+
 def test_warmup_rises_linearly_to_the_base_rate():
     assert [warmup_factor(i, 4) for i in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert warmup_factor(0, 0) == 1.0
@@ -47,10 +49,10 @@ def test_cosine_goes_from_one_to_the_final_fraction():
 
 
 def test_cosine_progress_from_iterations_or_time():
-    assert cosine_progress(10, 0, 40, 99.0, 5.0) == 0.25         # the iteration budget wins
-    assert cosine_progress(30, 10, 50, 0.0, 0.0) == 0.5          # counted after the warmup
-    assert cosine_progress(5, 10, 50, 0.0, 0.0) < 0              # still warming up: factor 1
-    assert cosine_progress(10, 0, None, 30.0, 120.0) == 0.25     # only a time budget
+    assert cosine_progress(10, 0, 40, 99.0, 5.0) == 0.25  # the iteration budget wins
+    assert cosine_progress(30, 10, 50, 0.0, 0.0) == 0.5  # counted after the warmup
+    assert cosine_progress(5, 10, 50, 0.0, 0.0) < 0  # still warming up: factor 1
+    assert cosine_progress(10, 0, None, 30.0, 120.0) == 0.25  # only a time budget
     assert cosine_progress(10, 0, None, 30.0, 0.0) == 0.0
 
 
@@ -58,10 +60,12 @@ def test_learning_rate_of_each_schedule():
     base = 0.1
     assert learning_rate("constant", base, 500) == base
     for it in (0, 99, 100, 250, 1000):
-        assert learning_rate("step", base, it, decay=0.5, decay_every=100) == \
-            decayed_lr(base, 0.5, 100, it)
+        assert learning_rate("step", base, it, decay=0.5, decay_every=100) == decayed_lr(
+            base, 0.5, 100, it
+        )
     assert learning_rate("cosine", base, 7, progress=1.0) == pytest.approx(
-        base * COSINE_FINAL_FRACTION)
+        base * COSINE_FINAL_FRACTION
+    )
     assert learning_rate("plateau", base, 7, plateau_scale=0.25) == base * 0.25
     assert learning_rate("cosine", base, 1, warmup_iters=4, progress=0.0) == base * 0.5
     with pytest.raises(ValueError, match="unknown learning-rate schedule"):
@@ -70,11 +74,13 @@ def test_learning_rate_of_each_schedule():
 
 def test_loss_watch_counts_evaluations_without_improvement():
     watch = LossWatch()
-    improved = [watch.observe(v, plateau_patience=2, decay=0.5)
-                for v in (3.0, 2.5, 2.6, 2.7, 2.8, 2.4, 2.45)]
+    improved = [
+        watch.observe(v, plateau_patience=2, decay=0.5)
+        for v in (3.0, 2.5, 2.6, 2.7, 2.8, 2.4, 2.45)
+    ]
     assert improved == [True, True, False, False, False, True, False]
     assert watch.best == 2.4 and watch.since_best == 1 and watch.since_change == 1
-    assert watch.scale == 0.5   # one reduction, after 2.6 and 2.7
+    assert watch.scale == 0.5  # one reduction, after 2.6 and 2.7
     assert LossWatch.from_dict(json.loads(json.dumps(watch.as_dict()))) == watch
     assert LossWatch.from_dict(None) == LossWatch()
 
@@ -97,9 +103,11 @@ def test_schedule_options_are_checked():
 
 # ---------------------------------------------------------------- in a run
 
+
 def run(tmp_path, name, **options):
-    return train(text=TEXT, out=io.StringIO(),
-                 **{**SMALL, "checkpoint": str(tmp_path / name), **options})
+    return train(
+        text=TEXT, out=io.StringIO(), **{**SMALL, "checkpoint": str(tmp_path / name), **options}
+    )
 
 
 def interrupted_at(monkeypatch, iteration):
@@ -132,8 +140,14 @@ SCHEDULE_OPTIONS = {
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_resumes_exactly(tmp_path, monkeypatch, schedule):
     N = 26  # not a multiple of eval_every: the stop adds an evaluation the straight run lacks
-    opts = dict(lr_schedule=schedule, max_iters=2 * N, eval_every=4, sample_every=9,
-                sample_length=10, **SCHEDULE_OPTIONS[schedule])
+    opts = dict(
+        lr_schedule=schedule,
+        max_iters=2 * N,
+        eval_every=4,
+        sample_every=9,
+        sample_length=10,
+        **SCHEDULE_OPTIONS[schedule],
+    )
     straight = run(tmp_path, "straight.npz", log=str(tmp_path / "straight.jsonl"), **opts)
     restore = interrupted_at(monkeypatch, N)
     first = run(tmp_path, "split.npz", **opts)
@@ -151,9 +165,10 @@ def test_every_schedule_resumes_exactly(tmp_path, monkeypatch, schedule):
     for key in ("iteration", "position", "rng_state", "optimizer", "loss_watch"):
         assert a.header[key] == b.header[key], key
     rates = logged_rates(tmp_path / "straight.jsonl")
-    if schedule == "constant":   # the rate of the last update before each evaluation
-        assert rates[:3] == pytest.approx([2e-3 * 0.4, 2e-3 * 0.8, 2e-3]) and \
-            set(rates[2:]) == {2e-3}
+    if schedule == "constant":  # the rate of the last update before each evaluation
+        assert rates[:3] == pytest.approx([2e-3 * 0.4, 2e-3 * 0.8, 2e-3]) and set(rates[2:]) == {
+            2e-3
+        }
     else:
         assert len(set(rates)) > 3, rates  # the schedule moved the rate
     if schedule == "plateau":
@@ -162,8 +177,14 @@ def test_every_schedule_resumes_exactly(tmp_path, monkeypatch, schedule):
 
 @pytest.mark.slow
 def test_cosine_ends_near_its_final_fraction(tmp_path):
-    run(tmp_path, "c.npz", lr_schedule="cosine", max_iters=40, eval_every=10,
-        log=str(tmp_path / "c.jsonl"))
+    run(
+        tmp_path,
+        "c.npz",
+        lr_schedule="cosine",
+        max_iters=40,
+        eval_every=10,
+        log=str(tmp_path / "c.jsonl"),
+    )
     rates = logged_rates(tmp_path / "c.jsonl")
     assert rates[-1] == pytest.approx(2e-3 * cosine_factor(39 / 40), rel=1e-12)
     assert rates == sorted(rates, reverse=True)

@@ -1,6 +1,7 @@
 """Stacked rnn / LSTM / GRU layers with dropout: the kernel against its numpy twin (loss, every
 gradient, the caches), dropout reproducibility, state carry over chunks, and the single-layer
 fast path reproduced by the stacked path."""
+
 from __future__ import annotations
 
 import itertools
@@ -17,9 +18,14 @@ LAYERS = (1, 2, 3)
 
 # ------------------------------------------------------------------ kernel vs numpy
 
-@pytest.mark.parametrize("cell,L,dtype,dropout", [
-    (c, L, dt, p) for c, L, dt, p in itertools.product(CELLS, LAYERS, (np.float64, np.float32),
-                                                       (0.0, 0.4))])
+
+@pytest.mark.parametrize(
+    "cell,L,dtype,dropout",
+    [
+        (c, L, dt, p)
+        for c, L, dt, p in itertools.product(CELLS, LAYERS, (np.float64, np.float32), (0.0, 0.4))
+    ],
+)
 def test_kernel_matches_numpy(cell, L, dtype, dropout):
     m = make_model(cell, L, dtype, dropout)
     x, y, h0 = make_chunk(m, B=3, T=5)
@@ -55,8 +61,10 @@ def test_intermediate_buffers_match(cell):
     m = make_model(cell, 2, np.float64, dropout=0.3)
     x, y, h0 = make_chunk(m, B=2, T=3)
     run_reseeded(m, "kernel", x, y, h0, train=True)
-    ws_k = {k: (v.copy() if isinstance(v, np.ndarray) else v)
-            for k, v in vars(m._workspace(2, 3, True)).items()}
+    ws_k = {
+        k: (v.copy() if isinstance(v, np.ndarray) else v)
+        for k, v in vars(m._workspace(2, 3, True)).items()
+    }
     run_reseeded(m, "numpy", x, y, h0, train=True)
     ws_n = vars(m._workspace(2, 3, True))
     for name, buf in ws_k.items():
@@ -66,6 +74,7 @@ def test_intermediate_buffers_match(cell):
 
 # ------------------------------------------------------------------ dropout
 
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_dropout_masks_identical_between_backends(cell):
     mk = make_model(cell, 2, np.float64, dropout=0.5, seed=3)
@@ -73,11 +82,10 @@ def test_dropout_masks_identical_between_backends(cell):
     x, y, h0 = make_chunk(mk)
     lk, gk, _ = mk.loss_and_grads(x, y, h0, backend="kernel")
     ln, gn, _ = mn.loss_and_grads(x, y, h0, backend="numpy")
-    np.testing.assert_array_equal(mk._workspace(3, 4, True).masks,
-                                  mn._workspace(3, 4, True).masks)
+    np.testing.assert_array_equal(mk._workspace(3, 4, True).masks, mn._workspace(3, 4, True).masks)
     assert abs(lk - ln) <= 1e-10 * ln
     masks = mk._workspace(3, 4, True).masks
-    assert set(np.unique(masks)) == {0.0, 2.0}            # keep / (1 - p)
+    assert set(np.unique(masks)) == {0.0, 2.0}  # keep / (1 - p)
     # a second call draws fresh masks, on both backends alike
     lk2 = mk.loss_and_grads(x, y, h0, backend="kernel")[0]
     ln2 = mn.loss_and_grads(x, y, h0, backend="numpy")[0]
@@ -108,6 +116,7 @@ def test_dropout_changes_training_loss_only_when_training():
 
 
 # ------------------------------------------------------------------ state and behaviour
+
 
 @pytest.mark.parametrize("cell,L", list(itertools.product(CELLS, (1, 3))))
 def test_state_carry_over_two_chunks(cell, L):

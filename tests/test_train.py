@@ -1,5 +1,6 @@
 """Training: learning (synthetic corpus, 三字经), kernel/numpy agreement, exact resume,
 fine-tuning, divergence, signals, checkpoints and logs."""
+
 import io
 import json
 import os
@@ -24,8 +25,14 @@ pytestmark = pytest.mark.slow
 SANZIJING = Path(__file__).resolve().parents[2] / "shared" / "data" / "sanzijing.txt"
 TEXT = default_corpus()[:12_000]
 SHORT = TEXT[:2500]  # about 37 chunks per epoch at SMALL: short runs cross epoch ends
-SMALL = dict(hidden_size=24, batch_size=4, seq_length=16, sample_every=0, eval_every=0,
-             lr_schedule="constant")  # a rate independent of the budget and the clock
+SMALL = dict(
+    hidden_size=24,
+    batch_size=4,
+    seq_length=16,
+    sample_every=0,
+    eval_every=0,
+    lr_schedule="constant",
+)  # a rate independent of the budget and the clock
 
 
 def run(tmp_path, name="run.npz", text=TEXT, **options):
@@ -37,16 +44,27 @@ def rigid_corpus(units: int, seed: int = 0) -> str:
     """'abc,def.' repeated with random letters: punctuation is fully predictable."""
     rng = np.random.default_rng(seed)
     letters = np.array(list("abcdef"))
-    return "".join("".join(rng.choice(letters, 3)) + "," + "".join(rng.choice(letters, 3)) + "."
-                   for _ in range(units))
+    return "".join(
+        "".join(rng.choice(letters, 3)) + "," + "".join(rng.choice(letters, 3)) + "."
+        for _ in range(units)
+    )
 
 
 # ---------------------------------------------------------------- proof of learning
 
+
 def test_learns_a_rigid_structure(tmp_path):
     text = rigid_corpus(2500)
-    result = run(tmp_path, text=text, hidden_size=32, batch_size=16, seq_length=32,
-                 learning_rate=1e-2, max_iters=300, eval_every=100)
+    result = run(
+        tmp_path,
+        text=text,
+        hidden_size=32,
+        batch_size=16,
+        seq_length=32,
+        learning_rate=1e-2,
+        max_iters=300,
+        eval_every=100,
+    )
     assert result.val_loss < 1.6  # the floor is 6 of 8 chars at ln 6 = 1.34 nats/char
     generated = sample(result.model, result.vocab, 800, prime=text[:8], seed=1)
     units = generated.split(".")[:-1]
@@ -57,8 +75,16 @@ def test_learns_a_rigid_structure(tmp_path):
 @pytest.mark.skipif(not SANZIJING.exists(), reason="../shared/data/sanzijing.txt is absent")
 def test_sanzijing_three_character_rhythm(tmp_path):
     text = SANZIJING.read_text(encoding="utf-8")
-    result = run(tmp_path, text=text, hidden_size=64, batch_size=4, seq_length=32,
-                 val_fraction=0.0, learning_rate=1e-2, max_iters=400)
+    result = run(
+        tmp_path,
+        text=text,
+        hidden_size=64,
+        batch_size=4,
+        seq_length=32,
+        val_fraction=0.0,
+        learning_rate=1e-2,
+        max_iters=400,
+    )
     generated = sample(result.model, result.vocab, 600, seed=1)
     clauses = [c for c in re.split(r"[，。？\n]", generated) if c]
     assert len(clauses) >= 50
@@ -68,8 +94,16 @@ def test_sanzijing_three_character_rhythm(tmp_path):
 def test_kernel_and_numpy_backends_follow_the_same_trajectory(tmp_path):
     losses, params = {}, {}
     for backend in ("kernel", "numpy"):
-        trainer = Trainer({**SMALL, "dtype": "float64", "backend": backend,
-                           "checkpoint": str(tmp_path / "x.npz")}, SHORT, io.StringIO())
+        trainer = Trainer(
+            {
+                **SMALL,
+                "dtype": "float64",
+                "backend": backend,
+                "checkpoint": str(tmp_path / "x.npz"),
+            },
+            SHORT,
+            io.StringIO(),
+        )
         assert trainer.batches.chunks_per_epoch < 50  # the 50 iterations cross an epoch end
         losses[backend] = [trainer.train_step() for _ in range(50)]
         params[backend] = trainer.model.params
@@ -81,14 +115,22 @@ def test_kernel_and_numpy_backends_follow_the_same_trajectory(tmp_path):
 
 # ---------------------------------------------------------------- resume and fine-tuning
 
+
 def test_resume_is_bit_exact(tmp_path):
-    opts = dict(text=SHORT, dtype="float64", eval_every=7, sample_every=5, sample_length=20,
-                lr_schedule="constant")
+    opts = dict(
+        text=SHORT,
+        dtype="float64",
+        eval_every=7,
+        sample_every=5,
+        sample_length=20,
+        lr_schedule="constant",
+    )
     straight = run(tmp_path, "straight.npz", max_iters=60, **opts)
     first = run(tmp_path, "split.npz", max_iters=30, **opts)
     assert first.iterations == 30 and straight.iterations == 60
-    resumed = train(text=SHORT, resume=str(tmp_path / "split.npz"), max_iters=30,
-                    out=io.StringIO())  # 30 more
+    resumed = train(
+        text=SHORT, resume=str(tmp_path / "split.npz"), max_iters=30, out=io.StringIO()
+    )  # 30 more
     assert resumed.iterations == 60
     assert ckpt.load_checkpoint(tmp_path / "split.npz").header["position"]["epoch"] == 1
     a = ckpt.load_checkpoint(tmp_path / "straight.npz")
@@ -125,8 +167,14 @@ def test_resume_with_characters_outside_the_vocabulary(tmp_path):
 def test_init_from_fine_tunes_on_new_text(tmp_path):
     base = run(tmp_path, "base.npz", max_iters=20)
     new_text = TEXT[6000:] * 2
-    tuned = run(tmp_path, "tuned.npz", text=new_text, init_from=str(tmp_path / "base.npz"),
-                max_iters=5, learning_rate=1e-3)
+    tuned = run(
+        tmp_path,
+        "tuned.npz",
+        text=new_text,
+        init_from=str(tmp_path / "base.npz"),
+        max_iters=5,
+        learning_rate=1e-3,
+    )
     assert tuned.iterations == 5 and tuned.vocab == base.vocab
     loaded = ckpt.load_checkpoint(tmp_path / "tuned.npz")
     assert loaded.header["train_config"]["init_from"] == str(tmp_path / "base.npz")
@@ -145,6 +193,7 @@ def test_init_from_rejects_new_characters_and_other_sizes(tmp_path):
 
 # ---------------------------------------------------------------- stopping
 
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real = fastrnn.CharRNN.loss_and_grads
     calls = []
@@ -160,8 +209,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert ckpt.load_checkpoint(tmp_path / "run.npz").header["iteration"] == 10
 
 
-@pytest.mark.parametrize("sig,reason,status", [(signal.SIGINT, "sigint", 130),
-                                               (signal.SIGTERM, "sigterm", 143)])
+@pytest.mark.parametrize(
+    "sig,reason,status", [(signal.SIGINT, "sigint", 130), (signal.SIGTERM, "sigterm", 143)]
+)
 def test_signal_finishes_the_iteration_and_saves(tmp_path, monkeypatch, sig, reason, status):
     real = Trainer.train_step
 
@@ -182,8 +232,9 @@ def test_signal_finishes_the_iteration_and_saves(tmp_path, monkeypatch, sig, rea
 def test_time_limit_and_epoch_limit(tmp_path):
     assert run(tmp_path, time_limit=0.2).stop_reason == "time_limit"
     result = run(tmp_path, "epochs.npz", max_epochs=1.5)
-    chunks = Trainer({**SMALL, "checkpoint": str(tmp_path / "x")}, TEXT, io.StringIO()) \
-        .batches.chunks_per_epoch
+    chunks = Trainer(
+        {**SMALL, "checkpoint": str(tmp_path / "x")}, TEXT, io.StringIO()
+    ).batches.chunks_per_epoch
     assert (result.stop_reason, result.iterations) == ("max_epochs", int(np.ceil(1.5 * chunks)))
 
 
@@ -206,10 +257,11 @@ def test_hidden_state_is_carried_and_reset_at_epoch_start(tmp_path, monkeypatch)
     for _ in range(n + 2):
         trainer.train_step()
     assert h0_norms[0] == 0 and h0_norms[n] == 0
-    assert all(v > 0 for v in h0_norms[1:n] + h0_norms[n + 1:])
+    assert all(v > 0 for v in h0_norms[1:n] + h0_norms[n + 1 :])
 
 
 # ---------------------------------------------------------------- checkpoints and log
+
 
 def test_checkpoints_best_and_log(tmp_path):
     log = tmp_path / "log.jsonl"
@@ -249,11 +301,22 @@ def test_start_block_and_summary(tmp_path):
     out = io.StringIO()
     train(text=TEXT, out=out, checkpoint=str(tmp_path / "r.npz"), max_iters=4, **SMALL)
     text = out.getvalue()
-    for words in ("12,000 characters", "parameters", "chars/epoch", "4 iterations", "float32",
-                  "backend kernel", "BLAS", "thread"):
+    for words in (
+        "12,000 characters",
+        "parameters",
+        "chars/epoch",
+        "4 iterations",
+        "float32",
+        "backend kernel",
+        "BLAS",
+        "thread",
+    ):
         assert words in text, words
-    assert re.search(r"done: 4 iterations, .* chars/s; smoothed train loss .*; "
-                     r"checkpoint .*r\.npz", text)
+    assert re.search(
+        r"done: 4 iterations, .* chars/s; smoothed train loss .*; "
+        r"checkpoint .*r\.npz",
+        text,
+    )
 
 
 def test_nan_validation_loss_is_never_saved(tmp_path, monkeypatch):
@@ -276,8 +339,12 @@ class FakeTerminal(io.StringIO):
 
 def test_progress_bar_on_a_terminal(tmp_path):
     out = FakeTerminal()
-    train(text=TEXT, out=out, checkpoint=str(tmp_path / "r.npz"),
-          **{**SMALL, "max_iters": 30, "eval_every": 10})
+    train(
+        text=TEXT,
+        out=out,
+        checkpoint=str(tmp_path / "r.npz"),
+        **{**SMALL, "max_iters": 30, "eval_every": 10},
+    )
     text = out.getvalue()
     assert "\r" in text and "30/30" in text and "chars/s" in text and "epoch" in text
     assert "val " in text and "done: 30 iterations" in text
@@ -295,16 +362,29 @@ def test_resume_from_a_model_only_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------ stacked models
 
+
 @pytest.mark.parametrize("cell,L,dropout", [("lstm", 2, 0.3), ("gru", 1, 0.0)])
 def test_train_and_sample_other_cells(tmp_path, cell, L, dropout):
     """fastrnn.train with model/num_layers/dropout; the checkpoint records them and sampling
     needs nothing else; the loss goes down."""
     text = "the quick brown fox jumps over the lazy dog. " * 40
     ck = str(tmp_path / "m.npz")
-    result = fastrnn.train(text=text, model=cell, num_layers=L, dropout=dropout,
-                           hidden_size=16, batch_size=4, seq_length=16, max_iters=60,
-                           eval_every=0, sample_every=0, checkpoint=ck, quiet=True,
-                           out=io.StringIO(), handle_signals=False)
+    result = fastrnn.train(
+        text=text,
+        model=cell,
+        num_layers=L,
+        dropout=dropout,
+        hidden_size=16,
+        batch_size=4,
+        seq_length=16,
+        max_iters=60,
+        eval_every=0,
+        sample_every=0,
+        checkpoint=ck,
+        quiet=True,
+        out=io.StringIO(),
+        handle_signals=False,
+    )
     model, vocab = fastrnn.load_model(ck)
     assert (model.cell, model.num_layers, model.dropout) == (cell, L, dropout)
     assert result.train_loss < np.log(vocab.size)

@@ -1,4 +1,5 @@
 """The compiled optimizer updates (UpdatePlan) against their numpy twin (reference.UpdatePlan)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,9 +22,14 @@ SIZES = [7, 1000, 1]
 def _entries(dtype, nslots: int, seed: int = 5) -> list:
     """[(p, g, slots)] 1-D arrays of SIZES, gradients large enough for clipping to bite."""
     rng = np.random.default_rng(seed)
-    return [(rng.standard_normal(n).astype(dtype), (3 * rng.standard_normal(n)).astype(dtype),
-             tuple(np.abs(rng.standard_normal(n)).astype(dtype) for _ in range(nslots)))
-            for n in SIZES]
+    return [
+        (
+            rng.standard_normal(n).astype(dtype),
+            (3 * rng.standard_normal(n)).astype(dtype),
+            tuple(np.abs(rng.standard_normal(n)).astype(dtype) for _ in range(nslots)),
+        )
+        for n in SIZES
+    ]
 
 
 def _copy(entries: list) -> list:
@@ -40,8 +46,10 @@ def test_update_plan_matches_numpy(name, dtype, clip, scale):
     kernel_entries = _entries(dtype, nslots)
     numpy_entries = _copy(kernel_entries)
     start = [p.copy() for p, _, _ in kernel_entries]
-    plans = (_kernel.UpdatePlan(kernel_entries, nslots),
-             reference.UpdatePlan(numpy_entries, nslots))
+    plans = (
+        _kernel.UpdatePlan(kernel_entries, nslots),
+        reference.UpdatePlan(numpy_entries, nslots),
+    )
     for _ in range(3):
         for plan in plans:
             getattr(plan, name)(*hyper, clip, scale)
@@ -58,7 +66,8 @@ def test_plan_clipped_sq_norm_matches_numpy(dtype, clip):
     entries = _entries(dtype, 0)
     expected = reference.UpdatePlan(entries, 0).clipped_sq_norm(clip)
     assert _kernel.UpdatePlan(entries, 0).clipped_sq_norm(clip) == pytest.approx(
-        expected, rel=1e-12)
+        expected, rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("impl", [_kernel, reference], ids=["kernel", "numpy"])
@@ -66,8 +75,7 @@ def test_plan_clipped_sq_norm_matches_numpy(dtype, clip):
 def test_clipped_sq_norm_by_hand(impl, dtype):
     g = np.array([-10.0, 3.0, 0.5, 7.0], dtype=dtype)
     plan = impl.UpdatePlan([(np.zeros(4, dtype), g, ())], 0)
-    assert plan.clipped_sq_norm(5.0) == pytest.approx(5.0**2 + 3.0**2 + 0.5**2 + 5.0**2,
-                                                      rel=1e-12)
+    assert plan.clipped_sq_norm(5.0) == pytest.approx(5.0**2 + 3.0**2 + 0.5**2 + 5.0**2, rel=1e-12)
     assert plan.clipped_sq_norm(np.inf) == pytest.approx(100 + 9 + 0.25 + 49, rel=1e-12)
 
 

@@ -1,5 +1,6 @@
 """The one door: every malformed input is refused in Python with an error naming the argument,
 before the unchecked kernel runs; random inputs give a correct answer or a clean exception."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,20 +32,25 @@ def call(model, x, y, h0, **kw):
 
 # ------------------------------------------------------------------ constructor
 
-@pytest.mark.parametrize("kwargs,error,words", [
-    ({"vocab_size": 0, "hidden_size": 4}, ValueError, "vocab_size"),
-    ({"vocab_size": 5, "hidden_size": -1}, ValueError, "hidden_size"),
-    ({"vocab_size": 5.0, "hidden_size": 4}, TypeError, "vocab_size"),
-    ({"vocab_size": 5, "hidden_size": 4, "dtype": np.int32}, TypeError, "dtype"),
-    ({"vocab_size": 5, "hidden_size": 4, "dtype": np.float16}, TypeError, "dtype"),
-    ({"vocab_size": 5, "hidden_size": 4, "dtype": "bogus"}, TypeError, "dtype"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,error,words",
+    [
+        ({"vocab_size": 0, "hidden_size": 4}, ValueError, "vocab_size"),
+        ({"vocab_size": 5, "hidden_size": -1}, ValueError, "hidden_size"),
+        ({"vocab_size": 5.0, "hidden_size": 4}, TypeError, "vocab_size"),
+        ({"vocab_size": 5, "hidden_size": 4, "dtype": np.int32}, TypeError, "dtype"),
+        ({"vocab_size": 5, "hidden_size": 4, "dtype": np.float16}, TypeError, "dtype"),
+        ({"vocab_size": 5, "hidden_size": 4, "dtype": "bogus"}, TypeError, "dtype"),
+    ],
+)
 def test_constructor_rejects(kwargs, error, words):
     with pytest.raises(error, match=words):
         fastrnn.CharRNN(**kwargs)
 
 
 # ------------------------------------------------------------------ inputs and targets
+
 
 def test_inputs_float_dtype(model, chunk):
     x, y, h0 = chunk
@@ -109,6 +115,7 @@ def test_noncontiguous_indices_are_accepted(model, chunk):
 
 # ------------------------------------------------------------------ h0
 
+
 def test_h0_wrong_dtype(model, chunk):
     x, y, h0 = chunk
     with pytest.raises(TypeError, match="h0"):
@@ -144,6 +151,7 @@ def test_h0_not_finite(model, chunk, bad):
 
 
 # ------------------------------------------------------------------ params, grads, backend
+
 
 def test_param_wrong_dtype(model, chunk):
     model.params["Whh"] = model.params["Whh"].astype(np.float32)
@@ -203,14 +211,14 @@ def test_grads_buffer_read_only(model, chunk):
 
 def test_grads_buffers_aliased(model, chunk):
     _, grads, _ = call(model, *chunk)
-    grads["bh"] = grads["Whh"][0]          # a view into another output: both are written
+    grads["bh"] = grads["Whh"][0]  # a view into another output: both are written
     with pytest.raises(ValueError, match="share memory"):
         call(model, *chunk, grads=grads)
 
 
 def test_grads_buffer_aliases_params(model, chunk):
     _, grads, _ = call(model, *chunk)
-    grads["Whh"] = model.params["Whh"]     # would overwrite the weights while reading them
+    grads["Whh"] = model.params["Whh"]  # would overwrite the weights while reading them
     with pytest.raises(ValueError, match="share memory"):
         call(model, *chunk, grads=grads)
 
@@ -225,19 +233,31 @@ def test_read_only_params_are_fine(model, chunk):
 
 # ------------------------------------------------------------------ random inputs
 
-index_dtypes = st.sampled_from([np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32,
-                                np.float64, np.bool_])
+index_dtypes = st.sampled_from(
+    [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32, np.float64, np.bool_]
+)
 float_dtypes = st.sampled_from([np.float32, np.float64, np.float16, np.int64])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(V=st.integers(2, 40), H=st.integers(1, 12), B=st.integers(0, 5), T=st.integers(0, 6),
-       hB=st.integers(0, 6), hH=st.integers(0, 13), xdt=index_dtypes, hdt=float_dtypes,
-       model_dt=st.sampled_from([np.float32, np.float64]),
-       lo=st.integers(-3, 0), hi_extra=st.integers(-1, 2), seed=st.integers(0, 2**16),
-       backend=st.sampled_from(["kernel", "numpy"]))
-def test_random_inputs_answer_or_refuse_cleanly(V, H, B, T, hB, hH, xdt, hdt, model_dt, lo,
-                                                hi_extra, seed, backend):
+@given(
+    V=st.integers(2, 40),
+    H=st.integers(1, 12),
+    B=st.integers(0, 5),
+    T=st.integers(0, 6),
+    hB=st.integers(0, 6),
+    hH=st.integers(0, 13),
+    xdt=index_dtypes,
+    hdt=float_dtypes,
+    model_dt=st.sampled_from([np.float32, np.float64]),
+    lo=st.integers(-3, 0),
+    hi_extra=st.integers(-1, 2),
+    seed=st.integers(0, 2**16),
+    backend=st.sampled_from(["kernel", "numpy"]),
+)
+def test_random_inputs_answer_or_refuse_cleanly(
+    V, H, B, T, hB, hH, xdt, hdt, model_dt, lo, hi_extra, seed, backend
+):
     rng = np.random.default_rng(seed)
     model = fastrnn.CharRNN(V, H, dtype=model_dt, seed=seed)
     hi = V + hi_extra
@@ -247,9 +267,15 @@ def test_random_inputs_answer_or_refuse_cleanly(V, H, B, T, hB, hH, xdt, hdt, mo
     except (ValueError, OverflowError):
         return
     h0 = rng.uniform(-1, 1, size=(hB, hH)).astype(hdt)
-    valid = (np.dtype(xdt).kind in "iu" and B >= 1 and T >= 1 and (hB, hH) == (B, H)
-             and np.dtype(hdt) == np.dtype(model_dt) and x.min(initial=0) >= 0
-             and x.max(initial=0) < V)
+    valid = (
+        np.dtype(xdt).kind in "iu"
+        and B >= 1
+        and T >= 1
+        and (hB, hH) == (B, H)
+        and np.dtype(hdt) == np.dtype(model_dt)
+        and x.min(initial=0) >= 0
+        and x.max(initial=0) < V
+    )
     try:
         loss, grads, h_last = model.loss_and_grads(x, y, h0, backend=backend)
     except (TypeError, ValueError) as exc:
@@ -293,6 +319,7 @@ def test_nan_anywhere_in_a_large_h0(dtype):
 
 # ------------------------------------------------------------------ repeated calls: the fast path
 
+
 @pytest.mark.parametrize("backend", ["kernel", "numpy"])
 def test_checks_are_not_skipped_when_the_same_arrays_change(backend):
     """After a call has passed, the same grads dict and params are accepted without the full
@@ -302,7 +329,7 @@ def test_checks_are_not_skipped_when_the_same_arrays_change(backend):
     x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
     h0 = np.zeros((B, H))
     _, grads, _ = model.loss_and_grads(x, y, h0, backend=backend)
-    model.loss_and_grads(x, y, h0, backend=backend, grads=grads)        # passes, remembered
+    model.loss_and_grads(x, y, h0, backend=backend, grads=grads)  # passes, remembered
     # A different batch size with the same grads: grads['h0'] no longer fits.
     with pytest.raises(ValueError, match=r"grads\['h0'\]"):
         model.loss_and_grads(x[:1], y[:1], h0[:1], backend=backend, grads=grads)
@@ -345,14 +372,14 @@ def test_same_arrays_memo(impl):
 
     a, b = np.zeros((2, 3)), np.zeros(4)
     memo = (require_kernel() if impl == "kernel" else reference).SameArrays()
-    assert not memo.matches([a, b])                  # nothing remembered yet
+    assert not memo.matches([a, b])  # nothing remembered yet
     assert not memo.matches([])
     memo.remember([a, b])
     assert memo.matches([a, b])
-    assert not memo.matches([b, a])                  # order counts
-    assert not memo.matches([a, b.copy()])           # identity, not equality
+    assert not memo.matches([b, a])  # order counts
+    assert not memo.matches([a, b.copy()])  # identity, not equality
     assert not memo.matches([a])
-    a.shape = (3, 2)                                 # same object, reshaped in place
+    a.shape = (3, 2)  # same object, reshaped in place
     assert not memo.matches([a, b])
     a.shape = (2, 3)
     assert memo.matches([a, b])
@@ -360,16 +387,20 @@ def test_same_arrays_memo(impl):
 
 # ------------------------------------------------------------------ stacked models
 
-@pytest.mark.parametrize("cell,L,shape", [
-    ("lstm", 2, (2, 3, 5)),          # missing the (h, c) axis
-    ("lstm", 2, (2, 1, 3, 5)),       # wrong layer count
-    ("lstm", 1, (3, 5)),             # (B, H) is for the single-layer rnn only
-    ("gru", 2, (2, 2, 3, 5)),        # an lstm-shaped state
-    ("gru", 2, (2, 4, 5)),           # wrong B
-    ("rnn", 2, (3, 5)),
-    ("rnn", 1, (3, 6)),              # wrong H
-    ("rnn", 1, (2, 3, 5)),           # L = 2 state for a one-layer model
-])
+
+@pytest.mark.parametrize(
+    "cell,L,shape",
+    [
+        ("lstm", 2, (2, 3, 5)),  # missing the (h, c) axis
+        ("lstm", 2, (2, 1, 3, 5)),  # wrong layer count
+        ("lstm", 1, (3, 5)),  # (B, H) is for the single-layer rnn only
+        ("gru", 2, (2, 2, 3, 5)),  # an lstm-shaped state
+        ("gru", 2, (2, 4, 5)),  # wrong B
+        ("rnn", 2, (3, 5)),
+        ("rnn", 1, (3, 6)),  # wrong H
+        ("rnn", 1, (2, 3, 5)),  # L = 2 state for a one-layer model
+    ],
+)
 def test_bad_state_shape_is_rejected(cell, L, shape):
     m = CharRNN(7, 5, num_layers=L, cell=cell)
     x = np.zeros((3, 4), dtype=np.int64)
@@ -420,7 +451,7 @@ def test_bad_grads_buffers_are_rejected():
     x = np.zeros((3, 4), dtype=np.int64)
     h = m.initial_state(3)
     grads = {k: np.empty_like(v) for k, v in m.params.items()}
-    grads["h0"] = np.empty((2, 3, 5))                    # the h part only: wrong shape
+    grads["h0"] = np.empty((2, 3, 5))  # the h part only: wrong shape
     with pytest.raises(ValueError, match="h0"):
         m.loss_and_grads(x, x, h, grads=grads)
     grads["h0"] = np.empty_like(h)

@@ -1,6 +1,7 @@
 """The cell viewer: the page's embedded data equal the activations and predictions computed
 directly, the page references nothing outside itself, and the text features and unit ranking
 are right on a crafted text."""
+
 import json
 import re
 
@@ -43,10 +44,10 @@ def test_rnn_page_data_equal_a_direct_loop():
     p = model.params
     ids = VOCAB.encode(SHORT)
     h, hs = np.zeros(10), []
-    for i in ids:                      # h_t = tanh(Wxh[x_t] + h_{t-1} Whh + bh)
+    for i in ids:  # h_t = tanh(Wxh[x_t] + h_{t-1} Whh + bh)
         h = np.tanh(p["Wxh"][i] + h @ p["Whh"] + p["bh"])
         hs.append(h)
-    hs = np.array(hs)                  # (N, H)
+    hs = np.array(hs)  # (N, H)
     data = embedded(render_html(view_data(model, VOCAB, SHORT)))
     assert data["text"] == SHORT and list(data["acts"]) == ["h"]
     np.testing.assert_allclose(np.array(data["acts"]["h"]).T, hs, atol=5e-4)
@@ -61,11 +62,12 @@ def test_lstm_layers_and_cell_state_equal_the_kernel():
     for layer in (0, 1):
         data = view_data(model, VOCAB, SHORT, layer=layer)
         np.testing.assert_allclose(np.array(data["acts"]["h"]).T, ws.hs[layer, :, 0], atol=5e-4)
-        np.testing.assert_allclose(np.array(data["acts"]["c"]).T, np.tanh(ws.cs[layer, :, 0]),
-                                   atol=5e-4)
+        np.testing.assert_allclose(
+            np.array(data["acts"]["c"]).T, np.tanh(ws.cs[layer, :, 0]), atol=5e-4
+        )
     logits = ws.hs[1, :, 0] @ model.params["Why"] + model.params["by"]
     check_predictions(data, ids[0], logits)
-    assert np.array(data["acts"]["c"]).std() > 0.1   # not a near-constant comparison
+    assert np.array(data["acts"]["c"]).std() > 0.1  # not a near-constant comparison
 
 
 def test_page_is_self_contained_and_capped():
@@ -88,26 +90,26 @@ def test_text_features_on_a_crafted_text():
     f = text_features(text)
     #                   a  b  _  "  c  (  d  )  "  _  x  \n Y  e  1
     expect = {
-        "inside quotes":   [0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0],
+        "inside quotes": [0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0],
         "inside brackets": [0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
         "position in line": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2, 3],
         "start of a word": [1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0],
-        "vowel":           [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
-        "space":           [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0],
-        "uppercase":       [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
-        "digit":           [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        "vowel": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+        "space": [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0],
+        "uppercase": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+        "digit": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
     }
     for name, values in expect.items():
         np.testing.assert_array_equal(f[name], values, err_msg=name)
 
 
 def test_ranking_finds_the_unit_that_tracks_a_feature():
-    text = ('say "hello there" and (then) go "on" ' * 20)
+    text = 'say "hello there" and (then) go "on" ' * 20
     f = text_features(text)
     rng = np.random.default_rng(0)
     N = len(text)
-    acts = rng.normal(0, 1.0, size=(N, 4))          # loud noise: the largest variance
-    acts[:, 2] = 0.3 * f["inside quotes"] - 0.1      # a quiet quote detector
+    acts = rng.normal(0, 1.0, size=(N, 4))  # loud noise: the largest variance
+    acts[:, 2] = 0.3 * f["inside quotes"] - 0.1  # a quiet quote detector
     acts[:, 1] = -0.2 * f["inside brackets"] + 0.01 * rng.normal(size=N)
     ranking = rank_units(acts, f)
     assert [e["unit"] for e in ranking[:2]] == [2, 1]

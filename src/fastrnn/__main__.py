@@ -1,4 +1,5 @@
 """``python -m fastrnn train|sample|info ...``: the command-line tools under one entry."""
+
 import sys
 
 from .cli import main

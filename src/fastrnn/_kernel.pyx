@@ -17,9 +17,10 @@
     _probes.pxi     the vectorised tanh and the BLAS shim exposed to tests and the speed guard
 
 The numpy twins: reference.py (_rnn.pxi, _generate.pxi, _optim.pxi) and reference_cells.py
-(_cells.pxi, and stack_generate of _generate.pxi), function by function. Dimension letters: B streams, T steps, H hidden,
-V vocabulary; time-major buffers. Every kernel is fused over float32 / float64, runs its whole
-loop in one nogil region and allocates nothing; model.py validates and allocates before calling.
+(_cells.pxi, and stack_generate of _generate.pxi), function by function. Dimension letters:
+B streams, T steps, H hidden, V vocabulary; time-major buffers. Every kernel is fused over
+float32 / float64, runs its whole loop in one nogil region and allocates nothing; model.py
+validates and allocates before calling.
 """
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY

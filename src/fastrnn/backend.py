@@ -9,6 +9,7 @@ raises with the way to build it; the numpy twin is used only when asked for by n
 training loop that passes the same arrays every call is not checked again every call: the
 kernel's (in C) when it is built, else its numpy-backend twin in reference.py.
 """
+
 from __future__ import annotations
 
 import os

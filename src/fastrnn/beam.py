@@ -8,6 +8,7 @@ scored by total log-probability) and keeps the best `beam`. The K sequences adva
 one batched model.step_logits call over B = K rows per character. With a beam as wide as
 V**(length-1) the search is exhaustive; a narrower one may miss the overall best sequences.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,26 +36,28 @@ def _prime_indices(vocab: Vocabulary, prime: str) -> np.ndarray:
     """The prime's indices; without a prime, a newline (or the first character)."""
     unknown = vocab.unknown_chars(prime)
     if unknown:
-        raise ConfigError("prime text has characters outside the model's vocabulary: "
-                          + describe_chars(unknown))
+        raise ConfigError(
+            "prime text has characters outside the model's vocabulary: " + describe_chars(unknown)
+        )
     if prime:
         return vocab.encode(prime)
     return vocab.encode("\n") if "\n" in vocab.chars else np.array([0])
 
 
-def beam_indices(model: CharRNN, state: np.ndarray, first_index: int, length: int,
-                 beam: int) -> tuple[np.ndarray, np.ndarray]:
+def beam_indices(
+    model: CharRNN, state: np.ndarray, first_index: int, length: int, beam: int
+) -> tuple[np.ndarray, np.ndarray]:
     """((K, length) indices, (K,) total log-probabilities in nats) of the K = min(beam,
     V**length) best sequences found, best first. state is the (batch 1) state before
     first_index is read."""
     V = model.vocab_size
-    seqs = np.empty((1, length), dtype=np.int64)   # (K, length) the kept sequences
-    scores = np.zeros(1)                           # (K,) their log-probabilities
-    last = np.array([first_index], dtype=np.int32) # (K,) the character each will read next
+    seqs = np.empty((1, length), dtype=np.int64)  # (K, length) the kept sequences
+    scores = np.zeros(1)  # (K,) their log-probabilities
+    last = np.array([first_index], dtype=np.int32)  # (K,) the character each will read next
     h = state
     for t in range(length):
-        logits, h_next = model.step_logits(last, h)                     # (K, V)
-        cand = (scores[:, None] + log_softmax(logits)).ravel()          # (K*V,)
+        logits, h_next = model.step_logits(last, h)  # (K, V)
+        cand = (scores[:, None] + log_softmax(logits)).ravel()  # (K*V,)
         keep = np.argsort(-cand, kind="stable")[:beam]
         parent, char = np.divmod(keep, V)
         seqs = seqs[parent]
@@ -65,8 +68,9 @@ def beam_indices(model: CharRNN, state: np.ndarray, first_index: int, length: in
     return seqs, scores
 
 
-def beam_search(model: CharRNN, vocab: Vocabulary, length: int, prime: str = "",
-                beam: int = 8) -> list[tuple[str, float]]:
+def beam_search(
+    model: CharRNN, vocab: Vocabulary, length: int, prime: str = "", beam: int = 8
+) -> list[tuple[str, float]]:
     """The top `beam` continuations of prime of `length` characters, as (text without the
     prime, total log-probability in nats), best first. bits/char = -logp / (length ln 2)."""
     if beam < 1:

@@ -17,6 +17,7 @@ dL/d(input projection). ``kernels`` is the compiled module or reference_cells (b
 layer kernel); ``p`` and ``g`` are the parameters and gradients, ``k`` the layer's name suffix
 ('' for layer 0, then '1', '2', ...); c0 and dc0 are None for cells without a cell state.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,19 +29,19 @@ from typing import Any
 class Cell:
     """One recurrent cell (see the module docstring)."""
 
-    name: str                       # what the CLI, configs and checkpoints call it
-    title: str                      # how reports call it
-    gate_names: str                 # one letter per gate block, in the projection's order
+    name: str  # what the CLI, configs and checkpoints call it
+    title: str  # how reports call it
+    gate_names: str  # one letter per gate block, in the projection's order
     layer_vectors: tuple[str, ...]  # per-layer (H,) parameters beyond Wxh, Whh and bh
     layer_buffers: tuple[str, ...]  # per-layer (L, T, B, H) caches beyond hs and dhs
-    cell_state: bool                # the state carries c beside h: (2, L, B, H), else (L, B, H)
-    forget_block: int | None        # the gate block whose bias starts at forget_bias
+    cell_state: bool  # the state carries c beside h: (2, L, B, H), else (L, B, H)
+    forget_block: int | None  # the gate block whose bias starts at forget_bias
     forward: Callable[..., None]
     backward: Callable[..., Any]
     packed_blocks: tuple[int, ...]  # column blocks of Whh (in units of H) packed apart for the
-                                    # recurrent product: the GRU multiplies [r z] and n apart
-    generate_code: int = 0          # the cell's number in the compiled generation loop
-                                    # (stack_generate: 0 rnn, 1 lstm, 2 gru)
+    # recurrent product: the GRU multiplies [r z] and n apart
+    generate_code: int = 0  # the cell's number in the compiled generation loop
+    # (stack_generate: 0 rnn, 1 lstm, 2 gru)
 
     @property
     def gates(self) -> int:
@@ -56,28 +57,44 @@ class Cell:
 # ---------------------------------------------------------------------- rnn
 # h_t = tanh(x W + b + h_{t-1} Whh)
 
+
 def _rnn_forward(kernels, ws, layer: int, p, k: str, h0, c0) -> None:
     kernels.rnn_layer_forward(h0, p[f"Whh{k}"], ws.hs[layer], ws.packed)
 
 
 def _rnn_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
-    kernels.rnn_layer_backward(h0, p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"],
-                               dh0, ws.packed)
-    return ws.dhs[layer]                   # the rnn's dL/dpre lives in dhs
+    kernels.rnn_layer_backward(
+        h0, p[f"Whh{k}"], ws.hs[layer], ws.dhs[layer], g[f"Whh{k}"], dh0, ws.packed
+    )
+    return ws.dhs[layer]  # the rnn's dL/dpre lives in dhs
 
 
 # ---------------------------------------------------------------------- lstm
 # [i f g o] = [sig sig tanh sig](x W + b + h_{t-1} Whh); c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
 
+
 def _lstm_forward(kernels, ws, layer: int, p, k: str, h0, c0) -> None:
-    kernels.lstm_layer_forward(h0, c0, p[f"Whh{k}"], ws.gates[layer], ws.hs[layer],
-                               ws.cs[layer], ws.tcs[layer], ws.packed)
+    kernels.lstm_layer_forward(
+        h0, c0, p[f"Whh{k}"], ws.gates[layer], ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.packed
+    )
 
 
 def _lstm_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
-    kernels.lstm_layer_backward(h0, c0, p[f"Whh{k}"], ws.gates[layer], ws.hs[layer],
-                                ws.cs[layer], ws.tcs[layer], ws.dhs[layer], ws.dc,
-                                g[f"Whh{k}"], dh0, dc0, ws.packed)
+    kernels.lstm_layer_backward(
+        h0,
+        c0,
+        p[f"Whh{k}"],
+        ws.gates[layer],
+        ws.hs[layer],
+        ws.cs[layer],
+        ws.tcs[layer],
+        ws.dhs[layer],
+        ws.dc,
+        g[f"Whh{k}"],
+        dh0,
+        dc0,
+        ws.packed,
+    )
     return ws.gates[layer]
 
 
@@ -85,24 +102,61 @@ def _lstm_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
 # [r z] = sig(x W_rz + b_rz + h_{t-1} Whh_rz); n = tanh(x W_n + b_n + r (h_{t-1} Whh_n + bhn));
 # h_t = (1 - z) n + z h_{t-1}
 
+
 def _gru_forward(kernels, ws, layer: int, p, k: str, h0, c0) -> None:
-    kernels.gru_layer_forward(h0, p[f"Whh{k}"], p[f"bhn{k}"], ws.gates[layer], ws.hns[layer],
-                              ws.hs[layer], ws.packed)
+    kernels.gru_layer_forward(
+        h0, p[f"Whh{k}"], p[f"bhn{k}"], ws.gates[layer], ws.hns[layer], ws.hs[layer], ws.packed
+    )
 
 
 def _gru_backward(kernels, ws, layer: int, p, k: str, h0, c0, g, dh0, dc0):
-    kernels.gru_layer_backward(h0, p[f"Whh{k}"], ws.gates[layer], ws.hns[layer], ws.hs[layer],
-                               ws.dhs[layer], g[f"Whh{k}"], g[f"bhn{k}"], dh0, ws.packed)
+    kernels.gru_layer_backward(
+        h0,
+        p[f"Whh{k}"],
+        ws.gates[layer],
+        ws.hns[layer],
+        ws.hs[layer],
+        ws.dhs[layer],
+        g[f"Whh{k}"],
+        g[f"bhn{k}"],
+        dh0,
+        ws.packed,
+    )
     return ws.gates[layer]
 
 
-TABLE: dict[str, Cell] = {c.name: c for c in (
-    Cell("rnn", "vanilla RNN", "h", (), (), False, None, _rnn_forward, _rnn_backward, (1,)),
-    Cell("lstm", "LSTM", "ifgo", (), ("cs", "tcs"), True, 1, _lstm_forward, _lstm_backward,
-         (4,), generate_code=1),
-    Cell("gru", "GRU", "rzn", ("bhn",), ("hns",), False, None, _gru_forward, _gru_backward,
-         (2, 1), generate_code=2),
-)}
+TABLE: dict[str, Cell] = {
+    c.name: c
+    for c in (
+        Cell("rnn", "vanilla RNN", "h", (), (), False, None, _rnn_forward, _rnn_backward, (1,)),
+        Cell(
+            "lstm",
+            "LSTM",
+            "ifgo",
+            (),
+            ("cs", "tcs"),
+            True,
+            1,
+            _lstm_forward,
+            _lstm_backward,
+            (4,),
+            generate_code=1,
+        ),
+        Cell(
+            "gru",
+            "GRU",
+            "rzn",
+            ("bhn",),
+            ("hns",),
+            False,
+            None,
+            _gru_forward,
+            _gru_backward,
+            (2, 1),
+            generate_code=2,
+        ),
+    )
+}
 NAMES = tuple(TABLE)
 # Every per-layer cache some cell keeps: a workspace sets the others to None.
 LAYER_BUFFERS = tuple(dict.fromkeys(b for c in TABLE.values() for b in c.layer_buffers))

@@ -19,6 +19,7 @@ is checked as the first save would find it (``check_writable``), a lock beside i
 run off the same files (``CheckpointLock``), and a new run refuses to replace the files of another
 run unless told to (``refuse_to_overwrite``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,6 +60,7 @@ class Checkpoint:
 
 # ---------------------------------------------------------------------------- checksum
 
+
 def checksum(arrays: dict[str, np.ndarray]) -> np.ndarray:
     """(32,) uint8 sha256 of every array's name, dtype, shape and bytes, in sorted-name order."""
     digest = hashlib.sha256()
@@ -75,12 +77,21 @@ def _header_array(header: dict[str, Any]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- saving
 
-def build_arrays(model: CharRNN, vocab: Vocabulary, header: dict[str, Any],
-                 optimizer_state: dict[str, np.ndarray] | None = None,
-                 hidden: np.ndarray | None = None) -> dict[str, np.ndarray]:
+
+def build_arrays(
+    model: CharRNN,
+    vocab: Vocabulary,
+    header: dict[str, Any],
+    optimizer_state: dict[str, np.ndarray] | None = None,
+    hidden: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """The named arrays of a checkpoint, checksum included."""
-    full_header = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
-                   "model": model.config(), **header}
+    full_header = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "model": model.config(),
+        **header,
+    }
     arrays = {"header": _header_array(full_header), "vocab": vocab.codepoints()}
     arrays.update({f"param.{k}": v for k, v in model.params.items()})
     arrays.update({f"optim.{k}": v for k, v in (optimizer_state or {}).items()})
@@ -95,9 +106,14 @@ def _write_arrays(f: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
     np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its flags
 
 
-def save_checkpoint(path: str | os.PathLike, model: CharRNN, vocab: Vocabulary,
-                    header: dict[str, Any], optimizer_state: dict[str, np.ndarray] | None = None,
-                    hidden: np.ndarray | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: CharRNN,
+    vocab: Vocabulary,
+    header: dict[str, Any],
+    optimizer_state: dict[str, np.ndarray] | None = None,
+    hidden: np.ndarray | None = None,
+) -> None:
     """Write the checkpoint atomically; CheckpointError (previous file intact) on failure."""
     arrays = build_arrays(model, vocab, header, optimizer_state, hidden)
     write_atomically(os.fspath(path), arrays)
@@ -137,11 +153,14 @@ def _check_file_name(path: str) -> None:
     if not path:
         raise IsADirectoryError(errno.EISDIR, "empty path (give a file name such as run.npz)")
     if path.endswith(_SEPARATORS):
-        raise IsADirectoryError(errno.EISDIR, f"ends with {path[-1]!r}, a directory name "
-                                "(give a file name)")
+        raise IsADirectoryError(
+            errno.EISDIR, f"ends with {path[-1]!r}, a directory name (give a file name)"
+        )
     if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, "Is a directory (give a file name such as "
-                                f"{os.path.join(path, 'run.npz')})")
+        raise IsADirectoryError(
+            errno.EISDIR,
+            f"Is a directory (give a file name such as {os.path.join(path, 'run.npz')})",
+        )
 
 
 def write_error(path: str, exc: OSError, tail: str = "") -> CheckpointError:
@@ -200,6 +219,7 @@ def best_path(path: str) -> str:
 
 # ---------------------------------------------------------------------------- the life of a run
 
+
 def check_writable(path: str | os.PathLike) -> None:
     """Fail before training, with the error the first save would give, if the checkpoint or its
     best could not be written: an empty path, a directory name ('out/'), a path that is a
@@ -225,8 +245,9 @@ def check_writable(path: str | os.PathLike) -> None:
             raise write_error(target, exc) from None
 
 
-def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool,
-                        resume: str | os.PathLike | None = None) -> None:
+def refuse_to_overwrite(
+    path: str | os.PathLike, overwrite: bool, resume: str | os.PathLike | None = None
+) -> None:
     """CheckpointError if a new run would replace the checkpoint (or best) of another run.
 
     Allowed: overwrite=True, or a resumed run writing to the file it resumed (and its best).
@@ -235,13 +256,17 @@ def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool,
     if overwrite or (resume is not None and _same_file(path, os.fspath(resume))):
         return
     if os.path.exists(path):
-        raise CheckpointError(f"{path} already exists (a checkpoint of another run); continue "
-                              f"that run with --resume {path}, choose another --checkpoint, or "
-                              "give --overwrite to replace it")
+        raise CheckpointError(
+            f"{path} already exists (a checkpoint of another run); continue "
+            f"that run with --resume {path}, choose another --checkpoint, or "
+            "give --overwrite to replace it"
+        )
     best = best_path(path)
     if os.path.exists(best):
-        raise CheckpointError(f"{best} already exists (the best checkpoint of another run); "
-                              "choose another --checkpoint, or give --overwrite to replace it")
+        raise CheckpointError(
+            f"{best} already exists (the best checkpoint of another run); "
+            "choose another --checkpoint, or give --overwrite to replace it"
+        )
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -283,7 +308,8 @@ class CheckpointLock:
                 os.close(fd)
                 raise CheckpointError(
                     f"{self.path} is in use by another run ({holder}, lock file "
-                    f"{self.lock_file}); wait for it to end or choose another --checkpoint")
+                    f"{self.lock_file}); wait for it to end or choose another --checkpoint"
+                )
             if _is_current(fd, self.lock_file):
                 self._fd = fd
             else:  # removed by its previous holder after we opened it: lock the new file
@@ -320,8 +346,9 @@ class CheckpointLock:
 
     def _open(self) -> int:
         try:
-            return os.open(self.lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0),
-                           0o666)
+            return os.open(
+                self.lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666
+            )
         except OSError as exc:
             raise write_error(self.path, exc) from None
 
@@ -378,8 +405,9 @@ def _read_holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def claim_checkpoint(path: str | os.PathLike | None, overwrite: bool = False,
-                     resume: str | os.PathLike | None = None) -> Iterator[None]:
+def claim_checkpoint(
+    path: str | os.PathLike | None, overwrite: bool = False, resume: str | os.PathLike | None = None
+) -> Iterator[None]:
     """Everything a run checks and holds about its checkpoint, before its first iteration:
     the path is writable, no other run holds it, and it is not another run's file (unless
     overwrite). The lock is held until the block ends. path None: no file, nothing to do."""
@@ -424,12 +452,14 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             arrays = {name: npz[name] for name in npz.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc):  # numpy's advice to load it unsafely: not for users
-            raise CheckpointError(f"{not_ours} (an array holds pickled Python objects, which "
-                                  "fastrnn never writes)") from None
+            raise CheckpointError(
+                f"{not_ours} (an array holds pickled Python objects, which fastrnn never writes)"
+            ) from None
         raise CheckpointError(f"{not_ours}, or it is damaged ({exc})") from None
     except (zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise CheckpointError(f"{not_ours}, or it is damaged (truncated or corrupt: "
-                              f"{exc or type(exc).__name__})") from None
+        raise CheckpointError(
+            f"{not_ours}, or it is damaged (truncated or corrupt: {exc or type(exc).__name__})"
+        ) from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if "header" not in arrays or "checksum" not in arrays:
@@ -448,8 +478,10 @@ def read_header(arrays: dict[str, np.ndarray], path: str = "checkpoint") -> dict
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is not a fastrnn checkpoint (its header is not fastrnn's)")
     if header.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {header.get('version')} "
-                              f"is not supported (this fastrnn reads version {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {header.get('version')} "
+            f"is not supported (this fastrnn reads version {FORMAT_VERSION})"
+        )
     return header
 
 
@@ -464,17 +496,22 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         for name, target in model.params.items():
             src = arrays[f"param.{name}"]
             if src.shape != target.shape or src.dtype != target.dtype:
-                raise ValueError(f"parameter {name} is {src.dtype}{src.shape}, "
-                                 f"expected {target.dtype}{target.shape}")
+                raise ValueError(
+                    f"parameter {name} is {src.dtype}{src.shape}, "
+                    f"expected {target.dtype}{target.shape}"
+                )
             model.params[name] = np.ascontiguousarray(src)
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: inconsistent checkpoint: {exc}") from None
     if vocab.size != model.vocab_size:
-        raise CheckpointError(f"{path}: vocabulary has {vocab.size} characters but the model "
-                              f"expects {model.vocab_size}")
-    optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
-    return Checkpoint(model=model, vocab=vocab, header=header, optimizer_state=optim,
-                      hidden=arrays.get("hidden"))
+        raise CheckpointError(
+            f"{path}: vocabulary has {vocab.size} characters but the model "
+            f"expects {model.vocab_size}"
+        )
+    optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
+    return Checkpoint(
+        model=model, vocab=vocab, header=header, optimizer_state=optim, hidden=arrays.get("hidden")
+    )
 
 
 def load_model(path: str | os.PathLike) -> tuple[CharRNN, Vocabulary]:
@@ -510,21 +547,27 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "path": path,
         "format_version": header.get("version"),
         "model": {
-            "cell": model.get("cell"), "num_layers": model.get("num_layers"),
+            "cell": model.get("cell"),
+            "num_layers": model.get("num_layers"),
             "hidden_size": model.get("hidden_size"),
             "embedding_size": model.get("embedding_size"),
-            "vocab_size": model.get("vocab_size"), "dtype": model.get("dtype"),
+            "vocab_size": model.get("vocab_size"),
+            "dtype": model.get("dtype"),
             "parameters": int(sum(a.size for a in params.values())),
             "init": model.get("init"),
         },
         "vocabulary": {"size": len(chars), "sample": "".join(chars[:VOCAB_SAMPLE])},
-        "corpus": {"path": header.get("corpus"), "chars": header.get("corpus_chars"),
-                   "sha256": header.get("corpus_sha256")},
+        "corpus": {
+            "path": header.get("corpus"),
+            "chars": header.get("corpus_chars"),
+            "sha256": header.get("corpus_sha256"),
+        },
         "iteration": header.get("iteration"),
         "epoch": position.get("epoch"),
         "epoch_step": position.get("step"),
         "chars_seen": header.get("chars_seen"),
-        "batch_size": config.get("batch_size"), "seq_length": config.get("seq_length"),
+        "batch_size": config.get("batch_size"),
+        "seq_length": config.get("seq_length"),
         "best_val_loss": _loss(header.get("best_val_loss")),
         "val_loss": _loss(header.get("val_loss")),
         "optimizer": optimizer.get("name", config.get("optimizer")),

@@ -5,6 +5,7 @@ Thin on purpose: parse flags, call the documented Python function that does the 
 user errors (FastrnnError) into one line on stderr and the exit status of EXIT_RULE, never a
 traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ from .optim import OPTIMIZERS
 from .schedule import COSINE_FINAL_FRACTION, SCHEDULES
 
 USAGE_ERROR = 2  # a bad flag or value: the command line is the thing to fix
-FAILURE = 1      # the command was valid but the run failed (a file, a checkpoint, divergence)
+FAILURE = 1  # the command was valid but the run failed (a file, a checkpoint, divergence)
 
 EXIT_RULE = """\
 Exit status: 0 done; 2 a usage error (an unknown flag, a bad value, options that contradict each
@@ -40,11 +41,14 @@ def why(name: str, shown: str | None = None) -> str:
     """'default VALUE: reason' of a model or optimization option, for --help."""
     return DEFAULTS[name].help(shown).replace("%", "%%")
 
+
 # The classic numpy char-RNN configuration (min-char-rnn style): hidden 100, 40 steps, one
 # stream, plain SGD at 0.01 with clipping at ±5 on the gradient of the summed loss.
-CLASSIC_CONFIG = ("--model rnn --num-layers 1 --hidden-size 100 --embedding-size 0 "
-                  "--init uniform --seq-length 40 --batch-size 1 --optimizer sgd "
-                  "--learning-rate 0.4 --lr-schedule constant --grad-clip 0.125 --dtype float64")
+CLASSIC_CONFIG = (
+    "--model rnn --num-layers 1 --hidden-size 100 --embedding-size 0 "
+    "--init uniform --seq-length 40 --batch-size 1 --optimizer sgd "
+    "--learning-rate 0.4 --lr-schedule constant --grad-clip 0.125 --dtype float64"
+)
 
 TRAIN_EPILOG = f"""\
 The classic numpy char-RNN configuration (hidden 100, 40 steps, one stream, SGD 0.01, clip ±5):
@@ -91,31 +95,68 @@ def add_version(p: argparse.ArgumentParser) -> None:
 # spellings, after normalisation (no leading dashes, lower case, '_' -> '-'), with the fastrnn
 # flags or arguments they mean, in order of preference; only those the parser has are offered.
 FOREIGN_FLAGS: dict[str, tuple[str, ...]] = {
-    "epochs": ("--max-epochs",), "num-epochs": ("--max-epochs",), "n-epochs": ("--max-epochs",),
-    "iters": ("--max-iters",), "num-iters": ("--max-iters",), "max-steps": ("--max-iters",),
-    "steps": ("--max-iters",), "max-time": ("--time-limit",), "time": ("--time-limit",),
-    "rnn-size": ("--hidden-size",), "hidden": ("--hidden-size",), "hidden-dim": ("--hidden-size",),
-    "n-hidden": ("--hidden-size",), "lr": ("--learning-rate",),
-    "learning-rate-decay": ("--lr-decay",), "lr-decay-factor": ("--lr-decay",),
-    "layers": ("--num-layers",), "n-layer": ("--num-layers",), "n-layers": ("--num-layers",),
-    "model-type": ("--model",), "rnn-type": ("--model",), "cell-type": ("--model",),
+    "epochs": ("--max-epochs",),
+    "num-epochs": ("--max-epochs",),
+    "n-epochs": ("--max-epochs",),
+    "iters": ("--max-iters",),
+    "num-iters": ("--max-iters",),
+    "max-steps": ("--max-iters",),
+    "steps": ("--max-iters",),
+    "max-time": ("--time-limit",),
+    "time": ("--time-limit",),
+    "rnn-size": ("--hidden-size",),
+    "hidden": ("--hidden-size",),
+    "hidden-dim": ("--hidden-size",),
+    "n-hidden": ("--hidden-size",),
+    "lr": ("--learning-rate",),
+    "learning-rate-decay": ("--lr-decay",),
+    "lr-decay-factor": ("--lr-decay",),
+    "layers": ("--num-layers",),
+    "n-layer": ("--num-layers",),
+    "n-layers": ("--num-layers",),
+    "model-type": ("--model",),
+    "rnn-type": ("--model",),
+    "cell-type": ("--model",),
     "cell": ("--cell", "--model"),
-    "wordvec-size": ("--embedding-size",), "n-embd": ("--embedding-size",),
-    "embed-size": ("--embedding-size",), "embedding-dim": ("--embedding-size",),
-    "block-size": ("--seq-length",), "seq-len": ("--seq-length",), "bptt": ("--seq-length",),
-    "train-frac": ("--val-fraction",), "val-frac": ("--val-fraction",),
-    "clip": ("--grad-clip",), "clip-grad": ("--grad-clip",), "max-norm": ("--max-grad-norm",),
-    "clip-norm": ("--max-grad-norm",), "num-threads": ("--threads",),
-    "checkpoint-dir": ("--checkpoint",), "checkpoint-name": ("--checkpoint",),
-    "savefile": ("--checkpoint",), "out-dir": ("--checkpoint",),
-    "checkpoint": ("--checkpoint", "CHECKPOINT"), "model": ("--model", "CHECKPOINT"),
-    "eval-val-every": ("--eval-every",), "eval-interval": ("--eval-every",),
-    "checkpoint-every": ("--eval-every",), "input": ("TEXT_FILE",), "input-h5": ("TEXT_FILE",),
-    "input-json": ("TEXT_FILE",), "data-dir": ("TEXT_FILE",), "data": ("TEXT_FILE",),
-    "text": ("TEXT_FILE",), "log-file": ("--log",),
-    "temp": ("--temperature",), "primetext": ("--prime",), "start-text": ("--prime",),
-    "start": ("--prime",), "max-new-tokens": ("--length",), "num-chars": ("--length",),
-    "sample": ("--greedy",), "argmax": ("--greedy",), "topk": ("--top-k",),
+    "wordvec-size": ("--embedding-size",),
+    "n-embd": ("--embedding-size",),
+    "embed-size": ("--embedding-size",),
+    "embedding-dim": ("--embedding-size",),
+    "block-size": ("--seq-length",),
+    "seq-len": ("--seq-length",),
+    "bptt": ("--seq-length",),
+    "train-frac": ("--val-fraction",),
+    "val-frac": ("--val-fraction",),
+    "clip": ("--grad-clip",),
+    "clip-grad": ("--grad-clip",),
+    "max-norm": ("--max-grad-norm",),
+    "clip-norm": ("--max-grad-norm",),
+    "num-threads": ("--threads",),
+    "checkpoint-dir": ("--checkpoint",),
+    "checkpoint-name": ("--checkpoint",),
+    "savefile": ("--checkpoint",),
+    "out-dir": ("--checkpoint",),
+    "checkpoint": ("--checkpoint", "CHECKPOINT"),
+    "model": ("--model", "CHECKPOINT"),
+    "eval-val-every": ("--eval-every",),
+    "eval-interval": ("--eval-every",),
+    "checkpoint-every": ("--eval-every",),
+    "input": ("TEXT_FILE",),
+    "input-h5": ("TEXT_FILE",),
+    "input-json": ("TEXT_FILE",),
+    "data-dir": ("TEXT_FILE",),
+    "data": ("TEXT_FILE",),
+    "text": ("TEXT_FILE",),
+    "log-file": ("--log",),
+    "temp": ("--temperature",),
+    "primetext": ("--prime",),
+    "start-text": ("--prime",),
+    "start": ("--prime",),
+    "max-new-tokens": ("--length",),
+    "num-chars": ("--length",),
+    "sample": ("--greedy",),
+    "argmax": ("--greedy",),
+    "topk": ("--top-k",),
     "out": ("--output", "-o"),
 }
 GPU_FLAGS = ("gpu", "gpuid", "gpu-backend", "opencl", "device", "cuda")
@@ -167,6 +208,7 @@ def _other_tool(prog: str, flag: str) -> str:
 
 # ---------------------------------------------------------------------------- value types
 
+
 def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], what: str):
     def parse(text: str):
         try:
@@ -191,145 +233,281 @@ decay = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 # ---------------------------------------------------------------------------- fastrnn-train
 
+
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fastrnn-train", formatter_class=argparse.RawDescriptionHelpFormatter,
-                description="Train a character-level RNN language model on a UTF-8 text file.",
-                epilog=TRAIN_EPILOG, argument_default=None)
+    p = _Parser(
+        prog="fastrnn-train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a character-level RNN language model on a UTF-8 text file.",
+        epilog=TRAIN_EPILOG,
+        argument_default=None,
+    )
     add_version(p)
     g = p.add_argument_group("data")
-    g.add_argument("text_file", nargs="*", metavar="TEXT_FILE",
-                   help="UTF-8 text to learn: one or more files or directories (the files under "
-                        "a directory in sorted order), joined in the order given; without it, "
-                        "the Python documentation that ships with every Python "
-                        "(pydoc_data.topics, ~465,000 characters)")
-    g.add_argument("--batch-size", type=positive_int, metavar="B",
-                   help=f"parallel streams per chunk ({why('batch_size')})")
-    g.add_argument("--seq-length", type=positive_int, metavar="T",
-                   help=f"steps per chunk ({why('seq_length')})")
-    g.add_argument("--val-fraction", type=fraction, metavar="F",
-                   help=f"tail of the text held out for validation, in [0, 1) "
-                        f"(default {D.val_fraction})")
-    g.add_argument("--val-file", metavar="PATH",
-                   help="validate on this text instead of the tail of the training text")
-    g.add_argument("--cache-dir", metavar="DIR",
-                   help="keep the encoded corpus here (default: beside the text, as hidden "
-                        f".fastrnn-cache files, for texts of {CACHE_MIN_BYTES >> 20} MiB or more)")
-    g.add_argument("--verify-cache", action="store_true", default=None,
-                   help="check the cached corpus against the sha256 of the text (reads it all)")
+    g.add_argument(
+        "text_file",
+        nargs="*",
+        metavar="TEXT_FILE",
+        help="UTF-8 text to learn: one or more files or directories (the files under "
+        "a directory in sorted order), joined in the order given; without it, "
+        "the Python documentation that ships with every Python "
+        "(pydoc_data.topics, ~465,000 characters)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        metavar="B",
+        help=f"parallel streams per chunk ({why('batch_size')})",
+    )
+    g.add_argument(
+        "--seq-length",
+        type=positive_int,
+        metavar="T",
+        help=f"steps per chunk ({why('seq_length')})",
+    )
+    g.add_argument(
+        "--val-fraction",
+        type=fraction,
+        metavar="F",
+        help=f"tail of the text held out for validation, in [0, 1) (default {D.val_fraction})",
+    )
+    g.add_argument(
+        "--val-file",
+        metavar="PATH",
+        help="validate on this text instead of the tail of the training text",
+    )
+    g.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="keep the encoded corpus here (default: beside the text, as hidden "
+        f".fastrnn-cache files, for texts of {CACHE_MIN_BYTES >> 20} MiB or more)",
+    )
+    g.add_argument(
+        "--verify-cache",
+        action="store_true",
+        default=None,
+        help="check the cached corpus against the sha256 of the text (reads it all)",
+    )
     g = p.add_argument_group("model")
-    g.add_argument("--model", "--cell", dest="cell", choices=CELLS,
-                   help=f"recurrent cell ({why('cell')})")
-    g.add_argument("--num-layers", type=positive_int, metavar="L",
-                   help=f"stacked recurrent layers ({why('num_layers')})")
-    g.add_argument("--dropout", type=fraction, metavar="P",
-                   help=f"dropout between layers and before the output, while training only, "
-                        f"in [0, 1) ({why('dropout', f'{D.dropout:g}')})")
-    g.add_argument("--hidden-size", type=positive_int, metavar="H",
-                   help=f"hidden units ({why('hidden_size')})")
-    g.add_argument("--embedding-size", type=non_negative_int, metavar="E",
-                   help=f"an E-wide learned embedding of each character before the first "
-                        f"layer, 0 for one-hot input rows ({why('embedding_size')})")
-    g.add_argument("--init", choices=tuple(INIT_SCHEMES), metavar="SCHEME",
-                   help=f"initialisation of the weights, one of {', '.join(INIT_SCHEMES)} "
-                        f"({why('init')})")
-    g.add_argument("--dtype", choices=("float32", "float64"),
-                   help=f"({why('dtype')}; fastrnn.CharRNN in Python defaults to float64, the "
-                        "exact reference that the tests compare against)")
+    g.add_argument(
+        "--model", "--cell", dest="cell", choices=CELLS, help=f"recurrent cell ({why('cell')})"
+    )
+    g.add_argument(
+        "--num-layers",
+        type=positive_int,
+        metavar="L",
+        help=f"stacked recurrent layers ({why('num_layers')})",
+    )
+    g.add_argument(
+        "--dropout",
+        type=fraction,
+        metavar="P",
+        help=f"dropout between layers and before the output, while training only, "
+        f"in [0, 1) ({why('dropout', f'{D.dropout:g}')})",
+    )
+    g.add_argument(
+        "--hidden-size", type=positive_int, metavar="H", help=f"hidden units ({why('hidden_size')})"
+    )
+    g.add_argument(
+        "--embedding-size",
+        type=non_negative_int,
+        metavar="E",
+        help=f"an E-wide learned embedding of each character before the first "
+        f"layer, 0 for one-hot input rows ({why('embedding_size')})",
+    )
+    g.add_argument(
+        "--init",
+        choices=tuple(INIT_SCHEMES),
+        metavar="SCHEME",
+        help=f"initialisation of the weights, one of {', '.join(INIT_SCHEMES)} ({why('init')})",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help=f"({why('dtype')}; fastrnn.CharRNN in Python defaults to float64, the "
+        "exact reference that the tests compare against)",
+    )
     g.add_argument("--seed", type=int, help=f"initial weights and sampling RNG (default {D.seed})")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({why('optimizer')})")
-    g.add_argument("--learning-rate", type=positive_float, metavar="LR",
-                   help=f"the base rate ({why('learning_rate', f'{D.learning_rate:g}')})")
-    g.add_argument("--lr-schedule", choices=SCHEDULES,
-                   help="constant; step: x--lr-decay every --lr-decay-every iterations; "
-                        f"cosine: down to {COSINE_FINAL_FRACTION * 100:.0f}%% of the rate at the "
-                        "planned end of the run (from --max-iters/--max-epochs, else "
-                        "--time-limit); plateau: x--lr-decay when the validation loss has not "
-                        f"improved for --plateau-patience evaluations ({why('lr_schedule')}; "
-                        "--lr-decay < 1 alone means step)")
-    g.add_argument("--warmup-iters", type=non_negative_int, metavar="N",
-                   help=f"raise the rate linearly from LR/N to LR over the first N iterations "
-                        f"({why('warmup_iters')})")
-    g.add_argument("--lr-decay", type=decay, metavar="FACTOR",
-                   help=f"the factor of the step and plateau schedules "
-                        f"(default {D.lr_decay:g}: no decay)")
-    g.add_argument("--lr-decay-every", type=positive_int, metavar="N",
-                   help=f"iterations between steps of the step schedule "
-                        f"(default {D.lr_decay_every})")
-    g.add_argument("--plateau-patience", type=positive_int, metavar="N",
-                   help=f"evaluations without improvement before the plateau schedule lowers "
-                        f"the rate (default {D.plateau_patience})")
-    g.add_argument("--grad-clip", type=non_negative_float, metavar="C",
-                   help=f"clip every gradient element to [-C, C], 0 for off "
-                        f"({why('grad_clip', f'{D.grad_clip:g}')})")
-    g.add_argument("--max-grad-norm", type=non_negative_float, metavar="N",
-                   help="rescale the gradients when their global norm exceeds N "
-                        "(default 0: off)")
-    g = p.add_argument_group("duration (the first limit reached ends the run; on --resume, a "
-                             "limit given is a new budget counted from the resume point)")
-    g.add_argument("--max-iters", type=non_negative_int, metavar="N",
-                   help="stop after N iterations (on --resume: N more); 0 for no limit "
-                        "(default 0)")
-    g.add_argument("--max-epochs", type=non_negative_float, metavar="E",
-                   help="stop after E passes over the text (on --resume: E more); 0 for no "
-                        "limit (default 0)")
-    g.add_argument("--time-limit", type=non_negative_float, metavar="SECONDS",
-                   help="stop after this many seconds of training (on --resume: this many "
-                        "more; a resumed run without a new limit goes on counting to its own); "
-                        f"0 for none (default {DEFAULT_TIME_LIMIT:g} when no limit at all is "
-                        "given, which the model defaults are chosen for)")
-    g.add_argument("--patience", type=non_negative_int, metavar="N",
-                   help="stop early when the validation loss has not improved for N "
-                        "evaluations (every --eval-every iterations); 0 for off (default 0)")
+    g.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        metavar="LR",
+        help=f"the base rate ({why('learning_rate', f'{D.learning_rate:g}')})",
+    )
+    g.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        help="constant; step: x--lr-decay every --lr-decay-every iterations; "
+        f"cosine: down to {COSINE_FINAL_FRACTION * 100:.0f}%% of the rate at the "
+        "planned end of the run (from --max-iters/--max-epochs, else "
+        "--time-limit); plateau: x--lr-decay when the validation loss has not "
+        f"improved for --plateau-patience evaluations ({why('lr_schedule')}; "
+        "--lr-decay < 1 alone means step)",
+    )
+    g.add_argument(
+        "--warmup-iters",
+        type=non_negative_int,
+        metavar="N",
+        help=f"raise the rate linearly from LR/N to LR over the first N iterations "
+        f"({why('warmup_iters')})",
+    )
+    g.add_argument(
+        "--lr-decay",
+        type=decay,
+        metavar="FACTOR",
+        help=f"the factor of the step and plateau schedules (default {D.lr_decay:g}: no decay)",
+    )
+    g.add_argument(
+        "--lr-decay-every",
+        type=positive_int,
+        metavar="N",
+        help=f"iterations between steps of the step schedule (default {D.lr_decay_every})",
+    )
+    g.add_argument(
+        "--plateau-patience",
+        type=positive_int,
+        metavar="N",
+        help=f"evaluations without improvement before the plateau schedule lowers "
+        f"the rate (default {D.plateau_patience})",
+    )
+    g.add_argument(
+        "--grad-clip",
+        type=non_negative_float,
+        metavar="C",
+        help=f"clip every gradient element to [-C, C], 0 for off "
+        f"({why('grad_clip', f'{D.grad_clip:g}')})",
+    )
+    g.add_argument(
+        "--max-grad-norm",
+        type=non_negative_float,
+        metavar="N",
+        help="rescale the gradients when their global norm exceeds N (default 0: off)",
+    )
+    g = p.add_argument_group(
+        "duration (the first limit reached ends the run; on --resume, a "
+        "limit given is a new budget counted from the resume point)"
+    )
+    g.add_argument(
+        "--max-iters",
+        type=non_negative_int,
+        metavar="N",
+        help="stop after N iterations (on --resume: N more); 0 for no limit (default 0)",
+    )
+    g.add_argument(
+        "--max-epochs",
+        type=non_negative_float,
+        metavar="E",
+        help="stop after E passes over the text (on --resume: E more); 0 for no limit (default 0)",
+    )
+    g.add_argument(
+        "--time-limit",
+        type=non_negative_float,
+        metavar="SECONDS",
+        help="stop after this many seconds of training (on --resume: this many "
+        "more; a resumed run without a new limit goes on counting to its own); "
+        f"0 for none (default {DEFAULT_TIME_LIMIT:g} when no limit at all is "
+        "given, which the model defaults are chosen for)",
+    )
+    g.add_argument(
+        "--patience",
+        type=non_negative_int,
+        metavar="N",
+        help="stop early when the validation loss has not improved for N "
+        "evaluations (every --eval-every iterations); 0 for off (default 0)",
+    )
     g = p.add_argument_group("checkpoints")
-    g.add_argument("--checkpoint", metavar="PATH",
-                   help=f"written every --eval-every iterations and at the end; the best "
-                        f"validation checkpoint goes beside it as NAME.best.npz "
-                        f"(default {D.checkpoint})")
-    g.add_argument("--overwrite", action="store_true", default=None,
-                   help="let a new run replace an existing checkpoint of another run "
-                        "(to continue that run instead, use --resume)")
-    g.add_argument("--resume", metavar="PATH",
-                   help="continue that run exactly, with its options and corpus (TEXT_FILE "
-                        "and --checkpoint default to the run's; the corpus is looked for "
-                        "where it was, then beside the checkpoint); sizes, --cell, --init, "
-                        "--val-fraction, --dtype, --seed and --optimizer cannot change. A run "
-                        "that reached its limit needs a new one (--max-iters N: N more)")
-    g.add_argument("--init-from", metavar="PATH",
-                   help="start a new run from that checkpoint's weights (fine-tuning); the "
-                        "text may only use characters of its vocabulary (see --unknown-chars)")
-    g.add_argument("--unknown-chars", choices=("error", "drop"),
-                   help="with --init-from or --resume, characters of the text outside the "
-                        "checkpoint's vocabulary: error names them, drop leaves them out and "
-                        f"says how many (default {D.unknown_chars})")
-    g.add_argument("--eval-every", type=non_negative_int, metavar="N",
-                   help=f"validation loss, log line and checkpoint every N iterations "
-                        f"(default {D.eval_every}: every few seconds at the defaults)")
+    g.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help=f"written every --eval-every iterations and at the end; the best "
+        f"validation checkpoint goes beside it as NAME.best.npz "
+        f"(default {D.checkpoint})",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="let a new run replace an existing checkpoint of another run "
+        "(to continue that run instead, use --resume)",
+    )
+    g.add_argument(
+        "--resume",
+        metavar="PATH",
+        help="continue that run exactly, with its options and corpus (TEXT_FILE "
+        "and --checkpoint default to the run's; the corpus is looked for "
+        "where it was, then beside the checkpoint); sizes, --cell, --init, "
+        "--val-fraction, --dtype, --seed and --optimizer cannot change. A run "
+        "that reached its limit needs a new one (--max-iters N: N more)",
+    )
+    g.add_argument(
+        "--init-from",
+        metavar="PATH",
+        help="start a new run from that checkpoint's weights (fine-tuning); the "
+        "text may only use characters of its vocabulary (see --unknown-chars)",
+    )
+    g.add_argument(
+        "--unknown-chars",
+        choices=("error", "drop"),
+        help="with --init-from or --resume, characters of the text outside the "
+        "checkpoint's vocabulary: error names them, drop leaves them out and "
+        f"says how many (default {D.unknown_chars})",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=non_negative_int,
+        metavar="N",
+        help=f"validation loss, log line and checkpoint every N iterations "
+        f"(default {D.eval_every}: every few seconds at the defaults)",
+    )
     g = p.add_argument_group("output")
-    g.add_argument("--sample-every", type=non_negative_int, metavar="N",
-                   help=f"print a short sample every N iterations, 0 for never "
-                        f"(default {D.sample_every})")
-    g.add_argument("--sample-length", type=non_negative_int, metavar="N",
-                   help=f"characters per sample (default {D.sample_length})")
-    g.add_argument("--log", metavar="PATH",
-                   help="append one JSON line per evaluation: iteration, smoothed train and "
-                        "validation loss in nats/char (train_loss, val_loss) and bits/char "
-                        "(train_bpc, val_bpc), learning rate, chars/s, training seconds")
-    g.add_argument("--plot", action="store_true", default=None,
-                   help="after each evaluation, draw the loss curves beside the checkpoint "
-                        "(run.npz -> run.png) from the --log (default: run.jsonl); needs "
-                        "matplotlib (pip install 'fastrnn[plot]')")
-    g.add_argument("--quiet", action="store_true", default=None,
-                   help="print only the final summary line")
+    g.add_argument(
+        "--sample-every",
+        type=non_negative_int,
+        metavar="N",
+        help=f"print a short sample every N iterations, 0 for never (default {D.sample_every})",
+    )
+    g.add_argument(
+        "--sample-length",
+        type=non_negative_int,
+        metavar="N",
+        help=f"characters per sample (default {D.sample_length})",
+    )
+    g.add_argument(
+        "--log",
+        metavar="PATH",
+        help="append one JSON line per evaluation: iteration, smoothed train and "
+        "validation loss in nats/char (train_loss, val_loss) and bits/char "
+        "(train_bpc, val_bpc), learning rate, chars/s, training seconds",
+    )
+    g.add_argument(
+        "--plot",
+        action="store_true",
+        default=None,
+        help="after each evaluation, draw the loss curves beside the checkpoint "
+        "(run.npz -> run.png) from the --log (default: run.jsonl); needs "
+        "matplotlib (pip install 'fastrnn[plot]')",
+    )
+    g.add_argument(
+        "--quiet", action="store_true", default=None, help="print only the final summary line"
+    )
     g = p.add_argument_group("compute")
-    g.add_argument("--threads", type=positive_int, metavar="N",
-                   help=f"BLAS threads (default {D.threads}). More pay only on cores the run has "
-                        "to itself: OpenBLAS threads spin while they wait for each other inside "
-                        "every matrix product, so one other busy process makes 2 threads slower "
-                        "than 1, and on a loaded machine they ran over 10x slower than 1 "
-                        "(measured figures in the README)")
-    g.add_argument("--backend", choices=BACKENDS,
-                   help=f"compiled kernel or the numpy reference (default {D.backend})")
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help=f"BLAS threads (default {D.threads}). More pay only on cores the run has "
+        "to itself: OpenBLAS threads spin while they wait for each other inside "
+        "every matrix product, so one other busy process makes 2 threads slower "
+        "than 1, and on a loaded machine they ran over 10x slower than 1 "
+        "(measured figures in the README)",
+    )
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help=f"compiled kernel or the numpy reference (default {D.backend})",
+    )
     return p
 
 
@@ -352,21 +530,30 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except (FastrnnError, ImportError) as exc:  # ImportError: the kernel is not built
         return _fail_job("fastrnn-train", exc)
     except KeyboardInterrupt:
-        print("fastrnn-train: interrupted before training started or a second time; "
-              "stopped without writing a checkpoint", file=sys.stderr)
+        print(
+            "fastrnn-train: interrupted before training started or a second time; "
+            "stopped without writing a checkpoint",
+            file=sys.stderr,
+        )
         return 130
     except BrokenPipeError:
         _silence_stdout()
-        print("fastrnn-train: error: the output pipe was closed; stopped (checkpoints written "
-              "so far are intact)", file=sys.stderr)
+        print(
+            "fastrnn-train: error: the output pipe was closed; stopped (checkpoints written "
+            "so far are intact)",
+            file=sys.stderr,
+        )
         return 1
-    if launcher_rank() != 0:      # under MPI, process 0 speaks for the job
+    if launcher_rank() != 0:  # under MPI, process 0 speaks for the job
         return result.exit_status
     if options.get("quiet"):  # the library's quiet prints nothing; the CLI's keeps the summary
         print(summary(result), flush=True)
     if result.stop_reason in ("sigint", "sigterm"):
-        print(f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
-              f"{result.checkpoint}", file=sys.stderr)
+        print(
+            f"fastrnn-train: stopped by {result.stop_reason.upper()}; checkpoint saved to "
+            f"{result.checkpoint}",
+            file=sys.stderr,
+        )
     return result.exit_status
 
 
@@ -406,34 +593,72 @@ def exit_status(exc: BaseException) -> int:
 
 # ---------------------------------------------------------------------------- fastrnn-sample
 
+
 def sample_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fastrnn-sample",
-                description="Generate text from a fastrnn checkpoint (written to stdout as it "
-                            "is generated, after the prime text).", epilog=EXIT_RULE)
+    p = _Parser(
+        prog="fastrnn-sample",
+        description="Generate text from a fastrnn checkpoint (written to stdout as it "
+        "is generated, after the prime text).",
+        epilog=EXIT_RULE,
+    )
     add_version(p)
     p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--length", type=non_negative_int, default=500, metavar="N",
-                   help="characters to generate (default 500)")
-    p.add_argument("--temperature", type=positive_float, default=1.0, metavar="T",
-                   help="> 0; below 1 is more conservative, above 1 more varied (default 1)")
-    p.add_argument("--top-k", type=positive_int, default=None, metavar="K",
-                   help="draw only from the K likeliest characters, 1 <= K <= vocabulary size "
-                        "(default: all)")
-    p.add_argument("--greedy", action="store_true",
-                   help="always take the likeliest character (deterministic)")
-    p.add_argument("--prime", default="", metavar="TEXT",
-                   help="text that warms up the hidden state first (default: a newline)")
-    p.add_argument("--seed", type=int, default=None, metavar="S",
-                   help="RNG seed: the same seed gives the same text (default: random)")
-    p.add_argument("--num-samples", type=positive_int, default=1, metavar="N",
-                   help="draw N samples at once (N streams of one generation call), printed "
-                        "one after another, each after a '--- sample k ---' line (default 1: "
-                        "one sample, streamed as it is generated, with no such line)")
+    p.add_argument(
+        "--length",
+        type=non_negative_int,
+        default=500,
+        metavar="N",
+        help="characters to generate (default 500)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=1.0,
+        metavar="T",
+        help="> 0; below 1 is more conservative, above 1 more varied (default 1)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="draw only from the K likeliest characters, 1 <= K <= vocabulary size (default: all)",
+    )
+    p.add_argument(
+        "--greedy", action="store_true", help="always take the likeliest character (deterministic)"
+    )
+    p.add_argument(
+        "--prime",
+        default="",
+        metavar="TEXT",
+        help="text that warms up the hidden state first (default: a newline)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="RNG seed: the same seed gives the same text (default: random)",
+    )
+    p.add_argument(
+        "--num-samples",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="draw N samples at once (N streams of one generation call), printed "
+        "one after another, each after a '--- sample k ---' line (default 1: "
+        "one sample, streamed as it is generated, with no such line)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument("--beam", type=positive_int, default=None, metavar="N",
-                   help="beam search instead of sampling: print the N likeliest continuations "
-                        "found, each with its bits/char (--temperature, --top-k, --greedy and "
-                        "--seed do not apply)")
+    p.add_argument(
+        "--beam",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="beam search instead of sampling: print the N likeliest continuations "
+        "found, each with its bits/char (--temperature, --top-k, --greedy and "
+        "--seed do not apply)",
+    )
     return p
 
 
@@ -444,16 +669,28 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
 
     args = sample_parser().parse_args(argv)
     if args.beam is not None and args.num_samples > 1:
-        return _fail("fastrnn-sample", ConfigError(
-            "--num-samples does not apply to --beam, which prints the N likeliest continuations"))
+        return _fail(
+            "fastrnn-sample",
+            ConfigError(
+                "--num-samples does not apply to --beam, which prints the N likeliest continuations"
+            ),
+        )
     if args.beam is not None:
         return beam_main(args)
     if args.num_samples > 1:
         return samples_main(args)
     try:
         model, vocab = load_model(args.checkpoint)
-        chars = iter_sample(model, vocab, args.length, args.prime, args.temperature,
-                            args.top_k, args.greedy, args.seed)
+        chars = iter_sample(
+            model,
+            vocab,
+            args.length,
+            args.prime,
+            args.temperature,
+            args.top_k,
+            args.greedy,
+            args.seed,
+        )
         first = next(chars, "")  # validates the options before any output is written
         if args.output:
             _write_file(args.output, args.prime + first + "".join(chars))
@@ -499,6 +736,7 @@ def _write_file(path: str, text: str) -> None:
 # fastrnn-eval, fastrnn-plot, fastrnn-inspect, fastrnn-export: one parser and one entry point
 # each; the work is done by fastrnn.evaluate, .plot, .viewer and .export.
 
+
 def _tool_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=description, epilog=EXIT_RULE)
     add_version(p)
@@ -507,34 +745,57 @@ def _tool_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- fastrnn-eval
 
+
 def eval_parser() -> argparse.ArgumentParser:
     from .evaluate import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LENGTH
 
-    p = _tool_parser("fastrnn-eval", "Score a checkpoint on UTF-8 text files: loss in bits/char, "
-                                     "nats/char and perplexity per character, per file and "
-                                     "overall (weighted by characters scored).")
+    p = _tool_parser(
+        "fastrnn-eval",
+        "Score a checkpoint on UTF-8 text files: loss in bits/char, "
+        "nats/char and perplexity per character, per file and "
+        "overall (weighted by characters scored).",
+    )
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files to score")
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="B",
-                   help="streams read in parallel; each starts from a zero state and its first "
-                        f"character is not scored (default {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--seq-length", type=positive_int, default=DEFAULT_SEQ_LENGTH, metavar="T",
-                   help=f"characters per chunk; does not change the result "
-                        f"(default {DEFAULT_SEQ_LENGTH})")
-    p.add_argument("--skip-unknown", action="store_true",
-                   help="drop characters outside the model's vocabulary and report how many "
-                        "(default: stop with an error naming them)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="B",
+        help="streams read in parallel; each starts from a zero state and its first "
+        f"character is not scored (default {DEFAULT_BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--seq-length",
+        type=positive_int,
+        default=DEFAULT_SEQ_LENGTH,
+        metavar="T",
+        help=f"characters per chunk; does not change the result (default {DEFAULT_SEQ_LENGTH})",
+    )
+    p.add_argument(
+        "--skip-unknown",
+        action="store_true",
+        help="drop characters outside the model's vocabulary and report how many "
+        "(default: stop with an error naming them)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
-                   help="BLAS threads (default 1, as fastrnn-train)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="BLAS threads (default 1, as fastrnn-train)",
+    )
     return p
 
 
 def _eval_line(name: str, r) -> str:
     skipped = f", {r.chars_skipped:,} skipped" if r.chars_skipped else ""
-    return (f"{name}: {r.bits_per_char:.4f} bits/char ({r.nats_per_char:.4f} nats/char, "
-            f"perplexity {r.perplexity:.3f}) over {r.chars_scored:,} characters{skipped}; "
-            f"{r.seconds:.2f} s, {r.chars_per_sec:,.0f} chars/s")
+    return (
+        f"{name}: {r.bits_per_char:.4f} bits/char ({r.nats_per_char:.4f} nats/char, "
+        f"perplexity {r.perplexity:.3f}) over {r.chars_scored:,} characters{skipped}; "
+        f"{r.seconds:.2f} s, {r.chars_per_sec:,.0f} chars/s"
+    )
 
 
 def eval_main(argv: Sequence[str] | None = None) -> int:
@@ -551,9 +812,14 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         for path in args.files:
             try:
                 with limit_threads(args.threads):
-                        result = evaluate(model, vocab, read_corpus(path),
-                                      batch_size=args.batch_size, seq_length=args.seq_length,
-                                      skip_unknown=args.skip_unknown)
+                    result = evaluate(
+                        model,
+                        vocab,
+                        read_corpus(path),
+                        batch_size=args.batch_size,
+                        seq_length=args.seq_length,
+                        skip_unknown=args.skip_unknown,
+                    )
             except FastrnnError as exc:
                 msg = str(exc)
                 raise type(exc)(msg if msg.startswith(path) else f"{path}: {msg}") from None
@@ -564,9 +830,16 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         return _fail("fastrnn-eval", exc)
     overall = combine(r for _, r in results)
     if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint,
-                          "files": [{"file": f, **r.to_dict()} for f, r in results],
-                          "overall": overall.to_dict()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "checkpoint": args.checkpoint,
+                    "files": [{"file": f, **r.to_dict()} for f, r in results],
+                    "overall": overall.to_dict(),
+                },
+                indent=2,
+            )
+        )
     elif len(results) > 1:
         print(_eval_line("overall", overall))
     return 0
@@ -574,15 +847,24 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------- fastrnn-export
 
+
 def export_parser() -> argparse.ArgumentParser:
     from .export import DEFAULT_OPSET
 
-    p = _tool_parser("fastrnn-export", "Export a checkpoint as an ONNX model built from ONNX's "
-                                       "RNN, LSTM and GRU operators (needs fastrnn[onnx]).")
+    p = _tool_parser(
+        "fastrnn-export",
+        "Export a checkpoint as an ONNX model built from ONNX's "
+        "RNN, LSTM and GRU operators (needs fastrnn[onnx]).",
+    )
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file to write")
-    p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, metavar="N",
-                   help=f"ONNX operator set version, >= 13 (default {DEFAULT_OPSET})")
+    p.add_argument(
+        "--opset",
+        type=positive_int,
+        default=DEFAULT_OPSET,
+        metavar="N",
+        help=f"ONNX operator set version, >= 13 (default {DEFAULT_OPSET})",
+    )
     return p
 
 
@@ -597,28 +879,43 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         write_onnx(model, vocab, args.output, args.opset)
     except (FastrnnError, ImportError) as exc:
         return _fail("fastrnn-export", exc)
-    print(f"wrote {args.output}: {model.cell}, {model.num_layers} layer(s), H={model.hidden_size}, "
-          f"V={model.vocab_size}; inputs tokens int64 (T, B), h0 (L, B, H)"
-          f"{', c0 (L, B, H)' if model.cell_spec.cell_state else ''}")
+    print(
+        f"wrote {args.output}: {model.cell}, {model.num_layers} layer(s), H={model.hidden_size}, "
+        f"V={model.vocab_size}; inputs tokens int64 (T, B), h0 (L, B, H)"
+        f"{', c0 (L, B, H)' if model.cell_spec.cell_state else ''}"
+    )
     return 0
 
 
 # ---------------------------------------------------------------------------- fastrnn-inspect
 
+
 def inspect_parser() -> argparse.ArgumentParser:
     from .viewer import DEFAULT_MAX_CHARS
 
-    p = _tool_parser("fastrnn-inspect", "Write a self-contained HTML page showing each hidden "
-                                        "unit's activation over a text, the units ranked by "
-                                        "interpretability, and the model's predictions.")
+    p = _tool_parser(
+        "fastrnn-inspect",
+        "Write a self-contained HTML page showing each hidden "
+        "unit's activation over a text, the units ranked by "
+        "interpretability, and the model's predictions.",
+    )
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("text_file", metavar="TEXT_FILE", help="UTF-8 text to read with the model")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .html file to write")
-    p.add_argument("--layer", type=non_negative_int, default=None, metavar="L",
-                   help="the layer to show, 0 = the first (default: the last)")
-    p.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
-                   help=f"show only the first N characters of the text "
-                        f"(default {DEFAULT_MAX_CHARS})")
+    p.add_argument(
+        "--layer",
+        type=non_negative_int,
+        default=None,
+        metavar="L",
+        help="the layer to show, 0 = the first (default: the last)",
+    )
+    p.add_argument(
+        "--max-chars",
+        type=positive_int,
+        default=DEFAULT_MAX_CHARS,
+        metavar="N",
+        help=f"show only the first N characters of the text (default {DEFAULT_MAX_CHARS})",
+    )
     return p
 
 
@@ -631,28 +928,45 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     args = inspect_parser().parse_args(argv)
     try:
         model, vocab = load_model(args.checkpoint)
-        data = write_view(model, vocab, read_corpus(args.text_file), args.output, args.layer,
-                          args.max_chars)
+        data = write_view(
+            model, vocab, read_corpus(args.text_file), args.output, args.layer, args.max_chars
+        )
     except (FastrnnError, ImportError) as exc:
         return _fail("fastrnn-inspect", exc)
     best = data["ranking"]["h"][0]
-    print(f"wrote {args.output}: {len(data['text']):,} characters, layer {data['layer']}; "
-          f"most interpretable h unit {best['unit']} ({best['feature']}, r = {best['r']:+.2f})")
+    print(
+        f"wrote {args.output}: {len(data['text']):,} characters, layer {data['layer']}; "
+        f"most interpretable h unit {best['unit']} ({best['feature']}, r = {best['r']:+.2f})"
+    )
     return 0
 
 
 # ---------------------------------------------------------------------------- fastrnn-plot
 
+
 def plot_parser() -> argparse.ArgumentParser:
-    p = _tool_parser("fastrnn-plot", "Plot training and validation loss (bits/char) of one or "
-                                     "more runs against iteration and wall-clock time, from "
-                                     "their --log files (needs fastrnn[plot]).")
-    p.add_argument("logs", nargs="+", metavar="LOG.jsonl",
-                   help="logs written by fastrnn-train --log")
-    p.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="the picture to write; the format follows the extension (.png, .svg, .pdf)")
-    p.add_argument("--names", nargs="+", metavar="NAME",
-                   help="one legend name per log (default: each log's file name without extension)")
+    p = _tool_parser(
+        "fastrnn-plot",
+        "Plot training and validation loss (bits/char) of one or "
+        "more runs against iteration and wall-clock time, from "
+        "their --log files (needs fastrnn[plot]).",
+    )
+    p.add_argument(
+        "logs", nargs="+", metavar="LOG.jsonl", help="logs written by fastrnn-train --log"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the picture to write; the format follows the extension (.png, .svg, .pdf)",
+    )
+    p.add_argument(
+        "--names",
+        nargs="+",
+        metavar="NAME",
+        help="one legend name per log (default: each log's file name without extension)",
+    )
     return p
 
 
@@ -671,6 +985,7 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
 
 # ---------------------------------------------------------------- fastrnn-sample --num-samples
 
+
 def sample_blocks(texts: Sequence[str], prime: str) -> str:
     """The samples one after another, sample k (from 1) after a '--- sample k ---' line."""
     return "\n".join(f"--- sample {k} ---\n{prime}{text}" for k, text in enumerate(texts, 1))
@@ -683,8 +998,17 @@ def samples_main(args: argparse.Namespace) -> int:
 
     try:
         model, vocab = load_model(args.checkpoint)
-        texts = sample_many(model, vocab, args.num_samples, args.length, args.prime,
-                            args.temperature, args.top_k, args.greedy, args.seed)
+        texts = sample_many(
+            model,
+            vocab,
+            args.num_samples,
+            args.length,
+            args.prime,
+            args.temperature,
+            args.top_k,
+            args.greedy,
+            args.seed,
+        )
         if args.output:
             _write_file(args.output, sample_blocks(texts, args.prime))
         else:
@@ -700,6 +1024,7 @@ def samples_main(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- fastrnn-sample --beam
 
+
 def beam_main(args: argparse.Namespace) -> int:
     """fastrnn-sample --beam N: the N likeliest continuations, best first, each after a
     '# beam k: B bits/char' line."""
@@ -709,9 +1034,11 @@ def beam_main(args: argparse.Namespace) -> int:
     try:
         model, vocab = load_model(args.checkpoint)
         found = beam_search(model, vocab, args.length, args.prime, args.beam)
-        blocks = [f"# beam {k}: {bits_per_char(logp, args.length):.4f} bits/char "
-                  f"(log-probability {logp:.2f} nats)\n{args.prime}{text}"
-                  for k, (text, logp) in enumerate(found, 1)]
+        blocks = [
+            f"# beam {k}: {bits_per_char(logp, args.length):.4f} bits/char "
+            f"(log-probability {logp:.2f} nats)\n{args.prime}{text}"
+            for k, (text, logp) in enumerate(found, 1)
+        ]
         if args.output:
             _write_file(args.output, "\n".join(blocks))
         else:
@@ -726,12 +1053,19 @@ def beam_main(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- fastrnn-info
 
+
 def info_parser() -> argparse.ArgumentParser:
-    p = _tool_parser("fastrnn-info", "Show what a fastrnn checkpoint holds: model, vocabulary, "
-                                     "corpus, position, validation losses, optimizer.")
+    p = _tool_parser(
+        "fastrnn-info",
+        "Show what a fastrnn checkpoint holds: model, vocabulary, "
+        "corpus, position, validation losses, optimizer.",
+    )
     p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--json", action="store_true",
-                   help="one JSON object (null where the checkpoint does not say)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object (null where the checkpoint does not say)",
+    )
     return p
 
 
@@ -809,17 +1143,22 @@ TOOLS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]
     "info": (info_parser, info_main, "show what a checkpoint holds (fastrnn-info)"),
     "eval": (eval_parser, eval_main, "score a checkpoint on text files (fastrnn-eval)"),
     "plot": (plot_parser, plot_main, "plot the loss curves of --log files (fastrnn-plot)"),
-    "inspect": (inspect_parser, inspect_main,
-                "an HTML page of hidden-unit activations (fastrnn-inspect)"),
+    "inspect": (
+        inspect_parser,
+        inspect_main,
+        "an HTML page of hidden-unit activations (fastrnn-inspect)",
+    ),
     "export": (export_parser, export_main, "a checkpoint as an ONNX model (fastrnn-export)"),
 }
 
 
 def main_usage() -> str:
     tools = "\n".join(f"  {name:<9}{about}" for name, (_, _, about) in TOOLS.items())
-    return (f"usage: python -m fastrnn {{{','.join(TOOLS)}}} [OPTIONS ...]\n\n"
-            f"tools (each also installed as fastrnn-TOOL; python -m fastrnn TOOL --help):\n"
-            f"{tools}\n\n{EXIT_RULE}")
+    return (
+        f"usage: python -m fastrnn {{{','.join(TOOLS)}}} [OPTIONS ...]\n\n"
+        f"tools (each also installed as fastrnn-TOOL; python -m fastrnn TOOL --help):\n"
+        f"{tools}\n\n{EXIT_RULE}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -835,9 +1174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"fastrnn {__version__}")
         return 0
-    problem = (f"unknown tool {argv[0]!r}" if argv else "no tool given")
-    print(f"{main_usage()}\n\npython -m fastrnn: error: {problem}; choose one of "
-          f"{', '.join(TOOLS)}", file=sys.stderr)
+    problem = f"unknown tool {argv[0]!r}" if argv else "no tool given"
+    print(
+        f"{main_usage()}\n\npython -m fastrnn: error: {problem}; choose one of {', '.join(TOOLS)}",
+        file=sys.stderr,
+    )
     return USAGE_ERROR
 
 

@@ -6,6 +6,7 @@ checkpoint's configuration plus the options given, which may not change what def
 checkpoint's model (MODEL_OPTIONS); a flag that contradicts it is an error. ``resolve_config``
 is the one function that applies these rules.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,24 +48,36 @@ class Default:
 
 # The defaults of the model and optimization options: change a value and its reason here only.
 DEFAULTS = {
-    "batch_size": Default(32, "enough rows for BLAS to run efficiently, few enough that each "
-                              "stream is long"),
+    "batch_size": Default(
+        32, "enough rows for BLAS to run efficiently, few enough that each stream is long"
+    ),
     "seq_length": Default(64, "the length of backpropagation through time"),
-    "cell": Default("lstm", "in five minutes a 2-layer LSTM reaches a lower validation loss "
-                            "than a vanilla rnn of any size (README, learning quality)"),
+    "cell": Default(
+        "lstm",
+        "in five minutes a 2-layer LSTM reaches a lower validation loss "
+        "than a vanilla rnn of any size (README, learning quality)",
+    ),
     "num_layers": Default(2, "two layers learn more per minute than one wider layer"),
     "dropout": Default(0.0, "a five-minute run does not overfit tinyshakespeare"),
     "hidden_size": Default(256, "the size that learns fastest in five minutes on two cores"),
-    "embedding_size": Default(64, "a learned embedding learns faster than one-hot input rows "
-                                  "and keeps large vocabularies small"),
-    "init": Default("default", "N(0, 1) embedding and input rows, orthogonal input "
-                               "matrices above layer 0 (fastrnn.init)"),
-    "dtype": Default("float32", "about twice the speed of float64 and plenty for training; "
-                                "float64 for exact comparisons"),
+    "embedding_size": Default(
+        64,
+        "a learned embedding learns faster than one-hot input rows "
+        "and keeps large vocabularies small",
+    ),
+    "init": Default(
+        "default",
+        "N(0, 1) embedding and input rows, orthogonal input matrices above layer 0 (fastrnn.init)",
+    ),
+    "dtype": Default(
+        "float32",
+        "about twice the speed of float64 and plenty for training; float64 for exact comparisons",
+    ),
     "optimizer": Default("adam", "converges fastest with little tuning"),
     "learning_rate": Default(2e-3, "a good value for adam"),
-    "lr_schedule": Default("cosine", "decays to the planned end of the run, which lowers the "
-                                     "final loss"),
+    "lr_schedule": Default(
+        "cosine", "decays to the planned end of the run, which lowers the final loss"
+    ),
     "warmup_iters": Default(0, "no warmup"),
     "grad_clip": Default(5.0, "the classic char-RNN's clip"),
 }
@@ -86,65 +99,82 @@ class TrainConfig:
 
     # data
     corpus: str | list[str] | None = None  # files or directories; None: pydoc_data.topics
-    val_file: str | None = None        # validation text instead of the tail of the corpus
-    cache_dir: str | None = None       # where encoded corpora are cached (default: beside)
-    verify_cache: bool = False         # check the cached corpus against the files' sha256
+    val_file: str | None = None  # validation text instead of the tail of the corpus
+    cache_dir: str | None = None  # where encoded corpora are cached (default: beside)
+    verify_cache: bool = False  # check the cached corpus against the files' sha256
     val_fraction: float = 0.05
     batch_size: int = default("batch_size")
     seq_length: int = default("seq_length")
     # model
-    cell: str = default("cell")        # rnn, lstm or gru (CLI: --model or --cell)
+    cell: str = default("cell")  # rnn, lstm or gru (CLI: --model or --cell)
     num_layers: int = default("num_layers")
     dropout: float = default("dropout")
     hidden_size: int = default("hidden_size")
-    embedding_size: int = default("embedding_size")   # 0: one-hot input rows
-    init: str = default("init")        # a name of fastrnn.init.SCHEMES
+    embedding_size: int = default("embedding_size")  # 0: one-hot input rows
+    init: str = default("init")  # a name of fastrnn.init.SCHEMES
     dtype: str = default("dtype")
     seed: int = 0
     # optimization
     optimizer: str = default("optimizer")
     learning_rate: float = default("learning_rate")
-    lr_schedule: str = default("lr_schedule")        # schedule.SCHEDULES
+    lr_schedule: str = default("lr_schedule")  # schedule.SCHEDULES
     warmup_iters: int = default("warmup_iters")
-    lr_decay: float = 1.0               # step and plateau schedules: the factor
-    lr_decay_every: int = 1000          # step schedule: iterations between reductions
-    plateau_patience: int = 2           # plateau schedule: evaluations without improvement
+    lr_decay: float = 1.0  # step and plateau schedules: the factor
+    lr_decay_every: int = 1000  # step schedule: iterations between reductions
+    plateau_patience: int = 2  # plateau schedule: evaluations without improvement
     grad_clip: float = default("grad_clip")
     max_grad_norm: float = 0.0
     # duration
     max_iters: int = 0
     max_epochs: float = 0.0
     time_limit: float = 0.0
-    patience: int = 0                   # early stopping: evaluations without improvement
+    patience: int = 0  # early stopping: evaluations without improvement
     # checkpoints and output
-    checkpoint: str | None = "fastrnn.npz"   # None: write no checkpoint at all
-    overwrite: bool = False             # a new run may replace another run's checkpoint
+    checkpoint: str | None = "fastrnn.npz"  # None: write no checkpoint at all
+    overwrite: bool = False  # a new run may replace another run's checkpoint
     resume: str | None = None
     init_from: str | None = None
-    unknown_chars: str = "error"        # resume/init-from text outside the vocabulary: or "drop"
+    unknown_chars: str = "error"  # resume/init-from text outside the vocabulary: or "drop"
     eval_every: int = 1000
     sample_every: int = 5000
     sample_length: int = 200
     log: str | None = None
-    plot: bool = False                  # write the loss curves beside the checkpoint
+    plot: bool = False  # write the loss curves beside the checkpoint
     threads: int = 1
     backend: str = "kernel"
     quiet: bool = False
 
     def validate(self) -> None:
         """ConfigError naming the first invalid value."""
-        positive = ("batch_size", "seq_length", "hidden_size", "num_layers", "lr_decay_every",
-                    "threads")
+        positive = (
+            "batch_size",
+            "seq_length",
+            "hidden_size",
+            "num_layers",
+            "lr_decay_every",
+            "threads",
+        )
         for name in positive:
             _require(getattr(self, name) >= 1, name, "must be a positive integer")
-        non_negative = ("max_iters", "max_epochs", "time_limit", "eval_every", "sample_every",
-                        "sample_length", "grad_clip", "max_grad_norm")
+        non_negative = (
+            "max_iters",
+            "max_epochs",
+            "time_limit",
+            "eval_every",
+            "sample_every",
+            "sample_length",
+            "grad_clip",
+            "max_grad_norm",
+        )
         for name in non_negative:
             value = getattr(self, name)
             _require(value >= 0 and math.isfinite(value), name, "must be >= 0 (0 turns it off)")
         _require(0 <= self.val_fraction < 1, "val_fraction", "must be in [0, 1)")
-        _require(self.learning_rate > 0 and math.isfinite(self.learning_rate),
-                 "learning_rate", "must be > 0")
+        _require(
+            self.learning_rate > 0 and math.isfinite(self.learning_rate),
+            "learning_rate",
+            "must be > 0",
+        )
         _require(0 < self.lr_decay <= 1, "lr_decay", "must be in (0, 1]")
         _require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}")
         _require(self.dtype in ("float32", "float64"), "dtype", "must be float32 or float64")
@@ -155,25 +185,37 @@ class TrainConfig:
             _require(getattr(self, name) >= 0, name, "must be an integer >= 0 (0 turns it off)")
         _require(self.plateau_patience >= 1, "plateau_patience", "must be a positive integer")
         from_checkpoint = bool(self.resume or self.init_from)  # may hold a "custom" scheme
-        _require(self.init in INIT_SCHEMES or (self.init == "custom" and from_checkpoint),
-                 "init", f"must be one of {tuple(INIT_SCHEMES)}")
+        _require(
+            self.init in INIT_SCHEMES or (self.init == "custom" and from_checkpoint),
+            "init",
+            f"must be one of {tuple(INIT_SCHEMES)}",
+        )
         _require(self.lr_schedule in SCHEDULES, "lr_schedule", f"must be one of {SCHEDULES}")
         if self.lr_schedule == "constant":
             _require(self.lr_decay == 1, "lr_decay", "needs --lr-schedule step or plateau")
         if self.lr_schedule == "plateau":
-            _require(self.lr_decay < 1, "lr_schedule",
-                     "plateau needs --lr-decay < 1, the factor applied at each plateau")
-        if self.lr_schedule == "cosine" and not (self.max_iters or self.max_epochs
-                                                 or self.time_limit):
-            raise ConfigError("--lr-schedule cosine decays to the planned end of the run: it "
-                              "needs --max-iters, --max-epochs or --time-limit")
+            _require(
+                self.lr_decay < 1,
+                "lr_schedule",
+                "plateau needs --lr-decay < 1, the factor applied at each plateau",
+            )
+        if self.lr_schedule == "cosine" and not (
+            self.max_iters or self.max_epochs or self.time_limit
+        ):
+            raise ConfigError(
+                "--lr-schedule cosine decays to the planned end of the run: it "
+                "needs --max-iters, --max-epochs or --time-limit"
+            )
         watches = self.patience > 0 or self.lr_schedule == "plateau"
         if watches and (self.eval_every == 0 or self.val_fraction == 0):
             what = "--patience" if self.patience > 0 else "--lr-schedule plateau"
-            raise ConfigError(f"{what} watches the validation loss: it needs --eval-every > 0 "
-                              "and --val-fraction > 0")
-        _require(self.unknown_chars in UNKNOWN_CHARS, "unknown_chars",
-                 f"must be one of {UNKNOWN_CHARS}")
+            raise ConfigError(
+                f"{what} watches the validation loss: it needs --eval-every > 0 "
+                "and --val-fraction > 0"
+            )
+        _require(
+            self.unknown_chars in UNKNOWN_CHARS, "unknown_chars", f"must be one of {UNKNOWN_CHARS}"
+        )
         if self.plot and not self.checkpoint:
             raise ConfigError("--plot writes the curves beside the checkpoint: give a checkpoint")
 
@@ -189,8 +231,19 @@ def flag(name: str) -> str:
 
 
 # Options that define the run; a resumed run must keep them, or it would not be a continuation.
-FROZEN_ON_RESUME = ("batch_size", "seq_length", "val_fraction", "hidden_size", "cell",
-                    "num_layers", "embedding_size", "init", "dtype", "seed", "optimizer")
+FROZEN_ON_RESUME = (
+    "batch_size",
+    "seq_length",
+    "val_fraction",
+    "hidden_size",
+    "cell",
+    "num_layers",
+    "embedding_size",
+    "init",
+    "dtype",
+    "seed",
+    "optimizer",
+)
 # Options that the checkpoint's model decides, on resume and with --init-from, and what a
 # model.config() without them means (a model from before embeddings and init schemes).
 MODEL_OPTIONS = ("hidden_size", "dtype", "cell", "num_layers", "embedding_size", "init")
@@ -198,8 +251,12 @@ MODEL_CONFIG_MISSING = {"embedding_size": 0, "init": "uniform"}
 # Options of one session only: a resumed run does not inherit them from the checkpoint.
 SESSION_ONLY = {"overwrite": False, "quiet": False}
 # What a stored train_config without these options meant (whatever their defaults now are).
-BEFORE_OPTION = {"lr_schedule": "constant", "warmup_iters": 0, "patience": 0,
-                 **MODEL_CONFIG_MISSING}
+BEFORE_OPTION = {
+    "lr_schedule": "constant",
+    "warmup_iters": 0,
+    "patience": 0,
+    **MODEL_CONFIG_MISSING,
+}
 
 
 def field_names() -> set[str]:
@@ -226,8 +283,10 @@ def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
 def checkpoint_to_load(options: dict[str, Any]) -> str | None:
     """The checkpoint a run starts from: options['resume'] or options['init_from'], not both."""
     if options.get("resume") and options.get("init_from"):
-        raise ConfigError("--resume and --init-from exclude each other: --resume continues "
-                          "a run, --init-from starts a new one from its weights")
+        raise ConfigError(
+            "--resume and --init-from exclude each other: --resume continues "
+            "a run, --init-from starts a new one from its weights"
+        )
     return options.get("resume") or options.get("init_from") or None
 
 
@@ -243,8 +302,11 @@ def resolve_config(options: dict[str, Any], loaded: Checkpoint | None = None) ->
     for name in ("corpus", "log"):  # a resume may run from another directory
         value = options.get(name)
         if value:
-            options[name] = (os.path.abspath(value) if isinstance(value, str)
-                             else [os.path.abspath(v) for v in value])   # a corpus list
+            options[name] = (
+                os.path.abspath(value)
+                if isinstance(value, str)
+                else [os.path.abspath(v) for v in value]
+            )  # a corpus list
     if options.get("resume"):
         if loaded is None:
             raise ValueError("resolve_config: resume needs the loaded checkpoint")
@@ -286,8 +348,9 @@ def _resumed_config(options: dict[str, Any], loaded: Checkpoint) -> TrainConfig:
         if name in options and options[name] != getattr(base, name):
             raise ConfigError(
                 f"{flag(name)} cannot change on --resume (the checkpoint has "
-                f"{getattr(base, name)!r}); use --init-from to start a new run from its weights")
-    if budget_given(options):   # the stored limits were the old run's: the new budget rules
+                f"{getattr(base, name)!r}); use --init-from to start a new run from its weights"
+            )
+    if budget_given(options):  # the stored limits were the old run's: the new budget rules
         for name in DURATION_OPTIONS:
             setattr(base, name, 0)
     options = {**SESSION_ONLY, **options}  # given again each session, never inherited
@@ -305,8 +368,10 @@ def _adopt_model(cfg: TrainConfig, loaded: Checkpoint, options: dict[str, Any]) 
     """--init-from keeps the checkpoint's architecture; a contradicting flag is an error."""
     for name, saved in model_options(loaded).items():
         if name in options and options[name] != saved:
-            raise ConfigError(f"{flag(name)} {options[name]} contradicts "
-                              f"--init-from {cfg.init_from}, whose model has {saved}")
+            raise ConfigError(
+                f"{flag(name)} {options[name]} contradicts "
+                f"--init-from {cfg.init_from}, whose model has {saved}"
+            )
         setattr(cfg, name, saved)
 
 

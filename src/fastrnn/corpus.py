@@ -19,6 +19,7 @@ otherwise. Both files are written to temporary names and renamed into place, the
 a reader never sees a partial file. Building streams each file in chunks of CHUNK_BYTES twice
 (vocabulary first, then indices), so memory stays bounded whatever the size of the text.
 """
+
 from __future__ import annotations
 
 import errno
@@ -34,11 +35,11 @@ import numpy as np
 from .data import Vocabulary
 from .errors import CorpusError
 
-CHUNK_BYTES = 1 << 22          # bytes read at a time: bounds the temporaries to ~60 MB
+CHUNK_BYTES = 1 << 22  # bytes read at a time: bounds the temporaries to ~60 MB
 CACHE_FORMAT = "fastrnn-corpus-cache"
 CACHE_VERSION = 1
 MAX_CODEPOINT = 0x110000
-CACHE_MIN_BYTES = 1 << 24      # smaller corpora encode in well under a second: not cached
+CACHE_MIN_BYTES = 1 << 24  # smaller corpora encode in well under a second: not cached
 
 
 @dataclass
@@ -56,11 +57,12 @@ class Corpus:
 
 # ---------------------------------------------------------------------------- sources
 
+
 def corpus_files(sources: Sequence[str | os.PathLike]) -> list[str]:
     """The files of a corpus in their stated order: as given; a directory becomes the files
     under it, sorted by relative path, hidden names (starting with '.') skipped."""
     files: list[str] = []
-    for source in map(os.fspath, sources):
+    for source in (os.fspath(s) for s in sources):
         if os.path.isdir(source):
             found = sorted(_files_under(source))
             if not found:
@@ -99,19 +101,18 @@ def _boundary(data: bytes) -> int:
     cut = len(data)
     back = 0
     while back < 3 and cut - back > 0 and 0x80 <= data[cut - back - 1] < 0xC0:
-        back += 1                                   # continuation bytes at the end
+        back += 1  # continuation bytes at the end
     if cut - back > 0:
         lead = data[cut - back - 1]
         need = 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2 if lead >= 0xC0 else 1
-        if need > back + 1:                         # the last character is incomplete
+        if need > back + 1:  # the last character is incomplete
             cut -= back + 1
     if cut > 0 and data[cut - 1] == 0x0D:
         cut -= 1
     return cut
 
 
-def iter_normalized(path: str, chunk_bytes: int | None = None,
-                    raw_digest=None) -> Iterator[bytes]:
+def iter_normalized(path: str, chunk_bytes: int | None = None, raw_digest=None) -> Iterator[bytes]:
     """The normalised text of one file as UTF-8 bytes, in pieces of about chunk_bytes that end
     on character boundaries.
 
@@ -123,8 +124,8 @@ def iter_normalized(path: str, chunk_bytes: int | None = None,
     CorpusError if the file is empty.
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
-    consumed = 0         # bytes of the file before `data`
-    carry = b""          # an incomplete character or a '\r' held for the next read
+    consumed = 0  # bytes of the file before `data`
+    carry = b""  # an incomplete character or a '\r' held for the next read
     produced = False
     try:
         with open(path, "rb") as f:
@@ -138,7 +139,7 @@ def iter_normalized(path: str, chunk_bytes: int | None = None,
                 data, carry = data[:cut], data[cut:]
                 if not data.isascii():
                     _check_utf8(path, data, consumed)
-                piece = data[len(BOM):] if consumed == 0 and data.startswith(BOM) else data
+                piece = data[len(BOM) :] if consumed == 0 and data.startswith(BOM) else data
                 consumed += len(data)
                 if b"\r" in piece:
                     piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -162,8 +163,10 @@ def _check_utf8(path: str, data: bytes, offset: int) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path}: not UTF-8 text: invalid byte 0x{data[exc.start]:02x} at "
-                          f"byte offset {offset + exc.start}") from None
+        raise CorpusError(
+            f"{path}: not UTF-8 text: invalid byte 0x{data[exc.start]:02x} at "
+            f"byte offset {offset + exc.start}"
+        ) from None
 
 
 def codepoints(piece: bytes) -> np.ndarray:
@@ -181,8 +184,9 @@ def index_dtype(vocab_size: int) -> np.dtype:
     raise CorpusError(f"vocabulary of {vocab_size} characters is too large")
 
 
-def scan_files(files: Sequence[str], raw_digests: Sequence | None = None
-               ) -> tuple[Vocabulary, int, str]:
+def scan_files(
+    files: Sequence[str], raw_digests: Sequence | None = None
+) -> tuple[Vocabulary, int, str]:
     """First pass: (vocabulary, N, sha256 of the normalised text as UTF-8), in bounded memory.
     raw_digests (one hashlib object per file) receive the files' bytes."""
     seen = np.zeros(MAX_CODEPOINT, dtype=bool)
@@ -192,8 +196,8 @@ def scan_files(files: Sequence[str], raw_digests: Sequence | None = None
         for piece in iter_normalized(path, raw_digest=raw_digests[k] if raw_digests else None):
             cps = codepoints(piece)
             if cps.dtype == np.uint8:
-                for start in range(0, cps.size, 1 << 20):   # bounds bincount's intp copy
-                    seen[:128] |= np.bincount(cps[start: start + (1 << 20)], minlength=128) > 0
+                for start in range(0, cps.size, 1 << 20):  # bounds bincount's intp copy
+                    seen[:128] |= np.bincount(cps[start : start + (1 << 20)], minlength=128) > 0
             else:
                 seen[cps] = True
             n += cps.size
@@ -201,10 +205,9 @@ def scan_files(files: Sequence[str], raw_digests: Sequence | None = None
     return Vocabulary(np.flatnonzero(seen)), n, digest.hexdigest()
 
 
-def iter_encoded(files: Sequence[str], vocab: Vocabulary,
-                 dtype: np.dtype) -> Iterator[np.ndarray]:
+def iter_encoded(files: Sequence[str], vocab: Vocabulary, dtype: np.dtype) -> Iterator[np.ndarray]:
     """Second pass: the indices of the corpus's characters, piece by piece (arrays of dtype)."""
-    table = np.zeros(MAX_CODEPOINT, dtype=dtype)           # code point -> index
+    table = np.zeros(MAX_CODEPOINT, dtype=dtype)  # code point -> index
     table[vocab.codepoints()] = np.arange(vocab.size, dtype=dtype)
     ascii_table = table[:256].astype(np.uint8).tobytes() if dtype == np.uint8 else None
     for path in files:
@@ -234,6 +237,7 @@ def encode_files(files: Sequence[str], vocab: Vocabulary, out) -> int:
 
 
 # ---------------------------------------------------------------------------- the cache
+
 
 def cache_stem(files: Sequence[str], cache_dir: str | None = None) -> str:
     """Where the cache of these files lives (without .npy / .json): beside the first file as
@@ -265,8 +269,11 @@ def _read_meta(stem: str) -> dict | None:
             meta = json.load(f)
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT \
-            or meta.get("version") != CACHE_VERSION:
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != CACHE_FORMAT
+        or meta.get("version") != CACHE_VERSION
+    ):
         return None
     return meta
 
@@ -307,22 +314,30 @@ def build_cache(files: Sequence[str], stem: str) -> dict:
     directory = os.path.dirname(stem) or "."
     os.makedirs(directory, exist_ok=True)
     base = os.path.basename(stem)
+    tmp_npy: str | None
     fd, tmp_npy = tempfile.mkstemp(dir=directory, prefix=base + ".", suffix=".npy.tmp")
     try:
         # Written with plain writes, not through a memory map, so that the pages written do not
         # count in this process's memory.
         with os.fdopen(fd, "wb") as f:
             np.lib.format.write_array_header_1_0(
-                f, {"descr": dtype.str, "fortran_order": False, "shape": (n,)})
+                f, {"descr": dtype.str, "fortran_order": False, "shape": (n,)}
+            )
             if encode_files(files, vocab, f) != n:
                 raise CorpusError(f"{describe_sources(files)} changed while it was being read")
             f.flush()
             os.fsync(f.fileno())
         for key, digest in zip(keys, raw):
             key["sha256"] = digest.hexdigest()
-        meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "chars": n,
-                "dtype": dtype.name, "text_sha256": text_sha, "files": keys,
-                "vocab": vocab.codepoints().tolist()}
+        meta = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "chars": n,
+            "dtype": dtype.name,
+            "text_sha256": text_sha,
+            "files": keys,
+            "vocab": vocab.codepoints().tolist(),
+        }
         os.replace(tmp_npy, stem + ".npy")
         tmp_npy = None
         _write_json_atomically(stem + ".json", meta)
@@ -333,8 +348,9 @@ def build_cache(files: Sequence[str], stem: str) -> dict:
 
 
 def _write_json_atomically(path: str, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
-                               prefix=os.path.basename(path) + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(path) or ".", prefix=os.path.basename(path) + ".", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f)
@@ -347,9 +363,13 @@ def _write_json_atomically(path: str, obj: dict) -> None:
         raise
 
 
-def load_corpus(sources: Sequence[str | os.PathLike], cache_dir: str | None = None,
-                verify: bool = False, rebuild: bool = True,
-                min_cache_bytes: int = CACHE_MIN_BYTES) -> Corpus:
+def load_corpus(
+    sources: Sequence[str | os.PathLike],
+    cache_dir: str | None = None,
+    verify: bool = False,
+    rebuild: bool = True,
+    min_cache_bytes: int = CACHE_MIN_BYTES,
+) -> Corpus:
     """The corpus of these sources, from its cache (memory-mapped) or encoded and cached now.
 
     Texts smaller than min_cache_bytes in all are encoded in memory (milliseconds) unless a
@@ -363,7 +383,7 @@ def load_corpus(sources: Sequence[str | os.PathLike], cache_dir: str | None = No
     stem = cache_stem(files, cache_dir)
     meta = _read_meta(stem)
     hit = cache_is_fresh(meta, files, verify)
-    ids = _open_ids(stem, meta) if hit else None
+    ids = _open_ids(stem, meta) if hit and meta is not None else None
     hit = ids is not None
     if not hit:
         if not rebuild:
@@ -372,16 +392,24 @@ def load_corpus(sources: Sequence[str | os.PathLike], cache_dir: str | None = No
             meta = build_cache(files, stem)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not cache_dir:
-                return encode_in_memory(files)   # a read-only corpus: encode it each time
-            raise CorpusError(f"cannot write the corpus cache {stem}.npy: "
-                              f"{exc.strerror or exc}; give a writable --cache-dir") from None
+                return encode_in_memory(files)  # a read-only corpus: encode it each time
+            raise CorpusError(
+                f"cannot write the corpus cache {stem}.npy: "
+                f"{exc.strerror or exc}; give a writable --cache-dir"
+            ) from None
         ids = _open_ids(stem, meta)
         if ids is None:
             raise CorpusError(f"{stem}.npy changed while it was being written")
+    assert ids is not None and meta is not None  # a fresh cache, or one just built
     vocab = Vocabulary(np.asarray(meta["vocab"], dtype=np.uint32))
-    return Corpus(ids=ids, vocab=vocab, name=describe_sources(files),
-                  sha256=meta["text_sha256"], cache_path=stem + ".npy",
-                  cache_hit=hit)
+    return Corpus(
+        ids=ids,
+        vocab=vocab,
+        name=describe_sources(files),
+        sha256=meta["text_sha256"],
+        cache_path=stem + ".npy",
+        cache_hit=hit,
+    )
 
 
 def encode_in_memory(files: Sequence[str]) -> Corpus:
@@ -398,8 +426,12 @@ def text_corpus(text: str, name: str) -> Corpus:
     if not text:
         raise CorpusError("the training text is empty")
     vocab = Vocabulary.from_text(text)
-    return Corpus(ids=vocab.encode(text), vocab=vocab, name=name,
-                  sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+    return Corpus(
+        ids=vocab.encode(text),
+        vocab=vocab,
+        name=name,
+        sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+    )
 
 
 def chars_outside(vocab: Vocabulary, known: Vocabulary) -> list[str]:
@@ -407,15 +439,17 @@ def chars_outside(vocab: Vocabulary, known: Vocabulary) -> list[str]:
     return [c for c in vocab.chars if c not in set(known.chars)]
 
 
-def remap_ids(ids: np.ndarray, source: Vocabulary, target: Vocabulary,
-              chunk: int = 1 << 23) -> np.ndarray:
+def remap_ids(
+    ids: np.ndarray, source: Vocabulary, target: Vocabulary, chunk: int = 1 << 23
+) -> np.ndarray:
     """ids over source's vocabulary as indices of target's (every character of source must be
     in target); ids itself when the vocabularies are equal, else a new array, made in chunks."""
     if source == target:
         return ids
     table = np.searchsorted(target.codepoints(), source.codepoints()).astype(
-        target.index_dtype)                                   # source index -> target index
+        target.index_dtype
+    )  # source index -> target index
     out = np.empty(ids.size, dtype=target.index_dtype)
     for start in range(0, ids.size, chunk):
-        np.take(table, ids[start: start + chunk], out=out[start: start + chunk])
+        np.take(table, ids[start : start + chunk], out=out[start : start + chunk])
     return out

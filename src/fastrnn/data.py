@@ -7,6 +7,7 @@ The training text is cut into B contiguous streams (char-rnn style): stream b is
 stream, so the hidden state carried from chunk to chunk continues each stream exactly where the
 previous chunk stopped. The last ``val_fraction`` of the text is held out for validation.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,6 +22,7 @@ DEFAULT_CORPUS_NAME = "pydoc_data.topics (the Python documentation, from the sta
 
 
 # ---------------------------------------------------------------------------- reading text
+
 
 def read_corpus(path: str | os.PathLike) -> str:
     """The file's text, decoded as strict UTF-8, with '\\r\\n' and lone '\\r' turned into '\\n'.
@@ -78,7 +80,7 @@ def _codepoints(text: str) -> np.ndarray:
 
 def _chunks(text: str) -> Iterable[str]:
     for start in range(0, len(text), ENCODE_CHUNK):
-        yield text[start: start + ENCODE_CHUNK]
+        yield text[start : start + ENCODE_CHUNK]
 
 
 class Vocabulary:
@@ -142,9 +144,11 @@ class Vocabulary:
             idx = np.searchsorted(self._codepoints, cps)
             np.minimum(idx, self.size - 1, out=idx)
             if not np.array_equal(self._codepoints[idx], cps):
-                raise CorpusError("text has characters outside the vocabulary: "
-                                  + describe_chars(self.unknown_chars(text)))
-            out[k * ENCODE_CHUNK: k * ENCODE_CHUNK + cps.size] = idx
+                raise CorpusError(
+                    "text has characters outside the vocabulary: "
+                    + describe_chars(self.unknown_chars(text))
+                )
+            out[k * ENCODE_CHUNK : k * ENCODE_CHUNK + cps.size] = idx
         return out
 
     def decode(self, indices: Iterable[int] | np.ndarray) -> str:
@@ -161,6 +165,7 @@ def describe_chars(chars: list[str], limit: int = 20) -> str:
 
 
 # ---------------------------------------------------------------------------- splitting
+
 
 def validation_length(n: int, val_fraction: float) -> int:
     """Characters held out at the end: floor(n * f), but at least 2 (one input, one target)."""
@@ -193,7 +198,7 @@ def check_length(n: int, batch_size: int, seq_length: int, val_fraction: float) 
 def split_train_val(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation): the validation part is the tail, so no stream crosses the split."""
     n_val = validation_length(ids.size, val_fraction)
-    return ids[: ids.size - n_val], ids[ids.size - n_val:]
+    return ids[: ids.size - n_val], ids[ids.size - n_val :]
 
 
 def make_streams(ids: np.ndarray, batch_size: int) -> np.ndarray:
@@ -203,6 +208,7 @@ def make_streams(ids: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- batches
+
 
 @dataclass(frozen=True)
 class Position:
@@ -235,8 +241,10 @@ class BatchIterator:
 
     def seek(self, position: Position) -> None:
         if not 0 <= position.step < self.chunks_per_epoch or position.epoch < 0:
-            raise CorpusError(f"data position {position} is outside this corpus "
-                              f"({self.chunks_per_epoch} chunks per epoch)")
+            raise CorpusError(
+                f"data position {position} is outside this corpus "
+                f"({self.chunks_per_epoch} chunks per epoch)"
+            )
         self.position = position
 
     def __iter__(self) -> BatchIterator:
@@ -245,12 +253,15 @@ class BatchIterator:
     def __next__(self) -> tuple[np.ndarray, np.ndarray, bool]:
         pos = self.position
         start = pos.step * self.seq_length
-        window = self.streams[:, start: start + self.seq_length + 1]  # (B, T+1)
+        window = self.streams[:, start : start + self.seq_length + 1]  # (B, T+1)
         inputs = np.ascontiguousarray(window[:, :-1], dtype=np.int32)
         targets = np.ascontiguousarray(window[:, 1:], dtype=np.int32)
         step = pos.step + 1
-        self.position = (Position(pos.epoch, step) if step < self.chunks_per_epoch
-                         else Position(pos.epoch + 1, 0))
+        self.position = (
+            Position(pos.epoch, step)
+            if step < self.chunks_per_epoch
+            else Position(pos.epoch + 1, 0)
+        )
         return inputs, targets, pos.step == 0
 
 
@@ -262,7 +273,7 @@ class ValidationChunks:
     """
 
     def __init__(self, streams: np.ndarray, Tv: int):
-        self.streams = streams                                  # (Bv, Lv) view of the tail
+        self.streams = streams  # (Bv, Lv) view of the tail
         self.Tv = Tv
         self.n_chunks = (streams.shape[1] - 1) // Tv if streams.shape[1] > 0 else 0
 
@@ -273,9 +284,11 @@ class ValidationChunks:
         if not -self.n_chunks <= k < self.n_chunks:
             raise IndexError(k)
         k %= self.n_chunks
-        window = self.streams[:, k * self.Tv: k * self.Tv + self.Tv + 1]   # (Bv, Tv+1)
-        return (np.ascontiguousarray(window[:, :-1], dtype=np.int32),
-                np.ascontiguousarray(window[:, 1:], dtype=np.int32))
+        window = self.streams[:, k * self.Tv : k * self.Tv + self.Tv + 1]  # (Bv, Tv+1)
+        return (
+            np.ascontiguousarray(window[:, :-1], dtype=np.int32),
+            np.ascontiguousarray(window[:, 1:], dtype=np.int32),
+        )
 
     def __iter__(self):
         return (self[k] for k in range(self.n_chunks))

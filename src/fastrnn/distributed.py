@@ -19,6 +19,7 @@ so the parameters stay identical.
 Without mpiexec (and without mpi4py) ``world()`` is a single process whose reduction does
 nothing; fastrnn-train then behaves exactly as a plain single process.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,9 +64,11 @@ def stream_share(batch_size: int, size: int, rank: int) -> tuple[int, int]:
     only wait for the others), so the message asks for more streams or fewer processes.
     """
     if batch_size < size:
-        raise ConfigError(f"--batch-size {batch_size} is smaller than the number of processes "
-                          f"{size}: every process needs at least one stream; use --batch-size "
-                          f">= {size} or start fewer processes")
+        raise ConfigError(
+            f"--batch-size {batch_size} is smaller than the number of processes "
+            f"{size}: every process needs at least one stream; use --batch-size "
+            f">= {size} or start fewer processes"
+        )
     return rows(batch_size, size, rank)
 
 
@@ -77,8 +80,9 @@ def rows(n: int, size: int, rank: int) -> tuple[int, int]:
     return lo, lo + base + (1 if rank < extra else 0)
 
 
-def flat_grads(shapes: dict[str, tuple[int, ...]], dtype, n_flags: int = N_FLAGS
-               ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+def flat_grads(
+    shapes: dict[str, tuple[int, ...]], dtype, n_flags: int = N_FLAGS
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """(buffer (n + n_flags,), {name: view of shape}, flags view (n_flags,)).
 
     The views are consecutive C-contiguous slices of one buffer, in the order of shapes, so a
@@ -88,7 +92,7 @@ def flat_grads(shapes: dict[str, tuple[int, ...]], dtype, n_flags: int = N_FLAGS
     buffer = np.zeros(sum(sizes) + n_flags, dtype=dtype)
     views, start = {}, 0
     for (name, shape), size in zip(shapes.items(), sizes):
-        views[name] = buffer[start: start + size].reshape(shape)
+        views[name] = buffer[start : start + size].reshape(shape)
         start += size
     return buffer, views, buffer[start:]
 
@@ -159,8 +163,10 @@ def world() -> SingleProcess:
     try:
         from mpi4py import MPI
     except ImportError:
-        raise ConfigError(f"started by an MPI launcher with {size} processes, but mpi4py is not "
-                          "installed, so they cannot train together; install it with "
-                          "pip install 'fastrnn[mpi]' (or run a single process)") from None
+        raise ConfigError(
+            f"started by an MPI launcher with {size} processes, but mpi4py is not "
+            "installed, so they cannot train together; install it with "
+            "pip install 'fastrnn[mpi]' (or run a single process)"
+        ) from None
     comm = MPI.COMM_WORLD
     return MPIWorld(comm) if comm.Get_size() > 1 else SingleProcess()

@@ -7,6 +7,7 @@ The text is read as training's validation reads its tail: cut into B contiguous 
 read from a zero state with the state carried from chunk to chunk (data.validation_chunks), so
 every character but the first of each stream is predicted from everything before it in its stream.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ from .errors import CorpusError
 from .model import CharRNN
 
 LN2 = math.log(2.0)
-DEFAULT_BATCH_SIZE = 32   # streams: enough rows for BLAS, few enough that each stream is long
+DEFAULT_BATCH_SIZE = 32  # streams: enough rows for BLAS, few enough that each stream is long
 DEFAULT_SEQ_LENGTH = 100  # steps per chunk: only sets the workspace size, not the result
 
 
@@ -50,10 +51,15 @@ class EvalResult:
         return self.chars_scored / self.seconds if self.seconds > 0 else math.inf
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"nats_per_char": self.nats_per_char, "bits_per_char": self.bits_per_char,
-                "perplexity": self.perplexity, "chars_scored": self.chars_scored,
-                "chars_skipped": self.chars_skipped, "seconds": self.seconds,
-                "chars_per_sec": self.chars_per_sec}
+        return {
+            "nats_per_char": self.nats_per_char,
+            "bits_per_char": self.bits_per_char,
+            "perplexity": self.perplexity,
+            "chars_scored": self.chars_scored,
+            "chars_skipped": self.chars_skipped,
+            "seconds": self.seconds,
+            "chars_per_sec": self.chars_per_sec,
+        }
 
 
 def combine(results: Iterable[EvalResult]) -> EvalResult:
@@ -61,8 +67,9 @@ def combine(results: Iterable[EvalResult]) -> EvalResult:
     results = list(results)
     scored = sum(r.chars_scored for r in results)
     nats = sum(r.nats_per_char * r.chars_scored for r in results) / scored if scored else math.nan
-    return EvalResult(nats, scored, sum(r.chars_skipped for r in results),
-                      sum(r.seconds for r in results))
+    return EvalResult(
+        nats, scored, sum(r.chars_skipped for r in results), sum(r.seconds for r in results)
+    )
 
 
 def known_text(vocab: Vocabulary, text: str, skip_unknown: bool) -> tuple[str, int]:
@@ -72,9 +79,11 @@ def known_text(vocab: Vocabulary, text: str, skip_unknown: bool) -> tuple[str, i
     if not unknown:
         return text, 0
     if not skip_unknown:
-        raise CorpusError(f"the text has {len(unknown)} distinct characters outside the model's "
-                          f"vocabulary: {describe_chars(unknown)} (skip them with --skip-unknown "
-                          "or skip_unknown=True)")
+        raise CorpusError(
+            f"the text has {len(unknown)} distinct characters outside the model's "
+            f"vocabulary: {describe_chars(unknown)} (skip them with --skip-unknown "
+            "or skip_unknown=True)"
+        )
     kept = text.translate(dict.fromkeys(map(ord, unknown)))
     return kept, len(text) - len(kept)
 
@@ -84,8 +93,9 @@ def _slice_streams(state: np.ndarray, rows: slice) -> np.ndarray:
     return np.ascontiguousarray(state[..., rows, :])
 
 
-def eval_chunks(ids: np.ndarray, batch_size: int,
-                seq_length: int) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
+def eval_chunks(
+    ids: np.ndarray, batch_size: int, seq_length: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
     """(inputs, targets, continues) chunks that score every character of ids but the first
     of each stream; continues=False means "start from the state of the last stream only".
 
@@ -103,19 +113,26 @@ def eval_chunks(ids: np.ndarray, batch_size: int,
     # fewer than about 3 * seq_length characters): then one stream is read in one chunk.
     Bv, Tv = chunks[0][0].shape if chunks else (1, 0)
     streams = make_streams(ids, Bv)  # (Bv, Lv)
-    done = len(chunks) * Tv          # columns already used as inputs
+    done = len(chunks) * Tv  # columns already used as inputs
     if streams.shape[1] - 1 > done:
         window = streams[:, done:]
-        yield (np.ascontiguousarray(window[:, :-1], dtype=np.int32),
-               np.ascontiguousarray(window[:, 1:], dtype=np.int32), True)
-    rest = ids[streams.size - 1:]
+        yield (
+            np.ascontiguousarray(window[:, :-1], dtype=np.int32),
+            np.ascontiguousarray(window[:, 1:], dtype=np.int32),
+            True,
+        )
+    rest = ids[streams.size - 1 :]
     if rest.size > 1:
-        yield (np.ascontiguousarray(rest[None, :-1], dtype=np.int32),
-               np.ascontiguousarray(rest[None, 1:], dtype=np.int32), False)
+        yield (
+            np.ascontiguousarray(rest[None, :-1], dtype=np.int32),
+            np.ascontiguousarray(rest[None, 1:], dtype=np.int32),
+            False,
+        )
 
 
-def mean_loss(model: CharRNN, ids: np.ndarray, batch_size: int, seq_length: int,
-              backend: str = "kernel") -> tuple[float, int]:
+def mean_loss(
+    model: CharRNN, ids: np.ndarray, batch_size: int, seq_length: int, backend: str = "kernel"
+) -> tuple[float, int]:
     """(mean nats per scored character, characters scored) over the chunks of eval_chunks."""
     total, count, h = 0.0, 0, None
     for x, y, continues in eval_chunks(ids, batch_size, seq_length):
@@ -129,9 +146,15 @@ def mean_loss(model: CharRNN, ids: np.ndarray, batch_size: int, seq_length: int,
     return (total / count if count else math.nan), count
 
 
-def evaluate(model: CharRNN, vocab: Vocabulary, text: str,
-             batch_size: int = DEFAULT_BATCH_SIZE, seq_length: int = DEFAULT_SEQ_LENGTH,
-             skip_unknown: bool = False, backend: str = "kernel") -> EvalResult:
+def evaluate(
+    model: CharRNN,
+    vocab: Vocabulary,
+    text: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seq_length: int = DEFAULT_SEQ_LENGTH,
+    skip_unknown: bool = False,
+    backend: str = "kernel",
+) -> EvalResult:
     """The model's loss on text, with the state carried through B = batch_size streams.
 
     The text of N characters is read as B streams of N // B characters (fewer streams for a
@@ -143,12 +166,15 @@ def evaluate(model: CharRNN, vocab: Vocabulary, text: str,
     skip_unknown are removed before reading (the text closes up around them).
     """
     if vocab.size != model.vocab_size:
-        raise ValueError(f"the vocabulary has {vocab.size} characters, the model "
-                         f"{model.vocab_size}")
+        raise ValueError(
+            f"the vocabulary has {vocab.size} characters, the model {model.vocab_size}"
+        )
     started = time.perf_counter()
     text, skipped = known_text(vocab, text, skip_unknown)
     if len(text) < 2:
-        raise CorpusError(f"the text has {len(text)} character(s) in the vocabulary; at least 2 "
-                          "are needed (one to read, one to predict)")
+        raise CorpusError(
+            f"the text has {len(text)} character(s) in the vocabulary; at least 2 "
+            "are needed (one to read, one to predict)"
+        )
     nats, scored = mean_loss(model, vocab.encode(text), batch_size, seq_length, backend)
     return EvalResult(nats, scored, skipped, time.perf_counter() - started)

@@ -30,6 +30,7 @@ recurrent half is zero except for the GRU's n block, which holds 'bhn'. fastrnn'
 after the recurrent product, n = tanh(x W_n + b_n + r * (h Whh_n + bhn)): ONNX's
 linear_before_reset=1 variant, with Rb_h = bhn and Wb_h = b_n.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,14 +62,13 @@ def _require_onnx():
 def onnx_blocks(W: np.ndarray, order: tuple[int, ...], H: int) -> np.ndarray:
     """(1, G*H, n) ONNX weight from a fastrnn (n, G*H) one: each gate block transposed, the
     blocks in ONNX order (order[k] is the fastrnn block at ONNX position k)."""
-    return np.concatenate([W[:, k * H:(k + 1) * H].T for k in order])[None]
+    return np.concatenate([W[:, k * H : (k + 1) * H].T for k in order])[None]
 
 
-def onnx_bias(bh: np.ndarray, bhn: np.ndarray | None, order: tuple[int, ...],
-              H: int) -> np.ndarray:
+def onnx_bias(bh: np.ndarray, bhn: np.ndarray | None, order: tuple[int, ...], H: int) -> np.ndarray:
     """(1, 2*G*H) ONNX bias [Wb, Rb]: bh on the input side; bhn as the recurrent bias of the
     GRU's n block (which is last in both orders); zero elsewhere."""
-    Wb = np.concatenate([bh[k * H:(k + 1) * H] for k in order])
+    Wb = np.concatenate([bh[k * H : (k + 1) * H] for k in order])
     Rb = np.zeros_like(Wb)
     if bhn is not None:
         Rb[-H:] = bhn
@@ -80,9 +80,11 @@ def layer_weights(model: CharRNN, layer: int) -> dict[str, np.ndarray]:
     p, H, k = model.params, model.hidden_size, layer_suffix(layer)
     order = ONNX_CELLS[model.cell][1]
     bhn = p.get(f"bhn{k}")
-    arrays = {"W": onnx_blocks(p[f"Wxh{k}"], order, H),
-              "R": onnx_blocks(p[f"Whh{k}"], order, H),
-              "B": onnx_bias(p[f"bh{k}"], bhn, order, H)}
+    arrays = {
+        "W": onnx_blocks(p[f"Wxh{k}"], order, H),
+        "R": onnx_blocks(p[f"Whh{k}"], order, H),
+        "B": onnx_bias(p[f"bh{k}"], bhn, order, H),
+    }
     return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in arrays.items()}
 
 
@@ -118,7 +120,7 @@ def _recurrent_layer(g: _Graph, model: CharRNN, layer: int, x: str) -> tuple[str
     op = ONNX_CELLS[model.cell][0]
     w = {name: g.const(f"{name}{layer}", a) for name, a in layer_weights(model, layer).items()}
     index = g.const(f"layer{layer}", np.array([layer], dtype=np.int64))
-    h0 = g.node("Gather", ["h0", index], [f"h0_{layer}"], axis=0)[0]          # (1, B, H)
+    h0 = g.node("Gather", ["h0", index], [f"h0_{layer}"], axis=0)[0]  # (1, B, H)
     inputs = [x, w["W"], w["R"], w["B"], "", h0]
     outputs = [f"Y{layer}", f"hN{layer}"]
     attrs: dict[str, Any] = {"hidden_size": model.hidden_size}
@@ -139,8 +141,9 @@ def build_onnx(model: CharRNN, vocab: Vocabulary, opset: int = DEFAULT_OPSET):
     onnx = _require_onnx()
     helper, TP = onnx.helper, onnx.TensorProto
     if vocab.size != model.vocab_size:
-        raise ValueError(f"the vocabulary has {vocab.size} characters, the model "
-                         f"{model.vocab_size}")
+        raise ValueError(
+            f"the vocabulary has {vocab.size} characters, the model {model.vocab_size}"
+        )
     if int(opset) < MIN_OPSET:
         raise ConfigError(f"--opset must be >= {MIN_OPSET}, got {opset}")
     L, H, V = model.num_layers, model.hidden_size, model.vocab_size
@@ -166,21 +169,27 @@ def build_onnx(model: CharRNN, vocab: Vocabulary, opset: int = DEFAULT_OPSET):
         inputs.append(state("c0"))
     outputs = [helper.make_tensor_value_info("logits", TP.FLOAT, ["T", "B", V])]
     outputs += [state(name) for name in state_names]
-    graph = helper.make_graph(g.nodes, f"fastrnn_{model.cell}", inputs, outputs,
-                              initializer=g.initializers)
-    proto = helper.make_model(graph, producer_name="fastrnn",
-                              opset_imports=[helper.make_opsetid("", int(opset))])
-    helper.set_model_props(proto, {
-        "vocabulary": json.dumps(vocab.codepoints().tolist()),
-        "fastrnn_config": json.dumps(model.config()),
-        "layout": "tokens (T, B) int64, time-major; states (L, B, H); logits (T, B, V)",
-    })
+    graph = helper.make_graph(
+        g.nodes, f"fastrnn_{model.cell}", inputs, outputs, initializer=g.initializers
+    )
+    proto = helper.make_model(
+        graph, producer_name="fastrnn", opset_imports=[helper.make_opsetid("", int(opset))]
+    )
+    helper.set_model_props(
+        proto,
+        {
+            "vocabulary": json.dumps(vocab.codepoints().tolist()),
+            "fastrnn_config": json.dumps(model.config()),
+            "layout": "tokens (T, B) int64, time-major; states (L, B, H); logits (T, B, V)",
+        },
+    )
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
-def write_onnx(model: CharRNN, vocab: Vocabulary, path: str | os.PathLike,
-               opset: int = DEFAULT_OPSET) -> None:
+def write_onnx(
+    model: CharRNN, vocab: Vocabulary, path: str | os.PathLike, opset: int = DEFAULT_OPSET
+) -> None:
     """build_onnx(model, vocab, opset) saved to path."""
     onnx = _require_onnx()
     proto = build_onnx(model, vocab, opset)

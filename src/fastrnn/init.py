@@ -26,6 +26,7 @@ Matrix kinds: "uniform" is U(-1/sqrt(fan), 1/sqrt(fan)) with fan = H (fan = E fo
 rows < H) from the QR decomposition of a Gaussian matrix, signs corrected so that the result is
 uniformly distributed (R's diagonal made positive); "zero" (head only) starts at 0.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,13 +47,13 @@ HEAD_KINDS = ("uniform", "zero")
 class InitScheme:
     """The numbers of one initialisation scheme (see the module docstring for each rule)."""
 
-    input_std: float = 0.0           # one-hot layer-0 rows N(0, s^2); 0: uniform +-1/sqrt(H)
-    embed_std: float = 0.0           # embedding rows N(0, s^2); 0: uniform +-1/sqrt(H)
-    embed_proj: str = "uniform"      # (E, GH) layer-0 projection: MATRIX_KINDS
-    hidden_input: str = "uniform"    # (H, GH) input matrices of layers >= 1: MATRIX_KINDS
-    recurrent: str = "uniform"       # (H, GH) recurrent matrices: MATRIX_KINDS
-    head: str = "uniform"            # (H, V) output matrix: HEAD_KINDS
-    forget_bias: float = 1.0         # LSTM forget-gate bias (block f of every bh)
+    input_std: float = 0.0  # one-hot layer-0 rows N(0, s^2); 0: uniform +-1/sqrt(H)
+    embed_std: float = 0.0  # embedding rows N(0, s^2); 0: uniform +-1/sqrt(H)
+    embed_proj: str = "uniform"  # (E, GH) layer-0 projection: MATRIX_KINDS
+    hidden_input: str = "uniform"  # (H, GH) input matrices of layers >= 1: MATRIX_KINDS
+    recurrent: str = "uniform"  # (H, GH) recurrent matrices: MATRIX_KINDS
+    head: str = "uniform"  # (H, V) output matrix: HEAD_KINDS
+    forget_bias: float = 1.0  # LSTM forget-gate bias (block f of every bh)
 
     def __post_init__(self) -> None:
         for name in ("input_std", "embed_std", "forget_bias"):
@@ -61,15 +62,20 @@ class InitScheme:
                 raise TypeError(f"InitScheme.{name} must be a number, got {type(value).__name__}")
             if not math.isfinite(value):
                 raise ValueError(f"InitScheme.{name} must be finite, got {value}")
-            object.__setattr__(self, name, float(value))   # plain floats: JSON-able, comparable
+            object.__setattr__(self, name, float(value))  # plain floats: JSON-able, comparable
         for name in ("input_std", "embed_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"InitScheme.{name} must be >= 0, got {getattr(self, name)}")
-        for name, kinds in (("embed_proj", MATRIX_KINDS), ("hidden_input", MATRIX_KINDS),
-                            ("recurrent", MATRIX_KINDS), ("head", HEAD_KINDS)):
+        for name, kinds in (
+            ("embed_proj", MATRIX_KINDS),
+            ("hidden_input", MATRIX_KINDS),
+            ("recurrent", MATRIX_KINDS),
+            ("head", HEAD_KINDS),
+        ):
             if getattr(self, name) not in kinds:
-                raise ValueError(f"InitScheme.{name} must be one of {kinds}, "
-                                 f"got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"InitScheme.{name} must be one of {kinds}, got {getattr(self, name)!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able numbers (dataclasses.asdict), as recorded in a checkpoint header."""
@@ -89,8 +95,14 @@ SCHEMES: dict[str, InitScheme] = {
     # matrices above layer 0 orthogonal (entries sqrt(3) times the uniform's: LSTM 1.713
     # against 1.736), recurrent matrices uniform (orthogonal was worse: rnn 1.767 against
     # 1.756, LSTM 1.753 against 1.736).
-    "default": InitScheme(input_std=2.0, embed_std=1.0, hidden_input="orthogonal",
-                          recurrent="uniform", head="uniform", forget_bias=1.0),
+    "default": InitScheme(
+        input_std=2.0,
+        embed_std=1.0,
+        hidden_input="orthogonal",
+        recurrent="uniform",
+        head="uniform",
+        forget_bias=1.0,
+    ),
 }
 
 
@@ -106,6 +118,7 @@ def from_spec(spec: dict[str, Any]) -> InitScheme:
 
 
 # ---------------------------------------------------------------------- draws
+
 
 def uniform(rng: np.random.Generator, shape: tuple[int, ...], fan: int) -> np.ndarray:
     """U(-1/sqrt(fan), 1/sqrt(fan)) of the given shape (float64)."""
@@ -133,16 +146,23 @@ def orthogonal_blocks(rng: np.random.Generator, rows: int, H: int, G: int) -> np
     return np.concatenate([orthogonal(rng, rows, H) for _ in range(G)], axis=1)
 
 
-def matrix(rng: np.random.Generator, kind: str, shape: tuple[int, int], fan: int,
-           H: int) -> np.ndarray:
+def matrix(
+    rng: np.random.Generator, kind: str, shape: tuple[int, ...], fan: int, H: int
+) -> np.ndarray:
     """A (rows, G*H) gate matrix of the given kind (MATRIX_KINDS), fan the uniform's fan-in."""
     if kind == "orthogonal":
         return orthogonal_blocks(rng, shape[0], H, shape[1] // H)
     return uniform(rng, shape, fan)
 
 
-def draw_params(scheme: InitScheme, shapes: dict[str, tuple[int, ...]], cell: str, H: int,
-                dtype: np.dtype, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def draw_params(
+    scheme: InitScheme,
+    shapes: dict[str, tuple[int, ...]],
+    cell: str,
+    H: int,
+    dtype: np.dtype,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     """Every parameter of a CharRNN with these param_shapes, drawn in their order from rng
     and cast to dtype (C-contiguous). With SCHEMES["uniform"] the draws are, value for value,
     one rng.uniform(-1/sqrt(H), 1/sqrt(H)) per matrix in order, as they have always been."""
@@ -156,7 +176,7 @@ def draw_params(scheme: InitScheme, shapes: dict[str, tuple[int, ...]], cell: st
         else:
             params[name] = np.zeros(shape, dtype=dtype)
             if forget is not None and _is_gate_bias(name):
-                params[name][forget * H:(forget + 1) * H] = scheme.forget_bias
+                params[name][forget * H : (forget + 1) * H] = scheme.forget_bias
     return params
 
 
@@ -165,8 +185,14 @@ def _is_gate_bias(name: str) -> bool:
     return name == "bh" or (name.startswith("bh") and name[2:].isdigit())
 
 
-def _draw_matrix(scheme: InitScheme, name: str, shape: tuple[int, ...], embedded: bool, H: int,
-                 rng: np.random.Generator) -> np.ndarray:
+def _draw_matrix(
+    scheme: InitScheme,
+    name: str,
+    shape: tuple[int, ...],
+    embedded: bool,
+    H: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """One weight matrix by the rule of its role (see the module docstring)."""
     if name == "Wemb":
         return _gaussian_or_uniform(rng, shape, scheme.embed_std, H)
@@ -183,7 +209,8 @@ def _draw_matrix(scheme: InitScheme, name: str, shape: tuple[int, ...], embedded
     raise ValueError(f"no initialisation rule for parameter {name!r}")
 
 
-def _gaussian_or_uniform(rng: np.random.Generator, shape: tuple[int, ...], std: float,
-                         H: int) -> np.ndarray:
+def _gaussian_or_uniform(
+    rng: np.random.Generator, shape: tuple[int, ...], std: float, H: int
+) -> np.ndarray:
     """N(0, std^2) rows, or uniform +-1/sqrt(H) when std is 0."""
     return gaussian(rng, shape, std) if std > 0 else uniform(rng, shape, H)

@@ -3,6 +3,7 @@
 Everything the unchecked compiled code relies on (dtype agreement, C-contiguity, shapes, index
 range, finiteness of the carried state) is checked here, in Python, before it runs.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -46,8 +47,7 @@ def generation_packed_size(cell: str, H: int, dtype: np.dtype) -> int:
     block by block of the cell's packed_blocks (1 without the compiled kernel: unused)."""
     if _kernel is None:
         return 1
-    return sum(int(_kernel.packed_size(H, b * H, dtype))
-               for b in cell_entry(cell).packed_blocks)
+    return sum(int(_kernel.packed_size(H, b * H, dtype)) for b in cell_entry(cell).packed_blocks)
 
 
 def packed_recurrent_size(cell: str, H: int, dtype: np.dtype) -> int:
@@ -97,18 +97,30 @@ class StackWorkspace:
     masks: Any
     drops: Any
 
-    def __init__(self, cell: str, L: int, B: int, T: int, H: int, V: int, dropout: float,
-                 dtype: np.dtype, E: int = 0):
+    def __init__(
+        self,
+        cell: str,
+        L: int,
+        B: int,
+        T: int,
+        H: int,
+        V: int,
+        dropout: float,
+        dtype: np.dtype,
+        E: int = 0,
+    ):
         spec = cell_entry(cell)
         layer = (L, T, B, H)
         self.hs = np.empty(layer, dtype=dtype)
         self.emb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
         self.demb = np.empty((T, B, E), dtype=dtype) if E > 0 else None
-        self.gates = (self.hs if spec.projects_into_hs
-                      else np.empty((L, T, B, spec.gates * H), dtype=dtype))
+        self.gates = (
+            self.hs if spec.projects_into_hs else np.empty((L, T, B, spec.gates * H), dtype=dtype)
+        )
         for name in LAYER_BUFFERS:
-            setattr(self, name,
-                    np.empty(layer, dtype=dtype) if name in spec.layer_buffers else None)
+            setattr(
+                self, name, np.empty(layer, dtype=dtype) if name in spec.layer_buffers else None
+            )
         self.dc = np.empty((B, H), dtype=dtype) if spec.cell_state else None
         self.masks = np.empty(layer, dtype=dtype) if dropout > 0 else None
         self.drops = np.empty(layer, dtype=dtype) if dropout > 0 else None
@@ -134,14 +146,12 @@ class GenerateWorkspace:
     z, scratch   (V,)      float64 scratch of the draw
     """
 
-    def __init__(self, N: int, H: int, G: int, V: int, E: int, dtype: np.dtype, cell: str,
-                 L: int):
+    def __init__(self, N: int, H: int, G: int, V: int, E: int, dtype: np.dtype, cell: str, L: int):
         self.xs = np.empty(N, dtype=np.int32)
         self.no_embedding = np.zeros((1, 1), dtype=dtype)
         self.emb = np.empty((N, max(E, 1)), dtype=dtype)
         self.gates = np.empty((N, G * H), dtype=dtype)
-        self.hn, self.h_new, self.c_new, self.tc = (np.empty((N, H), dtype=dtype)
-                                                    for _ in range(4))
+        self.hn, self.h_new, self.c_new, self.tc = (np.empty((N, H), dtype=dtype) for _ in range(4))
         self.logits = np.empty((N, V), dtype=dtype)
         width = 64 // dtype.itemsize
         self.packed = np.empty(-(-V // width) * width * H if N > 1 else 1, dtype=dtype)
@@ -176,9 +186,18 @@ class CharRNN:
     rnn also takes (B, H). Gradients and returned states have the shape of the state passed in.
     """
 
-    def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, cell: str = "rnn",
-                 dropout: float = 0.0, dtype: Any = np.float64, seed: int | None = 0,
-                 embedding_size: int = 0, init: str | initialisation.InitScheme = "default"):
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        cell: str = "rnn",
+        dropout: float = 0.0,
+        dtype: Any = np.float64,
+        seed: int | None = 0,
+        embedding_size: int = 0,
+        init: str | initialisation.InitScheme = "default",
+    ):
         self.vocab_size = _positive_int(vocab_size, "vocab_size", minimum=2)
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
@@ -192,8 +211,8 @@ class CharRNN:
         self.rng = np.random.default_rng(seed)
         self._param_shapes = self._compute_param_shapes()
         self.params: dict[str, np.ndarray] = initialisation.draw_params(
-            self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype,
-            self.rng)
+            self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype, self.rng
+        )
         self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
         self._generate_workspaces: OrderedDict[int, GenerateWorkspace] = OrderedDict()
         # The grads and params last found not to overlap (see _checked_grads), and those
@@ -255,19 +274,33 @@ class CharRNN:
     def config(self) -> dict[str, Any]:
         """JSON-able description from which from_config rebuilds the same architecture (and,
         with the same seed, the same initial draws: "init_spec" holds the scheme's numbers)."""
-        return {"cell": self.cell, "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-                "num_layers": self.num_layers, "dropout": self.dropout, "dtype": self.dtype.name,
-                "embedding_size": self.embedding_size, "init": self.init,
-                "init_spec": self.init_scheme.to_dict()}
+        return {
+            "cell": self.cell,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout,
+            "dtype": self.dtype.name,
+            "embedding_size": self.embedding_size,
+            "init": self.init,
+            "init_spec": self.init_scheme.to_dict(),
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any], seed: int | None = 0) -> CharRNN:
         """The model of config(). A config written before embeddings and schemes existed (no
         "embedding_size", no "init") is a one-hot model drawn by the "uniform" scheme."""
-        return cls(config["vocab_size"], config["hidden_size"],
-                   num_layers=config.get("num_layers", 1), cell=config.get("cell", "rnn"),
-                   dropout=config.get("dropout", 0.0), dtype=config["dtype"], seed=seed,
-                   embedding_size=config.get("embedding_size", 0), init=_recorded_init(config))
+        return cls(
+            config["vocab_size"],
+            config["hidden_size"],
+            num_layers=config.get("num_layers", 1),
+            cell=config.get("cell", "rnn"),
+            dropout=config.get("dropout", 0.0),
+            dtype=config["dtype"],
+            seed=seed,
+            embedding_size=config.get("embedding_size", 0),
+            init=_recorded_init(config),
+        )
 
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         """(2, L, B, H) for lstm, (L, B, H) otherwise."""
@@ -290,7 +323,7 @@ class CharRNN:
             raise ValueError(f"params is missing {missing}")
         for name, shape in shapes.items():
             a = self.params[name]
-            if not _fits(a, shape, self.dtype):     # the message is built only on failure
+            if not _fits(a, shape, self.dtype):  # the message is built only on failure
                 _check_array(a, f"params[{name!r}]", shape, self.dtype)
         return self.params
 
@@ -334,9 +367,17 @@ class CharRNN:
         ws = self._workspaces.get(key)
         if ws is None:
             if stacked:
-                ws = StackWorkspace(self.cell, self.num_layers, B, T, self.hidden_size,
-                                    self.vocab_size, self.dropout, self.dtype,
-                                    self.embedding_size)
+                ws = StackWorkspace(
+                    self.cell,
+                    self.num_layers,
+                    B,
+                    T,
+                    self.hidden_size,
+                    self.vocab_size,
+                    self.dropout,
+                    self.dtype,
+                    self.embedding_size,
+                )
             else:
                 ws = Workspace(B, T, self.hidden_size, self.vocab_size, self.dtype)
             self._workspaces[key] = ws
@@ -348,8 +389,9 @@ class CharRNN:
 
     # ------------------------------------------------------------------ computation
 
-    def loss(self, inputs, targets, h0, backend: str = "kernel",
-             train: bool = False) -> tuple[float, np.ndarray]:
+    def loss(
+        self, inputs, targets, h0, backend: str = "kernel", train: bool = False
+    ) -> tuple[float, np.ndarray]:
         """Forward only: (mean loss in nats/char, the state to carry, shaped like h0).
         Dropout is off unless train=True (then masks are drawn from ``rng``)."""
         impl = backend_ops(backend)
@@ -359,17 +401,36 @@ class CharRNN:
         B, T = x.shape
         ws = self._workspace(B, T, stacked)
         if not stacked:
-            loss = impl.rnn_forward(x, y, h0.reshape(ws.hs.shape[1:]), p["Wxh"], p["Whh"],
-                                    p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed)
+            loss = impl.rnn_forward(
+                x,
+                y,
+                h0.reshape(ws.hs.shape[1:]),
+                p["Wxh"],
+                p["Whh"],
+                p["bh"],
+                p["Why"],
+                p["by"],
+                ws.hs,
+                ws.probs,
+                ws.packed,
+            )
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
-        loss = self._stack_forward(backend_cells(backend), x, y, self._state(h0, B), p, ws,
-                                   dropping)
+        loss = self._stack_forward(
+            backend_cells(backend), x, y, self._state(h0, B), p, ws, dropping
+        )
         return loss, self._last_state(ws).reshape(h0.shape)
 
-    def loss_and_grads(self, inputs, targets, h0, backend: str = "kernel",
-                       grads: dict[str, np.ndarray] | None = None, train: bool = True,
-                       dropout_key: tuple[int, int, int] | None = None):
+    def loss_and_grads(
+        self,
+        inputs,
+        targets,
+        h0,
+        backend: str = "kernel",
+        grads: dict[str, np.ndarray] | None = None,
+        train: bool = True,
+        dropout_key: tuple[int, int, int] | None = None,
+    ):
         """Loss, gradients of every parameter and of h0, and the state to carry.
 
         inputs, targets: integer arrays (B, T) of indices in [0, V); h0: the state (see the class
@@ -388,20 +449,44 @@ class CharRNN:
         B, T = x.shape
         stacked = self._uses_stack(bool(train))
         ws = self._workspace(B, T, stacked)
-        if not stacked:                       # the single-layer fast path, state (B, H)
+        if not stacked:  # the single-layer fast path, state (B, H)
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
-            loss = impl.rnn_forward(x, y, h0_bh, p["Wxh"], p["Whh"], p["bh"], p["Why"],
-                                    p["by"], ws.hs, ws.probs, ws.packed)
-            impl.rnn_backward(x, y, h0_bh, p["Whh"], p["Why"], ws.hs, ws.probs, ws.dhs,
-                              g["Wxh"], g["Whh"], g["bh"], g["Why"], g["by"], dh0_bh,
-                              ws.packed)
+            loss = impl.rnn_forward(
+                x,
+                y,
+                h0_bh,
+                p["Wxh"],
+                p["Whh"],
+                p["bh"],
+                p["Why"],
+                p["by"],
+                ws.hs,
+                ws.probs,
+                ws.packed,
+            )
+            impl.rnn_backward(
+                x,
+                y,
+                h0_bh,
+                p["Whh"],
+                p["Why"],
+                ws.hs,
+                ws.probs,
+                ws.dhs,
+                g["Wxh"],
+                g["Whh"],
+                g["bh"],
+                g["Why"],
+                g["by"],
+                dh0_bh,
+                ws.packed,
+            )
             return loss, g, ws.hs[-1].reshape(h0.shape).copy()
         cells = backend_cells(backend)
         dropping = self._draw_masks(ws, bool(train), dropout_key)
         state = self._state(h0, B)
         loss = self._stack_forward(cells, x, y, state, p, ws, dropping)
-        self._stack_backward(cells, x, y, state, p, ws, dropping, g,
-                             self._state(g["h0"], B))
+        self._stack_backward(cells, x, y, state, p, ws, dropping, g, self._state(g["h0"], B))
         return loss, g, self._last_state(ws).reshape(h0.shape)
 
     def _checked_params_and_grads(self, grads, state_shape: tuple[int, ...]):
@@ -418,13 +503,17 @@ class CharRNN:
                 arrays.append(grads["h0"])
             except KeyError:
                 arrays = None
-            if arrays is not None and state_shape == self._passed_state_shape \
-                    and self._passed.matches(arrays):
+            if (
+                arrays is not None
+                and state_shape == self._passed_state_shape
+                and self._passed.matches(arrays)
+            ):
                 return self.params, grads
         p, g = self._checked_params(), self._checked_grads(grads, state_shape)
         if type(grads) is dict:
-            self._passed.remember([p[n] for n in self._param_shapes]
-                                  + [g[n] for n in self._param_shapes] + [g["h0"]])
+            self._passed.remember(
+                [p[n] for n in self._param_shapes] + [g[n] for n in self._param_shapes] + [g["h0"]]
+            )
             self._passed_state_shape = state_shape
         return p, g
 
@@ -443,8 +532,10 @@ class CharRNN:
         # overlap later, so its verdict is kept for the last set of objects that passed it.
         arrays = [grads[n] for n in shapes] + list(self.params.values())
         if not self._disjoint.matches(arrays):
-            _check_no_overlap([(f"grads[{n!r}]", grads[n]) for n in shapes]
-                              + [(f"params[{n!r}]", p) for n, p in self.params.items()])
+            _check_no_overlap(
+                [(f"grads[{n!r}]", grads[n]) for n in shapes]
+                + [(f"params[{n!r}]", p) for n, p in self.params.items()]
+            )
             self._disjoint.remember(arrays)
         return grads
 
@@ -463,8 +554,9 @@ class CharRNN:
             return np.stack([ws.hs[:, -1], ws.cs[:, -1]])
         return ws.hs[:, -1].copy()
 
-    def _draw_masks(self, ws: StackWorkspace, train: bool,
-                    key: tuple[int, int, int] | None = None) -> bool:
+    def _draw_masks(
+        self, ws: StackWorkspace, train: bool, key: tuple[int, int, int] | None = None
+    ) -> bool:
         """Fill ws.masks with keep / (1 - p) from the model's generator; False if no dropout.
         Drawn here, before dispatch, so that both backends see the same masks.
 
@@ -511,10 +603,12 @@ class CharRNN:
             if layer == 0:
                 self._input_forward(cells, x, p, ws, gates)
             else:
-                cells.project_forward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
-                                      p[f"bh{k}"], gates)
-            self._cell.forward(cells, ws, layer, p, k, h0s[layer],
-                               c0s[layer] if c0s is not None else None)
+                cells.project_forward(
+                    self._layer_input(ws, layer, dropping), p[f"Wxh{k}"], p[f"bh{k}"], gates
+                )
+            self._cell.forward(
+                cells, ws, layer, p, k, h0s[layer], c0s[layer] if c0s is not None else None
+            )
             if dropping:
                 cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
 
@@ -527,8 +621,9 @@ class CharRNN:
             cells.embedding_forward(x, p["Wemb"], ws.emb)
             cells.project_forward(ws.emb, p["Wxh"], p["bh"], gates)
 
-    def _input_backward(self, cells, x, p, ws: StackWorkspace, dgates: np.ndarray,
-                        g: dict[str, np.ndarray]) -> None:
+    def _input_backward(
+        self, cells, x, p, ws: StackWorkspace, dgates: np.ndarray, g: dict[str, np.ndarray]
+    ) -> None:
         """Gradients of _input_forward from dgates = dL/dgates: dWxh, dbh (and dWemb through
         demb = dgates @ Wxh^T)."""
         if self.embedding_size == 0:
@@ -537,8 +632,18 @@ class CharRNN:
             cells.project_backward(ws.emb, p["Wxh"], dgates, g["Wxh"], g["bh"], ws.demb)
             cells.embedding_backward(x, ws.demb, g["Wemb"])
 
-    def _stack_backward(self, cells, x, y, state, p, ws: StackWorkspace, dropping: bool,
-                        g: dict[str, np.ndarray], dstate) -> None:
+    def _stack_backward(
+        self,
+        cells,
+        x,
+        y,
+        state,
+        p,
+        ws: StackWorkspace,
+        dropping: bool,
+        g: dict[str, np.ndarray],
+        dstate,
+    ) -> None:
         h0s, c0s = state
         dh0s, dc0s = dstate
         L = self.num_layers
@@ -549,21 +654,44 @@ class CharRNN:
         for layer in range(L - 1, -1, -1):
             k = layer_suffix(layer)
             with_c = c0s is not None
-            gates = self._cell.backward(cells, ws, layer, p, k, h0s[layer],
-                                        c0s[layer] if with_c else None, g, dh0s[layer],
-                                        dc0s[layer] if with_c else None)
+            gates = self._cell.backward(
+                cells,
+                ws,
+                layer,
+                p,
+                k,
+                h0s[layer],
+                c0s[layer] if with_c else None,
+                g,
+                dh0s[layer],
+                dc0s[layer] if with_c else None,
+            )
             if layer == 0:
                 self._input_backward(cells, x, p, ws, gates, g)
             else:
-                cells.project_backward(self._layer_input(ws, layer, dropping), p[f"Wxh{k}"],
-                                       gates, g[f"Wxh{k}"], g[f"bh{k}"], ws.dhs[layer - 1])
+                cells.project_backward(
+                    self._layer_input(ws, layer, dropping),
+                    p[f"Wxh{k}"],
+                    gates,
+                    g[f"Wxh{k}"],
+                    g[f"bh{k}"],
+                    ws.dhs[layer - 1],
+                )
                 if dropping:
                     cells.dropout_backward(ws.dhs[layer - 1], ws.masks[layer - 1])
 
     # ------------------------------------------------------------------ sampling
-    def generate(self, h: np.ndarray, first_index, length: int, temperature: float = 1.0,
-                 top_k: int | None = None, greedy: bool = False,
-                 rng: np.random.Generator | None = None, backend: str = "kernel") -> np.ndarray:
+    def generate(
+        self,
+        h: np.ndarray,
+        first_index,
+        length: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        greedy: bool = False,
+        rng: np.random.Generator | None = None,
+        backend: str = "kernel",
+    ) -> np.ndarray:
         """Generate length indices per stream, each fed back as that stream's next input.
 
         h is the state of N >= 1 streams before first_index is read: state_shape(N), or (N, H)
@@ -604,12 +732,35 @@ class CharRNN:
         suffixes = [layer_suffix(layer) for layer in range(self.num_layers)]
         bhs = [p[f"bh{k}"] for k in suffixes]
         bhns = [p[f"bhn{k}"] for k in suffixes] if "bhn" in self._cell.layer_vectors else bhs
-        cells.stack_generate(self._cell.generate_code, p.get("Wemb", ws.no_embedding),
-                             [p[f"Wxh{k}"] for k in suffixes], [p[f"Whh{k}"] for k in suffixes],
-                             bhs, bhns, p["Why"], p["by"], hs, cs, ws.xs, uniforms, temperature,
-                             top_k, bool(greedy), out, ws.emb, ws.gates, ws.hn, ws.h_new,
-                             ws.c_new, ws.tc, ws.logits, ws.packed, ws.packed_whh, ws.z,
-                             ws.scratch)
+        cells.stack_generate(
+            self._cell.generate_code,
+            p.get("Wemb", ws.no_embedding),
+            [p[f"Wxh{k}"] for k in suffixes],
+            [p[f"Whh{k}"] for k in suffixes],
+            bhs,
+            bhns,
+            p["Why"],
+            p["by"],
+            hs,
+            cs,
+            ws.xs,
+            uniforms,
+            temperature,
+            top_k,
+            bool(greedy),
+            out,
+            ws.emb,
+            ws.gates,
+            ws.hn,
+            ws.h_new,
+            ws.c_new,
+            ws.tc,
+            ws.logits,
+            ws.packed,
+            ws.packed_whh,
+            ws.z,
+            ws.scratch,
+        )
         return out.reshape(length) if single else out
 
     def _generation_streams(self, h) -> int:
@@ -622,8 +773,16 @@ class CharRNN:
     def _generate_workspace(self, N: int) -> GenerateWorkspace:
         ws = self._generate_workspaces.get(N)
         if ws is None:
-            ws = GenerateWorkspace(N, self.hidden_size, self.gates, self.vocab_size,
-                                   self.embedding_size, self.dtype, self.cell, self.num_layers)
+            ws = GenerateWorkspace(
+                N,
+                self.hidden_size,
+                self.gates,
+                self.vocab_size,
+                self.embedding_size,
+                self.dtype,
+                self.cell,
+                self.num_layers,
+            )
             self._generate_workspaces[N] = ws
             if len(self._generate_workspaces) > _WORKSPACE_SHAPES_KEPT:
                 self._generate_workspaces.popitem(last=False)
@@ -647,7 +806,7 @@ class CharRNN:
         return logits, self._last_state(ws).reshape(h.shape)
 
 
-CELLS = NAMES   # the cells' names, from the table of cells (fastrnn.cells)
+CELLS = NAMES  # the cells' names, from the table of cells (fastrnn.cells)
 
 
 def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
@@ -676,6 +835,7 @@ def _dropout_probability(p) -> float:
 
 
 # ---------------------------------------------------------------------- validation helpers
+
 
 def _positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -711,12 +871,18 @@ def _model_dtype(dtype) -> np.dtype:
 
 def _fits(a, shape: tuple[int, ...], dtype: np.dtype, writeable: bool = False) -> bool:
     """The combined test of _check_array, for the common case (no message to build)."""
-    return (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
-            and a.flags.c_contiguous and (a.flags.writeable or not writeable))
+    return (
+        isinstance(a, np.ndarray)
+        and a.dtype == dtype
+        and a.shape == shape
+        and a.flags.c_contiguous
+        and (a.flags.writeable or not writeable)
+    )
 
 
-def _check_array(a, name: str, shape: tuple[int, ...], dtype: np.dtype,
-                 writeable: bool = False) -> None:
+def _check_array(
+    a, name: str, shape: tuple[int, ...], dtype: np.dtype, writeable: bool = False
+) -> None:
     """The array contract of the kernel: ndarray, exact dtype, exact shape, C-contiguous (and
     writeable for outputs); raises TypeError or ValueError naming the argument."""
     if _fits(a, shape, dtype, writeable):
@@ -750,27 +916,37 @@ def _check_first_indices(first_index, N: int, V: int) -> np.ndarray:
     if first_index.dtype.kind not in "iu":
         raise TypeError(f"first_index must be an integer array, got dtype {first_index.dtype}")
     if first_index.shape != (N,):
-        raise ValueError(f"first_index must be an int or have shape {(N,)} (one index per "
-                         f"stream of h), got {first_index.shape}")
+        raise ValueError(
+            f"first_index must be an int or have shape {(N,)} (one index per "
+            f"stream of h), got {first_index.shape}"
+        )
     if first_index.min() < 0 or first_index.max() >= V:
-        raise ValueError(f"first_index must hold indices in [0, {V}), got "
-                         f"{first_index.min()}..{first_index.max()}")
+        raise ValueError(
+            f"first_index must hold indices in [0, {V}), got "
+            f"{first_index.min()}..{first_index.max()}"
+        )
     return first_index.astype(np.int32)
 
 
 def _check_no_overlap(named_arrays: list[tuple[str, np.ndarray]]) -> None:
     """Output buffers must not share memory with each other or with the inputs."""
     for i, (name_a, a) in enumerate(named_arrays):
-        for name_b, b in named_arrays[i + 1:]:
+        for name_b, b in named_arrays[i + 1 :]:
             if np.may_share_memory(a, b):
                 raise ValueError(f"{name_a} and {name_b} share memory; use separate arrays")
 
 
 def _check_indices(a, name: str, V: int) -> np.ndarray:
     """Integer (B, T) array with every value in [0, V); returned as C-contiguous int32."""
-    if (type(a) is np.ndarray and a.dtype == np.int32 and a.ndim == 2 and a.size
-            and a.flags.c_contiguous and _kernel is not None):
-        lo, hi = _kernel.index_bounds(a)   # the trainer's case: one pass, no copy
+    if (
+        type(a) is np.ndarray
+        and a.dtype == np.int32
+        and a.ndim == 2
+        and a.size
+        and a.flags.c_contiguous
+        and _kernel is not None
+    ):
+        lo, hi = _kernel.index_bounds(a)  # the trainer's case: one pass, no copy
         if 0 <= lo and hi < V:
             return a
     a = np.asarray(a)

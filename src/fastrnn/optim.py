@@ -7,6 +7,7 @@ over every parameter (``backend="kernel"``), or its numpy twin in reference.py
 (``backend="numpy"``): each reads the gradient as clip(g, -clip, clip) * scale, so clipping costs
 no extra pass and no copy, and a step allocates nothing.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,20 +39,27 @@ class Optimizer:
     name = "base"
     slots: tuple[str, ...] = ()
 
-    def __init__(self, params: dict[str, np.ndarray], lr: float, backend: str = "kernel",
-                 **hyper: float):
+    def __init__(
+        self, params: dict[str, np.ndarray], lr: float, backend: str = "kernel", **hyper: float
+    ):
         self.lr = float(lr)
         self.hyper = hyper
         self.step_count = 0
         self.names = list(params)
         self.impl = ops(backend)
-        self.state = {f"{slot}.{n}": np.zeros_like(params[n]) for slot in self.slots
-                      for n in self.names}
-        self._cached_plan = None             # the UpdatePlan over the arrays in _checked
+        self.state = {
+            f"{slot}.{n}": np.zeros_like(params[n]) for slot in self.slots for n in self.names
+        }
+        self._cached_plan = None  # the UpdatePlan over the arrays in _checked
         self._checked = SameArrays()
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-             clip: float = 0.0, max_norm: float = 0.0) -> float | None:
+    def step(
+        self,
+        params: dict[str, np.ndarray],
+        grads: dict[str, np.ndarray],
+        clip: float = 0.0,
+        max_norm: float = 0.0,
+    ) -> float | None:
         """One update of every parameter from its gradient (grads beyond params are ignored).
 
         clip > 0: each gradient element is first clipped to [-clip, clip] (elementwise clipping).
@@ -86,15 +94,22 @@ class Optimizer:
                 if not (isinstance(a, np.ndarray) and a.flags.c_contiguous):
                     raise ConfigError(f"{what} {n!r} must be a C-contiguous numpy array")
             state = self.state[f"{self.slots[0]}.{n}"] if self.slots else p
-            if g.shape != p.shape or p.shape != state.shape or g.dtype != p.dtype \
-                    or p.dtype != state.dtype:
-                raise ConfigError(f"parameter {n!r} {p.shape} {p.dtype}, its gradient "
-                                  f"{g.shape} {g.dtype} and the optimizer state "
-                                  f"{state.shape} {state.dtype} must agree")
+            if (
+                g.shape != p.shape
+                or p.shape != state.shape
+                or g.dtype != p.dtype
+                or p.dtype != state.dtype
+            ):
+                raise ConfigError(
+                    f"parameter {n!r} {p.shape} {p.dtype}, its gradient "
+                    f"{g.shape} {g.dtype} and the optimizer state "
+                    f"{state.shape} {state.dtype} must agree"
+                )
             if not p.flags.writeable:
                 raise ConfigError(f"parameter {n!r} is read-only")
-            views.append((_flat(p), _flat(g),
-                          tuple(_flat(self.state[f"{slot}.{n}"]) for slot in self.slots)))
+            views.append(
+                (_flat(p), _flat(g), tuple(_flat(self.state[f"{slot}.{n}"]) for slot in self.slots))
+            )
         plan = self.impl.UpdatePlan(views, len(self.slots))
         self._cached_plan = plan
         self._checked.remember(arrays)
@@ -122,8 +137,9 @@ class Optimizer:
         for key, buf in self.state.items():
             src = arrays[key]
             if src.shape != buf.shape:
-                raise ConfigError(f"optimizer state {key!r} has shape {src.shape}, "
-                                  f"expected {buf.shape}")
+                raise ConfigError(
+                    f"optimizer state {key!r} has shape {src.shape}, expected {buf.shape}"
+                )
             buf[...] = src
         self.step_count = int(step)
 
@@ -177,8 +193,8 @@ class Adam(Optimizer):
     def _prepare(self):
         t = self.step_count
         b1, b2 = self.hyper["beta1"], self.hyper["beta2"]
-        root = math.sqrt(1.0 - b2 ** t)
-        self._args = (self.lr * root / (1.0 - b1 ** t), b1, b2, self.hyper["eps"] * root)
+        root = math.sqrt(1.0 - b2**t)
+        self._args = (self.lr * root / (1.0 - b1**t), b1, b2, self.hyper["eps"] * root)
 
     def _update(self, plan, clip, scale):
         plan.adam(*self._args, clip, scale)
@@ -193,8 +209,9 @@ DEFAULT_HYPER = {
 }
 
 
-def make_optimizer(name: str, params: dict[str, np.ndarray], lr: float, backend: str = "kernel",
-                   **hyper: float) -> Optimizer:
+def make_optimizer(
+    name: str, params: dict[str, np.ndarray], lr: float, backend: str = "kernel", **hyper: float
+) -> Optimizer:
     """The optimizer called name ('sgd', 'adagrad', 'rmsprop', 'adam') over params, whose
     updates run in the kernel or in numpy (backend)."""
     if name not in _CLASSES:

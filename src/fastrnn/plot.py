@@ -8,6 +8,7 @@ with markers. Everything in bits per character: a log record's "train_bpc" / "va
 present, else its "train_loss" / "val_loss" (nats) divided by ln 2. matplotlib is an optional
 dependency (pip install "fastrnn[plot]"), drawn with the Agg backend (no display needed).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,12 +59,19 @@ def read_log(path: str | os.PathLike, name: str | None = None) -> Curves:
             record = json.loads(line)
             records.append((int(record["iteration"]), float(record["elapsed"]), record))
         except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"{path}: line {number} is not a fastrnn log record (JSON with "
-                              "iteration, elapsed and losses)") from None
+            raise ConfigError(
+                f"{path}: line {number} is not a fastrnn log record (JSON with "
+                "iteration, elapsed and losses)"
+            ) from None
     if not records:
         raise ConfigError(f"{path}: the log is empty")
-    return Curves(name, [r[0] for r in records], [r[1] for r in records],
-                  [_bits(r[2], "train") for r in records], [_bits(r[2], "val") for r in records])
+    return Curves(
+        name,
+        [r[0] for r in records],
+        [r[1] for r in records],
+        [_bits(r[2], "train") for r in records],
+        [_bits(r[2], "val") for r in records],
+    )
 
 
 def _points(xs: Sequence[float], ys: Sequence[float | None]) -> tuple[list[float], list[float]]:
@@ -91,10 +99,21 @@ def curves_figure(runs: Sequence[Curves]):
     for k, run in enumerate(runs):
         colour = f"C{k % 10}"
         for ax, xs in ((ax_it, run.iteration), (ax_time, run.elapsed)):
-            ax.plot(*_points(xs, run.train_bpc), color=colour, linewidth=1, alpha=0.7,
-                    label=f"{run.name} train")
-            ax.plot(*_points(xs, run.val_bpc), color=colour, linewidth=2, marker="o",
-                    markersize=3, label=f"{run.name} validation")
+            ax.plot(
+                *_points(xs, run.train_bpc),
+                color=colour,
+                linewidth=1,
+                alpha=0.7,
+                label=f"{run.name} train",
+            )
+            ax.plot(
+                *_points(xs, run.val_bpc),
+                color=colour,
+                linewidth=2,
+                marker="o",
+                markersize=3,
+                label=f"{run.name} validation",
+            )
     ax_it.set_xlabel("iteration")
     ax_time.set_xlabel("wall-clock time (s)")
     ax_it.set_ylabel("loss (bits/char)")
@@ -106,8 +125,11 @@ def curves_figure(runs: Sequence[Curves]):
     return fig
 
 
-def write_curves(log_paths: Sequence[str | os.PathLike], output: str | os.PathLike,
-                 names: Sequence[str] | None = None) -> None:
+def write_curves(
+    log_paths: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    names: Sequence[str] | None = None,
+) -> None:
     """Plot the runs of log_paths (named by names, default each file's stem) into output (the
     format from its extension, e.g. .png, .svg, .pdf). ConfigError with the install hint when
     matplotlib is missing, or naming an unreadable log."""

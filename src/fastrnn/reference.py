@@ -27,19 +27,20 @@ Buffers (allocated by the caller, once per shape):
                      first H*H values, and the forward reads Whh as it is
 Gradients (outputs, overwritten): dWxh (V,H), dWhh (H,H), dbh (H,), dWhy (H,V), dby (V,), dh0 (B,H).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 # ----------------------------------------------------------------------------- forward
 
+
 def embed_forward(x: np.ndarray, Wxh: np.ndarray, bh: np.ndarray, hs: np.ndarray) -> None:
     """hs[t, b] = Wxh[x[b, t]] + bh: the input projection of the whole chunk, a row gather."""
     np.add(Wxh[x.T], bh, out=hs)
 
 
-def recurrence_forward(h0: np.ndarray, Whh: np.ndarray, hs: np.ndarray,
-                       packed: np.ndarray) -> None:
+def recurrence_forward(h0: np.ndarray, Whh: np.ndarray, hs: np.ndarray, packed: np.ndarray) -> None:
     """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part.
     (packed is the kernel's scratch for a packed Whh; numpy multiplies by Whh directly.)"""
     h_prev = h0
@@ -49,8 +50,9 @@ def recurrence_forward(h0: np.ndarray, Whh: np.ndarray, hs: np.ndarray,
         h_prev = hs[t]
 
 
-def output_forward(hs: np.ndarray, Why: np.ndarray, by: np.ndarray, y: np.ndarray,
-                   probs: np.ndarray) -> float:
+def output_forward(
+    hs: np.ndarray, Why: np.ndarray, by: np.ndarray, y: np.ndarray, probs: np.ndarray
+) -> float:
     """probs = softmax(hs @ Why + by) over the chunk; returns the mean cross-entropy of y.
 
     Stable softmax: the row maximum is subtracted before exp, so a logit of 1e4 is harmless,
@@ -60,14 +62,14 @@ def output_forward(hs: np.ndarray, Why: np.ndarray, by: np.ndarray, y: np.ndarra
     np.matmul(hs.reshape(T * B, H), Why, out=probs)
     probs += by
     rows = np.arange(T * B)
-    targets = y.T.reshape(-1)                        # time-major, like the rows of probs
+    targets = y.T.reshape(-1)  # time-major, like the rows of probs
     row_max = probs.max(axis=1, keepdims=True)
     shifted_y = probs[rows, targets] - row_max[:, 0]
     probs -= row_max
     np.exp(probs, out=probs)
     sums = probs.sum(axis=1)
     probs /= sums[:, None]
-    nll = np.log(sums) - shifted_y                   # -log p[y] per row
+    nll = np.log(sums) - shifted_y  # -log p[y] per row
     return float(nll.sum(dtype=np.float64) / (T * B))
 
 
@@ -79,6 +81,7 @@ def rnn_forward(x, y, h0, Wxh, Whh, bh, Why, by, hs, probs, packed) -> float:
 
 
 # ----------------------------------------------------------------------------- backward
+
 
 def output_backward(hs, Why, y, probs, dhs, dWhy, dby) -> None:
     """From loss = mean(-log softmax(hs @ Why + by)[y]), with n = T*B:
@@ -100,7 +103,7 @@ def output_backward(hs, Why, y, probs, dhs, dWhy, dby) -> None:
 def transposed_copy(packed: np.ndarray, W: np.ndarray) -> np.ndarray:
     """A contiguous W^T in the first values of the scratch buffer packed (the kernel packs W^T
     into panels there); returns it as a (W.shape[1], W.shape[0]) view."""
-    WT = packed[:W.size].reshape(W.shape[::-1])
+    WT = packed[: W.size].reshape(W.shape[::-1])
     np.copyto(WT, W.T)
     return WT
 
@@ -136,8 +139,9 @@ def weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh) -> None:
     np.add.at(dWxh, x.T.reshape(-1), dhs.reshape(-1, H))
 
 
-def rnn_backward(x, y, h0, Whh, Why, hs, probs, dhs,
-                 dWxh, dWhh, dbh, dWhy, dby, dh0, packed) -> None:
+def rnn_backward(
+    x, y, h0, Whh, Why, hs, probs, dhs, dWxh, dWhh, dbh, dWhy, dby, dh0, packed
+) -> None:
     """Whole backward pass over one chunk, from the caches of rnn_forward."""
     output_backward(hs, Why, y, probs, dhs, dWhy, dby)
     recurrence_backward(h0, Whh, hs, dhs, dh0, packed)
@@ -146,13 +150,13 @@ def rnn_backward(x, y, h0, Whh, Why, hs, probs, dhs,
 
 # ----------------------------------------------------------------------------- sampling
 
+
 def draw_index(cdf: np.ndarray, u: float) -> int:
     """First i with cdf[i] > u * cdf[-1] (inverse-CDF draw from unnormalised weights)."""
     return int(np.searchsorted(cdf, u * cdf[-1], side="right"))
 
 
-def next_index(logits: np.ndarray, temperature: float, top_k: int, greedy: bool,
-               u: float) -> int:
+def next_index(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, u: float) -> int:
     """One draw from softmax(logits / temperature) restricted to the top_k largest logits
     (all V when top_k >= V), or the argmax when greedy."""
     if greedy:
@@ -169,8 +173,24 @@ def sample_index(logits, temperature, top_k, greedy, u, z, scratch) -> int:
     return next_index(logits, temperature, top_k, greedy, u)
 
 
-def rnn_generate(Wxh, Whh, bh, Why, by, h, first_index, uniforms, temperature, top_k, greedy,
-                 out, pre, logits, z, scratch) -> None:
+def rnn_generate(
+    Wxh,
+    Whh,
+    bh,
+    Why,
+    by,
+    h,
+    first_index,
+    uniforms,
+    temperature,
+    top_k,
+    greedy,
+    out,
+    pre,
+    logits,
+    z,
+    scratch,
+) -> None:
     """Generate len(out) indices, each read back as the next input, starting from first_index.
     h (H,) is updated in place to the last state; pre, logits, z, scratch are scratch buffers
     (kept for the kernel's signature). Per step: h = tanh(Wxh[x] + h @ Whh + bh);
@@ -186,6 +206,7 @@ def rnn_generate(Wxh, Whh, bh, Why, by, h, first_index, uniforms, temperature, t
 # ----------------------------------------------------------------------------- optimizers
 # Twins of the kernel's one-pass updates (UpdatePlan), over 1-D views; g is read as
 # clip(g) * scale.
+
 
 def _clipped(g: np.ndarray, clip: float, scale: float) -> np.ndarray:
     return np.clip(g, -clip, clip) * g.dtype.type(scale)
@@ -262,6 +283,7 @@ class UpdatePlan:
 # ----------------------------------------------------------------------------- checks
 # Twin of the kernel's SameArrays (_checks.pxi), for a build without the kernel.
 
+
 class SameArrays:
     """Remembers a set of arrays that passed the Python checks: the objects (held, so their
     identities cannot be reused) and their shapes. ``matches`` tells whether a list holds those
@@ -277,7 +299,8 @@ class SameArrays:
 
     def matches(self, arrays: list) -> bool:
         """True when arrays are the remembered objects, in order, with the remembered shapes."""
-        return (0 < len(arrays) == len(self.held)
-                and all(a is b for a, b in zip(arrays, self.held))
-                and all(a.shape == s for a, s in zip(arrays, self.shapes)))
-
+        return (
+            0 < len(arrays) == len(self.held)
+            and all(a is b for a, b in zip(arrays, self.held))
+            and all(a.shape == s for a, s in zip(arrays, self.shapes))
+        )

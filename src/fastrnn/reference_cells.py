@@ -35,6 +35,7 @@ Embedding buffers (E > 0):
     emb   (T, B, E)    embedding rows Wemb[x], cache (layer 0's input)
     demb  (T, B, E)    dL/demb, scratch
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,6 +59,7 @@ def sigmoid(a: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- forward
+
 
 def input_forward(x, Wx, b, gates) -> None:
     """gates[t, b] = Wx[x[b, t]] + b: layer 0's input projection, a row gather (x is one-hot)."""
@@ -85,14 +87,14 @@ def lstm_layer_forward(h0, c0, Whh, gates, hs, cs, tcs, packed) -> None:
     for t in range(T):
         g = gates[t]
         g += h_prev @ Whh
-        sigmoid(g[:, :2 * H], out=g[:, :2 * H])                  # i, f
-        np.tanh(g[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])       # g
-        sigmoid(g[:, 3 * H:], out=g[:, 3 * H:])                  # o
-        i, f, gg, o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+        sigmoid(g[:, : 2 * H], out=g[:, : 2 * H])  # i, f
+        np.tanh(g[:, 2 * H : 3 * H], out=g[:, 2 * H : 3 * H])  # g
+        sigmoid(g[:, 3 * H :], out=g[:, 3 * H :])  # o
+        i, f, gg, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
         np.multiply(f, c_prev, out=cs[t])
-        cs[t] += i * gg                                          # c = f * c_prev + i * g
+        cs[t] += i * gg  # c = f * c_prev + i * g
         np.tanh(cs[t], out=tcs[t])
-        np.multiply(o, tcs[t], out=hs[t])                        # h = o * tanh(c)
+        np.multiply(o, tcs[t], out=hs[t])  # h = o * tanh(c)
         h_prev, c_prev = hs[t], cs[t]
 
 
@@ -103,15 +105,15 @@ def gru_layer_forward(h0, Whh, bhn, gates, hns, hs, packed) -> None:
     h_prev = h0
     for t in range(T):
         g = gates[t]
-        g[:, :2 * H] += h_prev @ Whh[:, :2 * H]
-        np.matmul(h_prev, Whh[:, 2 * H:], out=hns[t])
-        hns[t] += bhn                                            # hn = h_prev Whh_n + bhn
-        sigmoid(g[:, :2 * H], out=g[:, :2 * H])                  # r, z
-        r, z, n = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
+        g[:, : 2 * H] += h_prev @ Whh[:, : 2 * H]
+        np.matmul(h_prev, Whh[:, 2 * H :], out=hns[t])
+        hns[t] += bhn  # hn = h_prev Whh_n + bhn
+        sigmoid(g[:, : 2 * H], out=g[:, : 2 * H])  # r, z
+        r, z, n = g[:, :H], g[:, H : 2 * H], g[:, 2 * H :]
         n += r * hns[t]
-        np.tanh(n, out=n)                                        # n = tanh(x W_n + b_n + r*hn)
+        np.tanh(n, out=n)  # n = tanh(x W_n + b_n + r*hn)
         np.multiply(1.0 - z, n, out=hs[t])
-        hs[t] += z * h_prev                                      # h = (1-z) n + z h_prev
+        hs[t] += z * h_prev  # h = (1-z) n + z h_prev
         h_prev = hs[t]
 
 
@@ -126,6 +128,7 @@ def head_forward(h, Why, by, y, probs) -> float:
 
 
 # ----------------------------------------------------------------------------- backward
+
 
 def head_backward(h, Why, y, probs, dh, dWhy, dby) -> None:
     """dWhy, dby and dh = dL/dh from the head (see output_backward)."""
@@ -151,8 +154,7 @@ def rnn_layer_backward(h0, Whh, hs, dhs, dWhh, dh0, packed) -> None:
     recurrent_weight_backward(h0, hs, dhs, dWhh)
 
 
-def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0,
-                        packed) -> None:
+def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0, packed) -> None:
     """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation).
     packed holds a contiguous Whh^T (4H, H) during the recurrence (the kernel: packed Whh^T)."""
     T, B, H = hs.shape
@@ -160,16 +162,16 @@ def lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0
     dc.fill(0.0)
     for t in range(T - 1, -1, -1):
         g, dh = gates[t], dhs[t]
-        i, f = g[:, :H].copy(), g[:, H:2 * H].copy()
-        gg, o = g[:, 2 * H:3 * H].copy(), g[:, 3 * H:].copy()
+        i, f = g[:, :H].copy(), g[:, H : 2 * H].copy()
+        gg, o = g[:, 2 * H : 3 * H].copy(), g[:, 3 * H :].copy()
         c_prev = cs[t - 1] if t > 0 else c0
-        do = dh * tcs[t]                                          # h = o * tanh(c)
+        do = dh * tcs[t]  # h = o * tanh(c)
         dc += dh * o * (1.0 - tcs[t] * tcs[t])
-        np.multiply(dc * gg, i * (1.0 - i), out=g[:, :H])        # c = f c_prev + i g, i = sig
-        np.multiply(dc * c_prev, f * (1.0 - f), out=g[:, H:2 * H])
-        np.multiply(dc * i, 1.0 - gg * gg, out=g[:, 2 * H:3 * H])  # g = tanh
-        np.multiply(do, o * (1.0 - o), out=g[:, 3 * H:])
-        dc *= f                                                  # dc_{t-1}
+        np.multiply(dc * gg, i * (1.0 - i), out=g[:, :H])  # c = f c_prev + i g, i = sig
+        np.multiply(dc * c_prev, f * (1.0 - f), out=g[:, H : 2 * H])
+        np.multiply(dc * i, 1.0 - gg * gg, out=g[:, 2 * H : 3 * H])  # g = tanh
+        np.multiply(do, o * (1.0 - o), out=g[:, 3 * H :])
+        dc *= f  # dc_{t-1}
         # gates_t += h_{t-1} @ Whh  ->  dh_{t-1} += dgates_t @ Whh^T
         if t > 0:
             dhs[t - 1] += g @ WhhT
@@ -188,25 +190,25 @@ def gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0, packed) ->
     dh0.fill(0.0)
     for t in range(T - 1, -1, -1):
         g, dh = gates[t], dhs[t]
-        r, z, n = g[:, :H].copy(), g[:, H:2 * H].copy(), g[:, 2 * H:].copy()
+        r, z, n = g[:, :H].copy(), g[:, H : 2 * H].copy(), g[:, 2 * H :].copy()
         h_prev = hs[t - 1] if t > 0 else h0
         dh_prev = dhs[t - 1] if t > 0 else dh0
         # h = (1-z) n + z h_prev; n = tanh(a)
         da = dh * (1.0 - z) * (1.0 - n * n)
-        np.multiply(da * hns[t], r * (1.0 - r), out=g[:, :H])    # a = x W_n + b_n + r * hn
-        np.multiply(dh * (h_prev - n), z * (1.0 - z), out=g[:, H:2 * H])
-        g[:, 2 * H:] = da
-        np.multiply(da, r, out=hns[t])                           # dhn
+        np.multiply(da * hns[t], r * (1.0 - r), out=g[:, :H])  # a = x W_n + b_n + r * hn
+        np.multiply(dh * (h_prev - n), z * (1.0 - z), out=g[:, H : 2 * H])
+        g[:, 2 * H :] = da
+        np.multiply(da, r, out=hns[t])  # dhn
         dh_prev += dh * z
         # [r z] pre += h_prev @ Whh_rz;  hn = h_prev @ Whh_n + bhn
-        dh_prev += g[:, :2 * H] @ WhhT[:2 * H]
-        dh_prev += hns[t] @ WhhT[2 * H:]
-    np.matmul(h0.T, gates[0, :, :2 * H], out=dWhh[:, :2 * H])
-    np.matmul(h0.T, hns[0], out=dWhh[:, 2 * H:])
+        dh_prev += g[:, : 2 * H] @ WhhT[: 2 * H]
+        dh_prev += hns[t] @ WhhT[2 * H :]
+    np.matmul(h0.T, gates[0, :, : 2 * H], out=dWhh[:, : 2 * H])
+    np.matmul(h0.T, hns[0], out=dWhh[:, 2 * H :])
     if T > 1:
         hp = hs[:-1].reshape(-1, H).T
-        dWhh[:, :2 * H] += hp @ gates[1:, :, :2 * H].reshape(-1, 2 * H)
-        dWhh[:, 2 * H:] += hp @ hns[1:].reshape(-1, H)
+        dWhh[:, : 2 * H] += hp @ gates[1:, :, : 2 * H].reshape(-1, 2 * H)
+        dWhh[:, 2 * H :] += hp @ hns[1:].reshape(-1, H)
     np.sum(hns.reshape(-1, H), axis=0, out=dbhn)
 
 
@@ -230,6 +232,7 @@ def project_backward(xin, Wx, dgates, dWx, db, dxin) -> None:
 # ----------------------------------------------------------------------------- embedding
 # Layer 0 of an embedded model: emb = Wemb[x], then project_forward(emb, Wxh, bh, gates);
 # backward: project_backward(emb, Wxh, dgates, dWxh, dbh, demb), then embedding_backward.
+
 
 def embedding_forward(x, Wemb, emb) -> None:
     """emb[t, b] = Wemb[x[b, t]]: the embedding rows of the chunk's inputs, a row gather.
@@ -282,9 +285,35 @@ def head_step(h, Why, packed, by, logits) -> None:
     np.add(h @ Why, by, out=logits)
 
 
-def stack_generate(cell, Wemb, Wxhs, Whhs, bhs, bhns, Why, by, h, c, xs, uniforms, temperature,
-                   top_k, greedy, out, emb, gates, hn, h_new, c_new, tc, logits, packed,
-                   packed_whh, z, scratch) -> None:
+def stack_generate(
+    cell,
+    Wemb,
+    Wxhs,
+    Whhs,
+    bhs,
+    bhns,
+    Why,
+    by,
+    h,
+    c,
+    xs,
+    uniforms,
+    temperature,
+    top_k,
+    greedy,
+    out,
+    emb,
+    gates,
+    hn,
+    h_new,
+    c_new,
+    tc,
+    logits,
+    packed,
+    packed_whh,
+    z,
+    scratch,
+) -> None:
     """Generate out.shape[1] indices for each of the out.shape[0] streams, each read back as
     that stream's next input, starting from xs; h (L, N, H) and the LSTM's c updated in place.
     uniforms[n, b] is stream b's draw at step n. See _generate.pxi for every buffer."""
@@ -293,8 +322,21 @@ def stack_generate(cell, Wemb, Wxhs, Whhs, bhs, bhns, Why, by, h, c, xs, uniform
     for n in range(out.shape[1]):
         input_step(xs, Wemb, E, Wxhs[0], bhs[0], emb, gates)
         for layer in range(h.shape[0]):
-            layer_step(cell, None if layer == 0 else h[layer - 1], Wxhs[layer], Whhs[layer],
-                       bhs[layer], bhns[layer], h[layer], c[layer], gates, hn, h_new, c_new, tc)
+            layer_step(
+                cell,
+                None if layer == 0 else h[layer - 1],
+                Wxhs[layer],
+                Whhs[layer],
+                bhs[layer],
+                bhns[layer],
+                h[layer],
+                c[layer],
+                gates,
+                hn,
+                h_new,
+                c_new,
+                tc,
+            )
         head_step(h[-1], Why, packed, by, logits)
         for b in range(xs.shape[0]):
             xs[b] = next_index(logits[b], temperature, top_k, greedy, uniforms[n, b])

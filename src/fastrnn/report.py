@@ -3,6 +3,7 @@ the summary, with the descriptions of the cell and of the BLAS in use.
 
 Nothing here changes the run; train.py calls these with the numbers it has.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,31 +38,54 @@ def blas_description() -> str:
         if info.get("user_api") != "blas":
             continue
         path = info.get("filepath", "")
-        owner = ("scipy's, used by the kernel" if f"scipy.libs{os.sep}" in path
-                 or f"{os.sep}scipy{os.sep}" in path else "numpy's" if "numpy" in path
-                 else os.path.basename(path))
+        owner = (
+            "scipy's, used by the kernel"
+            if f"scipy.libs{os.sep}" in path or f"{os.sep}scipy{os.sep}" in path
+            else "numpy's"
+            if "numpy" in path
+            else os.path.basename(path)
+        )
         n = info.get("num_threads")
-        parts.append(f"{info.get('internal_api')} {info.get('version') or ''} ({owner}) "
-                     f"{n} thread{'s' if n != 1 else ''}".replace("  ", " "))
+        parts.append(
+            f"{info.get('internal_api')} {info.get('version') or ''} ({owner}) "
+            f"{n} thread{'s' if n != 1 else ''}".replace("  ", " ")
+        )
     return "BLAS " + ("; ".join(parts) if parts else "not detected")
 
 
-def start_block(cfg: TrainConfig, model: CharRNN, data: TrainData, iteration: int,
-                planned: int | None, best_checkpoint: str | None) -> list[str]:
+def start_block(
+    cfg: TrainConfig,
+    model: CharRNN,
+    data: TrainData,
+    iteration: int,
+    planned: int | None,
+    best_checkpoint: str | None,
+) -> list[str]:
     """The lines printed before the first iteration: what will be trained, on what, how long."""
     b = data.batches
-    plan = (f"{planned:,} iterations ({planned / b.chunks_per_epoch:.2f} epochs)"
-            if planned is not None else "until the time limit")
+    plan = (
+        f"{planned:,} iterations ({planned / b.chunks_per_epoch:.2f} epochs)"
+        if planned is not None
+        else "until the time limit"
+    )
     if cfg.time_limit > 0 and planned is not None:
         plan += f" or {cfg.time_limit:g} s, whichever comes first"
-    start = (f"resuming {cfg.resume} at iteration {iteration}" if cfg.resume else
-             f"fine-tuning from {cfg.init_from}" if cfg.init_from else "new run")
+    start = (
+        f"resuming {cfg.resume} at iteration {iteration}"
+        if cfg.resume
+        else f"fine-tuning from {cfg.init_from}"
+        if cfg.init_from
+        else "new run"
+    )
     return [
         f"fastrnn-train: {start}",
         f"  corpus      {data.name}: {data.chars:,} characters, "
         f"vocabulary {data.vocab_size}; "
-        + (f"validation {cfg.val_file}: {data.val_chars:,} characters" if cfg.val_file else
-           f"validation tail {data.val_chars:,} ({cfg.val_fraction:.1%})"),
+        + (
+            f"validation {cfg.val_file}: {data.val_chars:,} characters"
+            if cfg.val_file
+            else f"validation tail {data.val_chars:,} ({cfg.val_fraction:.1%})"
+        ),
         f"  model       {describe_cell(model)}, hidden {model.hidden_size}, "
         f"{model.num_params:,} parameters, {model.dtype.name}",
         f"  batches     {cfg.batch_size} streams x {cfg.seq_length} steps = "
@@ -72,21 +96,25 @@ def start_block(cfg: TrainConfig, model: CharRNN, data: TrainData, iteration: in
         + (f", clip ±{cfg.grad_clip:g}" if cfg.grad_clip > 0 else "")
         + (f", max grad norm {cfg.max_grad_norm:g}" if cfg.max_grad_norm > 0 else ""),
         f"  compute     backend {cfg.backend}; {blas_description()}",
-        (f"  checkpoint  {cfg.checkpoint} (best: {best_checkpoint})"
-         + (f", every {cfg.eval_every} iterations" if cfg.eval_every else ", at the end")
-         if cfg.checkpoint else "  checkpoint  none (no file is written)")
-        + (f"; stop after {cfg.patience} evaluations without improvement"
-           if cfg.patience else ""),
+        (
+            f"  checkpoint  {cfg.checkpoint} (best: {best_checkpoint})"
+            + (f", every {cfg.eval_every} iterations" if cfg.eval_every else ", at the end")
+            if cfg.checkpoint
+            else "  checkpoint  none (no file is written)"
+        )
+        + (f"; stop after {cfg.patience} evaluations without improvement" if cfg.patience else ""),
     ]
 
 
 def describe_schedule(cfg: TrainConfig) -> str:
     """' x0.5 every 1000', ', cosine to 10%', ... and the warmup, for the start block."""
-    text = {"constant": "",
-            "step": f" x{cfg.lr_decay:g} every {cfg.lr_decay_every}",
-            "cosine": f", cosine to {COSINE_FINAL_FRACTION:.0%} at the planned end",
-            "plateau": f" x{cfg.lr_decay:g} after {cfg.plateau_patience} evaluations without "
-                       "improvement"}[cfg.lr_schedule]
+    text = {
+        "constant": "",
+        "step": f" x{cfg.lr_decay:g} every {cfg.lr_decay_every}",
+        "cosine": f", cosine to {COSINE_FINAL_FRACTION:.0%} at the planned end",
+        "plateau": f" x{cfg.lr_decay:g} after {cfg.plateau_patience} evaluations without "
+        "improvement",
+    }[cfg.lr_schedule]
     return text + (f", warmup {cfg.warmup_iters} iterations" if cfg.warmup_iters else "")
 
 
@@ -108,18 +136,30 @@ def loss_text(nats: float | None, unit: str = "") -> str:
     return f"{nats:.4f}{unit} ({bits(nats):.3f} bits/char)"
 
 
-def eval_line(iteration: int, epoch: float, smoothed: float | None, val: float | None,
-              rate: float) -> str:
+def eval_line(
+    iteration: int, epoch: float, smoothed: float | None, val: float | None, rate: float
+) -> str:
     """One line per evaluation; losses in nats/char with bits/char beside them."""
-    return (f"iter {iteration:>7}  epoch {epoch:6.2f}  {SMOOTHED} {loss_text(smoothed)}  "
-            f"val {loss_text(val)}  {rate:,.0f} chars/s")
+    return (
+        f"iter {iteration:>7}  epoch {epoch:6.2f}  {SMOOTHED} {loss_text(smoothed)}  "
+        f"val {loss_text(val)}  {rate:,.0f} chars/s"
+    )
 
 
-STOP_WORDS = {"sigint": "interrupted (SIGINT)", "sigterm": "terminated (SIGTERM)",
-              "time_limit": "time limit reached", "max_iters": "done", "max_epochs": "done",
-              "patience": "stopped early (the validation loss stopped improving)"}
-LIMIT_FLAGS = {"max_iters": "--max-iters", "max_epochs": "--max-epochs",
-               "time_limit": "--time-limit", "patience": "--patience"}
+STOP_WORDS = {
+    "sigint": "interrupted (SIGINT)",
+    "sigterm": "terminated (SIGTERM)",
+    "time_limit": "time limit reached",
+    "max_iters": "done",
+    "max_epochs": "done",
+    "patience": "stopped early (the validation loss stopped improving)",
+}
+LIMIT_FLAGS = {
+    "max_iters": "--max-iters",
+    "max_epochs": "--max-epochs",
+    "time_limit": "--time-limit",
+    "patience": "--patience",
+}
 
 
 def summary(r: TrainResult) -> str:
@@ -134,20 +174,24 @@ def summary(r: TrainResult) -> str:
         best += f" at iteration {r.best_iteration}" if r.best_iteration is not None else ""
         best += f" in {r.best_checkpoint}" if r.best_checkpoint else ""
     where = f"checkpoint {r.checkpoint}" if r.checkpoint else "no checkpoint written"
-    return (f"{how}: {r.iterations:,} iterations, {r.chars_seen:,} characters seen, "
-            f"{r.wall_time:.1f} s, {r.chars_per_sec:,.0f} chars/s; {SMOOTHED} loss "
-            f"{loss_text(r.train_loss, ' nats/char')}, val loss "
-            f"{loss_text(r.val_loss, ' nats/char')}{best}; "
-            f"{where}")
+    return (
+        f"{how}: {r.iterations:,} iterations, {r.chars_seen:,} characters seen, "
+        f"{r.wall_time:.1f} s, {r.chars_per_sec:,.0f} chars/s; {SMOOTHED} loss "
+        f"{loss_text(r.train_loss, ' nats/char')}, val loss "
+        f"{loss_text(r.val_loss, ' nats/char')}{best}; "
+        f"{where}"
+    )
 
 
 def complete(r: TrainResult) -> str:
     """What a resume of a run that had already reached its limit says instead of training."""
     limit = LIMIT_FLAGS.get(r.done_by or "", r.done_by)
-    return (f"{r.resumed}: the run is complete ({limit} reached at iteration {r.iterations:,}); "
-            f"nothing to train. To extend it, resume with a new budget counted from here: "
-            f"fastrnn-train --resume {r.resumed} --max-iters N (or --max-epochs E, "
-            f"--time-limit SECONDS)")
+    return (
+        f"{r.resumed}: the run is complete ({limit} reached at iteration {r.iterations:,}); "
+        f"nothing to train. To extend it, resume with a new budget counted from here: "
+        f"fastrnn-train --resume {r.resumed} --max-iters N (or --max-epochs E, "
+        f"--time-limit SECONDS)"
+    )
 
 
 class Progress:
@@ -167,23 +211,38 @@ class Progress:
         if not self.quiet and isatty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, file=self.out, unit="it",
-                            dynamic_ncols=True, smoothing=0.1)
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                file=self.out,
+                unit="it",
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
 
-    def update(self, iteration: int, epoch: float, loss: float, val: float | None,
-               rate: float) -> None:
+    def update(
+        self, iteration: int, epoch: float, loss: float, val: float | None, rate: float
+    ) -> None:
         if self.quiet:
             return
         if self.bar is not None:
             self.bar.n = iteration
             self.bar.set_description(f"epoch {epoch:.2f}", refresh=False)
-            self.bar.set_postfix_str(f"{SMOOTHED} {loss:.3f}" + (f" val {val:.3f}" if val else "")
-                                     + f" {rate:,.0f} chars/s", refresh=False)
+            self.bar.set_postfix_str(
+                f"{SMOOTHED} {loss:.3f}"
+                + (f" val {val:.3f}" if val else "")
+                + f" {rate:,.0f} chars/s",
+                refresh=False,
+            )
             self.bar.update(0)
         elif time.monotonic() - self.last_line >= PLAIN_PROGRESS_SECONDS:
             self.last_line = time.monotonic()
-            print(f"iter {iteration:>7}  epoch {epoch:6.2f}  {SMOOTHED} {loss:.4f}  "
-                  f"{rate:,.0f} chars/s", file=self.out, flush=True)
+            print(
+                f"iter {iteration:>7}  epoch {epoch:6.2f}  {SMOOTHED} {loss:.4f}  "
+                f"{rate:,.0f} chars/s",
+                file=self.out,
+                flush=True,
+            )
 
     def say(self, line: str) -> None:
         """Print a line (without breaking the bar)."""

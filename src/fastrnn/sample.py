@@ -4,6 +4,7 @@ The per-character loop is CharRNN.generate (compiled in the kernel, with a numpy
 module adds what a user needs around it: the prime, option checks with clear messages, the
 vocabulary, and streaming in blocks.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,17 @@ def warm_up(model: CharRNN, h: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return h
 
 
-def generate(model: CharRNN, h: np.ndarray, first_index: int, length: int,
-             temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-             rng: np.random.Generator | None = None, backend: str = "kernel") -> Iterator[int]:
+def generate(
+    model: CharRNN,
+    h: np.ndarray,
+    first_index: int,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    rng: np.random.Generator | None = None,
+    backend: str = "kernel",
+) -> Iterator[int]:
     """Yield length indices: each is drawn from the model's prediction after the previous one.
 
     h is the state before first_index is read, as CharRNN.generate takes it ((1, H) for a
@@ -42,14 +51,23 @@ def generate(model: CharRNN, h: np.ndarray, first_index: int, length: int,
     h = np.array(h, dtype=model.dtype, order="C")  # generate() updates it in place
     x = first_index
     for start in range(0, length, STREAM_BLOCK):
-        block = model.generate(h, x, min(STREAM_BLOCK, length - start), temperature, top_k,
-                               greedy, rng, backend=backend)
+        block = model.generate(
+            h,
+            x,
+            min(STREAM_BLOCK, length - start),
+            temperature,
+            top_k,
+            greedy,
+            rng,
+            backend=backend,
+        )
         yield from block.tolist()
         x = int(block[-1])
 
 
-def check_sampling_options(vocab_size: int, length: int, temperature: float,
-                           top_k: int | None) -> None:
+def check_sampling_options(
+    vocab_size: int, length: int, temperature: float, top_k: int | None
+) -> None:
     """ConfigError for a negative length, temperature <= 0 (or not finite), top_k outside [1, V]."""
     if length < 0:
         raise ConfigError(f"length must be >= 0, got {length}")
@@ -59,10 +77,18 @@ def check_sampling_options(vocab_size: int, length: int, temperature: float,
         raise ConfigError(f"top-k must be in [1, {vocab_size}] (the vocabulary size), got {top_k}")
 
 
-def iter_sample(model: CharRNN, vocab: Vocabulary, length: int = 500, prime: str = "",
-                temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-                seed: int | None = None, rng: np.random.Generator | None = None,
-                backend: str = "kernel") -> Iterator[str]:
+def iter_sample(
+    model: CharRNN,
+    vocab: Vocabulary,
+    length: int = 500,
+    prime: str = "",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    backend: str = "kernel",
+) -> Iterator[str]:
     """Yield length generated characters (the prime itself is not yielded).
 
     Without a prime, generation starts after a '\\n' if the vocabulary has one (the start of a
@@ -74,16 +100,23 @@ def iter_sample(model: CharRNN, vocab: Vocabulary, length: int = 500, prime: str
         yield vocab.chars[i]
 
 
-def primed_state(model: CharRNN, vocab: Vocabulary, length: int, prime: str,
-                 temperature: float, top_k: int | None,
-                 rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def primed_state(
+    model: CharRNN,
+    vocab: Vocabulary,
+    length: int,
+    prime: str,
+    temperature: float,
+    top_k: int | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, int]:
     """(the one-stream state after the prime but its last character, that character's index):
     where generation starts. Checks the options first (ConfigError)."""
     check_sampling_options(vocab.size, length, temperature, top_k)
     unknown = vocab.unknown_chars(prime)
     if unknown:
-        raise ConfigError("prime text has characters outside the model's vocabulary: "
-                          + describe_chars(unknown))
+        raise ConfigError(
+            "prime text has characters outside the model's vocabulary: " + describe_chars(unknown)
+        )
     if prime:
         indices = vocab.encode(prime)
     elif "\n" in vocab.chars:
@@ -93,10 +126,19 @@ def primed_state(model: CharRNN, vocab: Vocabulary, length: int, prime: str,
     return warm_up(model, model.initial_state(1), indices), int(indices[-1])
 
 
-def sample_many(model: CharRNN, vocab: Vocabulary, num_samples: int, length: int = 500,
-                prime: str = "", temperature: float = 1.0, top_k: int | None = None,
-                greedy: bool = False, seed: int | None = None,
-                rng: np.random.Generator | None = None, backend: str = "kernel") -> list[str]:
+def sample_many(
+    model: CharRNN,
+    vocab: Vocabulary,
+    num_samples: int,
+    length: int = 500,
+    prime: str = "",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    backend: str = "kernel",
+) -> list[str]:
     """num_samples generated texts (without the prime), all continuing the same prime, drawn
     together as num_samples streams of one CharRNN.generate call (the weights are read once per
     character for all of them). Same seed, same texts; with num_samples = 1 the text is
@@ -107,23 +149,41 @@ def sample_many(model: CharRNN, vocab: Vocabulary, num_samples: int, length: int
     rng = rng if rng is not None else np.random.default_rng(seed)
     h, first = primed_state(model, vocab, length, prime, temperature, top_k, rng)
     shape = model.initial_state(num_samples).shape
-    streams = np.ascontiguousarray(np.broadcast_to(h, shape) if h.ndim == 2
-                                   else np.repeat(h, num_samples, axis=-2))
-    out = model.generate(streams, np.full(num_samples, first), length, temperature, top_k,
-                         greedy, rng, backend=backend)
+    streams = np.ascontiguousarray(
+        np.broadcast_to(h, shape) if h.ndim == 2 else np.repeat(h, num_samples, axis=-2)
+    )
+    out = model.generate(
+        streams,
+        np.full(num_samples, first),
+        length,
+        temperature,
+        top_k,
+        greedy,
+        rng,
+        backend=backend,
+    )
     chars = np.array(list(vocab.chars))
     return ["".join(chars[row]) for row in out]
 
 
-def sample(model: CharRNN, vocab: Vocabulary, length: int = 500, prime: str = "",
-           temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-           seed: int | None = None, on_text: Callable[[str], None] | None = None,
-           backend: str = "kernel") -> str:
+def sample(
+    model: CharRNN,
+    vocab: Vocabulary,
+    length: int = 500,
+    prime: str = "",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+    on_text: Callable[[str], None] | None = None,
+    backend: str = "kernel",
+) -> str:
     """The generated text (without the prime); on_text, if given, receives each character as
     soon as its block of STREAM_BLOCK is drawn (for streaming output)."""
     out = []
-    for ch in iter_sample(model, vocab, length, prime, temperature, top_k, greedy, seed,
-                          backend=backend):
+    for ch in iter_sample(
+        model, vocab, length, prime, temperature, top_k, greedy, seed, backend=backend
+    ):
         out.append(ch)
         if on_text is not None:
             on_text(ch)

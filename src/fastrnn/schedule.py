@@ -14,6 +14,7 @@ run's counters, so a resumed run (which restores the counters) follows the same 
 ``iteration`` is the number of updates already taken, so the first update (iteration 0) of a
 warmup of W iterations uses base / W and update W - 1 the full base rate.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,13 @@ def cosine_factor(progress: float, final: float = COSINE_FINAL_FRACTION) -> floa
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
-def cosine_progress(iteration: int, warmup_iters: int, planned_iterations: int | None,
-                    train_seconds: float, time_limit: float) -> float:
+def cosine_progress(
+    iteration: int,
+    warmup_iters: int,
+    planned_iterations: int | None,
+    train_seconds: float,
+    time_limit: float,
+) -> float:
     """The fraction of the planned run done, for the cosine schedule: from the iteration budget
     when there is one, (iteration - warmup) / (planned - warmup); else from the time budget,
     train_seconds / time_limit; 0 when the run has neither."""
@@ -55,9 +61,17 @@ def cosine_progress(iteration: int, warmup_iters: int, planned_iterations: int |
     return 0.0
 
 
-def learning_rate(schedule: str, base: float, iteration: int, *, warmup_iters: int = 0,
-                  decay: float = 1.0, decay_every: int = 1, progress: float = 0.0,
-                  plateau_scale: float = 1.0) -> float:
+def learning_rate(
+    schedule: str,
+    base: float,
+    iteration: int,
+    *,
+    warmup_iters: int = 0,
+    decay: float = 1.0,
+    decay_every: int = 1,
+    progress: float = 0.0,
+    plateau_scale: float = 1.0,
+) -> float:
     """The rate of the update after ``iteration`` updates (see the module docstring)."""
     if schedule == "constant":
         rate = base

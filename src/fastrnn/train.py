@@ -10,6 +10,7 @@ is in the checkpoint: parameters, optimizer state, hidden state, data position, 
 The options and how they meet a checkpoint are in config.py, the learning-rate schedules and the
 watch on the validation loss in schedule.py, what the run prints in report.py.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,12 +31,28 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import distributed, report
 from .checkpoint import best_path
-from .config import (DEFAULT_TIME_LIMIT, TrainConfig, budget_given,
-                     canonical_options, check_option_names, checkpoint_to_load, resolve_config)
+from .config import (
+    DEFAULT_TIME_LIMIT,
+    TrainConfig,
+    budget_given,
+    canonical_options,
+    check_option_names,
+    checkpoint_to_load,
+    resolve_config,
+)
 from .corpus import Corpus, chars_outside, load_corpus, remap_ids, text_corpus
-from .data import (DEFAULT_CORPUS_NAME, BatchIterator, Position, ValidationChunks, Vocabulary,
-                   check_length, default_corpus, describe_chars, split_train_val,
-                   validation_chunks)
+from .data import (
+    DEFAULT_CORPUS_NAME,
+    BatchIterator,
+    Position,
+    ValidationChunks,
+    Vocabulary,
+    check_length,
+    default_corpus,
+    describe_chars,
+    split_train_val,
+    validation_chunks,
+)
 from .errors import CheckpointError, ConfigError, CorpusError, DivergedError, FastrnnError
 from .model import CharRNN
 from .optim import make_optimizer
@@ -59,14 +76,14 @@ class TrainResult:
     best_val_loss: float | None
     wall_time: float
     chars_per_sec: float
-    stop_reason: str                  # a limit, 'patience', 'sigint', 'sigterm', 'complete'
+    stop_reason: str  # a limit, 'patience', 'sigint', 'sigterm', 'complete'
     checkpoint: str | None
     model: CharRNN = field(repr=False)
     vocab: Vocabulary = field(repr=False)
-    best_iteration: int | None = None   # where best_val_loss came
+    best_iteration: int | None = None  # where best_val_loss came
     best_checkpoint: str | None = None  # the checkpoint of the best validation loss, if written
-    resumed: str | None = None          # the checkpoint a resumed run continued
-    done_by: str | None = None          # 'complete': the limit that had ended the run before
+    resumed: str | None = None  # the checkpoint a resumed run continued
+    done_by: str | None = None  # 'complete': the limit that had ended the run before
 
     @property
     def exit_status(self) -> int:
@@ -74,8 +91,14 @@ class TrainResult:
         return EXIT_STATUS.get(self.stop_reason, 0)
 
 
-def train(corpus: str | None = None, *, text: str | None = None, out: TextIO | None = None,
-          handle_signals: bool = True, **options: Any) -> TrainResult:
+def train(
+    corpus: str | None = None,
+    *,
+    text: str | None = None,
+    out: TextIO | None = None,
+    handle_signals: bool = True,
+    **options: Any,
+) -> TrainResult:
     """Train as ``fastrnn-train`` does and return a TrainResult.
 
     corpus: a text file, a directory, or a list of them read as one text (None: the default
@@ -88,14 +111,18 @@ def train(corpus: str | None = None, *, text: str | None = None, out: TextIO | N
     also for an unknown option name) and DivergedError.
     """
     if corpus is not None:
-        options["corpus"] = (os.fspath(corpus) if isinstance(corpus, (str, os.PathLike))
-                             else [os.fspath(c) for c in corpus])
+        options["corpus"] = (
+            os.fspath(corpus)
+            if isinstance(corpus, (str, os.PathLike))
+            else [os.fspath(c) for c in corpus]
+        )
     check_option_names(options)
     trainer = Trainer(options, text=text, out=out if out is not None else sys.stdout)
     return trainer.run(handle_signals=handle_signals)
 
 
 # ---------------------------------------------------------------------------- the data
+
 
 @dataclass
 class TrainData:
@@ -133,54 +160,76 @@ def find_corpus(stored: str, checkpoint: str) -> str:
     for path in (stored, beside):
         if os.path.exists(path):
             return os.path.abspath(path)
-    raise CorpusError(f"the corpus of {checkpoint}, {stored}, cannot be found (nor {beside}); "
-                      f"give the text as TEXT_FILE: fastrnn-train TEXT_FILE --resume "
-                      f"{checkpoint}")
+    raise CorpusError(
+        f"the corpus of {checkpoint}, {stored}, cannot be found (nor {beside}); "
+        f"give the text as TEXT_FILE: fastrnn-train TEXT_FILE --resume "
+        f"{checkpoint}"
+    )
 
 
-def prepare_data(cfg: TrainConfig, corpus: Corpus, ids: np.ndarray,
-                 val_ids: np.ndarray | None, vocab: Vocabulary) -> TrainData:
+def prepare_data(
+    cfg: TrainConfig, corpus: Corpus, ids: np.ndarray, val_ids: np.ndarray | None, vocab: Vocabulary
+) -> TrainData:
     """Training streams over ids (a view: a memory-mapped corpus is not copied) and the
     validation chunks: of val_ids (--val-file) if given, else of the tail of ids."""
     val_fraction = 0.0 if val_ids is not None else cfg.val_fraction
     check_length(ids.size, cfg.batch_size, cfg.seq_length, val_fraction)
     train_ids, tail = split_train_val(ids, val_fraction)
     val_ids = tail if val_ids is None else val_ids
-    return TrainData(name=corpus.name, chars=ids.size, sha256=corpus.sha256,
-                     vocab_size=vocab.size,
-                     batches=BatchIterator(train_ids, cfg.batch_size, cfg.seq_length),
-                     val_chunks=validation_chunks(val_ids, cfg.batch_size, cfg.seq_length),
-                     val_chars=val_ids.size)
+    return TrainData(
+        name=corpus.name,
+        chars=ids.size,
+        sha256=corpus.sha256,
+        vocab_size=vocab.size,
+        batches=BatchIterator(train_ids, cfg.batch_size, cfg.seq_length),
+        val_chunks=validation_chunks(val_ids, cfg.batch_size, cfg.seq_length),
+        val_chars=val_ids.size,
+    )
 
 
 def load_val_ids(cfg: TrainConfig, vocab: Vocabulary) -> np.ndarray:
     """--val-file's indices over the model's vocabulary (which must cover its characters)."""
+    assert cfg.val_file is not None
     val = load_corpus([cfg.val_file], cfg.cache_dir, cfg.verify_cache)
     unknown = chars_outside(val.vocab, vocab)
     if unknown:
-        raise CorpusError(f"{val.name} has {len(unknown)} characters outside the vocabulary "
-                          f"of the training corpus: {describe_chars(unknown)}")
+        raise CorpusError(
+            f"{val.name} has {len(unknown)} characters outside the vocabulary "
+            f"of the training corpus: {describe_chars(unknown)}"
+        )
     return remap_ids(val.ids, val.vocab, vocab)
 
 
-def model_for(cfg: TrainConfig, loaded: ckpt.Checkpoint | None,
-              corpus: Corpus) -> tuple[CharRNN, Vocabulary]:
+def model_for(
+    cfg: TrainConfig, loaded: ckpt.Checkpoint | None, corpus: Corpus
+) -> tuple[CharRNN, Vocabulary]:
     """A new model over the corpus's vocabulary, or the checkpoint's model, whose vocabulary
     must then cover every character of the corpus (see corpus_ids)."""
     if loaded is None:
         vocab = corpus.vocab
         if vocab.size < 2:
-            raise CorpusError(f"the text has only {vocab.size} distinct character; "
-                              "at least 2 are needed to predict anything")
-        return CharRNN(vocab.size, cfg.hidden_size, num_layers=cfg.num_layers,
-                       cell=cfg.cell, dropout=cfg.dropout, dtype=cfg.dtype,
-                       seed=cfg.seed, embedding_size=cfg.embedding_size, init=cfg.init), vocab
-    loaded.model.dropout = cfg.dropout   # training-time only: may change on resume
+            raise CorpusError(
+                f"the text has only {vocab.size} distinct character; "
+                "at least 2 are needed to predict anything"
+            )
+        return CharRNN(
+            vocab.size,
+            cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            cell=cfg.cell,
+            dropout=cfg.dropout,
+            dtype=cfg.dtype,
+            seed=cfg.seed,
+            embedding_size=cfg.embedding_size,
+            init=cfg.init,
+        ), vocab
+    loaded.model.dropout = cfg.dropout  # training-time only: may change on resume
     return loaded.model, loaded.vocab
 
 
-def corpus_ids(cfg: TrainConfig, vocab: Vocabulary,
-               corpus: Corpus) -> tuple[np.ndarray, str | None]:
+def corpus_ids(
+    cfg: TrainConfig, vocab: Vocabulary, corpus: Corpus
+) -> tuple[np.ndarray, str | None]:
     """(the corpus's indices over vocab, note). The corpus's own indices when vocab is its
     vocabulary (no copy); otherwise remapped, and characters outside vocab are a CorpusError,
     or with --unknown-chars drop left out, with a note saying how many went."""
@@ -189,25 +238,35 @@ def corpus_ids(cfg: TrainConfig, vocab: Vocabulary,
         return remap_ids(corpus.ids, corpus.vocab, vocab), None
     source = cfg.resume or cfg.init_from
     if cfg.unknown_chars != "drop":
-        raise CorpusError(f"{corpus.name} has {len(unknown)} characters outside the "
-                          f"vocabulary of {source}: {describe_chars(unknown)}; "
-                          "--unknown-chars drop leaves them out")
+        raise CorpusError(
+            f"{corpus.name} has {len(unknown)} characters outside the "
+            f"vocabulary of {source}: {describe_chars(unknown)}; "
+            "--unknown-chars drop leaves them out"
+        )
     known = np.array([c in set(vocab.chars) for c in corpus.vocab.chars])
     kept = corpus.ids[known[corpus.ids]]
     if not kept.size:
         raise CorpusError(f"{corpus.name} has no character of the vocabulary of {source}")
-    ids = remap_ids(kept, corpus.vocab, vocab)     # kept holds only characters of vocab
-    return ids, (f"dropped {corpus.ids.size - kept.size:,} occurrences of {len(unknown)} "
-                 f"characters outside the vocabulary of {source}: {describe_chars(unknown)}")
+    ids = remap_ids(kept, corpus.vocab, vocab)  # kept holds only characters of vocab
+    return ids, (
+        f"dropped {corpus.ids.size - kept.size:,} occurrences of {len(unknown)} "
+        f"characters outside the vocabulary of {source}: {describe_chars(unknown)}"
+    )
 
 
 # ---------------------------------------------------------------------------- the trainer
 
+
 class Trainer:
     """Holds the state of one training session; ``run`` is the loop."""
 
-    def __init__(self, options: dict[str, Any], text: str | None, out: TextIO,
-                 world: distributed.SingleProcess | None = None):
+    def __init__(
+        self,
+        options: dict[str, Any],
+        text: str | None,
+        out: TextIO,
+        world: distributed.SingleProcess | None = None,
+    ):
         options = canonical_options(options)
         source = checkpoint_to_load(options)
         loaded = ckpt.load_checkpoint(source) if source else None
@@ -216,7 +275,7 @@ class Trainer:
         self.world = world if world is not None else distributed.world()
         self.share = distributed.stream_share(cfg.batch_size, self.world.size, self.world.rank)
         self.progress = report.Progress(out, cfg.quiet or not self.world.is_root)
-        with self.world.root_first():     # rank 0 builds the corpus cache, the others map it
+        with self.world.root_first():  # rank 0 builds the corpus cache, the others map it
             corpus = load_text(cfg, text, given="corpus" in options)
             del text  # the encoded ids (1-4 bytes/char, maybe memory-mapped) are all we keep
             self.model, self.vocab = model_for(cfg, loaded, corpus)
@@ -226,13 +285,15 @@ class Trainer:
             val_ids = load_val_ids(cfg, self.vocab) if cfg.val_file else None
         self.data = prepare_data(cfg, corpus, ids, val_ids, self.vocab)
         self.batches = self.data.batches
-        self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.learning_rate,
-                                        backend=cfg.backend)
+        self.optimizer = make_optimizer(
+            cfg.optimizer, self.model.params, cfg.learning_rate, backend=cfg.backend
+        )
         lo, hi = self.share
         self.h = self.model.initial_state(hi - lo)  # (B_r, H) carried state of own streams
         # [mpi] the gradients live in one flat buffer, with flag slots, reduced in one call
         self.grad_buffer, self.grads, self.flags = distributed.flat_grads(
-            self.model.param_shapes(), self.model.dtype)
+            self.model.param_shapes(), self.model.dtype
+        )
         self.grads["h0"] = np.empty_like(self.h)
         self.agreed_stop: str | None = None
         self.iteration = 0
@@ -242,12 +303,12 @@ class Trainer:
         self.best_iteration: int | None = None
         self.last_saved: tuple[str, int] | None = None
         self.last_eval_iteration: int | None = None
-        self.watch = LossWatch()           # the periodic validation losses: patience, plateau
-        self.seconds_before = 0.0          # training time of the sessions before this one
+        self.watch = LossWatch()  # the periodic validation losses: patience, plateau
+        self.seconds_before = 0.0  # training time of the sessions before this one
         self.session = Session(0, cfg.batch_size * cfg.seq_length)
         self.sample_rng = np.random.default_rng(cfg.seed)
         self.signals = StopSignals(enabled=False)
-        self.plotter: Any = None           # fastrnn.plot.write_curves, with --plot
+        self.plotter: Any = None  # fastrnn.plot.write_curves, with --plot
         if cfg.resume:
             assert loaded is not None
             try:
@@ -255,8 +316,10 @@ class Trainer:
             except (KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, CheckpointError):
                     raise
-                raise CheckpointError(f"{cfg.resume}: not a training checkpoint, cannot resume "
-                                      f"from it ({type(exc).__name__}: {exc})") from None
+                raise CheckpointError(
+                    f"{cfg.resume}: not a training checkpoint, cannot resume "
+                    f"from it ({type(exc).__name__}: {exc})"
+                ) from None
             self.extend_budget(budget_given(options))
 
     def extend_budget(self, given: list[str]) -> None:
@@ -280,9 +343,10 @@ class Trainer:
         self.optimizer.load_state(loaded.optimizer_state, head["optimizer"]["step"])
         full_shape = self.model.initial_state(self.config.batch_size).shape
         if loaded.hidden is None or loaded.hidden.shape != full_shape:
-            raise CheckpointError(f"{self.config.resume}: hidden state missing or of the wrong "
-                                  "shape")
-        lo, hi = self.share      # [mpi] own streams of the saved (..., B, H) state
+            raise CheckpointError(
+                f"{self.config.resume}: hidden state missing or of the wrong shape"
+            )
+        lo, hi = self.share  # [mpi] own streams of the saved (..., B, H) state
         self.h = np.ascontiguousarray(loaded.hidden[..., lo:hi, :], dtype=self.model.dtype)
         saved = int(head.get("processes", 1))
         if saved != self.world.size:
@@ -290,7 +354,8 @@ class Trainer:
                 f"note: this run was saved by {saved} process{'es' * (saved > 1)} and continues "
                 f"on {self.world.size} from the same position: the same computation, but the "
                 "gradient is summed in another order, so results agree to rounding, not bit "
-                "for bit")
+                "for bit"
+            )
         self.sample_rng.bit_generator.state = head["rng_state"]
         self.smoothed_loss = head.get("smoothed_loss")
         self.last_val = head.get("val_loss")
@@ -299,9 +364,11 @@ class Trainer:
         self.watch = LossWatch.from_dict(head.get("loss_watch"))
         self.seconds_before = float(head.get("train_seconds", 0.0))
         if head.get("corpus_sha256") != self.data.sha256:
-            self.progress.say(f"note: {self.data.name} differs from the corpus this checkpoint "
-                              "was trained on; the run continues but is not an exact "
-                              "continuation")
+            self.progress.say(
+                f"note: {self.data.name} differs from the corpus this checkpoint "
+                "was trained on; the run continues but is not an exact "
+                "continuation"
+            )
 
     # ------------------------------------------------------------------ one iteration
 
@@ -314,15 +381,21 @@ class Trainer:
             self.h = np.zeros_like(self.h)  # each epoch reads the streams from their start
         lo, hi = self.share
         loss, grads, h_last = self.model.loss_and_grads(
-            inputs[lo:hi], targets[lo:hi], self.h, backend=cfg.backend, grads=self.grads,
-            dropout_key=(cfg.seed, self.iteration, lo))
-        if self.world.size > 1:   # [mpi] the gradient of the mean loss over all B*T chars
+            inputs[lo:hi],
+            targets[lo:hi],
+            self.h,
+            backend=cfg.backend,
+            grads=self.grads,
+            dropout_key=(cfg.seed, self.iteration, lo),
+        )
+        if self.world.size > 1:  # [mpi] the gradient of the mean loss over all B*T chars
             loss = self.reduce_step(loss, (hi - lo) / cfg.batch_size)
         if not math.isfinite(loss):
             return loss
         self.optimizer.lr = self.learning_rate()
-        self.optimizer.step(self.model.params, grads, clip=cfg.grad_clip,
-                            max_norm=cfg.max_grad_norm)
+        self.optimizer.step(
+            self.model.params, grads, clip=cfg.grad_clip, max_norm=cfg.max_grad_norm
+        )
         self.h = h_last
         self.iteration += 1
         return loss
@@ -332,13 +405,23 @@ class Trainer:
         cfg = self.config
         progress = 0.0
         if cfg.lr_schedule == "cosine":
-            progress = cosine_progress(self.iteration, cfg.warmup_iters,
-                                       self.planned_iterations(), self.train_seconds(),
-                                       cfg.time_limit)
-        return learning_rate(cfg.lr_schedule, cfg.learning_rate, self.iteration,
-                             warmup_iters=cfg.warmup_iters, decay=cfg.lr_decay,
-                             decay_every=cfg.lr_decay_every, progress=progress,
-                             plateau_scale=self.watch.scale)
+            progress = cosine_progress(
+                self.iteration,
+                cfg.warmup_iters,
+                self.planned_iterations(),
+                self.train_seconds(),
+                cfg.time_limit,
+            )
+        return learning_rate(
+            cfg.lr_schedule,
+            cfg.learning_rate,
+            self.iteration,
+            warmup_iters=cfg.warmup_iters,
+            decay=cfg.lr_decay,
+            decay_every=cfg.lr_decay_every,
+            progress=progress,
+            plateau_scale=self.watch.scale,
+        )
 
     def reduce_step(self, loss: float, weight: float) -> float:
         """[mpi] Sum weight * (gradients, loss) over the processes in one Allreduce, together
@@ -350,12 +433,13 @@ class Trainer:
         flags[distributed.FLAG_LOSS] = loss * weight
         flags[distributed.FLAG_SIGINT] = self.signals.received == "sigint"
         flags[distributed.FLAG_SIGTERM] = self.signals.received == "sigterm"
-        flags[distributed.FLAG_TIME] = (cfg.time_limit > 0
-                                        and self.train_seconds() >= cfg.time_limit)
+        flags[distributed.FLAG_TIME] = cfg.time_limit > 0 and self.train_seconds() >= cfg.time_limit
         self.world.allreduce_sum(self.grad_buffer)
-        for slot, reason in ((distributed.FLAG_SIGINT, "sigint"),
-                             (distributed.FLAG_SIGTERM, "sigterm"),
-                             (distributed.FLAG_TIME, "time_limit")):
+        for slot, reason in (
+            (distributed.FLAG_SIGINT, "sigint"),
+            (distributed.FLAG_SIGTERM, "sigterm"),
+            (distributed.FLAG_TIME, "time_limit"),
+        ):
             if flags[slot] > 0:
                 self.agreed_stop = reason
                 break
@@ -372,8 +456,9 @@ class Trainer:
         if hi > lo:
             h = self.model.initial_state(hi - lo)
             for inputs, targets in self.data.val_chunks:
-                loss, h = self.model.loss(inputs[lo:hi], targets[lo:hi], h,
-                                          backend=self.config.backend)
+                loss, h = self.model.loss(
+                    inputs[lo:hi], targets[lo:hi], h, backend=self.config.backend
+                )
                 total[0] += loss * (hi - lo) / Bv
         self.world.allreduce_sum(total)
         return float(total[0]) / len(self.data.val_chunks)
@@ -386,14 +471,25 @@ class Trainer:
         if cfg.resume and (done := self.stop_reason()) is not None:
             result = self.result("complete", Session(self.iteration, 0), done_by=done)
         else:
-            with StopSignals(enabled=handle_signals) as self.signals, self.outputs_claimed(), \
-                    limit_threads(cfg.threads):
-                for line in report.start_block(cfg, self.model, self.data, self.iteration,
-                                               self.planned_iterations(), self.best_path()):
+            with (
+                StopSignals(enabled=handle_signals) as self.signals,
+                self.outputs_claimed(),
+                limit_threads(cfg.threads),
+            ):
+                for line in report.start_block(
+                    cfg,
+                    self.model,
+                    self.data,
+                    self.iteration,
+                    self.planned_iterations(),
+                    self.best_path(),
+                ):
                     self.progress.say(line)
                 if self.world.size > 1:
-                    self.progress.say(f"  processes   {self.world.size} (MPI), "
-                                      f"{_share_text(cfg.batch_size, self.world.size)}")
+                    self.progress.say(
+                        f"  processes   {self.world.size} (MPI), "
+                        f"{_share_text(cfg.batch_size, self.world.size)}"
+                    )
                 result = self.loop()
         self.progress.say(report.summary(result))
         return result
@@ -405,7 +501,7 @@ class Trainer:
         cfg = self.config
         if cfg.plot:
             self.plotter = load_plotter()
-        if not self.world.is_root:   # [mpi] rank 0 alone writes checkpoints
+        if not self.world.is_root:  # [mpi] rank 0 alone writes checkpoints
             yield
             return
         # path checked as a save would, this run's lock held, another run's files kept
@@ -424,8 +520,9 @@ class Trainer:
                     self.diverged(loss)
                 self.smoothed_loss = smooth(self.smoothed_loss, loss)
                 rate = session.rate(self.iteration)
-                self.progress.update(self.iteration, self.epoch_progress(), self.smoothed_loss,
-                                     self.last_val, rate)
+                self.progress.update(
+                    self.iteration, self.epoch_progress(), self.smoothed_loss, self.last_val, rate
+                )
                 if cfg.eval_every and self.iteration % cfg.eval_every == 0:
                     self.evaluate_and_save(rate, periodic=True)
                 if cfg.sample_every and self.iteration % cfg.sample_every == 0:
@@ -453,7 +550,7 @@ class Trainer:
         """Why the run stops before the next iteration, or None to go on."""
         cfg = self.config
         planned = self.planned_iterations()
-        if self.world.size > 1:   # [mpi] signals and the time limit as agreed by all
+        if self.world.size > 1:  # [mpi] signals and the time limit as agreed by all
             if self.agreed_stop:
                 return self.agreed_stop
             if planned is not None and self.iteration >= planned:
@@ -494,8 +591,11 @@ class Trainer:
         if improved:
             self.best_val, self.best_iteration = val, self.iteration
         self.log(rate)
-        self.progress.say(report.eval_line(self.iteration, self.epoch_progress(),
-                                           self.smoothed_loss, self.last_val, rate))
+        self.progress.say(
+            report.eval_line(
+                self.iteration, self.epoch_progress(), self.smoothed_loss, self.last_val, rate
+            )
+        )
         self.save()
         if improved:
             self.save(self.best_path())
@@ -506,17 +606,25 @@ class Trainer:
         cfg = self.config
         if cfg.quiet or not self.world.is_root:
             return
-        text = "".join(iter_sample(self.model, self.vocab, cfg.sample_length,
-                                   rng=self.sample_rng, backend=cfg.backend))
+        text = "".join(
+            iter_sample(
+                self.model, self.vocab, cfg.sample_length, rng=self.sample_rng, backend=cfg.backend
+            )
+        )
         self.progress.say(f"--- sample at iteration {self.iteration} ---\n{text}\n---")
 
     def diverged(self, loss: float, what: str = "training loss", at: int | None = None) -> None:
         self.progress.close()
         at = self.iteration + 1 if at is None else at
-        where = (f"the last good checkpoint is {self.last_saved[0]} (iteration "
-                 f"{self.last_saved[1]})" if self.last_saved else "no checkpoint was written")
-        raise DivergedError(f"{what} became {loss} at iteration {at}; stopped; {where}; "
-                            "try a lower --learning-rate or --grad-clip")
+        where = (
+            f"the last good checkpoint is {self.last_saved[0]} (iteration {self.last_saved[1]})"
+            if self.last_saved
+            else "no checkpoint was written"
+        )
+        raise DivergedError(
+            f"{what} became {loss} at iteration {at}; stopped; {where}; "
+            "try a lower --learning-rate or --grad-clip"
+        )
 
     def epoch_progress(self) -> float:
         """Epochs completed, as a fraction: 1.5 is halfway through the second epoch."""
@@ -554,12 +662,13 @@ class Trainer:
         path = path or self.config.checkpoint
         if not path:
             return
-        states = self.world.gather(self.h)   # [mpi] rank 0 writes every stream's state
+        states = self.world.gather(self.h)  # [mpi] rank 0 writes every stream's state
         if not self.world.is_root:
             return
         hidden = states[0] if len(states) == 1 else np.concatenate(states, axis=-2)
-        ckpt.save_checkpoint(path, self.model, self.vocab, self.header(),
-                             self.optimizer.state_arrays(), hidden)
+        ckpt.save_checkpoint(
+            path, self.model, self.vocab, self.header(), self.optimizer.state_arrays(), hidden
+        )
         if path == self.config.checkpoint:
             self.last_saved = (path, self.iteration)
 
@@ -568,18 +677,24 @@ class Trainer:
         the run, so the curves of a resumed run continue."""
         if not self.config.log or not self.world.is_root:
             return
-        record = {"iteration": self.iteration, "epoch": round(self.epoch_progress(), 4),
-                  "train_loss": self.smoothed_loss, "val_loss": self.last_val,
-                  "train_bpc": report.bits(self.smoothed_loss),
-                  "val_bpc": report.bits(self.last_val),
-                  "chars_per_sec": round(rate, 1), "lr": self.optimizer.lr,
-                  "elapsed": round(self.train_seconds(), 3)}
+        record = {
+            "iteration": self.iteration,
+            "epoch": round(self.epoch_progress(), 4),
+            "train_loss": self.smoothed_loss,
+            "val_loss": self.last_val,
+            "train_bpc": report.bits(self.smoothed_loss),
+            "val_bpc": report.bits(self.last_val),
+            "chars_per_sec": round(rate, 1),
+            "lr": self.optimizer.lr,
+            "elapsed": round(self.train_seconds(), 3),
+        }
         try:
             with open(self.config.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as exc:
-            raise FastrnnError(f"cannot write the log {self.config.log}: "
-                               f"{exc.strerror or exc}") from None
+            raise FastrnnError(
+                f"cannot write the log {self.config.log}: {exc.strerror or exc}"
+            ) from None
 
     def result(self, reason: str, session: Session, done_by: str | None = None) -> TrainResult:
         """The TrainResult of this session (done_by: the limit that had already ended a
@@ -591,13 +706,21 @@ class Trainer:
             iterations=self.iteration,
             chars_seen=self.iteration * cfg.batch_size * cfg.seq_length,
             train_loss=self.smoothed_loss if self.smoothed_loss is not None else math.nan,
-            val_loss=self.last_val, best_val_loss=self.best_val, wall_time=wall,
-            chars_per_sec=session.chars(self.iteration) / max(wall, 1e-9), stop_reason=reason,
-            checkpoint=cfg.checkpoint, model=self.model, vocab=self.vocab,
+            val_loss=self.last_val,
+            best_val_loss=self.best_val,
+            wall_time=wall,
+            chars_per_sec=session.chars(self.iteration) / max(wall, 1e-9),
+            stop_reason=reason,
+            checkpoint=cfg.checkpoint,
+            model=self.model,
+            vocab=self.vocab,
             best_iteration=self.best_iteration,
-            best_checkpoint=(best if best and self.best_iteration is not None
-                             and os.path.exists(best) else None),
-            resumed=cfg.resume, done_by=done_by)
+            best_checkpoint=(
+                best if best and self.best_iteration is not None and os.path.exists(best) else None
+            ),
+            resumed=cfg.resume,
+            done_by=done_by,
+        )
 
 
 def load_plotter() -> Any:
@@ -606,13 +729,13 @@ def load_plotter() -> Any:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'fastrnn[plot]' "
-                          "(or pip install matplotlib)") from None
+        raise ConfigError(
+            "--plot needs matplotlib: pip install 'fastrnn[plot]' (or pip install matplotlib)"
+        ) from None
     try:
         from .plot import write_curves
     except ImportError as exc:
-        raise ConfigError(f"--plot needs fastrnn.plot, which this fastrnn lacks ({exc})") \
-            from None
+        raise ConfigError(f"--plot needs fastrnn.plot, which this fastrnn lacks ({exc})") from None
     return write_curves
 
 
@@ -646,6 +769,7 @@ class Session:
 
 
 # ---------------------------------------------------------------------------- signals, threads
+
 
 class StopSignals:
     """Within ``with StopSignals() as s:``, SIGINT/SIGTERM set ``s.received`` ('sigint' or
@@ -686,9 +810,11 @@ def limit_threads(threads: int):
     from .backend import kernel
 
     with threadpool_limits(limits=threads):
-        before = kernel.set_recurrent_threads(threads) if kernel is not None else None
+        if kernel is None:
+            yield
+            return
+        before = kernel.set_recurrent_threads(threads)
         try:
             yield
         finally:
-            if before is not None:
-                kernel.set_recurrent_threads(before)
+            kernel.set_recurrent_threads(before)

@@ -13,6 +13,7 @@ the surprisal of the actual next one in bits.
 The page has no network access of any kind: inline CSS and JavaScript, the data as JSON in a
 <script type="application/json"> element (activations rounded to 3 decimals).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,14 @@ from .errors import ConfigError, CorpusError
 from .model import CharRNN
 
 DEFAULT_MAX_CHARS = 5000  # characters shown: the page stays fast with one span per character
-TOP_K = 5                 # next-character predictions shown on hover
+TOP_K = 5  # next-character predictions shown on hover
 DECIMALS = 3
 VOWELS = frozenset("aeiouAEIOU")
 OPENING, CLOSING = "([{", ")]}"
 
 
 # ---------------------------------------------------------------------------- running the model
+
 
 @dataclass
 class Activations:
@@ -57,7 +59,7 @@ def run_states(model: CharRNN, ids: np.ndarray) -> Activations:
     logits = np.empty((N, model.vocab_size))
     state = model.initial_state(1)
     for t in range(N):
-        out, state = model.step_logits(ids[t: t + 1], state)
+        out, state = model.step_logits(ids[t : t + 1], state)
         s = state.reshape(model.state_shape(1))  # (L, 1, H), or (2, L, 1, H) for lstm
         h_all[t] = s[0, :, 0] if c_all is not None else s[:, 0]
         if c_all is not None:
@@ -88,6 +90,7 @@ def top_predictions(logits: np.ndarray, k: int = TOP_K) -> tuple[np.ndarray, np.
 
 # ---------------------------------------------------------------------------- text features
 
+
 def text_features(text: str) -> dict[str, np.ndarray]:
     """(N,) float features of each character position t, describing the text read up to t.
 
@@ -117,10 +120,17 @@ def text_features(text: str) -> dict[str, np.ndarray]:
     def where(test) -> np.ndarray:
         return np.array([1.0 if test(ch) else 0.0 for ch in text])
 
-    return {"inside quotes": quote, "inside brackets": depth, "position in line": column,
-            "start of a word": word_start.astype(float), "vowel": where(VOWELS.__contains__),
-            "space": where(str.isspace), "punctuation": where(_is_punctuation),
-            "uppercase": where(str.isupper), "digit": where(str.isdigit)}
+    return {
+        "inside quotes": quote,
+        "inside brackets": depth,
+        "position in line": column,
+        "start of a word": word_start.astype(float),
+        "vowel": where(VOWELS.__contains__),
+        "space": where(str.isspace),
+        "punctuation": where(_is_punctuation),
+        "uppercase": where(str.isupper),
+        "digit": where(str.isdigit),
+    }
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -147,18 +157,31 @@ def rank_units(acts: np.ndarray, features: dict[str, np.ndarray]) -> list[dict[s
     variance, most interpretable first."""
     corr = correlations(acts, features)
     names = list(corr)
-    table = np.abs(np.stack([corr[n] for n in names]))        # (F, H)
+    table = np.abs(np.stack([corr[n] for n in names]))  # (F, H)
     best = table.argmax(axis=0)
     variance = acts.var(axis=0)
-    units = [{"unit": int(u), "feature": names[best[u]], "r": float(corr[names[best[u]]][u]),
-              "variance": float(variance[u])} for u in range(acts.shape[1])]
+    units = [
+        {
+            "unit": int(u),
+            "feature": names[best[u]],
+            "r": float(corr[names[best[u]]][u]),
+            "variance": float(variance[u]),
+        }
+        for u in range(acts.shape[1])
+    ]
     return sorted(units, key=lambda e: (-abs(e["r"]), -e["variance"], e["unit"]))
 
 
 # ---------------------------------------------------------------------------- the page's data
 
-def view_data(model: CharRNN, vocab: Vocabulary, text: str, layer: int | None = None,
-              max_chars: int = DEFAULT_MAX_CHARS) -> dict[str, Any]:
+
+def view_data(
+    model: CharRNN,
+    vocab: Vocabulary,
+    text: str,
+    layer: int | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+) -> dict[str, Any]:
     """Everything the page shows, JSON-able: the text (capped at max_chars), per kind ('h', and
     'c' for the LSTM) the activations acts[kind][unit] (N values, 3 decimals) and the ranking;
     per position the top predictions and the next character's surprisal in bits."""
@@ -171,8 +194,9 @@ def view_data(model: CharRNN, vocab: Vocabulary, text: str, layer: int | None = 
     text = text[:max_chars]
     unknown = vocab.unknown_chars(text)
     if unknown:
-        raise CorpusError("the text has characters outside the model's vocabulary: "
-                          + describe_chars(unknown))
+        raise CorpusError(
+            "the text has characters outside the model's vocabulary: " + describe_chars(unknown)
+        )
     if len(text) < 2:
         raise CorpusError("the text needs at least 2 characters")
     ids = vocab.encode(text).astype(np.int64)
@@ -183,8 +207,13 @@ def view_data(model: CharRNN, vocab: Vocabulary, text: str, layer: int | None = 
     features = text_features(text)
     top, probs = top_predictions(run.logits)
     return {
-        "text": text, "total_chars": total, "max_chars": max_chars, "layer": layer,
-        "num_layers": model.num_layers, "cell": model.cell, "hidden_size": model.hidden_size,
+        "text": text,
+        "total_chars": total,
+        "max_chars": max_chars,
+        "layer": layer,
+        "num_layers": model.num_layers,
+        "cell": model.cell,
+        "hidden_size": model.hidden_size,
         "acts": {k: np.round(a.T, DECIMALS).tolist() for k, a in kinds.items()},
         "ranking": {k: rank_units(a, features) for k, a in kinds.items()},
         "top_chars": [[vocab.chars[i] for i in row] for row in top.tolist()],
@@ -200,11 +229,16 @@ def embed_json(data: dict[str, Any]) -> str:
 
 def render_html(data: dict[str, Any]) -> str:
     """The self-contained page: PAGE with the data embedded."""
-    cap = (f"the first {len(data['text']):,} of {data['total_chars']:,} characters (capped at "
-           f"{data['max_chars']:,}; change with --max-chars)"
-           if data["total_chars"] > len(data["text"]) else f"{len(data['text']):,} characters")
-    title = (f"fastrnn cell viewer: {data['cell']}, layer {data['layer']} of "
-             f"{data['num_layers']}, H={data['hidden_size']}; {cap}")
+    cap = (
+        f"the first {len(data['text']):,} of {data['total_chars']:,} characters (capped at "
+        f"{data['max_chars']:,}; change with --max-chars)"
+        if data["total_chars"] > len(data["text"])
+        else f"{len(data['text']):,} characters"
+    )
+    title = (
+        f"fastrnn cell viewer: {data['cell']}, layer {data['layer']} of "
+        f"{data['num_layers']}, H={data['hidden_size']}; {cap}"
+    )
     return PAGE.replace("%TITLE%", _escape(title)).replace("%DATA%", embed_json(data))
 
 
@@ -212,8 +246,14 @@ def _escape(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_view(model: CharRNN, vocab: Vocabulary, text: str, path: str | os.PathLike,
-               layer: int | None = None, max_chars: int = DEFAULT_MAX_CHARS) -> dict[str, Any]:
+def write_view(
+    model: CharRNN,
+    vocab: Vocabulary,
+    text: str,
+    path: str | os.PathLike,
+    layer: int | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+) -> dict[str, Any]:
     """Write the page for text to path; returns its data (view_data)."""
     data = view_data(model, vocab, text, layer, max_chars)
     try:
