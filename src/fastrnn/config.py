@@ -61,9 +61,9 @@ DEFAULTS = {
     "dropout": Default(0.0, "a five-minute run does not overfit tinyshakespeare"),
     "hidden_size": Default(256, "the size that learns fastest in five minutes on two cores"),
     "embedding_size": Default(
-        64,
-        "a learned embedding learns faster than one-hot input rows "
-        "and keeps large vocabularies small",
+        256,
+        "an embedding as wide as the layers learns faster per step than one-hot rows "
+        "and as fast as the PyTorch script on 5,000-character vocabularies",
     ),
     "init": Default(
         "default",
