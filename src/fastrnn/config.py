@@ -67,7 +67,8 @@ DEFAULTS = {
     ),
     "init": Default(
         "default",
-        "N(0, 1) embedding and input rows, orthogonal input matrices above layer 0 (fastrnn.init)",
+        "N(0, 1) embedding rows (N(0, 4) one-hot rows), orthogonal input matrices above "
+        "layer 0 (fastrnn.init)",
     ),
     "dtype": Default(
         "float32",
@@ -76,7 +77,9 @@ DEFAULTS = {
     "optimizer": Default("adam", "converges fastest with little tuning"),
     "learning_rate": Default(2e-3, "a good value for adam"),
     "lr_schedule": Default(
-        "cosine", "decays to the planned end of the run, which lowers the final loss"
+        "constant",
+        "in a five-minute run a cosine decay to the planned end learned less (1.650 against "
+        "1.624 nats/char after 1,000 iterations of the default LSTM)",
     ),
     "warmup_iters": Default(0, "no warmup"),
     "grad_clip": Default(5.0, "the classic char-RNN's clip"),
