@@ -40,6 +40,7 @@ COMMON = {
     "sample_every": 0,
     "max_iters": 10**9,
     "embedding_size": 0,
+    "num_layers": 1,
     "lr_schedule": "constant",
 }  # the named sizes: one-hot input
 MODES = (
