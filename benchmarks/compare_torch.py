@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 import _measure  # noqa: E402  (imports fastrnn: both OpenBLAS copies loaded before limits)
 from _configs import BenchConfig, select  # noqa: E402
 from fastrnn.train import limit_threads  # noqa: E402
-from guard import format_table  # noqa: E402
+from guard import _si, format_table  # noqa: E402
 
 try:
     import torch
@@ -150,8 +150,8 @@ def table_row(r: dict, chars_per_step: int) -> list[str]:
         r["input"],
         f"{r['fastrnn_seconds'] * 1e3:.2f}",
         f"{r['torch_seconds'] * 1e3:.2f}",
-        f"{chars_per_step / r['fastrnn_seconds'] / 1e3:.0f}k",
-        f"{chars_per_step / r['torch_seconds'] / 1e3:.0f}k",
+        _si(chars_per_step / r["fastrnn_seconds"]),
+        _si(chars_per_step / r["torch_seconds"]),
         f"{r['speed_ratio']:.2f}",
     ]
 

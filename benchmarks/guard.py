@@ -1,6 +1,6 @@
 """Speed guard: kernel vs numpy reference and fraction of the GEMM limit, against committed floors.
 
-    python benchmarks/guard.py                 # all configurations, ~1 minute on 2 cores
+    python benchmarks/guard.py                 # all configurations, 1-4 minutes on 2 cores
     python benchmarks/guard.py --quick         # fewer, shorter rounds
     python benchmarks/guard.py --only S,L --json guard.json
 
@@ -10,7 +10,14 @@ between them; the ratio is the median of the per-round ratios and chars/s the be
 each. The fraction of the limit is kernel chars/s * FLOPs/char / GEMM FLOP/s, the GEMM measured
 in this same run with the same dtype and thread count, in the same alternating rounds. A
 configuration below a floor of benchmarks/floors.json is measured once more and fails only if it
-is below again; then the guard exits 1.
+is below again; then the guard exits 1. Every configuration is also measured at 2 threads (the
+kernel's step alternating with a 2-thread GEMM), reported beside it with its fraction of the
+2-thread limit, for information.
+
+Busy neighbour: at M, L and LSTM-L (_configs.BUSY_NEIGHBOUR_CONFIGS), the kernel at 2 threads
+while a process of ours spins on one core, against 1 thread without it, in alternating rounds;
+the ratio 2-thread / 1-thread chars/s is judged against floors.json's 'busy_neighbour' ratio,
+which fails the guard only where 'enforced' is true (information otherwise).
 
 It also prints the tracemalloc peak of one training step at L and CJK against the memory bound
 of _configs.memory_bound_bytes (kernel checked, reference for information) and, where
