@@ -70,33 +70,31 @@ cdef Py_ssize_t next_index(const floating *logits, Py_ssize_t V, double temperat
                            Py_ssize_t top_k, bint greedy, double u,
                            double *z, double *scratch) noexcept nogil:
     """One draw from softmax(logits / temperature) restricted to the top_k largest logits
-    (all V when top_k >= V), or the argmax when greedy. z and scratch are (V,) doubles."""
+    (all V when top_k >= V) and to weights above e^-708 of the largest, or the argmax when
+    greedy. z and scratch are (V,) doubles.
+
+    Two vectorised passes (the maximum; the weights), then their running sum: the
+    unnormalised CDF that draw_index searches. Division by temperature > 0 keeps the order
+    of the logits, so max(logits) / temperature is max(logits / temperature) exactly."""
     cdef Py_ssize_t i, best = 0
-    cdef double cutoff, m
+    cdef double cutoff = -INFINITY, total = 0.0
     if greedy:
         for i in range(1, V):
             if logits[i] > logits[best]:
                 best = i
         return best
+    cdef double m = max_value(logits, V) / temperature
+    if top_k < V:
+        for i in range(V):
+            z[i] = logits[i] / temperature
+        if top_k <= 64:
+            cutoff = kth_largest_few(z, V, top_k, scratch)
+        else:
+            cutoff = kth_largest(z, V, top_k)
+    # z = the kept weights exp(logits / temperature - m), then their running sum
+    sampling_weights(z, logits, V, temperature, m, cutoff)
     for i in range(V):
-        z[i] = logits[i] / temperature
-    m = z[0]
-    for i in range(1, V):
-        if z[i] > m:
-            m = z[i]
-    if top_k < V and top_k <= 64:
-        cutoff = kth_largest_few(z, V, top_k, scratch)
-    elif top_k < V:
-        memcpy(scratch, z, V * sizeof(double))
-        cutoff = kth_largest(scratch, V, top_k)
-    else:
-        cutoff = -INFINITY
-    # scratch = exp(z - max); z becomes the running sum of the kept weights: an unnormalised CDF.
-    fr_exp_shifted_d(scratch, z, V, m)
-    cdef double total = 0.0
-    for i in range(V):
-        if z[i] >= cutoff:
-            total += scratch[i]
+        total += z[i]
         z[i] = total
     return draw_index(z, V, u)
 

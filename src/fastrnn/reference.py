@@ -156,15 +156,21 @@ def draw_index(cdf: np.ndarray, u: float) -> int:
     return int(np.searchsorted(cdf, u * cdf[-1], side="right"))
 
 
+# Softmax weights below exp(EXP_FLOOR) of the largest are 0 in the draw: no index of weight ~0
+# can come out, even for u = 0 (the kernel's exp clamps its argument there).
+EXP_FLOOR = -708.0
+
+
 def next_index(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, u: float) -> int:
     """One draw from softmax(logits / temperature) restricted to the top_k largest logits
-    (all V when top_k >= V), or the argmax when greedy."""
+    (all V when top_k >= V) and to weights above exp(EXP_FLOOR), or the argmax when greedy."""
     if greedy:
         return int(np.argmax(logits))
     z = logits.astype(np.float64) / temperature
     V = z.size
     cutoff = np.partition(z, V - top_k)[V - top_k] if top_k < V else -np.inf
-    weights = np.where(z >= cutoff, np.exp(z - z.max()), 0.0)
+    shifted = z - z.max()
+    weights = np.where((z >= cutoff) & (shifted > EXP_FLOOR), np.exp(shifted), 0.0)
     return draw_index(np.cumsum(weights), u)
 
 
