@@ -143,7 +143,7 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
 # ----------------------------------------------------------------------------- every model
 # stack_generate: rnn, LSTM and GRU at any depth, with or without the input embedding, for N
 # streams at once, in one nogil region. Each step reads every weight once for all N streams:
-# (N, in) @ (in, G*H) and (N, H) @ (H, V) products (gemv when N = 1).
+# (N, in) @ (in, G*H) and (N, H) @ (H, V) products.
 #
 # Cell numbers (fastrnn.cells.Cell.kernel_cell): 0 rnn, 1 lstm, 2 gru.
 #
@@ -167,8 +167,8 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
 #     logits  (N, V)      scratch;  z, scratch (V,) double scratch of next_index
 #     packed_whh (L * S,) every layer's Whh in the panels of the recurrent product
 #                         (_recurrent.pxi), packed once per call, scratch
-#     packed  (P,)        Why in column panels of 64 bytes (fastrnn_rows.h), scratch for N > 1:
-#                         P = ceil(V / W) * W * H with W = 64 / itemsize (any size >= 1 if N = 1)
+#     packed  (P,)        Why in column panels of 64 bytes (fastrnn_rows.h), packed once per
+#                         call, scratch: P = ceil(V / W) * W * H with W = 64 / itemsize
 
 cdef enum:
     CELL_RNN = 0
@@ -186,6 +186,9 @@ cdef extern from "fastrnn_rows.h" nogil:
                              Py_ssize_t lda, const float *P, float *C, Py_ssize_t ldc)
     void fr_panels_product_d(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const double *A,
                              Py_ssize_t lda, const double *P, double *C, Py_ssize_t ldc)
+    void fr_panels_row_f(Py_ssize_t m, Py_ssize_t k, const float *a, const float *P, float *c)
+    void fr_panels_row_d(Py_ssize_t m, Py_ssize_t k, const double *a, const double *P,
+                         double *c)
 
 
 cdef inline void rows_product(int N, int M, int K, const floating *A, int lda,
@@ -288,16 +291,21 @@ cdef void pack_head(const floating *Why, int H, int V, floating *packed) noexcep
 
 cdef void head_step(const floating *h, const floating *Why, const floating *packed,
                     const floating *by, int N, int H, int V, floating *logits) noexcept nogil:
-    """logits (N, V) = h (N, H) @ Why + by: one gemv for one stream; for several, the panel
-    product over packed (Why packed by pack_head), which reads Why once per step without the
-    copy of it that GEMM makes at every call."""
+    """logits (N, V) = h (N, H) @ Why + by over packed (Why packed by pack_head): the panel
+    product, which reads Why once per step without the copy of it that GEMM makes at every
+    call; for one stream its one-row form, without the per-call cost of a BLAS gemv (at
+    V=65, H=100 a third of the head's time)."""
     fill_rows(logits, by, N, V)
-    if N == 1:
-        gemv(True, H, V, <floating> 1, Why, V, h, <floating> 1, logits)
-    elif floating is float:
-        fr_panels_product_f(N, V, H, h, H, packed, logits, V)
+    if floating is float:
+        if N == 1:
+            fr_panels_row_f(V, H, h, packed, logits)
+        else:
+            fr_panels_product_f(N, V, H, h, H, packed, logits, V)
     else:
-        fr_panels_product_d(N, V, H, h, H, packed, logits, V)
+        if N == 1:
+            fr_panels_row_d(V, H, h, packed, logits)
+        else:
+            fr_panels_product_d(N, V, H, h, H, packed, logits, V)
 
 
 def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, list bhs,
@@ -314,8 +322,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
     cell: CELL_RNN / CELL_LSTM / CELL_GRU. Wemb (V, E), or any (1, 1) array when E = 0
     (xs then index the rows of Wxhs[0]). Wxhs, Whhs, bhs, bhns: per layer (bhns only for the
     GRU; for other cells any list of L (H,) arrays). c: the LSTM cell state, for other cells
-    any (L, N, H) array (unused). Every Whh is packed into packed_whh once per call (and Why
-    into packed when N > 1): the weights must not change during the call. Every shape is
+    any (L, N, H) array (unused). Every Whh is packed into packed_whh once per call and Why
+    into packed: the weights must not change during the call. Every shape is
     checked by model.generate before the call.
     """
     cdef Py_ssize_t L = h.shape[0], layer, n, b, steps = out.shape[1]
@@ -352,8 +360,7 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
         with nogil:
             for layer in range(L):
                 pack_recurrent(cell, Wh[layer], H, second, &packed_whh[layer * per_layer])
-            if N > 1:
-                pack_head(&Why[0, 0], H, V, &packed[0])
+            pack_head(&Why[0, 0], H, V, &packed[0])
             for n in range(steps):
                 input_step(&xs[0], &Wemb[0, 0], E, Wx[0], bb[0], N, GH, &emb[0, 0],
                            &gates[0, 0])
