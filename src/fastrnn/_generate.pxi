@@ -289,13 +289,26 @@ cdef void pack_head(const floating *Why, int H, int V, floating *packed) noexcep
         fr_pack_panels_d(H, V, Why, V, packed)
 
 
+# One stream's head reads packed panels only where packing Why (once per call) pays: a small
+# head, or a long call. Else the BLAS gemv reads Why in place (measured at V=6533, H=256:
+# packing costs about as much as it saves over a 64-character call, sample.STREAM_BLOCK).
+cdef enum:
+    SMALL_HEAD_VALUES = 65536
+    LONG_CALL_STEPS = 256
+
+
 cdef void head_step(const floating *h, const floating *Why, const floating *packed,
-                    const floating *by, int N, int H, int V, floating *logits) noexcept nogil:
+                    bint panels, const floating *by, int N, int H, int V,
+                    floating *logits) noexcept nogil:
     """logits (N, V) = h (N, H) @ Why + by over packed (Why packed by pack_head): the panel
     product, which reads Why once per step without the copy of it that GEMM makes at every
     call; for one stream its one-row form, without the per-call cost of a BLAS gemv (at
-    V=65, H=100 a third of the head's time)."""
+    V=65, H=100 a third of the head's time), or that gemv when not panels (then packed is
+    not read)."""
     fill_rows(logits, by, N, V)
+    if not panels:
+        gemv(True, H, V, <floating> 1, Why, V, h, <floating> 1, logits)
+        return
     if floating is float:
         if N == 1:
             fr_panels_row_f(V, H, h, packed, logits)
@@ -323,7 +336,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
     (xs then index the rows of Wxhs[0]). Wxhs, Whhs, bhs, bhns: per layer (bhns only for the
     GRU; for other cells any list of L (H,) arrays). c: the LSTM cell state, for other cells
     any (L, N, H) array (unused). Every Whh is packed into packed_whh once per call and Why
-    into packed: the weights must not change during the call. Every shape is
+    into packed (one stream: where that pays, see head_step): the weights must not change
+    during the call. Every shape is
     checked by model.generate before the call.
     """
     cdef Py_ssize_t L = h.shape[0], layer, n, b, steps = out.shape[1]
@@ -333,6 +347,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
     cdef const floating[:, ::1] w
     cdef const floating[::1] v
     cdef bint single = floating is float
+    cdef bint panels = (N > 1 or <Py_ssize_t> V * H <= SMALL_HEAD_VALUES
+                        or steps >= LONG_CALL_STEPS)
     cdef size_t second = recurrent_block_size(cell, H, True, single)
     cdef size_t per_layer = second + recurrent_block_size(cell, H, False, single)
     if <size_t> packed_whh.shape[0] < L * per_layer:
@@ -360,7 +376,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
         with nogil:
             for layer in range(L):
                 pack_recurrent(cell, Wh[layer], H, second, &packed_whh[layer * per_layer])
-            pack_head(&Why[0, 0], H, V, &packed[0])
+            if panels:
+                pack_head(&Why[0, 0], H, V, &packed[0])
             for n in range(steps):
                 input_step(&xs[0], &Wemb[0, 0], E, Wx[0], bb[0], N, GH, &emb[0, 0],
                            &gates[0, 0])
@@ -370,7 +387,7 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
                                bn[layer], &h[layer, 0, 0],
                                &c[layer, 0, 0], N, H, &gates[0, 0], &hn[0, 0], &h_new[0, 0],
                                &c_new[0, 0], &tc[0, 0])
-                head_step(&h[L - 1, 0, 0], &Why[0, 0], &packed[0], &by[0], N, H, V,
+                head_step(&h[L - 1, 0, 0], &Why[0, 0], &packed[0], panels, &by[0], N, H, V,
                           &logits[0, 0])
                 for b in range(N):
                     xs[b] = <int> next_index(&logits[b, 0], V, temperature, top_k, greedy,

@@ -28,7 +28,8 @@ static void fr_pack_panels_##S(Py_ssize_t k, Py_ssize_t m, const T *W, Py_ssize_
         Py_ssize_t j0 = q * PANEL, w = m - j0 < PANEL ? m - j0 : PANEL;                       \
         for (Py_ssize_t p = 0; p < k; p++) {                                                  \
             T *dst = P + (q * k + p) * PANEL;                                                 \
-            for (Py_ssize_t j = 0; j < PANEL; j++) dst[j] = j < w ? W[p * ldw + j0 + j] : 0;  \
+            memcpy(dst, W + p * ldw + j0, (size_t)w * sizeof(T));                             \
+            if (w < PANEL) memset(dst + w, 0, (size_t)(PANEL - w) * sizeof(T));               \
         }                                                                                     \
     }                                                                                         \
 }                                                                                             \
