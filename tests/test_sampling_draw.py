@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastrnn import _kernel
-from fastrnn.reference import next_index
+from fastrnn.reference import draw_index, next_index
 
 
 def kernel_draw(logits, temperature, top_k, greedy, u):
@@ -58,3 +58,41 @@ def test_draw_follows_the_cdf():
     us = (np.arange(1000) + 0.5) / 1000
     counts = np.bincount([kernel_draw(logits, 1.0, 4, False, u) for u in us], minlength=4)
     np.testing.assert_array_equal(counts, [100, 200, 300, 400])
+
+
+def plain_draw(weights, u):
+    """The inverse-CDF draw over one running sum of all weights."""
+    cdf = np.cumsum(weights)
+    return int(np.searchsorted(cdf, u * cdf[-1], side="right"))
+
+
+@pytest.mark.parametrize("V", [1, 63, 64, 65, 259, 576, 1000])
+def test_block_sums_draw_what_one_running_sum_draws(V):
+    """The twin's draw by blocks of DRAW_BLOCK is the plain inverse-CDF draw (apart from
+    rounding at a boundary, which these draws do not meet)."""
+    rng = np.random.default_rng(V)
+    weights = rng.random(V) ** 4
+    for u in rng.random(300):
+        assert draw_index(weights, u) == plain_draw(weights, u)
+
+
+@pytest.mark.parametrize("V", [5, 64, 259, 300])
+def test_draws_near_one_with_cut_weights_match_twin_and_keep_to_kept_indices(V):
+    """top_k cuts all but the first few logits: draws at u -> 1 take the last kept index,
+    never a cut one, in kernel and twin (the path where rounding leaves nothing past u *
+    total included)."""
+    logits = np.linspace(3.0, -3.0, V)
+    for top_k in (1, 2, 3):
+        for u in (0.999, 1 - 1e-15, np.nextafter(1.0, 0.0), 1.0):
+            expected = next_index(logits, 1.0, top_k, False, u)
+            assert expected == top_k - 1
+            assert kernel_draw(logits, 1.0, top_k, False, u) == expected
+
+
+def test_fallback_is_the_last_positive_weight():
+    """When rounding leaves no running sum past u * total (here u = 1), the draw is the last
+    positive weight: in the last block, and past trailing zeros."""
+    weights = np.zeros(200)
+    weights[[3, 70, 130]] = [0.25, 0.5, 0.25]
+    assert draw_index(weights, 1.0) == 130
+    assert draw_index(weights, 0.0) == 3

@@ -6,17 +6,76 @@
 
 # ----------------------------------------------------------------------------- sampling
 
-cdef Py_ssize_t draw_index(const double *cdf, Py_ssize_t n, double u) noexcept nogil:
-    """First i with cdf[i] > u * cdf[n-1] (inverse-CDF draw from unnormalised weights)."""
-    cdef double target = u * cdf[n - 1]
-    cdef Py_ssize_t lo = 0, hi = n - 1, mid
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if cdf[mid] > target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+cdef enum:
+    DRAW_BLOCK = 64  # weights summed in order per block (reference.DRAW_BLOCK)
+
+
+cdef double block_sum(const double *w, Py_ssize_t n) noexcept nogil:
+    """w[0] + w[1] + ... + w[n-1], in that order."""
+    cdef double s = 0.0
+    cdef Py_ssize_t i
+    for i in range(n):
+        s += w[i]
+    return s
+
+
+cdef void block_ends(const double *w, Py_ssize_t n, double *ends) noexcept nogil:
+    """ends[j] = running sum of the in-order sums of the blocks w[j*DRAW_BLOCK:][:DRAW_BLOCK];
+    four full blocks at a time, whose four in-order chains of additions overlap."""
+    cdef Py_ssize_t full = n // DRAW_BLOCK, j = 0, t, nb = (n + DRAW_BLOCK - 1) // DRAW_BLOCK
+    cdef double s0, s1, s2, s3, total = 0.0
+    cdef const double *b
+    while j + 4 <= full:
+        b = w + j * DRAW_BLOCK
+        s0 = s1 = s2 = s3 = 0.0
+        for t in range(DRAW_BLOCK):
+            s0 += b[t]
+            s1 += b[DRAW_BLOCK + t]
+            s2 += b[2 * DRAW_BLOCK + t]
+            s3 += b[3 * DRAW_BLOCK + t]
+        total += s0
+        ends[j] = total
+        total += s1
+        ends[j + 1] = total
+        total += s2
+        ends[j + 2] = total
+        total += s3
+        ends[j + 3] = total
+        j += 4
+    while j < nb:
+        total += block_sum(w + j * DRAW_BLOCK, min(DRAW_BLOCK, n - j * DRAW_BLOCK))
+        ends[j] = total
+        j += 1
+
+
+cdef Py_ssize_t last_positive(const double *w, Py_ssize_t n) noexcept nogil:
+    """The last i < n with w[i] > 0 (0 if none)."""
+    cdef Py_ssize_t i = n - 1
+    while i > 0 and not w[i] > 0:
+        i -= 1
+    return i
+
+
+cdef Py_ssize_t draw_index(const double *w, Py_ssize_t n, double u,
+                           double *ends) noexcept nogil:
+    """Inverse-CDF draw from unnormalised weights w (n,) (the largest > 0), as the twin
+    reference.draw_index: the first i whose running sum exceeds u * total, the sums taken by
+    blocks (block_ends); ends (ceil(n / DRAW_BLOCK),) is scratch."""
+    cdef Py_ssize_t nb = (n + DRAW_BLOCK - 1) // DRAW_BLOCK, j = 0, i, start, width
+    block_ends(w, n, ends)
+    cdef double target = u * ends[nb - 1], c
+    while j < nb and not ends[j] > target:
+        j += 1
+    if j == nb:  # rounding left nothing past the target
+        return last_positive(w, n)
+    start = j * DRAW_BLOCK
+    width = min(DRAW_BLOCK, n - start)
+    c = ends[j - 1] if j > 0 else 0.0
+    for i in range(width):
+        c += w[start + i]
+        if c > target:
+            return start + i
+    return start + last_positive(w + start, width)
 
 
 cdef double kth_largest(double *scratch, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
@@ -73,30 +132,28 @@ cdef Py_ssize_t next_index(const floating *logits, Py_ssize_t V, double temperat
     (all V when top_k >= V) and to weights above e^-708 of the largest, or the argmax when
     greedy. z and scratch are (V,) doubles.
 
-    Two vectorised passes (the maximum; the weights), then their running sum: the
-    unnormalised CDF that draw_index searches. Division by temperature > 0 keeps the order
-    of the logits, so max(logits) / temperature is max(logits / temperature) exactly."""
+    Two vectorised passes (the maximum; the weights), then the block sums that draw_index
+    searches. The logits are scaled by 1 / temperature > 0, which keeps their order, so
+    max(logits) / temperature is max(logits / temperature) exactly."""
     cdef Py_ssize_t i, best = 0
-    cdef double cutoff = -INFINITY, total = 0.0
+    cdef double cutoff = -INFINITY
     if greedy:
         for i in range(1, V):
             if logits[i] > logits[best]:
                 best = i
         return best
-    cdef double m = max_value(logits, V) / temperature
+    cdef double inverse_t = 1.0 / temperature
+    cdef double m = max_value(logits, V) * inverse_t
     if top_k < V:
         for i in range(V):
-            z[i] = logits[i] / temperature
+            z[i] = logits[i] * inverse_t
         if top_k <= 64:
             cutoff = kth_largest_few(z, V, top_k, scratch)
         else:
             cutoff = kth_largest(z, V, top_k)
-    # z = the kept weights exp(logits / temperature - m), then their running sum
-    sampling_weights(z, logits, V, temperature, m, cutoff)
-    for i in range(V):
-        total += z[i]
-        z[i] = total
-    return draw_index(z, V, u)
+    # z = the kept weights exp(logits / temperature - m)
+    sampling_weights(z, logits, V, inverse_t, m, cutoff)
+    return draw_index(z, V, u, scratch)
 
 
 def sample_index(const floating[::1] logits, double temperature, Py_ssize_t top_k,

@@ -39,9 +39,9 @@ cdef extern from "fastrnn_simd.h" nogil:
     double fr_clipped_sq_norm_d(const double *g, Py_ssize_t n, double clip)
     float fr_max_f(const float *x, Py_ssize_t n)
     double fr_max_d(const double *x, Py_ssize_t n)
-    void fr_sampling_weights_f(double *w, const float *x, Py_ssize_t n, double t, double m,
+    void fr_sampling_weights_f(double *w, const float *x, Py_ssize_t n, double r, double m,
                                double cutoff)
-    void fr_sampling_weights_d(double *w, const double *x, Py_ssize_t n, double t, double m,
+    void fr_sampling_weights_d(double *w, const double *x, Py_ssize_t n, double r, double m,
                                double cutoff)
     void fr_transpose_f(float *dst, const float *src, Py_ssize_t m, Py_ssize_t n)
     void fr_transpose_d(double *dst, const double *src, Py_ssize_t m, Py_ssize_t n)
@@ -192,10 +192,11 @@ cdef inline double max_value(const floating *x, Py_ssize_t n) noexcept nogil:
         return fr_max_d(x, n)
 
 
-cdef inline void sampling_weights(double *w, const floating *x, Py_ssize_t n, double t,
+cdef inline void sampling_weights(double *w, const floating *x, Py_ssize_t n, double r,
                                   double m, double cutoff) noexcept nogil:
-    """w = where(x / t >= cutoff, exp(x / t - m), 0) in double, for m = max(x) / t."""
+    """w = where(x * r >= cutoff and x * r - m > -708, exp(x * r - m), 0) in double, for
+    m = max(x) * r."""
     if floating is float:
-        fr_sampling_weights_f(w, x, n, t, m, cutoff)
+        fr_sampling_weights_f(w, x, n, r, m, cutoff)
     else:
-        fr_sampling_weights_d(w, x, n, t, m, cutoff)
+        fr_sampling_weights_d(w, x, n, r, m, cutoff)

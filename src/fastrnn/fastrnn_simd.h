@@ -325,16 +325,16 @@ FR_CLONES static T fr_max_##S(const T *FR_RESTRICT x, Py_ssize_t n)             
     return m;                                                                                 \
 }                                                                                             \
                                                                                               \
-/* w[i] = exp(z - m) where z = x[i] / t >= cutoff and z - m > -708, else 0 (double), for     \
- * m = max(x) / t: the unnormalised softmax weights at temperature t. Weights below e^-708    \
+/* w[i] = exp(z - m) where z = x[i] * r >= cutoff and z - m > -708, else 0 (double), for     \
+ * m = max(x) * r: the unnormalised softmax weights at temperature 1 / r. Weights below e^-708 \
  * (where fr_exp_nonpos_d clamps) are 0, so that no index of weight ~0 is drawn at u = 0. */  \
 FR_CLONES static void fr_sampling_weights_##S(double *FR_RESTRICT w, const T *FR_RESTRICT x,  \
-                                              Py_ssize_t n, double t, double m,               \
+                                              Py_ssize_t n, double r, double m,               \
                                               double cutoff)                                  \
 {                                                                                             \
     FR_SIMD                                                                                   \
     for (Py_ssize_t i = 0; i < n; i++) {                                                      \
-        double z = (double)x[i] / t;                                                          \
+        double z = (double)x[i] * r;                                                          \
         double e = fr_exp_nonpos_d(z - m);                                                    \
         w[i] = z >= cutoff && z - m > -708.0 ? e : 0.0;                                       \
     }                                                                                         \
