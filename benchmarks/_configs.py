@@ -129,6 +129,10 @@ CONFIGS: dict[str, BenchConfig] = {
 # The configurations whose training-step memory is measured against the memory bound.
 MEMORY_CONFIGS = ("L", "CJK")
 
+# The configurations the guard also runs at 2 threads beside a busy neighbour (a process
+# spinning on one core), against 1 thread without it.
+BUSY_NEIGHBOUR_CONFIGS = ("M", "L", "LSTM-L")
+
 # Sampling sizes and their speed targets: (name, V, H, target chars/s).
 SAMPLING_CONFIGS = (("S", 65, 100, 300_000), ("CJK", 6533, 256, 8_000))
 
