@@ -10,7 +10,8 @@
 - ``BusyNeighbour``: a process of ours spinning on one core, switched on and off round by round.
 - ``blas_info``: the BLAS libraries in use, as threadpoolctl reports them.
 - ``training_step_peak``: tracemalloc peak of one training step.
-- ``sampling_rate``: characters/s of ``CharRNN.generate`` where it exists.
+- ``GenerateCall``, ``sampling_rate``, ``stream_sampling_rates``: characters/s of
+  ``CharRNN.generate`` where it exists, one stream or N at once.
 
 fastrnn is imported first, so that both OpenBLAS copies (numpy's and scipy's) are loaded before
 any ``threadpool_limits`` is entered: a limit only reaches the libraries loaded at that time.
@@ -354,6 +355,47 @@ def has_generate() -> bool:
     return callable(getattr(fastrnn.CharRNN, "generate", None))
 
 
+class GenerateCall:
+    """Callable: one CharRNN.generate call of `length` characters for each of `streams`
+    streams (a single-stream call for 1), from a zero state and index 0, temperature 1, on a
+    fresh model seeded `seed`; one seeded generator serves every call. ``chars`` = streams *
+    length per call; ``length`` may be changed between calls."""
+
+    def __init__(
+        self,
+        V: int,
+        H: int,
+        cell: str = "rnn",
+        streams: int = 1,
+        length: int = 64,
+        top_k: int | None = None,
+        backend: str = "kernel",
+        dtype: str = "float32",
+        seed: int = 0,
+    ):
+        self.model = fastrnn.CharRNN(
+            vocab_size=V, hidden_size=H, cell=cell, dtype=np.dtype(dtype), seed=seed
+        )
+        self.streams, self.length, self.top_k, self.backend = streams, length, top_k, backend
+        self.first = np.zeros(streams, dtype=np.int32) if streams > 1 else 0
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def chars(self) -> int:
+        return self.streams * self.length
+
+    def __call__(self) -> np.ndarray:
+        return self.model.generate(
+            self.model.initial_state(self.streams),
+            self.first,
+            self.length,
+            temperature=1.0,
+            top_k=self.top_k,
+            rng=self.rng,
+            backend=self.backend,
+        )
+
+
 def sampling_rate(
     V: int,
     H: int,
@@ -364,25 +406,32 @@ def sampling_rate(
     call_seconds: float = 0.05,
     max_length: int = 1 << 20,
 ) -> float | None:
-    """Best characters/s of CharRNN.generate(h, 0, length, temperature=1, top_k, rng=...,
-    backend) on a fresh model (one stream), or None if there is no CharRNN.generate. length is
-    grown (x4 from 64) until one call takes call_seconds, then the best of `repeats` calls."""
+    """Best characters/s of a one-stream GenerateCall(V, H, top_k=top_k, backend=backend), or
+    None if there is no CharRNN.generate. length is grown (x4 from 64) until one call takes
+    call_seconds, then the best of `repeats` calls."""
     if not has_generate():
         return None
-    model = fastrnn.CharRNN(vocab_size=V, hidden_size=H, dtype=np.dtype(dtype), seed=0)
-    rng = np.random.default_rng(0)
+    call = GenerateCall(V, H, top_k=top_k, backend=backend, dtype=dtype)
+    time_steps(call, 1)  # warm-up
+    while time_steps(call, 1) < call_seconds and call.length < max_length:
+        call.length *= 4
+    return call.chars / min(time_steps(call, 1) for _ in range(repeats))
 
-    def call(length: int) -> float:
-        h = model.initial_state(1)
-        t0 = time.perf_counter()
-        model.generate(h, 0, length, temperature=1.0, top_k=top_k, rng=rng, backend=backend)
-        return time.perf_counter() - t0
 
-    length = 64
-    call(length)  # warm-up
-    while call(length) < call_seconds and length < max_length:
-        length *= 4
-    return length / min(call(length) for _ in range(repeats))
+def stream_sampling_rates(
+    configs, rounds: int, round_seconds: float, max_seconds: float = float("inf")
+) -> dict[str, list[float]]:
+    """chars/s over all streams of GenerateCall at each StreamConfig (kernel backend, the
+    caller's thread limit), per round of interleaved_rates, so that a configuration and its
+    one-stream partner see the same machine."""
+    calls = {
+        c.name: GenerateCall(c.V, c.H, cell=c.cell, streams=c.streams, length=c.length)
+        for c in configs
+    }
+    n = steps_per_round(list(calls.values()), round_seconds)
+    return interleaved_rates(
+        {name: (call, call.chars, n) for name, call in calls.items()}, rounds, max_seconds
+    )
 
 
 # ------------------------------------------------------------------------- design probes

@@ -21,7 +21,8 @@ which fails the guard only where 'enforced' is true (information otherwise).
 
 It also prints the tracemalloc peak of one training step at L and CJK against the memory bound
 of _configs.memory_bound_bytes (kernel checked, reference for information) and, where
-CharRNN.generate exists, the characters/s of generation, kernel and reference (for information).
+CharRNN.generate exists, the characters/s of generation, kernel and reference, and of the
+compiled loop for every cell and N streams with the ratio to one stream (for information).
 It never changes OPENBLAS_* variables: for a report run it as
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/guard.py
@@ -47,9 +48,11 @@ from _configs import (  # noqa: E402
     MEMORY_CONFIGS,
     SAMPLING_CONFIGS,
     SCRATCH_BH,
+    STREAM_CONFIGS,
     BenchConfig,
     fraction_of_limit,
     memory_bound_bytes,
+    one_stream_partner,
     select,
 )
 
@@ -533,6 +536,66 @@ def run_sampling(quick: bool) -> list[dict] | None:
     return results
 
 
+def run_stream_sampling(quick: bool) -> list[dict] | None:
+    """chars/s over all streams of the compiled generation loop at STREAM_CONFIGS (kernel,
+    float32, one thread) in alternating rounds; for N > 1 streams also the median per-round
+    ratio to the one-stream configuration of the same model. None when CharRNN has no
+    generate."""
+    from threadpoolctl import threadpool_limits
+
+    import _measure
+
+    if not _measure.has_generate():
+        return None
+    rounds, round_seconds = (3, 0.05) if quick else (5, 0.1)
+    with threadpool_limits(1):
+        rates = _measure.stream_sampling_rates(STREAM_CONFIGS, rounds, round_seconds)
+    results = []
+    for cfg in STREAM_CONFIGS:
+        partner = one_stream_partner(cfg)
+        ratio = (
+            _measure.paired_ratio(rates[cfg.name], rates[partner.name])
+            if partner is not None
+            else None
+        )
+        best = max(rates[cfg.name])
+        results.append(
+            {
+                "name": cfg.name,
+                "cell": cfg.cell,
+                "V": cfg.V,
+                "H": cfg.H,
+                "streams": cfg.streams,
+                "kernel_chars_per_s": best,
+                "ratio_to_one_stream": ratio,
+                "target": cfg.target,
+                "meets_target": best >= cfg.target,
+                "rates_per_round": rates[cfg.name],
+            }
+        )
+    return results
+
+
+def stream_sampling_table(rows: list[dict]) -> str:
+    return format_table(
+        ["name", "cell", "V", "H", "streams", "kernel chars/s", "x one stream", "target", "met"],
+        [
+            [
+                s["name"],
+                s["cell"],
+                s["V"],
+                s["H"],
+                s["streams"],
+                _si(s["kernel_chars_per_s"]),
+                "-" if s["ratio_to_one_stream"] is None else f"{s['ratio_to_one_stream']:.2f}",
+                _si(s["target"]),
+                "yes" if s["meets_target"] else "no",
+            ]
+            for s in rows
+        ],
+    )
+
+
 def busy_neighbour_section(
     configs: list[BenchConfig], floor: dict, rounds: int, round_seconds: float, max_seconds: float
 ) -> list[dict]:
@@ -759,6 +822,18 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
+    streams = None
+    if not args.no_sampling and names is None:
+        streams = run_stream_sampling(args.quick)
+        if streams is not None:
+            print(
+                "\nSampling streams: the compiled loop for every cell, N streams at once, "
+                "float32, one thread, temperature 1; chars/s over all streams (best round), "
+                "x one stream = median per-round ratio to the same model's one stream "
+                "(information, no floor)"
+            )
+            print(stream_sampling_table(streams))
+
     elapsed = time.perf_counter() - t_start
     failed = [r["config"]["name"] + ": " + "; ".join(r["misses"]) for r in speed if r["misses"]]
     failed += [f"{m['name']} memory above bound" for m in memory if m["verdict"] == "FAIL"]
@@ -778,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
                     "speed": speed,
                     "memory": memory,
                     "sampling": sampling,
+                    "sampling_streams": streams,
                     "probes": probes,
                     "busy_neighbour": busy,
                 },
