@@ -204,7 +204,7 @@ static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(mv_block)(
             acc[j][v] = (FR_VEC) {0};
     }
     /* rows in the order k = 0, 1, ..., K-1, or K-1, ..., 0 when descending */
-    const ptrdiff_t da = descending ? -1 : 1, dw = descending ? -FR_NR : FR_NR;
+    const int da = descending ? -1 : 1, dw = descending ? -FR_NR : FR_NR;
     const FR_T *ak = descending ? a + (K - 1) : a;
     const FR_T *row = descending ? Wb + (size_t) (K - 1) * FR_NR : Wb;
     int k = 0;
