@@ -3,11 +3,11 @@
 fastrnn_recurrent_isa.h is one source instantiated per instruction set; what differs between
 the AVX-512, AVX2 and portable versions is only the layout: the vector width (hence the panel
 width and the K pass length), the rows per tile and the accumulator budget (hence the panels per
-tile). tests/c/check_recurrent_layout.c compiles the same source with 64-, 32- and 16-byte
-generic vectors and those constants for the baseline CPU (the compiler splits a vector the CPU
-lacks into the ones it has), so the AVX-512 layout's blocking and edge handling are checked on a
-machine without AVX-512; the AVX-512 instructions themselves run only where the CPU has them
-(test_recurrent_product.py runs every version the CPU supports).
+tile, and at B = 1 the matrix-vector blocks). tests/c/check_recurrent_layout.c compiles the same
+source with 64-, 32- and 16-byte generic vectors and those constants for the baseline CPU (the
+compiler splits a vector the CPU lacks into the ones it has), so the AVX-512 layout's blocking
+and edge handling are checked on a machine without AVX-512; the AVX-512 instructions themselves
+run only where the CPU has them (test_recurrent_product.py runs every version the CPU supports).
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "c" / "check_recurrent_layout.c"
 INCLUDE = HERE.parent / "src" / "fastrnn"
 
-# (vector bytes, rows per tile, accumulator vectors) of the AVX-512, AVX2 and portable versions,
-# as fastrnn_recurrent.h instantiates them.
-LAYOUTS = {"avx512": (64, 12, 24), "avx2": (32, 6, 12), "portable": (16, 4, 8)}
+# (vector bytes, rows per tile, accumulator vectors, matrix-vector accumulators and chains) of
+# the AVX-512, AVX2 and portable versions, as fastrnn_recurrent.h instantiates them.
+LAYOUTS = {
+    "avx512": (64, 12, 24, 28, 16),
+    "avx2": (32, 6, 12, 14, 10),
+    "portable": (16, 4, 8, 12, 8),
+}
 
 
 def _compiler() -> str | None:
@@ -50,7 +54,7 @@ def test_layout_matches_a_naive_product(name, tmp_path):
     cc = _compiler()
     if cc is None:
         pytest.skip("needs GCC or Clang (vector extensions)")
-    vec_bytes, rows, accumulators = LAYOUTS[name]
+    vec_bytes, rows, accumulators, mv_accumulators, mv_chains = LAYOUTS[name]
     exe = tmp_path / f"check_{name}"
     build = subprocess.run(
         [
@@ -59,6 +63,8 @@ def test_layout_matches_a_naive_product(name, tmp_path):
             f"-DVEC_BYTES={vec_bytes}",
             f"-DMR={rows}",
             f"-DACC={accumulators}",
+            f"-DMV_MAX={mv_accumulators}",
+            f"-DMV_CHAINS={mv_chains}",
             f"-I{INCLUDE}",
             "-Wno-psabi",
             str(SOURCE),

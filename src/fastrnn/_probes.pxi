@@ -40,8 +40,9 @@ def _blas_gemv_for_tests(bint trans_a, int M, int N, double alpha, const floatin
 def recurrent_step_seconds(const floating[:, ::1] A, const floating[:, ::1] W,
                            floating[:, ::1] C, floating[::1] packed, int repeats, bint blas):
     """Seconds per call of C += A (B, K) @ W (K, N), the best of `repeats` timed batches of
-    calls, through the packed product (W packed once, outside the timing) or, with blas, the
-    BLAS call the kernel would otherwise make (GEMV at B = 1, GEMM else). For benchmarks."""
+    calls, through the packed product as a recurrence calls it (W packed once, outside the
+    timing; call i as step i, see recurrent_step_product) or, with blas, the BLAS call the
+    kernel would otherwise make (GEMV at B = 1, GEMM else). For benchmarks."""
     import time
     cdef int B = <int> A.shape[0], K = <int> A.shape[1], N = <int> C.shape[1], i, r
     cdef int calls = 200
@@ -54,7 +55,8 @@ def recurrent_step_seconds(const floating[:, ::1] A, const floating[:, ::1] W,
         with nogil:
             for i in range(calls):
                 if not blas:
-                    recurrent_product(&A[0, 0], K, &packed[0], K, N, &C[0, 0], N, B, True)
+                    recurrent_step_product(&A[0, 0], K, &packed[0], K, N, &C[0, 0], N, B, True,
+                                           i)
                 elif B == 1:
                     gemv(True, K, N, <floating> 1, &W[0, 0], N, &A[0, 0], <floating> 1,
                          &C[0, 0])

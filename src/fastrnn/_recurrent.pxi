@@ -8,6 +8,12 @@
 #     recurrent_pack(packed, W, K, N, ldw, transposed)     packed = panels of W (K, N) or of W^T
 #     recurrent_product(A, lda, packed, K, N, C, ldc, B, accumulate)
 #                                                          C (B, N) (+)= A (B, K) @ W
+#     recurrent_step_product(A, lda, packed, K, N, C, ldc, B, accumulate, t)
+#                                                          the same, at step t of a recurrence
+#
+# At B = 1 the product is a matrix-vector kernel; recurrent_step_product lets it read the rows
+# of W in the order opposite to the previous step's (see fastrnn_recurrent.h), which keeps part
+# of a W a little larger than L1 (H = 100 in float32) in L1 from one step to the next.
 #
 # The version (AVX-512, AVX2+FMA or portable C) is chosen at import from the CPU's features;
 # the environment variable FASTRNN_RECURRENT_ISA=portable|avx2|avx512 or set_recurrent_isa()
@@ -41,6 +47,10 @@ cdef extern from "fastrnn_recurrent.h" nogil:
                                 float *C, int ldc, int B, int accumulate)
     void fr_recurrent_product_d(const double *A, int lda, const double *buffer, int K, int N,
                                 double *C, int ldc, int B, int accumulate)
+    void fr_recurrent_step_product_f(const float *A, int lda, const float *buffer, int K,
+                                     int N, float *C, int ldc, int B, int accumulate, int step)
+    void fr_recurrent_step_product_d(const double *A, int lda, const double *buffer, int K,
+                                     int N, double *C, int ldc, int B, int accumulate, int step)
 
 
 cdef extern from "fastrnn_barrier.h" nogil:
@@ -78,6 +88,17 @@ cdef inline void recurrent_product(const floating *A, int lda, const floating *p
         fr_recurrent_product_f(A, lda, packed, K, N, C, ldc, B, accumulate)
     else:
         fr_recurrent_product_d(A, lda, packed, K, N, C, ldc, B, accumulate)
+
+
+cdef inline void recurrent_step_product(const floating *A, int lda, const floating *packed,
+                                        int K, int N, floating *C, int ldc, int B,
+                                        bint accumulate, int step) noexcept nogil:
+    """recurrent_product at step `step` of a recurrence (the same result up to the order of
+    the K terms of each sum: at B = 1, odd steps read the rows of W in descending order)."""
+    if floating is float:
+        fr_recurrent_step_product_f(A, lda, packed, K, N, C, ldc, B, accumulate, step)
+    else:
+        fr_recurrent_step_product_d(A, lda, packed, K, N, C, ldc, B, accumulate, step)
 
 
 cdef inline floating *packed_after(floating *packed, int K, int N) noexcept nogil:
@@ -188,11 +209,9 @@ def packed_size(int K, int N, dtype):
     raise TypeError(f"dtype must be float32 or float64, got {dtype}")
 
 
-def recurrent_product_probe(const floating[:, ::1] A, const floating[:, ::1] W,
-                            floating[:, ::1] C, floating[::1] packed, bint transposed,
-                            bint accumulate):
-    """Test door to the recurrent product: C = A @ op(W) (+ C if accumulate), with op(W) = W
-    (K, N) or W^T (W then (N, K)), packed into `packed` (packed_size(K, N) values) first."""
+cdef object _checked_product_shapes(const floating[:, ::1] A, const floating[:, ::1] W,
+                                    floating[:, ::1] C, floating[::1] packed, bint transposed):
+    """The checks of a test door: A (B, K), op(W) (K, N), C (B, N), packed large enough."""
     cdef int B = <int> A.shape[0], K = <int> A.shape[1], N = <int> C.shape[1]
     cdef size_t needed
     shape = (N, K) if transposed else (K, N)
@@ -205,9 +224,56 @@ def recurrent_product_probe(const floating[:, ::1] A, const floating[:, ::1] W,
         needed = fr_recurrent_packed_size_d(K, N)
     if <size_t> packed.shape[0] < needed:
         raise ValueError(f"packed holds {packed.shape[0]} values, fewer than packed_size")
+
+
+def recurrent_product_probe(const floating[:, ::1] A, const floating[:, ::1] W,
+                            floating[:, ::1] C, floating[::1] packed, bint transposed,
+                            bint accumulate):
+    """Test door to the recurrent product: C = A @ op(W) (+ C if accumulate), with op(W) = W
+    (K, N) or W^T (W then (N, K)), packed into `packed` (packed_size(K, N) values) first."""
+    _checked_product_shapes(A, W, C, packed, transposed)
+    cdef int B = <int> A.shape[0], K = <int> A.shape[1], N = <int> C.shape[1]
     with nogil:
         recurrent_pack(&packed[0], &W[0, 0], K, N, <int> W.shape[1], transposed)
         recurrent_product(&A[0, 0], K, &packed[0], K, N, &C[0, 0], N, B, accumulate)
+
+
+def recurrent_step_product_probe(const floating[:, ::1] A, const floating[:, ::1] W,
+                                 floating[:, ::1] C, floating[::1] packed, bint transposed,
+                                 bint accumulate, int step):
+    """Test door to recurrent_step_product: recurrent_product_probe at step `step`."""
+    _checked_product_shapes(A, W, C, packed, transposed)
+    cdef int B = <int> A.shape[0], K = <int> A.shape[1], N = <int> C.shape[1]
+    with nogil:
+        recurrent_pack(&packed[0], &W[0, 0], K, N, <int> W.shape[1], transposed)
+        recurrent_step_product(&A[0, 0], K, &packed[0], K, N, &C[0, 0], N, B, accumulate, step)
+
+
+def recurrent_product_panels_probe(const floating[:, ::1] A, const floating[:, ::1] W,
+                                   floating[:, ::1] C, floating[::1] packed, bint transposed,
+                                   bint accumulate, int panel_begin, int panel_end):
+    """Test door to recurrent_product_panels (a thread's share of a step): the columns of
+    panels [panel_begin, panel_end) of C = A @ op(W) (+ C), the other columns untouched.
+    Panels are recurrent_panel_columns(dtype) columns wide."""
+    _checked_product_shapes(A, W, C, packed, transposed)
+    cdef int B = <int> A.shape[0], K = <int> A.shape[1], N = <int> C.shape[1]
+    if not 0 <= panel_begin <= panel_end <= recurrent_panels(&packed[0], N):
+        raise ValueError(f"panels [{panel_begin}, {panel_end}) out of "
+                         f"[0, {recurrent_panels(&packed[0], N)})")
+    with nogil:
+        recurrent_pack(&packed[0], &W[0, 0], K, N, <int> W.shape[1], transposed)
+        recurrent_product_panels(&A[0, 0], K, &packed[0], K, N, &C[0, 0], N, B, accumulate,
+                                 panel_begin, panel_end)
+
+
+def recurrent_panel_columns(dtype):
+    """Columns per panel of the version in use for `dtype` (the unit of a thread's share)."""
+    import numpy as np
+    cdef float f = 0
+    cdef double d = 0
+    if np.dtype(dtype) == np.float32:
+        return recurrent_panel_width(&f)
+    return recurrent_panel_width(&d)
 
 
 def _select_recurrent_isa(request):

@@ -51,7 +51,7 @@ cdef void recurrence_forward(const floating[:, ::1] h0, const floating[:, ::1] W
         return
     for t in range(T):
         # hs[t] += h_prev @ Whh
-        recurrent_product(h_prev, H, packed, H, H, &hs[t, 0, 0], H, B, True)
+        recurrent_step_product(h_prev, H, packed, H, H, &hs[t, 0, 0], H, B, True, <int> t)
         tanh_inplace(&hs[t, 0, 0], B * H)
         h_prev = &hs[t, 0, 0]
 
@@ -208,7 +208,8 @@ cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] 
         into_prev = t > 0
         dh_prev = &dhs[t - 1, 0, 0] if into_prev else &dh0[0, 0]
         # dh_prev = dpre_t @ Whh^T + (dh_prev if t > 0 else 0)
-        recurrent_product(&dhs[t, 0, 0], H, packed, H, H, dh_prev, H, B, into_prev)
+        recurrent_step_product(&dhs[t, 0, 0], H, packed, H, H, dh_prev, H, B, into_prev,
+                               <int> t)
 
 
 cdef void weight_backward(const int[:, ::1] x, const floating[:, ::1] h0,

@@ -5,8 +5,10 @@
  * h_{t-1} @ Whh and their backward twins dpre_t @ Whh^T. A BLAS GEMM repacks its operand on
  * every call (a quarter of the step at that size); here W (or W^T) is packed once per chunk
  * into column panels, and a register-blocked micro-kernel streams through them every step.
- * At B = 1 the same code is a matrix-vector product with eight independent accumulation
- * chains over a packed W small enough to stay in L1/L2.
+ * At B = 1 a matrix-vector kernel streams the same packed W once per step, all its
+ * accumulators (up to the register file) in registers, with enough independent chains to hide
+ * the multiply-add latency; a recurrence alternates the order of the rows between steps so
+ * that a W a little larger than L1 is partly read from L1 (fr_recurrent_step_product_X).
  *
  * Versions: AVX-512 (avx512f), AVX2+FMA and portable C (GCC/Clang vector extensions of
  * 16 bytes, or scalar code on other compilers), each for float (_f) and double (_d), from one
@@ -82,6 +84,8 @@ typedef double fr_vd_portable;
 #define FR_NV 2
 #define FR_MR 4
 #define FR_ACC 8
+#define FR_MV_MAX 12
+#define FR_MV_CHAINS 8
 
 #define FR_T float
 #define FR_VEC fr_vf_portable
@@ -106,6 +110,8 @@ typedef double fr_vd_portable;
 #undef FR_TARGET
 #undef FR_MR
 #undef FR_ACC
+#undef FR_MV_MAX
+#undef FR_MV_CHAINS
 
 #ifdef FR_HAVE_X86_VERSIONS
 /* AVX2 + FMA: 16 ymm registers, 6 rows x 2 vectors = 12 accumulators. */
@@ -114,6 +120,8 @@ typedef double fr_vd_avx2 __attribute__((vector_size(32)));
 #  define FR_TARGET __attribute__((target("avx2,fma")))
 #  define FR_MR 6
 #  define FR_ACC 12
+#  define FR_MV_MAX 14
+#  define FR_MV_CHAINS 10
 
 #  define FR_T float
 #  define FR_VEC fr_vf_avx2
@@ -138,6 +146,8 @@ typedef double fr_vd_avx2 __attribute__((vector_size(32)));
 #  undef FR_TARGET
 #  undef FR_MR
 #  undef FR_ACC
+#  undef FR_MV_MAX
+#  undef FR_MV_CHAINS
 
 /* AVX-512F: 32 zmm registers, 12 rows x 2 vectors = 24 accumulators. */
 typedef float fr_vf_avx512 __attribute__((vector_size(64)));
@@ -145,6 +155,8 @@ typedef double fr_vd_avx512 __attribute__((vector_size(64)));
 #  define FR_TARGET __attribute__((target("avx512f")))
 #  define FR_MR 12
 #  define FR_ACC 24
+#  define FR_MV_MAX 28
+#  define FR_MV_CHAINS 16
 
 #  define FR_T float
 #  define FR_VEC fr_vf_avx512
@@ -169,6 +181,8 @@ typedef double fr_vd_avx512 __attribute__((vector_size(64)));
 #  undef FR_TARGET
 #  undef FR_MR
 #  undef FR_ACC
+#  undef FR_MV_MAX
+#  undef FR_MV_CHAINS
 #endif
 #undef FR_NV
 
@@ -177,9 +191,9 @@ typedef double fr_vd_avx512 __attribute__((vector_size(64)));
 typedef void (*fr_rp_pack_f_fn)(float *, const float *, int, int, int, int);
 typedef void (*fr_rp_pack_d_fn)(double *, const double *, int, int, int, int);
 typedef void (*fr_rp_product_f_fn)(const float *, int, const float *, int, int, float *, int,
-                                   int, int, int, int);
+                                   int, int, int, int, int);
 typedef void (*fr_rp_product_d_fn)(const double *, int, const double *, int, int, double *, int,
-                                   int, int, int, int);
+                                   int, int, int, int, int);
 
 typedef struct {
     fr_rp_pack_f_fn pack_f;
@@ -312,7 +326,7 @@ static void fr_recurrent_product_panels_f(const float *A, int lda, const float *
                                           int panel_begin, int panel_end)
 {
     fr_rp_versions[fr_rp_active].product_f(A, lda, (const float *) fr_aligned(buffer), K, N, C,
-                                           ldc, B, accumulate, panel_begin, panel_end);
+                                           ldc, B, accumulate, 0, panel_begin, panel_end);
 }
 
 static void fr_recurrent_product_panels_d(const double *A, int lda, const double *buffer, int K,
@@ -320,7 +334,7 @@ static void fr_recurrent_product_panels_d(const double *A, int lda, const double
                                           int panel_begin, int panel_end)
 {
     fr_rp_versions[fr_rp_active].product_d(A, lda, (const double *) fr_aligned(buffer), K, N,
-                                           C, ldc, B, accumulate, panel_begin, panel_end);
+                                           C, ldc, B, accumulate, 0, panel_begin, panel_end);
 }
 
 /* C (B, N) (+)= A (B, K) @ W, every column. */
@@ -336,6 +350,29 @@ static void fr_recurrent_product_d(const double *A, int lda, const double *buffe
 {
     fr_recurrent_product_panels_d(A, lda, buffer, K, N, C, ldc, B, accumulate, 0,
                                   fr_recurrent_panels_d(N));
+}
+
+/* fr_recurrent_product_X for step `step` of a recurrence, every column. At B = 1 a step reads
+ * the rows of W in the order opposite to the step before (descending at odd steps): when W is
+ * somewhat larger than the L1 cache, the rows the previous step read last are still there and
+ * are read first, instead of having been evicted just before they are needed (as reading in
+ * the same order every step does). Only the order of the K terms of each sum changes. */
+static void fr_recurrent_step_product_f(const float *A, int lda, const float *buffer, int K,
+                                        int N, float *C, int ldc, int B, int accumulate,
+                                        int step)
+{
+    fr_rp_versions[fr_rp_active].product_f(A, lda, (const float *) fr_aligned(buffer), K, N, C,
+                                           ldc, B, accumulate, step & 1, 0,
+                                           fr_recurrent_panels_f(N));
+}
+
+static void fr_recurrent_step_product_d(const double *A, int lda, const double *buffer, int K,
+                                        int N, double *C, int ldc, int B, int accumulate,
+                                        int step)
+{
+    fr_rp_versions[fr_rp_active].product_d(A, lda, (const double *) fr_aligned(buffer), K, N,
+                                           C, ldc, B, accumulate, step & 1, 0,
+                                           fr_recurrent_panels_d(N));
 }
 
 #endif

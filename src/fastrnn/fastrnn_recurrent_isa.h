@@ -9,6 +9,9 @@
  *   FR_NV      vectors across one panel: a panel is FR_NR = FR_VLEN * FR_NV columns wide
  *   FR_MR      rows of A (streams) per tile
  *   FR_ACC     accumulator vectors the register file holds beside the operands
+ *   FR_MV_MAX  accumulator vectors of the matrix-vector product (B = 1): the register file
+ *              less one for the broadcast value (the loads of W fold into the multiply-adds)
+ *   FR_MV_CHAINS  independent multiply-add chains that hide the multiply-add latency
  *
  * Packed layout of a logical (K, N) matrix W: ceil(N / NR) column panels, panel p holding
  * columns [p*NR, p*NR + NR) as K rows of NR values (row k = W[k, p*NR:(p+1)*NR]), the columns
@@ -161,10 +164,159 @@ static FR_TARGET void FR_FN(tile_any)(const FR_T *A, int lda, const FR_T *Wp, in
  * FR_NP_OF(m) for the tail row block either. */
 typedef char FR_FN(one_panel_at_full_rows)[FR_NP_OF(FR_MR) == 1 ? 1 : -1];
 
+/* ------------------------------------------------------------- the matrix-vector product
+ *
+ * At B = 1 the product is c (N) (+)= a (K) @ W, W given packed as above. A block of nv
+ * consecutive column vectors (nv <= FR_MV_MAX, starting at a panel boundary) keeps all its
+ * accumulators in registers and streams its panels once, row by row: per row k, one broadcast
+ * of a[k] and nv multiply-adds with the loads of W folded in. When nv is too small to hide
+ * the multiply-add latency, u interleaved sets of accumulators take the rows k = j (mod u)
+ * and are summed at the end. With u = 1 each column is summed in the order of the tiles of
+ * the general product (c, then k = 0, 1, ..., K-1), so its results are the same. */
+
+/* Interleaved accumulator sets for a block of nv vectors: enough for FR_MV_CHAINS chains, at
+ * most 4 and within FR_MV_MAX accumulators. */
+#define FR_MV_U(nv) (((FR_MV_CHAINS + (nv) - 1) / (nv)) > 4 ? 4                                \
+                     : ((FR_MV_CHAINS + (nv) - 1) / (nv)) * (nv) > FR_MV_MAX                     \
+                         ? (FR_MV_MAX / (nv) < 1 ? 1 : FR_MV_MAX / (nv))                         \
+                         : ((FR_MV_CHAINS + (nv) - 1) / (nv)))
+
+static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(mv_block)(
+    const FR_T *FR_RESTRICT a, const FR_T *FR_RESTRICT Wb, int K, FR_T *FR_RESTRICT c,
+    int cols, int accumulate, int descending, const int nv, const int u)
+{
+    /* c[:cols] (+)= a (K) @ the nv column vectors of W starting at Wb (the first row of a
+     * panel), cols <= nv * FR_VLEN (only the last block of a matrix has cols < nv * FR_VLEN:
+     * it reads and writes c through the scratch `edge`). */
+    FR_VEC acc[4][FR_MV_MAX];
+    FR_T edge[FR_MV_MAX * FR_VLEN];
+    const size_t panel_stride = (size_t) K * FR_NR;
+    const int whole = cols == nv * FR_VLEN;
+    FR_T *out = whole ? c : edge;
+    if (!whole)
+        for (int i = 0; i < nv * FR_VLEN; i++)
+            edge[i] = (accumulate && i < cols) ? c[i] : 0;
+    FR_UNROLL
+    for (int v = 0; v < nv; v++) {
+        acc[0][v] = accumulate || !whole ? FR_FN(load)(out + v * FR_VLEN) : (FR_VEC) {0};
+        FR_UNROLL
+        for (int j = 1; j < u; j++)
+            acc[j][v] = (FR_VEC) {0};
+    }
+    /* rows in the order k = 0, 1, ..., K-1, or K-1, ..., 0 when descending */
+    const int da = descending ? -1 : 1, dw = descending ? -FR_NR : FR_NR;
+    const FR_T *ak = descending ? a + (K - 1) : a;
+    const FR_T *row = descending ? Wb + (size_t) (K - 1) * FR_NR : Wb;
+    int k = 0;
+    for (; k + u <= K; k += u) {
+        FR_UNROLL
+        for (int j = 0; j < u; j++) {
+            const FR_T s = ak[j * da];
+            const FR_T *r = row + j * dw;
+            FR_UNROLL
+            for (int v = 0; v < nv; v++)
+                acc[j][v] += s * FR_FN(load)(r + (v / FR_NV) * panel_stride
+                                             + (v % FR_NV) * FR_VLEN);
+        }
+        ak += u * da;
+        row += u * dw;
+    }
+    for (; k < K; k++) {
+        const FR_T s = *ak;
+        FR_UNROLL
+        for (int v = 0; v < nv; v++)
+            acc[0][v] += s * FR_FN(load)(row + (v / FR_NV) * panel_stride + (v % FR_NV) * FR_VLEN);
+        ak += da;
+        row += dw;
+    }
+    FR_UNROLL
+    for (int v = 0; v < nv; v++) {
+        FR_UNROLL
+        for (int j = 1; j < u; j++)
+            acc[0][v] += acc[j][v];
+        FR_FN(store)(out + v * FR_VLEN, acc[0][v]);
+    }
+    if (!whole)
+        memcpy(c, edge, (size_t) cols * sizeof(FR_T));
+}
+
+#define FR_MV_CASE(NV, U)                                                                \
+    case NV:                                                                             \
+        if (NV * U <= FR_MV_MAX)                                                         \
+            FR_FN(mv_block)(a, Wb, K, c, cols, accumulate, descending, NV, U);           \
+        break;
+#define FR_MV_CASES(U)                                                                   \
+    switch (nv) {                                                                        \
+        FR_MV_CASE(1, U) FR_MV_CASE(2, U) FR_MV_CASE(3, U) FR_MV_CASE(4, U)              \
+        FR_MV_CASE(5, U) FR_MV_CASE(6, U) FR_MV_CASE(7, U) FR_MV_CASE(8, U)              \
+        FR_MV_CASE(9, U) FR_MV_CASE(10, U) FR_MV_CASE(11, U) FR_MV_CASE(12, U)           \
+        FR_MV_CASE(13, U) FR_MV_CASE(14, U) FR_MV_CASE(15, U) FR_MV_CASE(16, U)          \
+        FR_MV_CASE(17, U) FR_MV_CASE(18, U) FR_MV_CASE(19, U) FR_MV_CASE(20, U)          \
+        FR_MV_CASE(21, U) FR_MV_CASE(22, U) FR_MV_CASE(23, U) FR_MV_CASE(24, U)          \
+        FR_MV_CASE(25, U) FR_MV_CASE(26, U) FR_MV_CASE(27, U) FR_MV_CASE(28, U)          \
+        default:                                                                         \
+            break;                                                                       \
+    }
+#if FR_MV_MAX > 28
+#error "FR_MV_MAX > 28: add cases"
+#endif
+
+static FR_TARGET void FR_FN(mv_block_any)(const FR_T *a, const FR_T *Wb, int K, FR_T *c,
+                                          int cols, int accumulate, int descending, int nv,
+                                          int u)
+{
+    /* mv_block with nv and u (nv * u <= FR_MV_MAX, u <= 4) as compile-time constants. */
+    switch (u) {
+        case 1: FR_MV_CASES(1) break;
+        case 2: FR_MV_CASES(2) break;
+        case 3: FR_MV_CASES(3) break;
+        case 4: FR_MV_CASES(4) break;
+        default: break;
+    }
+}
+#undef FR_MV_CASES
+#undef FR_MV_CASE
+
+/* A block holds whole panels. */
+typedef char FR_FN(mv_whole_panels)[FR_MV_MAX >= FR_NV ? 1 : -1];
+
+static FR_TARGET void FR_FN(matvec)(const FR_T *FR_RESTRICT a, const FR_T *FR_RESTRICT Wp,
+                                     int K, int N, FR_T *FR_RESTRICT c, int accumulate,
+                                     int descending, int panel_begin, int panel_end)
+{
+    /* c[cols] (+)= a (K) @ W[:, cols] for the columns of panels [panel_begin, panel_end).
+     * The blocks are those of the whole matrix (its panels in the fewest blocks of at most
+     * FR_MV_MAX / FR_NV panels, of nearly equal size; of each panel only the vectors that hold
+     * columns < N), each with its u; a range of panels computes its part of every block it
+     * meets with that block's u. So every column is the same sum whatever the range (a
+     * thread's share gives the bits of the whole product). */
+    const int max_panels = FR_MV_MAX / FR_NV;
+    const int panels = (N + FR_NR - 1) / FR_NR;
+    const int blocks = (panels + max_panels - 1) / max_panels;
+    const int vectors_of_n = (N + FR_VLEN - 1) / FR_VLEN;
+    for (int b = 0; b < blocks; b++) {
+        const int g0 = panels * b / blocks, g1 = panels * (b + 1) / blocks;
+        const int p0 = g0 > panel_begin ? g0 : panel_begin;
+        const int p1 = g1 < panel_end ? g1 : panel_end;
+        if (p0 >= p1)
+            continue;
+        const int u = FR_MV_U((g1 * FR_NV < vectors_of_n ? g1 * FR_NV : vectors_of_n)
+                              - g0 * FR_NV);
+        const int v0 = p0 * FR_NV;
+        const int v1 = p1 * FR_NV < vectors_of_n ? p1 * FR_NV : vectors_of_n;
+        const int n0 = v0 * FR_VLEN;
+        const int cols = (N < v1 * FR_VLEN ? N : v1 * FR_VLEN) - n0;
+        FR_FN(mv_block_any)(a, Wp + (size_t) p0 * K * FR_NR, K, c + n0, cols, accumulate,
+                            descending, v1 - v0, u);
+    }
+}
+
+#undef FR_MV_U
+
 static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda,
                                       const FR_T *FR_RESTRICT Wp, int K, int N,
                                       FR_T *FR_RESTRICT C, int ldc, int B, int accumulate,
-                                      int panel_begin, int panel_end)
+                                      int descending, int panel_begin, int panel_end)
 {
     /* C[:, cols] (+)= A (B, K) @ W[:, cols] for the columns of panels [panel_begin, panel_end),
      * W given packed (Wp). K in passes of FR_KC rows; in a pass, panels outside, row blocks
@@ -172,8 +324,13 @@ static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda,
      * every block of FR_MR rows. A group that runs past column N is computed in a
      * zero-padded scratch tile and only its columns < N written. B >= FR_MR: groups of one
      * panel; B < FR_MR: one row block, groups of FR_NP_OF(B) panels, the last group what is
-     * left. */
+     * left. B = 1: the matrix-vector product (matvec), its rows of W in descending order when
+     * `descending` (which the other cases ignore). */
     FR_T edge[FR_MR * 4 * FR_NR];
+    if (B == 1) {
+        FR_FN(matvec)(A, Wp, K, N, C, accumulate, descending, panel_begin, panel_end);
+        return;
+    }
     const int group = B < FR_MR ? FR_NP_OF(B) : 1;
     for (int k0 = 0; k0 < K; k0 += FR_KC) {
         const int kc = K - k0 < FR_KC ? K - k0 : FR_KC;

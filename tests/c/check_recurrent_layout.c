@@ -1,7 +1,9 @@
 /* The recurrent product of fastrnn_recurrent_isa.h in any register layout, against a naive
- * product, for many shapes: compiled with -DVEC_BYTES=64 -DMR=12 -DACC=24 (the AVX-512 layout)
+ * product, for many shapes: compiled with -DVEC_BYTES=64 -DMR=12 -DACC=24 -DMV_MAX=28
+ * -DMV_CHAINS=16 (the AVX-512 layout)
  * it runs that layout's blocking (panels of 32 floats, 12-row tiles, 128-row K passes) on any
- * x86-64 CPU, as GCC/Clang split 64-byte vectors into the vectors the CPU has. Exit status 0
+ * x86-64 CPU, as GCC/Clang split 64-byte vectors into the vectors the CPU has; at B = 1 the
+ * matrix-vector blocks, rows in both orders. Exit status 0
  * when every error is within 1e-5 (float) / 1e-12 (double) of sum |a*w|. Used by
  * tests/test_recurrent_layouts.py. */
 #include <stdio.h>
@@ -19,6 +21,8 @@ typedef double vd __attribute__((vector_size(VEC_BYTES)));
 #define FR_NV 2
 #define FR_MR MR
 #define FR_ACC ACC
+#define FR_MV_MAX MV_MAX
+#define FR_MV_CHAINS MV_CHAINS
 #define FR_T float
 #define FR_VEC vf
 #define FR_VLEN (VEC_BYTES / 4)
@@ -64,8 +68,9 @@ int main(void) {
         double pf = (double)Af[i*K+k]*Wf[k*N+j]; sf += pf; bf += fabs(pf); }
       ref[i*N+j] = s; bound[i*N+j] = b; reff[i*N+j] = sf; boundf[i*N+j] = bf; }
     for (size_t i = 0; i < (size_t)K*Np+64; i++) { Pf[i] = NAN; Pd[i] = NAN; }  /* all overwritten */
-    t_pack_f(Pf, Wsf, K, N, tr ? K : N, tr); t_product_f(Af, K, Pf, K, N, Cf, N, B, acc, 0, (N + nr_f - 1) / nr_f);
-    t_pack_d(Pd, Wsd, K, N, tr ? K : N, tr); t_product_d(A, K, Pd, K, N, Cd, N, B, acc, 0, (N + nr_d - 1) / nr_d);
+    int desc = (ki + ni) % 2;   /* the order of the rows at B = 1 */
+    t_pack_f(Pf, Wsf, K, N, tr ? K : N, tr); t_product_f(Af, K, Pf, K, N, Cf, N, B, acc, desc, 0, (N + nr_f - 1) / nr_f);
+    t_pack_d(Pd, Wsd, K, N, tr ? K : N, tr); t_product_d(A, K, Pd, K, N, Cd, N, B, acc, desc, 0, (N + nr_d - 1) / nr_d);
     for (int i = 0; i < B*N; i++) {
       double ef = fabs(Cf[i]-reff[i])/boundf[i], ed = fabs(Cd[i]-ref[i])/bound[i];
       if (!(ef <= worst_f)) worst_f = ef; if (!(ed <= worst_d)) worst_d = ed; }
