@@ -129,8 +129,48 @@ CONFIGS: dict[str, BenchConfig] = {
 # The configurations whose training-step memory is measured against the memory bound.
 MEMORY_CONFIGS = ("L", "CJK")
 
+# The configurations the guard also runs at 2 threads beside a busy neighbour (a process
+# spinning on one core), against 1 thread without it.
+BUSY_NEIGHBOUR_CONFIGS = ("M", "L", "LSTM-L")
+
 # Sampling sizes and their speed targets: (name, V, H, target chars/s).
 SAMPLING_CONFIGS = (("S", 65, 100, 300_000), ("CJK", 6533, 256, 8_000))
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """A generation size for every cell and N streams at once: the model (cell, V, H, float32),
+    the streams N, the characters per stream of one timed call, and a target in chars/s
+    counted over all N streams."""
+
+    name: str
+    cell: str
+    V: int
+    H: int
+    streams: int
+    length: int
+    target: float
+
+
+# Generation through the compiled loop (kernel, one thread): 16 streams at V=6533 aim at 6x
+# the one-stream target. Lengths make one call last some tens of milliseconds.
+STREAM_CONFIGS = (
+    StreamConfig("LSTM-S", "lstm", 65, 100, 1, 16_000, 500_000),
+    StreamConfig("CJK", "rnn", 6533, 256, 1, 400, 8_000),
+    StreamConfig("CJK-16", "rnn", 6533, 256, 16, 100, 48_000),
+)
+
+
+def one_stream_partner(cfg: StreamConfig, configs=STREAM_CONFIGS) -> StreamConfig | None:
+    """The one-stream configuration of the same model (cell, V, H) as cfg, for cfg with more
+    than one stream; None for a one-stream cfg or when configs hold no such partner."""
+    if cfg.streams == 1:
+        return None
+    for c in configs:
+        if c.streams == 1 and (c.cell, c.V, c.H) == (cfg.cell, cfg.V, cfg.H):
+            return c
+    return None
+
 
 # The hidden sizes of the plot (V=65, B=32, T=64, float32, one thread).
 PLOT_HIDDEN_SIZES = (32, 64, 128, 256, 384, 512, 768, 1024)

@@ -5,11 +5,13 @@
 - ``GemmStep``, ``gemm_rate``: FLOP/s of a large square GEMM in scipy's OpenBLAS (the copy the
   kernel calls through ``scipy.linalg.cython_blas``), the denominator of "fraction of limit".
 - ``interleaved_rates``: rates of several steps (training steps, a GEMM) measured in
-  alternating rounds, so that machine noise lands on all of them alike; ``summarize_rounds``
-  reduces the rounds.
+  alternating rounds, each in its own setting (thread count, a busy neighbour), so that machine
+  noise lands on all of them alike; ``summarize_rounds`` and ``paired_ratio`` reduce the rounds.
+- ``BusyNeighbour``: a process of ours spinning on one core, switched on and off round by round.
 - ``blas_info``: the BLAS libraries in use, as threadpoolctl reports them.
 - ``training_step_peak``: tracemalloc peak of one training step.
-- ``sampling_rate``: characters/s of ``CharRNN.generate`` where it exists.
+- ``GenerateCall``, ``sampling_rate``, ``stream_sampling_rates``: characters/s of
+  ``CharRNN.generate`` where it exists, one stream or N at once.
 
 fastrnn is imported first, so that both OpenBLAS copies (numpy's and scipy's) are loaded before
 any ``threadpool_limits`` is entered: a limit only reaches the libraries loaded at that time.
@@ -17,13 +19,18 @@ any ``threadpool_limits`` is entered: a limit only reaches the libraries loaded 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 try:
@@ -126,11 +133,17 @@ class TrainingStep:
     cannot overfit one chunk and drift into a different numeric regime over thousands of
     timed steps), written into preallocated gradients, then the trainer's own update: Adam with
     elementwise clipping at 5 (fastrnn-train's defaults), compiled for the kernel and in numpy
-    for the reference. h0 stays zero.
+    for the reference. h0 stays zero. Layer 0 reads one-hot rows, as every named
+    configuration, unless embedding_size E > 0 gives the model an (V, E) embedding.
     """
 
     def __init__(
-        self, cfg: BenchConfig, backend: str, seed: int = 0, preallocate_grads: bool = True
+        self,
+        cfg: BenchConfig,
+        backend: str,
+        seed: int = 0,
+        preallocate_grads: bool = True,
+        embedding_size: int = 0,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -142,6 +155,7 @@ class TrainingStep:
             num_layers=cfg.layers,
             dtype=np.dtype(cfg.dtype),
             seed=seed,
+            embedding_size=embedding_size,
         )
         rng = np.random.default_rng(seed + 1)
         shape = (CHUNKS_IN_POOL, cfg.B, cfg.T)
@@ -202,34 +216,109 @@ def interleaved_rates(
     rounds: int,
     max_seconds: float = float("inf"),
     min_rounds: int = 3,
+    settings: dict[str, Callable[[], AbstractContextManager]] | None = None,
 ) -> dict[str, list[float]]:
     """Rate of each step in each round: steps maps a name to (callable, units per call, calls
     per round) and the rate is units/s (chars/s for a training step, FLOP/s for a GEMM). The
     order alternates from round to round (ABC.., then ..CBA), so a burst of machine noise hits
     all of them rather than one. Stops after `rounds` rounds, or earlier once max_seconds have
-    passed and min_rounds are done (a crowded machine then costs bounded time)."""
+    passed and min_rounds are done (a crowded machine then costs bounded time). settings maps
+    a name to a context (a thread limit, a busy neighbour) that each of its rounds runs in,
+    entered before the clock starts and left after it stops."""
     names = list(steps)
+    settings = settings or {}
     rates: dict[str, list[float]] = {name: [] for name in names}
     t0 = time.perf_counter()
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             step, units, n = steps[name]
-            rates[name].append(units * n / time_steps(step, n))
+            with settings.get(name, contextlib.nullcontext)():
+                rates[name].append(units * n / time_steps(step, n))
         if r + 1 >= min_rounds and time.perf_counter() - t0 > max_seconds:
             break
     return rates
 
 
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a[r] / b[r]: rates measured in the same round are paired, so a
+    slow moment of the machine slows both halves of a pair."""
+    if not a or len(a) != len(b):
+        raise ValueError("need the same positive number of rounds for both rates")
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
 def summarize_rounds(kernel: list[float], numpy: list[float]) -> dict[str, float]:
     """Best chars/s of each (the least disturbed round) and the median of the per-round ratios
-    kernel/numpy (paired rounds: a slow moment slows both halves of a pair)."""
-    if not kernel or len(kernel) != len(numpy):
-        raise ValueError("need the same positive number of rounds for kernel and numpy")
-    return {
-        "kernel_chars_per_s": max(kernel),
-        "numpy_chars_per_s": max(numpy),
-        "ratio": statistics.median(k / n for k, n in zip(kernel, numpy)),
-    }
+    kernel/numpy (paired_ratio)."""
+    ratio = paired_ratio(kernel, numpy)  # first: it checks the rounds
+    return {"kernel_chars_per_s": max(kernel), "numpy_chars_per_s": max(numpy), "ratio": ratio}
+
+
+# ------------------------------------------------------------------------- a busy neighbour
+
+# The neighbour's program: spin on one core until the parent is gone (checked every few
+# milliseconds). On Linux it also asks to be killed with its parent (PR_SET_PDEATHSIG), which
+# reaches it even while it is stopped.
+_SPIN_PROGRAM = """
+import os, sys
+parent = os.getppid()
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+except (OSError, AttributeError):
+    pass
+print("spinning", flush=True)
+while os.getppid() == parent:
+    for _ in range(100_000):
+        pass
+"""
+
+
+class BusyNeighbour:
+    """A context: a process of ours that spins on one core (`while True: pass`), as another
+    program holding a core would. It is started on entry, held stopped (SIGSTOP) except inside
+    ``spinning()`` (SIGCONT ... SIGSTOP), so that rounds with and without it can alternate, and
+    killed on exit, whatever happened inside. POSIX only (``available()``)."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return hasattr(signal, "SIGSTOP") and hasattr(signal, "SIGCONT")
+
+    def __enter__(self) -> BusyNeighbour:
+        if not self.available():
+            raise OSError("a busy neighbour needs SIGSTOP and SIGCONT (POSIX)")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _SPIN_PROGRAM], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            if self.process.stdout.readline().strip() != "spinning":
+                raise RuntimeError("the busy neighbour did not start")
+            os.kill(self.process.pid, signal.SIGSTOP)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    @contextlib.contextmanager
+    def spinning(self) -> Iterator[None]:
+        """The neighbour spins inside this context and is stopped again on leaving it."""
+        if self.process is None:
+            raise RuntimeError("spinning() outside the BusyNeighbour context")
+        os.kill(self.process.pid, signal.SIGCONT)
+        try:
+            yield
+        finally:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:
+            self.process.kill()  # SIGKILL ends a stopped process too
+            self.process.wait()
+            self.process.stdout.close()
+            self.process = None
 
 
 # ------------------------------------------------------------------------- memory
@@ -266,6 +355,47 @@ def has_generate() -> bool:
     return callable(getattr(fastrnn.CharRNN, "generate", None))
 
 
+class GenerateCall:
+    """Callable: one CharRNN.generate call of `length` characters for each of `streams`
+    streams (a single-stream call for 1), from a zero state and index 0, temperature 1, on a
+    fresh model seeded `seed`; one seeded generator serves every call. ``chars`` = streams *
+    length per call; ``length`` may be changed between calls."""
+
+    def __init__(
+        self,
+        V: int,
+        H: int,
+        cell: str = "rnn",
+        streams: int = 1,
+        length: int = 64,
+        top_k: int | None = None,
+        backend: str = "kernel",
+        dtype: str = "float32",
+        seed: int = 0,
+    ):
+        self.model = fastrnn.CharRNN(
+            vocab_size=V, hidden_size=H, cell=cell, dtype=np.dtype(dtype), seed=seed
+        )
+        self.streams, self.length, self.top_k, self.backend = streams, length, top_k, backend
+        self.first = np.zeros(streams, dtype=np.int32) if streams > 1 else 0
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def chars(self) -> int:
+        return self.streams * self.length
+
+    def __call__(self) -> np.ndarray:
+        return self.model.generate(
+            self.model.initial_state(self.streams),
+            self.first,
+            self.length,
+            temperature=1.0,
+            top_k=self.top_k,
+            rng=self.rng,
+            backend=self.backend,
+        )
+
+
 def sampling_rate(
     V: int,
     H: int,
@@ -276,25 +406,32 @@ def sampling_rate(
     call_seconds: float = 0.05,
     max_length: int = 1 << 20,
 ) -> float | None:
-    """Best characters/s of CharRNN.generate(h, 0, length, temperature=1, top_k, rng=...,
-    backend) on a fresh model (one stream), or None if there is no CharRNN.generate. length is
-    grown (x4 from 64) until one call takes call_seconds, then the best of `repeats` calls."""
+    """Best characters/s of a one-stream GenerateCall(V, H, top_k=top_k, backend=backend), or
+    None if there is no CharRNN.generate. length is grown (x4 from 64) until one call takes
+    call_seconds, then the best of `repeats` calls."""
     if not has_generate():
         return None
-    model = fastrnn.CharRNN(vocab_size=V, hidden_size=H, dtype=np.dtype(dtype), seed=0)
-    rng = np.random.default_rng(0)
+    call = GenerateCall(V, H, top_k=top_k, backend=backend, dtype=dtype)
+    time_steps(call, 1)  # warm-up
+    while time_steps(call, 1) < call_seconds and call.length < max_length:
+        call.length *= 4
+    return call.chars / min(time_steps(call, 1) for _ in range(repeats))
 
-    def call(length: int) -> float:
-        h = model.initial_state(1)
-        t0 = time.perf_counter()
-        model.generate(h, 0, length, temperature=1.0, top_k=top_k, rng=rng, backend=backend)
-        return time.perf_counter() - t0
 
-    length = 64
-    call(length)  # warm-up
-    while call(length) < call_seconds and length < max_length:
-        length *= 4
-    return length / min(call(length) for _ in range(repeats))
+def stream_sampling_rates(
+    configs, rounds: int, round_seconds: float, max_seconds: float = float("inf")
+) -> dict[str, list[float]]:
+    """chars/s over all streams of GenerateCall at each StreamConfig (kernel backend, the
+    caller's thread limit), per round of interleaved_rates, so that a configuration and its
+    one-stream partner see the same machine."""
+    calls = {
+        c.name: GenerateCall(c.V, c.H, cell=c.cell, streams=c.streams, length=c.length)
+        for c in configs
+    }
+    n = steps_per_round(list(calls.values()), round_seconds)
+    return interleaved_rates(
+        {name: (call, call.chars, n) for name, call in calls.items()}, rounds, max_seconds
+    )
 
 
 # ------------------------------------------------------------------------- design probes

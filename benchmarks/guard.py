@@ -1,6 +1,6 @@
 """Speed guard: kernel vs numpy reference and fraction of the GEMM limit, against committed floors.
 
-    python benchmarks/guard.py                 # all configurations, ~1 minute on 2 cores
+    python benchmarks/guard.py                 # all configurations, 1-4 minutes on 2 cores
     python benchmarks/guard.py --quick         # fewer, shorter rounds
     python benchmarks/guard.py --only S,L --json guard.json
 
@@ -10,11 +10,19 @@ between them; the ratio is the median of the per-round ratios and chars/s the be
 each. The fraction of the limit is kernel chars/s * FLOPs/char / GEMM FLOP/s, the GEMM measured
 in this same run with the same dtype and thread count, in the same alternating rounds. A
 configuration below a floor of benchmarks/floors.json is measured once more and fails only if it
-is below again; then the guard exits 1.
+is below again; then the guard exits 1. Every configuration is also measured at 2 threads (the
+kernel's step alternating with a 2-thread GEMM), reported beside it with its fraction of the
+2-thread limit, for information.
+
+Busy neighbour: at M, L and LSTM-L (_configs.BUSY_NEIGHBOUR_CONFIGS), the kernel at 2 threads
+while a process of ours spins on one core, against 1 thread without it, in alternating rounds;
+the ratio 2-thread / 1-thread chars/s is judged against floors.json's 'busy_neighbour' ratio,
+which fails the guard only where 'enforced' is true (information otherwise).
 
 It also prints the tracemalloc peak of one training step at L and CJK against the memory bound
 of _configs.memory_bound_bytes (kernel checked, reference for information) and, where
-CharRNN.generate exists, the characters/s of generation, kernel and reference (for information).
+CharRNN.generate exists, the characters/s of generation, kernel and reference, and of the
+compiled loop for every cell and N streams with the ratio to one stream (for information).
 It never changes OPENBLAS_* variables: for a report run it as
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/guard.py
@@ -23,6 +31,8 @@ It never changes OPENBLAS_* variables: for a report run it as
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -33,17 +43,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _configs import (  # noqa: E402
+    BUSY_NEIGHBOUR_CONFIGS,
     CONFIGS,
     MEMORY_CONFIGS,
     SAMPLING_CONFIGS,
     SCRATCH_BH,
+    STREAM_CONFIGS,
     BenchConfig,
     fraction_of_limit,
     memory_bound_bytes,
+    one_stream_partner,
     select,
 )
 
 FLOORS_PATH = Path(__file__).resolve().parent / "floors.json"
+TWO_THREADS = 2  # the second thread count every configuration is reported at
 
 
 # ------------------------------------------------------------------------- floors and verdicts
@@ -51,8 +65,9 @@ FLOORS_PATH = Path(__file__).resolve().parent / "floors.json"
 
 def load_floors(path: Path = FLOORS_PATH) -> dict:
     """floors.json: {'configs': {NAME: {'ratio', 'fraction', 'target_ratio', 'target_fraction'}},
-    'memory_bound_factor': f}. Every configuration of CONFIGS must have a ratio and fraction
-    floor."""
+    'memory_bound_factor': f, 'busy_neighbour': {'ratio', 'enforced'}}. Every configuration of
+    CONFIGS must have a ratio and fraction floor; the busy-neighbour section runs only when
+    'busy_neighbour' is there, and its ratio fails the guard only when 'enforced' is true."""
     floors = json.loads(Path(path).read_text())
     for name in CONFIGS:
         entry = floors.get("configs", {}).get(name)
@@ -60,6 +75,15 @@ def load_floors(path: Path = FLOORS_PATH) -> dict:
             raise ValueError(
                 f"{path}: configuration {name!r} needs a 'ratio' and a 'fraction' floor"
             )
+    busy = floors.get("busy_neighbour")
+    if busy is not None and (
+        not isinstance(busy.get("ratio"), (int, float))
+        or not isinstance(busy.get("enforced"), bool)
+    ):
+        raise ValueError(
+            f"{path}: 'busy_neighbour' needs a numeric 'ratio' and a true/false 'enforced', "
+            f"got {busy!r}"
+        )
     return floors
 
 
@@ -133,6 +157,8 @@ SPEED_HEADER = [
     "ratio",
     "limit GFLOP/s",
     "fraction",
+    "2 threads chars/s",
+    "2 threads fraction",
     "floor (ratio, fraction)",
     "target",
     "verdict",
@@ -159,6 +185,8 @@ def speed_row(r: dict) -> list[str]:
         f"{r['ratio']:.2f}",
         f"{r['gemm_flops_per_s'] / 1e9:.0f}",
         f"{r['fraction']:.3f}",
+        _si(r["two_threads_chars_per_s"]),
+        f"{r['two_threads_fraction']:.3f}",
         f"x{f['ratio']}, {f['fraction']}",
         target_txt,
         r["verdict"],
@@ -168,14 +196,21 @@ def speed_row(r: dict) -> list[str]:
 # ------------------------------------------------------------------------- measuring
 
 
-def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float, max_seconds: float) -> dict:
-    """One configuration under a thread limit of cfg.threads: rounds that alternate the
-    kernel's training step, the reference's and one GEMM of the same dtype (the limit)."""
+def interleaved_steps(
+    cfg: BenchConfig,
+    backends: tuple[str, ...],
+    rounds: int,
+    round_seconds: float,
+    max_seconds: float,
+) -> tuple[dict[str, list[float]], int, list[dict]]:
+    """Under a thread limit of cfg.threads (the BLAS and the kernel's recurrences): rounds that
+    alternate the training step of each backend and one GEMM of cfg's dtype (the limit).
+    Returns (rates per round by name, training steps per round, the BLAS in use)."""
     import _measure
     from fastrnn.train import limit_threads
 
-    with limit_threads(cfg.threads):  # the BLAS and the kernel's recurrences
-        train = {b: _measure.TrainingStep(cfg, b) for b in _measure.BACKENDS}
+    with limit_threads(cfg.threads):
+        train = {b: _measure.TrainingStep(cfg, b) for b in backends}
         n = _measure.steps_per_round(list(train.values()), round_seconds)
         gemm = _measure.GemmStep(cfg.dtype)
         gemm()  # warm-up: threads started, pages touched
@@ -183,6 +218,15 @@ def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float, max_seco
         steps["gemm"] = (gemm, gemm.flops, 1)
         rates = _measure.interleaved_rates(steps, rounds, max_seconds=max_seconds)
         blas = _measure.blas_info()
+    return rates, n, blas
+
+
+def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float, max_seconds: float) -> dict:
+    """One configuration under a thread limit of cfg.threads: rounds that alternate the
+    kernel's training step, the reference's and one GEMM of the same dtype (the limit)."""
+    import _measure
+
+    rates, n, blas = interleaved_steps(cfg, _measure.BACKENDS, rounds, round_seconds, max_seconds)
     return {
         "config": {
             "name": cfg.name,
@@ -203,6 +247,19 @@ def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float, max_seco
     }
 
 
+def measure_two_threads(
+    cfg: BenchConfig, rounds: int, round_seconds: float, max_seconds: float
+) -> dict:
+    """cfg's kernel training step at 2 threads, alternating with a 2-thread GEMM of its dtype:
+    best chars/s and best GEMM FLOP/s (information beside the verdict of cfg.threads)."""
+    two = dataclasses.replace(cfg, threads=TWO_THREADS)
+    rates, _, _ = interleaved_steps(two, ("kernel",), rounds, round_seconds, max_seconds)
+    return {
+        "kernel_chars_per_s": max(rates["kernel"]),
+        "gemm_in_rounds_flops_per_s": max(rates["gemm"]),
+    }
+
+
 def limit_key(cfg: BenchConfig) -> tuple[str, int]:
     return (cfg.dtype, cfg.threads)
 
@@ -219,13 +276,28 @@ def add_fractions(r: dict, cfg: BenchConfig, gemm_flops_per_s: float) -> dict:
     return r
 
 
+def add_two_thread_fraction(
+    r: dict, cfg: BenchConfig, chars_per_s: float, best_gemm: dict[tuple[str, int], float]
+) -> dict:
+    """r with the kernel's chars/s at TWO_THREADS and its fraction of the 2-thread GEMM limit
+    of cfg's dtype (information: no floor)."""
+    r.update(
+        two_threads_chars_per_s=chars_per_s,
+        two_threads_fraction=fraction_of_limit(
+            chars_per_s, cfg.flops_per_char, best_gemm[(cfg.dtype, TWO_THREADS)]
+        ),
+    )
+    return r
+
+
 def run_speed(
     configs: list[BenchConfig], floors: dict, rounds: int, round_seconds: float, max_seconds: float
 ) -> list[dict]:
     """Measure every configuration, then judge each against its floors with the limit of its
     (dtype, threads) taken as the best GEMM round of the whole run: the machine's peak does
     not change between configurations, and a GEMM round disturbed by another process would
-    otherwise make a fraction look better than it is."""
+    otherwise make a fraction look better than it is. Each configuration is also measured at
+    TWO_THREADS (unless that is its own count), for information, beside a 2-thread GEMM."""
     best_gemm: dict[tuple[str, int], float] = {}
 
     def measure(cfg: BenchConfig, extra_rounds: int = 0, time_factor: float = 1.0) -> dict:
@@ -241,9 +313,25 @@ def run_speed(
         )
         return r
 
-    measured = [(cfg, measure(cfg)) for cfg in configs]
+    def measure_at_two_threads(cfg: BenchConfig) -> float:
+        t0 = time.perf_counter()
+        two = measure_two_threads(cfg, rounds, round_seconds, max_seconds / 2)
+        key = (cfg.dtype, TWO_THREADS)
+        best_gemm[key] = max(best_gemm.get(key, 0.0), two["gemm_in_rounds_flops_per_s"])
+        print(
+            f"  {cfg.name} at {TWO_THREADS} threads: kernel {_si(two['kernel_chars_per_s'])} "
+            f"chars/s ({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
+        return two["kernel_chars_per_s"]
+
+    measured = []
+    for cfg in configs:
+        r = measure(cfg)
+        two = measure_at_two_threads(cfg) if cfg.threads != TWO_THREADS else None
+        measured.append((cfg, r, two))
     results = []
-    for cfg, r in measured:
+    for cfg, r, two in measured:
         floor = floors["configs"][cfg.name]
         add_fractions(r, cfg, best_gemm[limit_key(cfg)])
         misses = below_floor(r, floor)
@@ -252,11 +340,77 @@ def run_speed(
             r = measure(cfg, extra_rounds=2, time_factor=2.0)
             add_fractions(r, cfg, best_gemm[limit_key(cfg)])
             misses = below_floor(r, floor)
+        add_two_thread_fraction(r, cfg, r["kernel_chars_per_s"] if two is None else two, best_gemm)
         r.update(
             floor=floor,
             misses=misses,
             meets_target=meets_target(r, floor),
             verdict="FAIL" if misses else "ok",
+        )
+        results.append(r)
+    return results
+
+
+def measure_beside_busy(
+    cfg: BenchConfig, rounds: int, round_seconds: float, max_seconds: float
+) -> dict:
+    """cfg's kernel training step at one thread on its own and at TWO_THREADS beside a busy
+    neighbour (a process of ours spinning on one core), in alternating rounds; the neighbour
+    runs during the 2-thread rounds only. Best chars/s of each and the median of the paired
+    per-round ratios 2 threads beside the neighbour / 1 thread alone."""
+    import _measure
+    from fastrnn.train import limit_threads
+
+    with _measure.BusyNeighbour() as busy:
+
+        @contextlib.contextmanager
+        def beside_busy():
+            with limit_threads(TWO_THREADS), busy.spinning():
+                yield
+
+        settings = {"alone": lambda: limit_threads(1), "beside busy": beside_busy}
+        steps, calls = {}, []
+        for name, threads in (("alone", 1), ("beside busy", TWO_THREADS)):
+            steps[name] = _measure.TrainingStep(dataclasses.replace(cfg, threads=threads), "kernel")
+            with settings[name]():  # calibrated in its own setting: the slower one decides
+                calls.append(_measure.steps_per_round([steps[name]], round_seconds))
+        n = min(calls)
+        rates = _measure.interleaved_rates(
+            {name: (step, cfg.chars_per_step, n) for name, step in steps.items()},
+            rounds,
+            max_seconds=max_seconds,
+            settings=settings,
+        )
+    return {
+        "name": cfg.name,
+        "alone_chars_per_s": max(rates["alone"]),
+        "beside_busy_chars_per_s": max(rates["beside busy"]),
+        "ratio": _measure.paired_ratio(rates["beside busy"], rates["alone"]),
+        "rounds": len(rates["alone"]),
+        "rates_per_round": rates,
+    }
+
+
+def run_busy_neighbour(
+    configs: list[BenchConfig], floor: dict, rounds: int, round_seconds: float, max_seconds: float
+) -> list[dict]:
+    """measure_beside_busy for each configuration, judged against floor['ratio']: when
+    floor['enforced'], one below it is measured once more, longer, and fails if below again;
+    otherwise the verdict is information ('info')."""
+    results = []
+    for cfg in configs:
+        r = measure_beside_busy(cfg, rounds, round_seconds, max_seconds)
+        if floor["enforced"] and r["ratio"] < floor["ratio"]:
+            print(f"  {cfg.name} beside a busy core: ratio {r['ratio']:.2f}; measuring again")
+            r = measure_beside_busy(cfg, rounds + 2, round_seconds, 2 * max_seconds)
+        below = r["ratio"] < floor["ratio"]
+        verdict = ("FAIL" if below else "ok") if floor["enforced"] else "info"
+        r.update(floor=floor["ratio"], below=below, verdict=verdict)
+        print(
+            f"  {cfg.name} beside a busy core: 1 thread alone {_si(r['alone_chars_per_s'])} "
+            f"chars/s, {TWO_THREADS} threads beside it {_si(r['beside_busy_chars_per_s'])} "
+            f"chars/s, ratio {r['ratio']:.2f} ({r['rounds']} rounds)",
+            flush=True,
         )
         results.append(r)
     return results
@@ -382,6 +536,109 @@ def run_sampling(quick: bool) -> list[dict] | None:
     return results
 
 
+def run_stream_sampling(quick: bool) -> list[dict] | None:
+    """chars/s over all streams of the compiled generation loop at STREAM_CONFIGS (kernel,
+    float32, one thread) in alternating rounds; for N > 1 streams also the median per-round
+    ratio to the one-stream configuration of the same model. None when CharRNN has no
+    generate."""
+    from threadpoolctl import threadpool_limits
+
+    import _measure
+
+    if not _measure.has_generate():
+        return None
+    rounds, round_seconds = (3, 0.05) if quick else (5, 0.1)
+    with threadpool_limits(1):
+        rates = _measure.stream_sampling_rates(STREAM_CONFIGS, rounds, round_seconds)
+    results = []
+    for cfg in STREAM_CONFIGS:
+        partner = one_stream_partner(cfg)
+        ratio = (
+            _measure.paired_ratio(rates[cfg.name], rates[partner.name])
+            if partner is not None
+            else None
+        )
+        best = max(rates[cfg.name])
+        results.append(
+            {
+                "name": cfg.name,
+                "cell": cfg.cell,
+                "V": cfg.V,
+                "H": cfg.H,
+                "streams": cfg.streams,
+                "kernel_chars_per_s": best,
+                "ratio_to_one_stream": ratio,
+                "target": cfg.target,
+                "meets_target": best >= cfg.target,
+                "rates_per_round": rates[cfg.name],
+            }
+        )
+    return results
+
+
+def stream_sampling_table(rows: list[dict]) -> str:
+    return format_table(
+        ["name", "cell", "V", "H", "streams", "kernel chars/s", "x one stream", "target", "met"],
+        [
+            [
+                s["name"],
+                s["cell"],
+                s["V"],
+                s["H"],
+                s["streams"],
+                _si(s["kernel_chars_per_s"]),
+                "-" if s["ratio_to_one_stream"] is None else f"{s['ratio_to_one_stream']:.2f}",
+                _si(s["target"]),
+                "yes" if s["meets_target"] else "no",
+            ]
+            for s in rows
+        ],
+    )
+
+
+def busy_neighbour_section(
+    configs: list[BenchConfig], floor: dict, rounds: int, round_seconds: float, max_seconds: float
+) -> list[dict]:
+    """Run and print the busy-neighbour comparison (run_busy_neighbour) of configs."""
+    import _measure
+
+    if not _measure.BusyNeighbour.available():
+        print("\nBusy neighbour: needs SIGSTOP/SIGCONT (POSIX), not measured")
+        return []
+    enforced = "a floor" if floor["enforced"] else "information, not enforced"
+    print(
+        f"\nBusy neighbour: the kernel at {TWO_THREADS} threads while a process of ours spins "
+        f"on one core, against 1 thread without it (alternating rounds; ratio = median of "
+        f"per-round {TWO_THREADS}-thread / 1-thread chars/s; {floor['ratio']} is {enforced})",
+        flush=True,
+    )
+    busy = run_busy_neighbour(configs, floor, rounds, round_seconds, max_seconds)
+    print(
+        format_table(
+            [
+                "name",
+                "1 thread alone chars/s",
+                f"{TWO_THREADS} threads beside busy chars/s",
+                "ratio",
+                "floor",
+                "verdict",
+            ],
+            [
+                [
+                    b["name"],
+                    _si(b["alone_chars_per_s"]),
+                    _si(b["beside_busy_chars_per_s"]),
+                    f"{b['ratio']:.2f}",
+                    b["floor"],
+                    b["verdict"] + (" (below)" if b["verdict"] == "info" and b["below"] else ""),
+                ]
+                for b in busy
+            ],
+        )
+    )
+    return busy
+
+
 # ------------------------------------------------------------------------- main
 
 
@@ -409,6 +666,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peaks")
     p.add_argument("--no-sampling", action="store_true", help="skip the generation speed")
+    p.add_argument(
+        "--no-busy",
+        action="store_true",
+        help="skip the 2-thread runs beside a busy neighbour (a process spinning on one core)",
+    )
     return p.parse_args(argv)
 
 
@@ -448,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"limit: GFLOP/s of an n={_measure.GEMM_N} GEMM in scipy's OpenBLAS, best round of "
         "the run for the same dtype and threads; fraction = kernel chars/s * FLOPs/char "
-        "(6(G*H*H*(2L-1)+H*V)) / limit"
+        "(6(G*H*H*(2L-1)+H*V)) / limit; the 2 threads columns: the kernel at 2 threads and "
+        "its fraction of the 2-thread limit of its dtype (information, no floor)"
     )
     print()
     print(format_table(SPEED_HEADER, [speed_row(r) for r in speed]))
@@ -481,6 +744,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         ok = ok and all(p["verdict"] != "FAIL" for p in probes)
+
+    busy = []
+    busy_configs = [c for c in configs if c.name in BUSY_NEIGHBOUR_CONFIGS]
+    if not args.no_busy and busy_configs and "busy_neighbour" in floors:
+        busy = busy_neighbour_section(
+            busy_configs, floors["busy_neighbour"], rounds, round_seconds, max_seconds
+        )
+        ok = ok and all(b["verdict"] != "FAIL" for b in busy)
 
     memory = []
     mem_configs = [c for c in configs if c.name in MEMORY_CONFIGS]
@@ -551,10 +822,25 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
+    streams = None
+    if not args.no_sampling and names is None:
+        streams = run_stream_sampling(args.quick)
+        if streams is not None:
+            print(
+                "\nSampling streams: the compiled loop for every cell, N streams at once, "
+                "float32, one thread, temperature 1; chars/s over all streams (best round), "
+                "x one stream = median per-round ratio to the same model's one stream "
+                "(information, no floor)"
+            )
+            print(stream_sampling_table(streams))
+
     elapsed = time.perf_counter() - t_start
     failed = [r["config"]["name"] + ": " + "; ".join(r["misses"]) for r in speed if r["misses"]]
     failed += [f"{m['name']} memory above bound" for m in memory if m["verdict"] == "FAIL"]
     failed += [f"{p['name']} below its floor" for p in probes if p["verdict"] == "FAIL"]
+    failed += [
+        f"{b['name']} beside a busy core below its floor" for b in busy if b["verdict"] == "FAIL"
+    ]
     verdict = "PASS" if ok else "FAIL"
     print(f"\n{verdict} ({elapsed:.0f} s)" + ("" if ok else ": " + ", ".join(failed)))
     if args.json:
@@ -567,7 +853,9 @@ def main(argv: list[str] | None = None) -> int:
                     "speed": speed,
                     "memory": memory,
                     "sampling": sampling,
+                    "sampling_streams": streams,
                     "probes": probes,
+                    "busy_neighbour": busy,
                 },
                 indent=2,
                 default=str,

@@ -12,13 +12,16 @@ from fastrnn import CharRNN
 
 def test_parameter_names_and_shapes():
     V, H = 9, 4
-    lstm = CharRNN(V, H, num_layers=2, cell="lstm")
+    lstm = CharRNN(V, H, num_layers=2, cell="lstm", init="uniform")
     assert list(lstm.params) == ["Wxh", "Whh", "bh", "Wxh1", "Whh1", "bh1", "Why", "by"]
     assert lstm.params["Wxh"].shape == (V, 4 * H) and lstm.params["Wxh1"].shape == (H, 4 * H)
-    for b in ("bh", "bh1"):  # the forget gate (second block) starts open, the others at 0
+    for b in ("bh", "bh1"):  # "uniform": the forget gate (second block) open, the others at 0
         np.testing.assert_array_equal(
             lstm.params[b], np.r_[np.zeros(H), np.ones(H), np.zeros(2 * H)]
         )
+    default = CharRNN(V, H, num_layers=2, cell="lstm")  # "default": every bias at 0
+    for b in ("bh", "bh1"):
+        np.testing.assert_array_equal(default.params[b], np.zeros(4 * H))
     gru = CharRNN(V, H, num_layers=2, cell="gru")
     assert list(gru.params) == [
         "Wxh",

@@ -6,17 +6,76 @@
 
 # ----------------------------------------------------------------------------- sampling
 
-cdef Py_ssize_t draw_index(const double *cdf, Py_ssize_t n, double u) noexcept nogil:
-    """First i with cdf[i] > u * cdf[n-1] (inverse-CDF draw from unnormalised weights)."""
-    cdef double target = u * cdf[n - 1]
-    cdef Py_ssize_t lo = 0, hi = n - 1, mid
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if cdf[mid] > target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+cdef enum:
+    DRAW_BLOCK = 64  # weights summed in order per block (reference.DRAW_BLOCK)
+
+
+cdef double block_sum(const double *w, Py_ssize_t n) noexcept nogil:
+    """w[0] + w[1] + ... + w[n-1], in that order."""
+    cdef double s = 0.0
+    cdef Py_ssize_t i
+    for i in range(n):
+        s += w[i]
+    return s
+
+
+cdef void block_ends(const double *w, Py_ssize_t n, double *ends) noexcept nogil:
+    """ends[j] = running sum of the in-order sums of the blocks w[j*DRAW_BLOCK:][:DRAW_BLOCK];
+    four full blocks at a time, whose four in-order chains of additions overlap."""
+    cdef Py_ssize_t full = n // DRAW_BLOCK, j = 0, t, nb = (n + DRAW_BLOCK - 1) // DRAW_BLOCK
+    cdef double s0, s1, s2, s3, total = 0.0
+    cdef const double *b
+    while j + 4 <= full:
+        b = w + j * DRAW_BLOCK
+        s0 = s1 = s2 = s3 = 0.0
+        for t in range(DRAW_BLOCK):
+            s0 += b[t]
+            s1 += b[DRAW_BLOCK + t]
+            s2 += b[2 * DRAW_BLOCK + t]
+            s3 += b[3 * DRAW_BLOCK + t]
+        total += s0
+        ends[j] = total
+        total += s1
+        ends[j + 1] = total
+        total += s2
+        ends[j + 2] = total
+        total += s3
+        ends[j + 3] = total
+        j += 4
+    while j < nb:
+        total += block_sum(w + j * DRAW_BLOCK, min(DRAW_BLOCK, n - j * DRAW_BLOCK))
+        ends[j] = total
+        j += 1
+
+
+cdef Py_ssize_t last_positive(const double *w, Py_ssize_t n) noexcept nogil:
+    """The last i < n with w[i] > 0 (0 if none)."""
+    cdef Py_ssize_t i = n - 1
+    while i > 0 and not w[i] > 0:
+        i -= 1
+    return i
+
+
+cdef Py_ssize_t draw_index(const double *w, Py_ssize_t n, double u,
+                           double *ends) noexcept nogil:
+    """Inverse-CDF draw from unnormalised weights w (n,) (the largest > 0), as the twin
+    reference.draw_index: the first i whose running sum exceeds u * total, the sums taken by
+    blocks (block_ends); ends (ceil(n / DRAW_BLOCK),) is scratch."""
+    cdef Py_ssize_t nb = (n + DRAW_BLOCK - 1) // DRAW_BLOCK, j = 0, i, start, width
+    block_ends(w, n, ends)
+    cdef double target = u * ends[nb - 1], c
+    while j < nb and not ends[j] > target:
+        j += 1
+    if j == nb:  # rounding left nothing past the target
+        return last_positive(w, n)
+    start = j * DRAW_BLOCK
+    width = min(DRAW_BLOCK, n - start)
+    c = ends[j - 1] if j > 0 else 0.0
+    for i in range(width):
+        c += w[start + i]
+        if c > target:
+            return start + i
+    return start + last_positive(w + start, width)
 
 
 cdef double kth_largest(double *scratch, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
@@ -70,35 +129,31 @@ cdef Py_ssize_t next_index(const floating *logits, Py_ssize_t V, double temperat
                            Py_ssize_t top_k, bint greedy, double u,
                            double *z, double *scratch) noexcept nogil:
     """One draw from softmax(logits / temperature) restricted to the top_k largest logits
-    (all V when top_k >= V), or the argmax when greedy. z and scratch are (V,) doubles."""
+    (all V when top_k >= V) and to weights above e^-708 of the largest, or the argmax when
+    greedy. z and scratch are (V,) doubles.
+
+    Two vectorised passes (the maximum; the weights), then the block sums that draw_index
+    searches. The logits are scaled by 1 / temperature > 0, which keeps their order, so
+    max(logits) / temperature is max(logits / temperature) exactly."""
     cdef Py_ssize_t i, best = 0
-    cdef double cutoff, m
+    cdef double cutoff = -INFINITY
     if greedy:
         for i in range(1, V):
             if logits[i] > logits[best]:
                 best = i
         return best
-    for i in range(V):
-        z[i] = logits[i] / temperature
-    m = z[0]
-    for i in range(1, V):
-        if z[i] > m:
-            m = z[i]
-    if top_k < V and top_k <= 64:
-        cutoff = kth_largest_few(z, V, top_k, scratch)
-    elif top_k < V:
-        memcpy(scratch, z, V * sizeof(double))
-        cutoff = kth_largest(scratch, V, top_k)
-    else:
-        cutoff = -INFINITY
-    # scratch = exp(z - max); z becomes the running sum of the kept weights: an unnormalised CDF.
-    fr_exp_shifted_d(scratch, z, V, m)
-    cdef double total = 0.0
-    for i in range(V):
-        if z[i] >= cutoff:
-            total += scratch[i]
-        z[i] = total
-    return draw_index(z, V, u)
+    cdef double inverse_t = 1.0 / temperature
+    cdef double m = max_value(logits, V) * inverse_t
+    if top_k < V:
+        for i in range(V):
+            z[i] = logits[i] * inverse_t
+        if top_k <= 64:
+            cutoff = kth_largest_few(z, V, top_k, scratch)
+        else:
+            cutoff = kth_largest(z, V, top_k)
+    # z = the kept weights exp(logits / temperature - m)
+    sampling_weights(z, logits, V, inverse_t, m, cutoff)
+    return draw_index(z, V, u, scratch)
 
 
 def sample_index(const floating[::1] logits, double temperature, Py_ssize_t top_k,
@@ -145,7 +200,7 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
 # ----------------------------------------------------------------------------- every model
 # stack_generate: rnn, LSTM and GRU at any depth, with or without the input embedding, for N
 # streams at once, in one nogil region. Each step reads every weight once for all N streams:
-# (N, in) @ (in, G*H) and (N, H) @ (H, V) products (gemv when N = 1).
+# (N, in) @ (in, G*H) and (N, H) @ (H, V) products.
 #
 # Cell numbers (fastrnn.cells.Cell.kernel_cell): 0 rnn, 1 lstm, 2 gru.
 #
@@ -169,8 +224,8 @@ def rnn_generate(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
 #     logits  (N, V)      scratch;  z, scratch (V,) double scratch of next_index
 #     packed_whh (L * S,) every layer's Whh in the panels of the recurrent product
 #                         (_recurrent.pxi), packed once per call, scratch
-#     packed  (P,)        Why in column panels of 64 bytes (fastrnn_rows.h), scratch for N > 1:
-#                         P = ceil(V / W) * W * H with W = 64 / itemsize (any size >= 1 if N = 1)
+#     packed  (P,)        Why in column panels of 64 bytes (fastrnn_rows.h), packed once per
+#                         call, scratch: P = ceil(V / W) * W * H with W = 64 / itemsize
 
 cdef enum:
     CELL_RNN = 0
@@ -188,6 +243,9 @@ cdef extern from "fastrnn_rows.h" nogil:
                              Py_ssize_t lda, const float *P, float *C, Py_ssize_t ldc)
     void fr_panels_product_d(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const double *A,
                              Py_ssize_t lda, const double *P, double *C, Py_ssize_t ldc)
+    void fr_panels_row_f(Py_ssize_t m, Py_ssize_t k, const float *a, const float *P, float *c)
+    void fr_panels_row_d(Py_ssize_t m, Py_ssize_t k, const double *a, const double *P,
+                         double *c)
 
 
 cdef inline void rows_product(int N, int M, int K, const floating *A, int lda,
@@ -288,18 +346,36 @@ cdef void pack_head(const floating *Why, int H, int V, floating *packed) noexcep
         fr_pack_panels_d(H, V, Why, V, packed)
 
 
+# One stream's head reads packed panels only where packing Why (once per call) pays: a small
+# head, or a long call. Else the BLAS gemv reads Why in place (measured at V=6533, H=256:
+# packing costs about as much as it saves over a 64-character call, sample.STREAM_BLOCK).
+cdef enum:
+    SMALL_HEAD_VALUES = 65536
+    LONG_CALL_STEPS = 256
+
+
 cdef void head_step(const floating *h, const floating *Why, const floating *packed,
-                    const floating *by, int N, int H, int V, floating *logits) noexcept nogil:
-    """logits (N, V) = h (N, H) @ Why + by: one gemv for one stream; for several, the panel
-    product over packed (Why packed by pack_head), which reads Why once per step without the
-    copy of it that GEMM makes at every call."""
+                    bint panels, const floating *by, int N, int H, int V,
+                    floating *logits) noexcept nogil:
+    """logits (N, V) = h (N, H) @ Why + by over packed (Why packed by pack_head): the panel
+    product, which reads Why once per step without the copy of it that GEMM makes at every
+    call; for one stream its one-row form, without the per-call cost of a BLAS gemv (at
+    V=65, H=100 a third of the head's time), or that gemv when not panels (then packed is
+    not read)."""
     fill_rows(logits, by, N, V)
-    if N == 1:
+    if not panels:
         gemv(True, H, V, <floating> 1, Why, V, h, <floating> 1, logits)
-    elif floating is float:
-        fr_panels_product_f(N, V, H, h, H, packed, logits, V)
+        return
+    if floating is float:
+        if N == 1:
+            fr_panels_row_f(V, H, h, packed, logits)
+        else:
+            fr_panels_product_f(N, V, H, h, H, packed, logits, V)
     else:
-        fr_panels_product_d(N, V, H, h, H, packed, logits, V)
+        if N == 1:
+            fr_panels_row_d(V, H, h, packed, logits)
+        else:
+            fr_panels_product_d(N, V, H, h, H, packed, logits, V)
 
 
 def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, list bhs,
@@ -316,8 +392,9 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
     cell: CELL_RNN / CELL_LSTM / CELL_GRU. Wemb (V, E), or any (1, 1) array when E = 0
     (xs then index the rows of Wxhs[0]). Wxhs, Whhs, bhs, bhns: per layer (bhns only for the
     GRU; for other cells any list of L (H,) arrays). c: the LSTM cell state, for other cells
-    any (L, N, H) array (unused). Every Whh is packed into packed_whh once per call (and Why
-    into packed when N > 1): the weights must not change during the call. Every shape is
+    any (L, N, H) array (unused). Every Whh is packed into packed_whh once per call and Why
+    into packed (one stream: where that pays, see head_step): the weights must not change
+    during the call. Every shape is
     checked by model.generate before the call.
     """
     cdef Py_ssize_t L = h.shape[0], layer, n, b, steps = out.shape[1]
@@ -327,6 +404,8 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
     cdef const floating[:, ::1] w
     cdef const floating[::1] v
     cdef bint single = floating is float
+    cdef bint panels = (N > 1 or <Py_ssize_t> V * H <= SMALL_HEAD_VALUES
+                        or steps >= LONG_CALL_STEPS)
     cdef size_t second = recurrent_block_size(cell, H, True, single)
     cdef size_t per_layer = second + recurrent_block_size(cell, H, False, single)
     if <size_t> packed_whh.shape[0] < L * per_layer:
@@ -354,7 +433,7 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
         with nogil:
             for layer in range(L):
                 pack_recurrent(cell, Wh[layer], H, second, &packed_whh[layer * per_layer])
-            if N > 1:
+            if panels:
                 pack_head(&Why[0, 0], H, V, &packed[0])
             for n in range(steps):
                 input_step(&xs[0], &Wemb[0, 0], E, Wx[0], bb[0], N, GH, &emb[0, 0],
@@ -365,7 +444,7 @@ def stack_generate(int cell, const floating[:, ::1] Wemb, list Wxhs, list Whhs, 
                                bn[layer], &h[layer, 0, 0],
                                &c[layer, 0, 0], N, H, &gates[0, 0], &hn[0, 0], &h_new[0, 0],
                                &c_new[0, 0], &tc[0, 0])
-                head_step(&h[L - 1, 0, 0], &Why[0, 0], &packed[0], &by[0], N, H, V,
+                head_step(&h[L - 1, 0, 0], &Why[0, 0], &packed[0], panels, &by[0], N, H, V,
                           &logits[0, 0])
                 for b in range(N):
                     xs[b] = <int> next_index(&logits[b, 0], V, temperature, top_k, greedy,

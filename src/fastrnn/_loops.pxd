@@ -1,7 +1,7 @@
 # Fused-type front doors to the vectorised C loops: fastrnn_simd.h (elementwise loops, softmax,
 # optimizer updates, finiteness) and fastrnn_gates.h (the LSTM and GRU gate loops). The kernel's
 # parts call these, never the _f/_d C functions, except where a loop dispatches on dtype by hand
-# (UpdatePlan, all_finite, the double-only exp in generation).
+# (UpdatePlan, all_finite).
 #
 # A .pxd like _blas.pxd: it holds only extern declarations and cdef inline functions, which is
 # all a front door is, so every included part of _kernel.pyx can cimport them by name.
@@ -20,7 +20,6 @@ cdef extern from "fastrnn_simd.h" nogil:
     void fr_tanh_backward_d(double *dh, const double *h, Py_ssize_t n)
     double fr_softmax_nll_f(float *row, Py_ssize_t n, Py_ssize_t target)
     double fr_softmax_nll_d(double *row, Py_ssize_t n, Py_ssize_t target)
-    void fr_exp_shifted_d(double *out, const double *z, Py_ssize_t n, double m)
     void fr_sgd_f(float *p, const float *g, Py_ssize_t n, float lr, float clip, float scale)
     void fr_sgd_d(double *p, const double *g, Py_ssize_t n, double lr, double clip,
                   double scale)
@@ -38,6 +37,12 @@ cdef extern from "fastrnn_simd.h" nogil:
                    double lr_t, double b1, double b2, double eps_t, double clip, double scale)
     double fr_clipped_sq_norm_f(const float *g, Py_ssize_t n, float clip)
     double fr_clipped_sq_norm_d(const double *g, Py_ssize_t n, double clip)
+    float fr_max_f(const float *x, Py_ssize_t n)
+    double fr_max_d(const double *x, Py_ssize_t n)
+    void fr_sampling_weights_f(double *w, const float *x, Py_ssize_t n, double r, double m,
+                               double cutoff)
+    void fr_sampling_weights_d(double *w, const double *x, Py_ssize_t n, double r, double m,
+                               double cutoff)
     void fr_transpose_f(float *dst, const float *src, Py_ssize_t m, Py_ssize_t n)
     void fr_transpose_d(double *dst, const double *src, Py_ssize_t m, Py_ssize_t n)
     int fr_all_finite_f(const float *a, Py_ssize_t n)
@@ -191,3 +196,21 @@ cdef inline void lstm_cell_forward(floating *gates, const floating *c_prev, floa
 cdef inline void gru_cell_forward(floating *gates, const floating *hn, const floating *h_prev,
                                   floating *h, Py_ssize_t n) noexcept nogil:
     gru_units_forward(gates, n, hn, h_prev, h, n)
+
+
+cdef inline double max_value(const floating *x, Py_ssize_t n) noexcept nogil:
+    """max(x[0:n]), n >= 1."""
+    if floating is float:
+        return fr_max_f(x, n)
+    else:
+        return fr_max_d(x, n)
+
+
+cdef inline void sampling_weights(double *w, const floating *x, Py_ssize_t n, double r,
+                                  double m, double cutoff) noexcept nogil:
+    """w = where(x * r >= cutoff and x * r - m > -708, exp(x * r - m), 0) in double, for
+    m = max(x) * r."""
+    if floating is float:
+        fr_sampling_weights_f(w, x, n, r, m, cutoff)
+    else:
+        fr_sampling_weights_d(w, x, n, r, m, cutoff)

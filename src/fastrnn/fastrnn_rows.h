@@ -28,7 +28,8 @@ static void fr_pack_panels_##S(Py_ssize_t k, Py_ssize_t m, const T *W, Py_ssize_
         Py_ssize_t j0 = q * PANEL, w = m - j0 < PANEL ? m - j0 : PANEL;                       \
         for (Py_ssize_t p = 0; p < k; p++) {                                                  \
             T *dst = P + (q * k + p) * PANEL;                                                 \
-            for (Py_ssize_t j = 0; j < PANEL; j++) dst[j] = j < w ? W[p * ldw + j0 + j] : 0;  \
+            memcpy(dst, W + p * ldw + j0, (size_t)w * sizeof(T));                             \
+            if (w < PANEL) memset(dst + w, 0, (size_t)(PANEL - w) * sizeof(T));               \
         }                                                                                     \
     }                                                                                         \
 }                                                                                             \
@@ -68,6 +69,55 @@ FR_CLONES static void fr_panels_product_##S(Py_ssize_t n, Py_ssize_t m, Py_ssize
             for (Py_ssize_t b = 0; b < r; b++)                                                \
                 for (Py_ssize_t j = 0; j < w; j++) C[(b0 + b) * ldc + j0 + j] += acc[b][j];   \
         }                                                                                     \
+    }                                                                                         \
+}                                                                                             \
+                                                                                              \
+/* c (m,) += a (k,) @ W for one row and W packed by fr_pack_panels_##S(k, m, W, ., P): four   \
+ * panels at a time, so that eight independent accumulators hide the latency of the FMA (one \
+ * panel alone would be one chain of k dependent FMAs); the last panels one at a time, their  \
+ * k rows dealt to four accumulators. */                                                      \
+FR_CLONES static void fr_panels_row_##S(Py_ssize_t m, Py_ssize_t k, const T *a, const T *P,   \
+                                        T *c)                                                 \
+{                                                                                             \
+    Py_ssize_t panels = fr_panels_##S(m), q = 0;                                              \
+    for (; q + 4 <= panels; q += 4) {                                                         \
+        const T *p0 = P + q * k * PANEL, *p1 = p0 + k * PANEL;                                \
+        const T *p2 = p1 + k * PANEL, *p3 = p2 + k * PANEL;                                   \
+        T acc0[PANEL] = {0}, acc1[PANEL] = {0}, acc2[PANEL] = {0}, acc3[PANEL] = {0};         \
+        for (Py_ssize_t p = 0; p < k; p++) {                                                  \
+            T ap = a[p];                                                                      \
+            const T *w0 = p0 + p * PANEL, *w1 = p1 + p * PANEL;                               \
+            const T *w2 = p2 + p * PANEL, *w3 = p3 + p * PANEL;                               \
+            FR_SIMD                                                                           \
+            for (int j = 0; j < PANEL; j++) {                                                 \
+                acc0[j] += ap * w0[j]; acc1[j] += ap * w1[j];                                 \
+                acc2[j] += ap * w2[j]; acc3[j] += ap * w3[j];                                 \
+            }                                                                                 \
+        }                                                                                     \
+        T *out = c + q * PANEL;                                                               \
+        Py_ssize_t w = m - q * PANEL < 4 * PANEL ? m - q * PANEL : 4 * PANEL;                 \
+        for (Py_ssize_t j = 0; j < w; j++)                                                    \
+            out[j] += j < PANEL ? acc0[j] : j < 2 * PANEL ? acc1[j - PANEL]                   \
+                    : j < 3 * PANEL ? acc2[j - 2 * PANEL] : acc3[j - 3 * PANEL];              \
+    }                                                                                         \
+    for (; q < panels; q++) {                                                                 \
+        const T *panel = P + q * k * PANEL;                                                   \
+        T acc0[PANEL] = {0}, acc1[PANEL] = {0}, acc2[PANEL] = {0}, acc3[PANEL] = {0};         \
+        Py_ssize_t p = 0;                                                                     \
+        for (; p + 4 <= k; p += 4) {                                                          \
+            const T *w = panel + p * PANEL;                                                   \
+            T a0 = a[p], a1 = a[p + 1], a2 = a[p + 2], a3 = a[p + 3];                         \
+            FR_SIMD                                                                           \
+            for (int j = 0; j < PANEL; j++) {                                                 \
+                acc0[j] += a0 * w[j]; acc1[j] += a1 * w[PANEL + j];                           \
+                acc2[j] += a2 * w[2 * PANEL + j]; acc3[j] += a3 * w[3 * PANEL + j];           \
+            }                                                                                 \
+        }                                                                                     \
+        for (; p < k; p++)                                                                    \
+            for (int j = 0; j < PANEL; j++) acc0[j] += a[p] * panel[p * PANEL + j];           \
+        Py_ssize_t j0 = q * PANEL, w = m - j0 < PANEL ? m - j0 : PANEL;                       \
+        for (Py_ssize_t j = 0; j < w; j++)                                                    \
+            c[j0 + j] += (acc0[j] + acc1[j]) + (acc2[j] + acc3[j]);                          \
     }                                                                                         \
 }
 

@@ -310,12 +310,37 @@ FR_DEFINE_LOOPS(double, d)
 FR_DEFINE_UPDATES(float, f, sqrtf)
 FR_DEFINE_UPDATES(double, d, sqrt)
 
-/* out[i] = exp(z[i] - m), for m >= max(z): the sampler's softmax weights, in double. */
-FR_CLONES static void fr_exp_shifted_d(double *FR_RESTRICT out, const double *FR_RESTRICT z,
-                                       Py_ssize_t n, double m)
-{
-    FR_SIMD
-    for (Py_ssize_t i = 0; i < n; i++) out[i] = fr_exp_nonpos_d(z[i] - m);
+/* ------------------------------------------------------------------ sampling
+ * The draw of generation in two vectorised passes over a row of logits x: its maximum, then
+ * the softmax weights in double (the numpy twin: reference.next_index). */
+
+#define FR_DEFINE_SAMPLING(T, S)                                                              \
+                                                                                              \
+/* max(x[0:n]), n >= 1 */                                                                     \
+FR_CLONES static T fr_max_##S(const T *FR_RESTRICT x, Py_ssize_t n)                           \
+{                                                                                             \
+    T m = x[0];                                                                               \
+    FR_SIMD_MAX_M                                                                             \
+    for (Py_ssize_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;                               \
+    return m;                                                                                 \
+}                                                                                             \
+                                                                                              \
+/* w[i] = exp(z - m) where z = x[i] * r >= cutoff and z - m > -708, else 0 (double), for     \
+ * m = max(x) * r: the unnormalised softmax weights at temperature 1 / r. Weights below e^-708 \
+ * (where fr_exp_nonpos_d clamps) are 0, so that no index of weight ~0 is drawn at u = 0. */  \
+FR_CLONES static void fr_sampling_weights_##S(double *FR_RESTRICT w, const T *FR_RESTRICT x,  \
+                                              Py_ssize_t n, double r, double m,               \
+                                              double cutoff)                                  \
+{                                                                                             \
+    FR_SIMD                                                                                   \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                      \
+        double z = (double)x[i] * r;                                                          \
+        double e = fr_exp_nonpos_d(z - m);                                                    \
+        w[i] = z >= cutoff && z - m > -708.0 ? e : 0.0;                                       \
+    }                                                                                         \
 }
+
+FR_DEFINE_SAMPLING(float, f)
+FR_DEFINE_SAMPLING(double, d)
 
 #endif /* FASTRNN_SIMD_H */

@@ -139,8 +139,8 @@ class GenerateWorkspace:
     gates        (N, G*H)  a layer's pre-activations, then activations
     hn, h_new, c_new, tc (N, H)  GRU h @ Whh_n + bhn; a layer's new h, c, tanh(c)
     logits       (N, V)    the head's output
-    packed       (P,)      Why cut into column panels of 64 bytes for N > 1 (fastrnn_rows.h):
-                           P = ceil(V / w) * w * H values, w = 64 / itemsize; (1,) for N = 1
+    packed       (P,)      Why cut into column panels of 64 bytes (fastrnn_rows.h):
+                           P = ceil(V / w) * w * H values, w = 64 / itemsize
     packed_whh   (L * S,)  every layer's Whh packed for the recurrent product (_recurrent.pxi),
                            S values a layer (generation_packed_size)
     z, scratch   (V,)      float64 scratch of the draw
@@ -154,7 +154,7 @@ class GenerateWorkspace:
         self.hn, self.h_new, self.c_new, self.tc = (np.empty((N, H), dtype=dtype) for _ in range(4))
         self.logits = np.empty((N, V), dtype=dtype)
         width = 64 // dtype.itemsize
-        self.packed = np.empty(-(-V // width) * width * H if N > 1 else 1, dtype=dtype)
+        self.packed = np.empty(-(-V // width) * width * H, dtype=dtype)
         self.packed_whh = np.empty(L * generation_packed_size(cell, H, dtype), dtype=dtype)
         self.z = np.empty(V)
         self.scratch = np.empty(V)

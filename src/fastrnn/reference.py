@@ -151,21 +151,55 @@ def rnn_backward(
 # ----------------------------------------------------------------------------- sampling
 
 
-def draw_index(cdf: np.ndarray, u: float) -> int:
-    """First i with cdf[i] > u * cdf[-1] (inverse-CDF draw from unnormalised weights)."""
-    return int(np.searchsorted(cdf, u * cdf[-1], side="right"))
+# The draw sums the weights by blocks of DRAW_BLOCK, each in order: the search then walks the
+# block ends and one block, not all V running sums (the kernel's draw_index does the same).
+DRAW_BLOCK = 64
+
+
+def _last_positive(w: np.ndarray) -> int:
+    return int(np.flatnonzero(w > 0)[-1])
+
+
+def draw_index(weights: np.ndarray, u: float) -> int:
+    """Inverse-CDF draw from unnormalised weights (V,) (the largest > 0): the first i whose
+    running sum exceeds u * total, where each block of DRAW_BLOCK weights is summed in order
+    (sums), total is the running sum of the block sums (ends), and within the block that ends
+    past the target the running sum starts from the previous block's end. Where rounding
+    leaves nothing past the target, the last index of positive weight (in that block, or in
+    all)."""
+    V = weights.size
+    blocks = np.pad(weights, (0, -V % DRAW_BLOCK)).reshape(-1, DRAW_BLOCK)
+    sums = np.cumsum(blocks, axis=1)[:, -1]
+    ends = np.cumsum(sums)
+    target = u * ends[-1]
+    j = int(np.searchsorted(ends, target, side="right"))
+    if j == ends.size:
+        return _last_positive(weights)
+    base = ends[j - 1] if j > 0 else 0.0
+    within = np.cumsum(np.concatenate(([base], blocks[j])))[1:]
+    i = int(np.searchsorted(within, target, side="right"))
+    if i == DRAW_BLOCK:
+        i = _last_positive(blocks[j])
+    return j * DRAW_BLOCK + i
+
+
+# Softmax weights below exp(EXP_FLOOR) of the largest are 0 in the draw: no index of weight ~0
+# can come out, even for u = 0 (the kernel's exp clamps its argument there).
+EXP_FLOOR = -708.0
 
 
 def next_index(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, u: float) -> int:
     """One draw from softmax(logits / temperature) restricted to the top_k largest logits
-    (all V when top_k >= V), or the argmax when greedy."""
+    (all V when top_k >= V) and to weights above exp(EXP_FLOOR), or the argmax when greedy.
+    The logits are scaled by the reciprocal 1 / temperature."""
     if greedy:
         return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature
+    z = logits.astype(np.float64) * (1.0 / temperature)
     V = z.size
     cutoff = np.partition(z, V - top_k)[V - top_k] if top_k < V else -np.inf
-    weights = np.where(z >= cutoff, np.exp(z - z.max()), 0.0)
-    return draw_index(np.cumsum(weights), u)
+    shifted = z - z.max()
+    weights = np.where((z >= cutoff) & (shifted > EXP_FLOOR), np.exp(shifted), 0.0)
+    return draw_index(weights, u)
 
 
 def sample_index(logits, temperature, top_k, greedy, u, z, scratch) -> int:
