@@ -27,16 +27,29 @@
 #     dc    (B, H)      LSTM dL/dc carried backwards through time, scratch
 #     mask  (T, B, H)   dropout keep-mask / (1 - p), input
 #     packed (P,)       scratch: Whh packed for the recurrent product (forward), then Whh^T
-#                       (backward); the GRU packs its [r z] and n blocks one after the other.
-#                       P = the largest of packed_size(H, GH), packed_size(GH, H) and, for the
-#                       GRU, packed_size(H, 2H) + packed_size(H, H) and
-#                       packed_size(2H, H) + packed_size(H, H) (model.py computes it)
+#                       (backward). Forward, the LSTM and GRU pack Whh gate block by gate block
+#                       (G packed (H, H) matrices, pack_gate_blocks); backward, the LSTM packs
+#                       Whh^T (GH, H) whole and the GRU its [r z] and n blocks one after the
+#                       other. P = the larger of G * packed_size(H, H) and packed_size(GH, H)
+#                       (GRU: packed_size(2H, H) + packed_size(H, H)) (model.py computes it)
 # With an embedding Wemb (V, E), layer 0 reads its rows (embedding_forward / _backward):
 #     emb   (T, B, E)   Wemb[x], cache: project_forward's input for layer 0
 #     demb  (T, B, E)   dL/demb, scratch: project_backward's dxin for layer 0
-# Only the recurrence is sequential: one packed recurrent product (two for the GRU) and one
-# vectorised gate loop per step. Input projections, dropout, the head and every weight gradient
-# are one pass or one GEMM over all T*B rows. Nothing is allocated inside nogil.
+# Only the recurrence is sequential: packed recurrent products and one vectorised gate loop per
+# step. Input projections, dropout, the head and every weight gradient are one pass or one GEMM
+# over all T*B rows. Nothing is allocated inside nogil.
+#
+# Shared recurrences (set_recurrent_threads(n > 1), a step large enough: cell_recurrence_threads):
+# an LSTM or GRU layer runs its loop over t in one parallel region per chunk. Thread tid of n
+# owns the hidden units [j0, j1) of the packed panels [p0, p1) (panels of H columns). Forward,
+# per step it computes its units' columns g*H + j of every gate block g of h_{t-1} @ Whh (Whh is
+# packed block by block, so the same panels in each) and then their gate loop alone; backward,
+# their gate loop alone (dL/dpre of its units) and then its columns j of dh_{t-1} = dpre_t @
+# Whh^T. One barrier per step (fastrnn_barrier.h, which yields a busy machine's core): forward
+# after the step, before the next reads the whole h_t; backward between the gate loop and the
+# product, which reads the whole dpre_t. Every value is computed by one thread in the order of
+# the one-thread loop (the same *_steps function over every panel), so the results are the same
+# bits whatever the thread count.
 
 
 # ----------------------------------------------------------------------------- forward
@@ -70,55 +83,182 @@ def rnn_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
         recurrence_forward(h0, Whh, hs, &packed[0])
 
 
+cdef inline Py_ssize_t packed_values(const floating *packed, int K, int N) noexcept nogil:
+    """Values a packed (K, N) matrix takes in a packed buffer (packed only selects the dtype)."""
+    if floating is float:
+        return fr_recurrent_packed_size_f(K, N)
+    else:
+        return fr_recurrent_packed_size_d(K, N)
+
+
+cdef inline int panel_unit(const floating *packed, int p, int H) noexcept nogil:
+    """The first hidden unit (column) of panel p of an H-column packed matrix; H for p = panels."""
+    return min(p * recurrent_panel_width(packed), H)
+
+
+# The threads of every LSTM and GRU recurrence, whatever its size (test door): see
+# share_cell_recurrences_at_any_size.
+cdef bint cell_recurrences_shared_at_any_size = False
+
+
+cdef inline int cell_recurrence_threads(const floating *packed, int B, int G, int H) noexcept nogil:
+    """Threads for an LSTM or GRU recurrence of G gate blocks: as for a step (B, G*H) @ (G*H, H),
+    the backward product (recurrence_threads), or all of them when shared at any size."""
+    if cell_recurrences_shared_at_any_size:
+        return recurrent_thread_count
+    return recurrence_threads(packed, B, G * H, H)
+
+
+def share_cell_recurrences_at_any_size(bint on):
+    """Test door: with on, every LSTM and GRU recurrence runs on the set_recurrent_threads count
+    however small its step (even with fewer panels than threads; a thread may own no unit),
+    so that tests reach the shared path at small and odd sizes. Returns the previous setting."""
+    global cell_recurrences_shared_at_any_size
+    before = cell_recurrences_shared_at_any_size
+    cell_recurrences_shared_at_any_size = on
+    return before
+
+
+def cell_recurrence_threads_for(int B, int G, int H, dtype):
+    """The threads an LSTM (G = 4) or GRU (G = 3) recurrence of B streams and H units of
+    `dtype` runs on now."""
+    import numpy as np
+    cdef float f = 0
+    cdef double d = 0
+    if np.dtype(dtype) == np.float32:
+        return cell_recurrence_threads(&f, B, G, H)
+    return cell_recurrence_threads(&d, B, G, H)
+
+
+cdef void pack_gate_blocks(floating *packed, const floating *Whh, int H, int G) noexcept nogil:
+    """packed = the G gate blocks Whh[:, g*H:(g+1)*H] of Whh (H, G*H), each packed as an (H, H)
+    matrix, one after the other (packed_values(H, H) values each)."""
+    cdef int g
+    cdef Py_ssize_t block = packed_values(packed, H, H)
+    for g in range(G):
+        recurrent_pack(packed + g * block, Whh + g * H, H, H, G * H, False)
+
+
+cdef void gate_blocks_product(const floating *h_prev, const floating *packed, int H, int G,
+                              floating *C, int ldc, int B, int p0, int p1) noexcept nogil:
+    """C[:, g*H + j] += (h_prev @ Whh)[:, g*H + j] for the units j of panels [p0, p1) of every
+    gate block g < G; h_prev (B, H), C (B, ldc), packed: Whh by pack_gate_blocks."""
+    cdef int g
+    cdef Py_ssize_t block = packed_values(packed, H, H)
+    for g in range(G):
+        recurrent_product_panels(h_prev, H, packed + g * block, H, H, C + g * H, ldc, B, True, p0,
+                                 p1)
+
+
+cdef void lstm_forward_steps(const floating *h0, const floating *c0, const floating *packed,
+                             floating *gates, floating *hs, floating *cs, floating *tcs, int T,
+                             int B, int H, int p0, int p1, fr_barrier *barrier,
+                             int n) noexcept nogil:
+    """lstm_layer_forward's loop over t for the units [j0, j1) of panels [p0, p1): all of them
+    on one thread (n = 1), or one thread's share, waiting at barrier with the n - 1 others after
+    every step. h0, c0 (B, H); gates (T, B, 4H); hs, cs, tcs (T, B, H); packed: Whh by
+    pack_gate_blocks."""
+    cdef int t, b, GH = 4 * H
+    cdef int j0 = panel_unit(packed, p0, H), j1 = panel_unit(packed, p1, H)
+    cdef Py_ssize_t step = <Py_ssize_t> B * H, gstep = <Py_ssize_t> B * GH, r
+    cdef const floating *h_prev
+    cdef const floating *c_prev
+    for t in range(T):
+        h_prev, c_prev = h0, c0
+        if t > 0:
+            h_prev, c_prev = hs + (t - 1) * step, cs + (t - 1) * step
+        # gates[t][:, g*H + j] += (h_prev @ Whh)[:, g*H + j]   (every block g, units j)
+        gate_blocks_product(h_prev, packed, H, 4, gates + t * gstep, GH, B, p0, p1)
+        # i, f, g, o = activations;  c = f * c_prev + i * g;  h = o * tanh(c)   (units j)
+        for b in range(B):
+            r = t * step + b * H + j0
+            lstm_units_forward(gates + t * gstep + b * GH + j0, H, c_prev + b * H + j0, cs + r,
+                               tcs + r, hs + r, j1 - j0)
+        if n > 1:
+            fr_barrier_wait(barrier, n)     # step t + 1 reads the whole of h_t
+
+
 def lstm_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] c0,
                        const floating[:, ::1] Whh, floating[:, :, ::1] gates,
                        floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] tcs,
                        floating[::1] packed):
     """One LSTM layer over the chunk; gates holds x W + b in, the activations i, f, g, o out.
-    h0, c0 (B, H) the carried state; Whh (H, 4H); outputs hs, cs, tcs (T, B, H)."""
-    cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
-    cdef int GH = <int> gates.shape[2]
-    cdef const floating *h_prev = &h0[0, 0]
-    cdef const floating *c_prev = &c0[0, 0]
+    h0, c0 (B, H) the carried state; Whh (H, 4H); outputs hs, cs, tcs (T, B, H). On
+    recurrent_threads() threads when the step is large enough (see the top of this file)."""
+    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
+    cdef int panels = recurrent_panels(&packed[0], H), n, tid, threads
+    cdef fr_barrier barrier
+    n = tid = 0     # assigned again in the region (private)
+    fr_barrier_init(&barrier)
     with nogil:
-        recurrent_pack(&packed[0], &Whh[0, 0], <int> H, GH, GH, False)
-        for t in range(T):
-            # gates[t] += h_prev @ Whh
-            recurrent_product(h_prev, <int> H, &packed[0], <int> H, GH, &gates[t, 0, 0], GH,
-                              <int> B, True)
-            # i, f, g, o = activations;  c = f * c_prev + i * g;  h = o * tanh(c)
-            for b in range(B):
-                lstm_cell_forward(&gates[t, b, 0], c_prev + b * H, &cs[t, b, 0], &tcs[t, b, 0],
-                                  &hs[t, b, 0], H)
-            h_prev, c_prev = &hs[t, 0, 0], &cs[t, 0, 0]
+        pack_gate_blocks(&packed[0], &Whh[0, 0], H, 4)
+        threads = cell_recurrence_threads(&packed[0], B, 4, H)
+        if threads == 1:
+            lstm_forward_steps(&h0[0, 0], &c0[0, 0], &packed[0], &gates[0, 0, 0], &hs[0, 0, 0],
+                               &cs[0, 0, 0], &tcs[0, 0, 0], T, B, H, 0, panels, &barrier, 1)
+        else:
+            with parallel(num_threads=threads):
+                n = omp_get_num_threads()
+                tid = omp_get_thread_num()
+                lstm_forward_steps(&h0[0, 0], &c0[0, 0], &packed[0], &gates[0, 0, 0],
+                                   &hs[0, 0, 0], &cs[0, 0, 0], &tcs[0, 0, 0], T, B, H,
+                                   panels * tid // n, panels * (tid + 1) // n, &barrier, n)
+
+
+cdef void gru_forward_steps(const floating *h0, const floating *bhn, const floating *packed,
+                            floating *gates, floating *hns, floating *hs, int T, int B, int H,
+                            int p0, int p1, fr_barrier *barrier, int n) noexcept nogil:
+    """gru_layer_forward's loop over t for the units [j0, j1) of panels [p0, p1), on one thread
+    (n = 1) or as one thread's share (see lstm_forward_steps). h0 (B, H); bhn (H,); gates
+    (T, B, 3H); hns, hs (T, B, H); packed: Whh by pack_gate_blocks (r, z, n)."""
+    cdef int t, b, GH = 3 * H
+    cdef int j0 = panel_unit(packed, p0, H), j1 = panel_unit(packed, p1, H)
+    cdef Py_ssize_t step = <Py_ssize_t> B * H, gstep = <Py_ssize_t> B * GH, r
+    cdef const floating *packed_n = packed + 2 * packed_values(packed, H, H)
+    cdef const floating *h_prev
+    for t in range(T):
+        h_prev = h0
+        if t > 0:
+            h_prev = hs + (t - 1) * step
+        # gates[t][:, g*H + j] += (h_prev @ Whh)[:, g*H + j]   (blocks r, z; units j)
+        gate_blocks_product(h_prev, packed, H, 2, gates + t * gstep, GH, B, p0, p1)
+        # hns[t][:, j] = (h_prev @ Whh[:, 2H:])[:, j] + bhn[j]
+        for b in range(B):
+            memcpy(hns + t * step + b * H + j0, bhn + j0, (j1 - j0) * sizeof(floating))
+        gate_blocks_product(h_prev, packed_n, H, 1, hns + t * step, H, B, p0, p1)
+        # r, z = sig;  n = tanh(x W_n + b_n + r * hn);  h = (1 - z) * n + z * h_prev   (units j)
+        for b in range(B):
+            r = t * step + b * H + j0
+            gru_units_forward(gates + t * gstep + b * GH + j0, H, hns + r, h_prev + b * H + j0,
+                              hs + r, j1 - j0)
+        if n > 1:
+            fr_barrier_wait(barrier, n)     # step t + 1 reads the whole of h_t
 
 
 def gru_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                       const floating[::1] bhn, floating[:, :, ::1] gates,
                       floating[:, :, ::1] hns, floating[:, :, ::1] hs, floating[::1] packed):
     """One GRU layer over the chunk; gates holds x W + b in, the activations r, z, n out.
-    h0 (B, H); Whh (H, 3H); bhn (H,); outputs hns, hs (T, B, H)."""
-    cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
-    cdef int GH = <int> gates.shape[2]
-    cdef const floating *h_prev = &h0[0, 0]
-    cdef floating *packed_rz = &packed[0]
-    cdef floating *packed_n = packed_after(packed_rz, <int> H, <int> (2 * H))
+    h0 (B, H); Whh (H, 3H); bhn (H,); outputs hns, hs (T, B, H). On recurrent_threads() threads
+    when the step is large enough (see the top of this file)."""
+    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
+    cdef int panels = recurrent_panels(&packed[0], H), n, tid, threads
+    cdef fr_barrier barrier
+    n = tid = 0     # assigned again in the region (private)
+    fr_barrier_init(&barrier)
     with nogil:
-        recurrent_pack(packed_rz, &Whh[0, 0], <int> H, <int> (2 * H), GH, False)
-        recurrent_pack(packed_n, &Whh[0, 2 * H], <int> H, <int> H, GH, False)
-        for t in range(T):
-            # gates[t][:, :2H] += h_prev @ Whh[:, :2H]
-            recurrent_product(h_prev, <int> H, packed_rz, <int> H, <int> (2 * H),
-                              &gates[t, 0, 0], GH, <int> B, True)
-            # hns[t] = h_prev @ Whh[:, 2H:] + bhn
-            for b in range(B):
-                memcpy(&hns[t, b, 0], &bhn[0], H * sizeof(floating))
-            recurrent_product(h_prev, <int> H, packed_n, <int> H, <int> H, &hns[t, 0, 0],
-                              <int> H, <int> B, True)
-            # r, z = sig;  n = tanh(x W_n + b_n + r * hn);  h = (1 - z) * n + z * h_prev
-            for b in range(B):
-                gru_cell_forward(&gates[t, b, 0], &hns[t, b, 0], h_prev + b * H, &hs[t, b, 0], H)
-            h_prev = &hs[t, 0, 0]
+        pack_gate_blocks(&packed[0], &Whh[0, 0], H, 3)
+        threads = cell_recurrence_threads(&packed[0], B, 3, H)
+        if threads == 1:
+            gru_forward_steps(&h0[0, 0], &bhn[0], &packed[0], &gates[0, 0, 0], &hns[0, 0, 0],
+                              &hs[0, 0, 0], T, B, H, 0, panels, &barrier, 1)
+        else:
+            with parallel(num_threads=threads):
+                n = omp_get_num_threads()
+                tid = omp_get_thread_num()
+                gru_forward_steps(&h0[0, 0], &bhn[0], &packed[0], &gates[0, 0, 0],
+                                  &hns[0, 0, 0], &hs[0, 0, 0], T, B, H, panels * tid // n,
+                                  panels * (tid + 1) // n, &barrier, n)
 
 
 def dropout_forward(const floating[:, :, ::1] h, const floating[:, :, ::1] mask,
@@ -178,6 +318,36 @@ def rnn_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                                   T, B, H, H)
 
 
+cdef void lstm_backward_steps(const floating *c0, const floating *packed, floating *gates,
+                              const floating *cs, const floating *tcs, floating *dhs,
+                              floating *dc, floating *dh0, int T, int B, int H, int p0, int p1,
+                              fr_barrier *barrier, int n) noexcept nogil:
+    """lstm_layer_backward's loop over t = T-1..0 for the units [j0, j1) of panels [p0, p1), on
+    one thread (n = 1) or as one thread's share, waiting at barrier with the n - 1 others
+    between a step's gate loop and its product. c0 (B, H); gates (T, B, 4H) activations in,
+    dL/dpre out; cs, tcs (T, B, H); dhs (T, B, H) dL/dh, recurrent parts added; dc (B, H) the
+    carried dL/dc (zero on entry); dh0 (B, H) output; packed: Whh^T (4H, H)."""
+    cdef int t, b, GH = 4 * H
+    cdef int j0 = panel_unit(packed, p0, H), j1 = panel_unit(packed, p1, H)
+    cdef Py_ssize_t step = <Py_ssize_t> B * H, gstep = <Py_ssize_t> B * GH, r
+    cdef const floating *c_prev
+    cdef floating *dh_prev
+    for t in range(T - 1, -1, -1):
+        c_prev, dh_prev = c0, dh0
+        if t > 0:
+            c_prev, dh_prev = cs + (t - 1) * step, dhs + (t - 1) * step
+        # h = o * tanh(c), c = f * c_prev + i * g, gates = act(pre)  ->  dpre, dc_prev (units j)
+        for b in range(B):
+            r = t * step + b * H + j0
+            lstm_units_backward(gates + t * gstep + b * GH + j0, H, c_prev + b * H + j0, tcs + r,
+                                dhs + r, dc + b * H + j0, j1 - j0)
+        if n > 1:
+            fr_barrier_wait(barrier, n)     # the product reads every unit's dpre_t
+        # gates_t += h_{t-1} @ Whh  ->  dh_prev[:, j] = (dgates_t @ Whh^T)[:, j] (+ if t > 0)
+        recurrent_product_panels(gates + t * gstep, GH, packed, GH, H, dh_prev, H, B, t > 0, p0,
+                                 p1)
+
+
 def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
                         const floating[:, ::1] Whh, floating[:, :, ::1] gates,
                         const floating[:, :, ::1] hs, const floating[:, :, ::1] cs,
@@ -185,29 +355,65 @@ def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
                         floating[:, ::1] dc, floating[:, ::1] dWhh, floating[:, ::1] dh0,
                         floating[:, ::1] dc0, floating[::1] packed):
     """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation).
-    Outputs dWhh (H, 4H), dh0 and dc0 (B, H); packed holds Whh^T during the recurrence."""
-    cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
+    Outputs dWhh (H, 4H), dh0 and dc0 (B, H); packed holds Whh^T during the recurrence, which
+    runs on recurrent_threads() threads when the step is large enough."""
+    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef int GH = <int> gates.shape[2]
-    cdef const floating *c_prev
-    cdef floating *dh_prev
-    cdef bint into_prev
+    cdef int panels = recurrent_panels(&packed[0], H), n, tid, threads
+    cdef fr_barrier barrier
+    n = tid = 0     # assigned again in the region (private)
+    fr_barrier_init(&barrier)
     with nogil:
-        recurrent_pack(&packed[0], &Whh[0, 0], GH, <int> H, GH, True)
+        recurrent_pack(&packed[0], &Whh[0, 0], GH, H, GH, True)
         memset(&dc[0, 0], 0, B * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            c_prev = &cs[t - 1, 0, 0] if t > 0 else &c0[0, 0]
-            # h = o * tanh(c), c = f * c_prev + i * g, gates = act(pre)  ->  dpre, dc_prev
-            for b in range(B):
-                lstm_cell_backward(&gates[t, b, 0], c_prev + b * H, &tcs[t, b, 0],
-                                   &dhs[t, b, 0], &dc[b, 0], H)
-            into_prev = t > 0
-            dh_prev = &dhs[t - 1, 0, 0] if into_prev else &dh0[0, 0]
-            # gates_t += h_{t-1} @ Whh  ->  dh_prev = dgates_t @ Whh^T (+ dh_prev if t > 0)
-            recurrent_product(&gates[t, 0, 0], GH, &packed[0], GH, <int> H, dh_prev, <int> H,
-                              <int> B, into_prev)
+        threads = cell_recurrence_threads(&packed[0], B, 4, H)
+        if threads == 1:
+            lstm_backward_steps(&c0[0, 0], &packed[0], &gates[0, 0, 0], &cs[0, 0, 0],
+                                &tcs[0, 0, 0], &dhs[0, 0, 0], &dc[0, 0], &dh0[0, 0], T, B, H, 0,
+                                panels, &barrier, 1)
+        else:
+            with parallel(num_threads=threads):
+                n = omp_get_num_threads()
+                tid = omp_get_thread_num()
+                lstm_backward_steps(&c0[0, 0], &packed[0], &gates[0, 0, 0], &cs[0, 0, 0],
+                                    &tcs[0, 0, 0], &dhs[0, 0, 0], &dc[0, 0], &dh0[0, 0], T, B,
+                                    H, panels * tid // n, panels * (tid + 1) // n, &barrier, n)
         memcpy(&dc0[0, 0], &dc[0, 0], B * H * sizeof(floating))
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &gates[0, 0, 0], GH, &dWhh[0, 0], GH,
-                                  <int> T, <int> B, <int> H, GH)
+                                  T, B, H, GH)
+
+
+cdef void gru_backward_steps(const floating *h0, const floating *packed_rz,
+                             const floating *packed_n, floating *gates, floating *hns,
+                             const floating *hs, floating *dhs, floating *dh0, int T, int B,
+                             int H, int p0, int p1, fr_barrier *barrier, int n) noexcept nogil:
+    """gru_layer_backward's loop over t = T-1..0 for the units [j0, j1) of panels [p0, p1), on
+    one thread (n = 1) or as one thread's share (see lstm_backward_steps). h0 (B, H); gates
+    (T, B, 3H) activations in, dL/dpre out; hns (T, B, H) hn in, dL/dhn out; hs (T, B, H);
+    dhs (T, B, H) dL/dh, recurrent parts added; dh0 (B, H) zero on entry, output; packed_rz,
+    packed_n: Whh[:, :2H]^T (2H, H) and Whh[:, 2H:]^T (H, H) packed."""
+    cdef int t, b, GH = 3 * H
+    cdef int j0 = panel_unit(packed_rz, p0, H), j1 = panel_unit(packed_rz, p1, H)
+    cdef Py_ssize_t step = <Py_ssize_t> B * H, gstep = <Py_ssize_t> B * GH, r
+    cdef const floating *h_prev
+    cdef floating *dh_prev
+    for t in range(T - 1, -1, -1):
+        h_prev, dh_prev = h0, dh0
+        if t > 0:
+            h_prev, dh_prev = hs + (t - 1) * step, dhs + (t - 1) * step
+        # h = (1-z) n + z h_prev, n = tanh(a + r hn), r, z = sig  ->  dpre, dhn; dh_prev += dh z
+        for b in range(B):
+            r = t * step + b * H + j0
+            gru_units_backward(gates + t * gstep + b * GH + j0, H, hns + r, h_prev + b * H + j0,
+                               dhs + r, dh_prev + b * H + j0, j1 - j0)
+        if n > 1:
+            fr_barrier_wait(barrier, n)     # the products read every unit's dpre_t and dhn_t
+        # [r z] pre += h_prev @ Whh[:, :2H]
+        #   ->  dh_prev[:, j] += (dgates_t[:, :2H] @ Whh[:, :2H]^T)[:, j]
+        recurrent_product_panels(gates + t * gstep, GH, packed_rz, 2 * H, H, dh_prev, H, B, True,
+                                 p0, p1)
+        # hn = h_prev @ Whh[:, 2H:] + bhn  ->  dh_prev[:, j] += (dhn_t @ Whh[:, 2H:]^T)[:, j]
+        recurrent_product_panels(hns + t * step, H, packed_n, H, H, dh_prev, H, B, True, p0, p1)
 
 
 def gru_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
@@ -217,34 +423,36 @@ def gru_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                        floating[::1] packed):
     """BPTT of gru_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation) of x W + b,
     hns becomes dL/dhn. Outputs dWhh (H, 3H), dbhn (H,), dh0 (B, H); packed holds
-    Whh[:, :2H]^T and Whh[:, 2H:]^T during the recurrence."""
-    cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1], H = hs.shape[2]
+    Whh[:, :2H]^T and Whh[:, 2H:]^T during the recurrence, which runs on recurrent_threads()
+    threads when the step is large enough."""
+    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
     cdef int GH = <int> gates.shape[2]
-    cdef const floating *h_prev
-    cdef floating *dh_prev
     cdef floating *packed_rz = &packed[0]
-    cdef floating *packed_n = packed_after(packed_rz, <int> (2 * H), <int> H)
+    cdef floating *packed_n = packed_after(packed_rz, 2 * H, H)
+    cdef int panels = recurrent_panels(packed_rz, H), n, tid, threads
+    cdef fr_barrier barrier
+    n = tid = 0     # assigned again in the region (private)
+    fr_barrier_init(&barrier)
     with nogil:
-        recurrent_pack(packed_rz, &Whh[0, 0], <int> (2 * H), <int> H, GH, True)
-        recurrent_pack(packed_n, &Whh[0, 2 * H], <int> H, <int> H, GH, True)
+        recurrent_pack(packed_rz, &Whh[0, 0], 2 * H, H, GH, True)
+        recurrent_pack(packed_n, &Whh[0, 2 * H], H, H, GH, True)
         memset(&dh0[0, 0], 0, B * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            h_prev = &hs[t - 1, 0, 0] if t > 0 else &h0[0, 0]
-            dh_prev = &dhs[t - 1, 0, 0] if t > 0 else &dh0[0, 0]
-            # h = (1-z) n + z h_prev, n = tanh(a + r hn), r, z = sig  ->  dpre, dhn; dh_prev += dh z
-            for b in range(B):
-                gru_cell_backward(&gates[t, b, 0], &hns[t, b, 0], h_prev + b * H, &dhs[t, b, 0],
-                                  dh_prev + b * H, H)
-            # [r z] pre += h_prev @ Whh[:, :2H]  ->  dh_prev += dgates_t[:, :2H] @ Whh[:, :2H]^T
-            recurrent_product(&gates[t, 0, 0], GH, packed_rz, <int> (2 * H), <int> H, dh_prev,
-                              <int> H, <int> B, True)
-            # hn = h_prev @ Whh[:, 2H:] + bhn  ->  dh_prev += dhn_t @ Whh[:, 2H:]^T
-            recurrent_product(&hns[t, 0, 0], <int> H, packed_n, <int> H, <int> H, dh_prev,
-                              <int> H, <int> B, True)
+        threads = cell_recurrence_threads(packed_rz, B, 3, H)
+        if threads == 1:
+            gru_backward_steps(&h0[0, 0], packed_rz, packed_n, &gates[0, 0, 0], &hns[0, 0, 0],
+                               &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0], T, B, H, 0, panels,
+                               &barrier, 1)
+        else:
+            with parallel(num_threads=threads):
+                n = omp_get_num_threads()
+                tid = omp_get_thread_num()
+                gru_backward_steps(&h0[0, 0], packed_rz, packed_n, &gates[0, 0, 0],
+                                   &hns[0, 0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0], T, B,
+                                   H, panels * tid // n, panels * (tid + 1) // n, &barrier, n)
         recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &gates[0, 0, 0], GH, &dWhh[0, 0], GH,
-                                  <int> T, <int> B, <int> H, <int> (2 * H))
-        recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &hns[0, 0, 0], <int> H,
-                                  &dWhh[0, 2 * H], GH, <int> T, <int> B, <int> H, <int> H)
+                                  T, B, H, 2 * H)
+        recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &hns[0, 0, 0], H, &dWhh[0, 2 * H], GH,
+                                  T, B, H, H)
         # dbhn = dhn.sum over all T*B rows
         column_sums(&hns[0, 0, 0], T * B, H, <floating> 1, &dbhn[0])
 

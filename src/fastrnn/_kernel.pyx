@@ -32,7 +32,8 @@ from openmp cimport omp_get_num_threads, omp_get_thread_num
 from ._blas cimport floating, gemm, gemv
 from ._loops cimport (
     accumulate, add_bias, column_sums, softmax_nll, tanh_backward, tanh_inplace,
-    gru_cell_backward, gru_cell_forward, lstm_cell_backward, lstm_cell_forward, mul, scale,
+    gru_cell_forward, gru_units_backward, gru_units_forward, lstm_cell_forward,
+    lstm_units_backward, lstm_units_forward, mul, scale,
     max_value, sampling_weights, fr_all_finite_d, fr_all_finite_f,
     fr_sgd_d, fr_sgd_f, fr_adagrad_d, fr_adagrad_f, fr_rmsprop_d, fr_rmsprop_f, fr_adam_d,
     fr_adam_f, fr_clipped_sq_norm_d, fr_clipped_sq_norm_f,

@@ -114,26 +114,28 @@ cdef extern from "fastrnn_gates.h" nogil:
     void fr_mul_d(double *dst, const double *a, const double *b, Py_ssize_t n)
     void fr_scale_f(float *a, const float *b, Py_ssize_t n)
     void fr_scale_d(double *a, const double *b, Py_ssize_t n)
-    void fr_lstm_forward_f(float *gates, const float *c_prev, float *c, float *tc, float *h,
-                           Py_ssize_t n)
-    void fr_lstm_forward_d(double *gates, const double *c_prev, double *c, double *tc,
-                           double *h, Py_ssize_t n)
-    void fr_lstm_backward_f(float *gates, const float *c_prev, const float *tc, const float *dh,
-                            float *dc, Py_ssize_t n)
-    void fr_lstm_backward_d(double *gates, const double *c_prev, const double *tc,
-                            const double *dh, double *dc, Py_ssize_t n)
-    void fr_gru_forward_f(float *gates, const float *hn, const float *h_prev, float *h,
-                          Py_ssize_t n)
-    void fr_gru_forward_d(double *gates, const double *hn, const double *h_prev, double *h,
-                          Py_ssize_t n)
-    void fr_gru_backward_f(float *gates, float *hn, const float *h_prev, const float *dh,
-                           float *dh_prev, Py_ssize_t n)
-    void fr_gru_backward_d(double *gates, double *hn, const double *h_prev, const double *dh,
-                           double *dh_prev, Py_ssize_t n)
+    void fr_lstm_forward_f(float *gates, Py_ssize_t stride, const float *c_prev, float *c,
+                           float *tc, float *h, Py_ssize_t n)
+    void fr_lstm_forward_d(double *gates, Py_ssize_t stride, const double *c_prev, double *c,
+                           double *tc, double *h, Py_ssize_t n)
+    void fr_lstm_backward_f(float *gates, Py_ssize_t stride, const float *c_prev,
+                            const float *tc, const float *dh, float *dc, Py_ssize_t n)
+    void fr_lstm_backward_d(double *gates, Py_ssize_t stride, const double *c_prev,
+                            const double *tc, const double *dh, double *dc, Py_ssize_t n)
+    void fr_gru_forward_f(float *gates, Py_ssize_t stride, const float *hn, const float *h_prev,
+                          float *h, Py_ssize_t n)
+    void fr_gru_forward_d(double *gates, Py_ssize_t stride, const double *hn,
+                          const double *h_prev, double *h, Py_ssize_t n)
+    void fr_gru_backward_f(float *gates, Py_ssize_t stride, float *hn, const float *h_prev,
+                           const float *dh, float *dh_prev, Py_ssize_t n)
+    void fr_gru_backward_d(double *gates, Py_ssize_t stride, double *hn, const double *h_prev,
+                           const double *dh, double *dh_prev, Py_ssize_t n)
 
 
 # ----------------------------------------------------------------------------- gate loops
-# Fused-type front doors to fastrnn_gates.h; each cell loop handles one stream's row of H.
+# Fused-type front doors to fastrnn_gates.h. A *_cell_* loop handles one stream's whole row of
+# H units; a *_units_* loop the n units of a row that a thread owns in a shared recurrence, its
+# gate blocks `stride` (= H) apart (see fastrnn_gates.h).
 
 cdef inline void mul(floating *dst, const floating *a, const floating *b,
                      Py_ssize_t n) noexcept nogil:
@@ -150,38 +152,50 @@ cdef inline void scale(floating *a, const floating *b, Py_ssize_t n) noexcept no
         fr_scale_d(a, b, n)
 
 
-cdef inline void lstm_cell_forward(floating *gates, const floating *c_prev, floating *c,
-                                   floating *tc, floating *h, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_lstm_forward_f(gates, c_prev, c, tc, h, n)
-    else:
-        fr_lstm_forward_d(gates, c_prev, c, tc, h, n)
-
-
-cdef inline void lstm_cell_backward(floating *gates, const floating *c_prev, const floating *tc,
-                                    const floating *dh, floating *dc,
+cdef inline void lstm_units_forward(floating *gates, Py_ssize_t stride, const floating *c_prev,
+                                    floating *c, floating *tc, floating *h,
                                     Py_ssize_t n) noexcept nogil:
     if floating is float:
-        fr_lstm_backward_f(gates, c_prev, tc, dh, dc, n)
+        fr_lstm_forward_f(gates, stride, c_prev, c, tc, h, n)
     else:
-        fr_lstm_backward_d(gates, c_prev, tc, dh, dc, n)
+        fr_lstm_forward_d(gates, stride, c_prev, c, tc, h, n)
+
+
+cdef inline void lstm_units_backward(floating *gates, Py_ssize_t stride, const floating *c_prev,
+                                     const floating *tc, const floating *dh, floating *dc,
+                                     Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fr_lstm_backward_f(gates, stride, c_prev, tc, dh, dc, n)
+    else:
+        fr_lstm_backward_d(gates, stride, c_prev, tc, dh, dc, n)
+
+
+cdef inline void gru_units_forward(floating *gates, Py_ssize_t stride, const floating *hn,
+                                   const floating *h_prev, floating *h,
+                                   Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fr_gru_forward_f(gates, stride, hn, h_prev, h, n)
+    else:
+        fr_gru_forward_d(gates, stride, hn, h_prev, h, n)
+
+
+cdef inline void gru_units_backward(floating *gates, Py_ssize_t stride, floating *hn,
+                                    const floating *h_prev, const floating *dh,
+                                    floating *dh_prev, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fr_gru_backward_f(gates, stride, hn, h_prev, dh, dh_prev, n)
+    else:
+        fr_gru_backward_d(gates, stride, hn, h_prev, dh, dh_prev, n)
+
+
+cdef inline void lstm_cell_forward(floating *gates, const floating *c_prev, floating *c,
+                                   floating *tc, floating *h, Py_ssize_t n) noexcept nogil:
+    lstm_units_forward(gates, n, c_prev, c, tc, h, n)
 
 
 cdef inline void gru_cell_forward(floating *gates, const floating *hn, const floating *h_prev,
                                   floating *h, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_gru_forward_f(gates, hn, h_prev, h, n)
-    else:
-        fr_gru_forward_d(gates, hn, h_prev, h, n)
-
-
-cdef inline void gru_cell_backward(floating *gates, floating *hn, const floating *h_prev,
-                                   const floating *dh, floating *dh_prev,
-                                   Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fr_gru_backward_f(gates, hn, h_prev, dh, dh_prev, n)
-    else:
-        fr_gru_backward_d(gates, hn, h_prev, dh, dh_prev, n)
+    gru_units_forward(gates, n, hn, h_prev, h, n)
 
 
 cdef inline double max_value(const floating *x, Py_ssize_t n) noexcept nogil:

@@ -150,8 +150,9 @@ cdef inline int recurrence_threads(const floating *packed, int B, int K, int N) 
 
 
 def set_recurrent_threads(int n):
-    """Share every large enough recurrence (rnn, single layer or stacked) among n threads, each
-    computing its own columns of every step, one barrier per step. Returns the previous count."""
+    """Share every large enough recurrence (rnn, single layer or stacked; every LSTM and GRU
+    layer, see _cells.pxi) among n threads, each computing its own columns of every step, one
+    barrier per step. Returns the previous count."""
     global recurrent_thread_count
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {n}")

@@ -39,7 +39,8 @@ class Cell:
     forward: Callable[..., None]
     backward: Callable[..., Any]
     packed_blocks: tuple[int, ...]  # column blocks of Whh (in units of H) packed apart for the
-    # recurrent product: the GRU multiplies [r z] and n apart
+    # backward and the generation products: the GRU multiplies [r z] and n apart (the training
+    # forward packs every gate block apart, so that threads can share a step's units)
     generate_code: int = 0  # the cell's number in the compiled generation loop
     # (stack_generate: 0 rnn, 1 lstm, 2 gru)
 

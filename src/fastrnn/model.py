@@ -52,18 +52,18 @@ def generation_packed_size(cell: str, H: int, dtype: np.dtype) -> int:
 
 def packed_recurrent_size(cell: str, H: int, dtype: np.dtype) -> int:
     """Values of the scratch buffer every layer's recurrence packs Whh (H, G*H) into for the
-    forward and Whh^T for the backward, block by block of the cell's packed_blocks: the larger
-    need of the two directions. Without the compiled kernel, what the numpy twin uses (a
-    contiguous Whh^T)."""
-    blocks = cell_entry(cell).packed_blocks
+    forward, gate block by gate block (G packed (H, H) matrices), and Whh^T for the backward,
+    block by block of the cell's packed_blocks: the larger need of the two directions. Without
+    the compiled kernel, what the numpy twin uses (a contiguous Whh^T)."""
+    spec = cell_entry(cell)
     if _kernel is None:
-        return sum(blocks) * H * H
+        return sum(spec.packed_blocks) * H * H
 
     def size(K: int, N: int) -> int:
         return int(_kernel.packed_size(K, N, dtype))
 
-    forward = sum(size(H, b * H) for b in blocks)
-    backward = sum(size(b * H, H) for b in blocks)
+    forward = spec.gates * size(H, H)
+    backward = sum(size(b * H, H) for b in spec.packed_blocks)
     return max(forward, backward)
 
 
