@@ -60,9 +60,8 @@ def worker(config: str, corpus: str, threads: int, seconds: float, batch: int) -
     import io
 
     import numpy as np
-    from threadpoolctl import threadpool_limits
 
-    from fastrnn.train import Trainer
+    from fastrnn.train import Trainer, limit_threads
 
     trainer = Trainer(
         {"corpus": corpus, **COMMON, **CONFIGS[config], "batch_size": batch, "checkpoint": None},
@@ -70,7 +69,7 @@ def worker(config: str, corpus: str, threads: int, seconds: float, batch: int) -
         out=io.StringIO(),
     )
     world = trainer.world
-    with threadpool_limits(limits=threads):
+    with limit_threads(threads):  # BLAS and the kernel's recurrences, as fastrnn-train
         for _ in range(5):
             trainer.train_step()
         steps, start = 0, time.perf_counter()
