@@ -226,3 +226,12 @@ def test_patience_stops_and_keeps_the_best(tmp_path, monkeypatch):
     assert result.best_val_loss == 2.9
     assert ckpt.load_checkpoint(best_path(str(tmp_path / "p.npz"))).header["iteration"] == 10
     assert math.isfinite(result.train_loss)
+
+
+def test_the_default_schedule_is_cosine_unless_the_run_has_no_planned_end():
+    assert resolve_config({}).lr_schedule == "cosine"  # the default 300 s budget
+    assert resolve_config({"max_iters": 50}).lr_schedule == "cosine"
+    assert resolve_config({"time_limit": 0}).lr_schedule == "constant"  # no end to decay to
+    assert resolve_config({"lr_decay": 0.5}).lr_schedule == "step"
+    with pytest.raises(ConfigError, match="cosine decays to the planned end"):
+        resolve_config({"lr_schedule": "cosine", "time_limit": 0})
