@@ -32,8 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fastrnn
-from fastrnn.data import BatchIterator, Vocabulary, read_corpus, split_train_val, validation_chunks
+# The environment before fastrnn sets its thread defaults (OMP_WAIT_POLICY), which PyTorch's
+# OpenMP runtime would otherwise read when it loads: the script runs as it would on its own.
+ENVIRONMENT_BEFORE_FASTRNN = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY",)}
+
+import fastrnn  # noqa: E402
+from fastrnn.data import (  # noqa: E402
+    BatchIterator,
+    Vocabulary,
+    read_corpus,
+    split_train_val,
+    validation_chunks,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COMMON = {
@@ -144,6 +154,11 @@ def run_fastrnn(
 
 def run_torch(cfg: QualityConfig, corpus: str, args: argparse.Namespace) -> dict[str, Any]:
     """The usual PyTorch char-RNN script of the same size, on the same chunks."""
+    for name, value in ENVIRONMENT_BEFORE_FASTRNN.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     import torch
 
     torch.set_num_threads(args.threads)
