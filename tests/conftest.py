@@ -1,6 +1,7 @@
 """Helpers shared by the test modules, imported as ``from conftest import ...``: the relative
 error and the tolerances by dtype that compare the kernel with its numpy twin, factories of
-models and chunks, and centred finite differences. Also the ``slow`` marker's documentation:
+models and chunks, centred finite differences, and the versions of the packed recurrent product
+with the ``isa`` fixture that runs a test under each. Also the ``slow`` marker's documentation:
 ``pytest -m "not slow"`` skips subprocess, training and every-entry finite-difference tests."""
 
 from __future__ import annotations
@@ -8,14 +9,30 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numpy as np
+import pytest
 
 from fastrnn import CharRNN
 from fastrnn.cells import NAMES
+from fastrnn.model import _kernel
 
 CELLS = NAMES  # every cell of the table of cells
 # Kernel against numpy twin, relative to the reference's largest magnitude.
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 FD_EPS = 1e-5  # the step of centred differences (float64)
+
+# The packed recurrent product against numpy: every version this CPU runs, the tolerance by
+# dtype (relative to the operands' scale), and the sizes that cover the edges of its blocking.
+RECURRENT_ISAS = _kernel.supported_recurrent_isas()
+RECURRENT_RTOL = {np.float64: 1e-12, np.float32: 1e-5}
+RECURRENT_SIZES = (1, 3, 17, 100, 257, 700)
+
+
+@pytest.fixture(params=RECURRENT_ISAS)
+def isa(request):
+    """Run the test with one version of the product, then restore the one chosen at import."""
+    before = _kernel.set_recurrent_isa(request.param)
+    yield request.param
+    _kernel.set_recurrent_isa(before)
 
 
 def rel_err(a, b) -> float:

@@ -16,20 +16,16 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import TOL, centred_differences, make_chunk, make_model, rel_err
+from conftest import (
+    RECURRENT_RTOL,
+    RECURRENT_SIZES,
+    TOL,
+    centred_differences,
+    make_chunk,
+    make_model,
+    rel_err,
+)
 from fastrnn.model import _kernel
-
-ISAS = _kernel.supported_recurrent_isas()
-RTOL = {np.float64: 1e-12, np.float32: 1e-5}
-SIZES = (1, 3, 17, 100, 257, 700)
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Run the test with one version of the product, then restore the one chosen at import."""
-    before = _kernel.set_recurrent_isa(request.param)
-    yield request.param
-    _kernel.set_recurrent_isa(before)
 
 
 def operands(K: int, N: int, dtype, transposed: bool, seed: int = 0):
@@ -61,7 +57,7 @@ def packed_for(K: int, N: int, dtype) -> np.ndarray:
 def test_matvec_matches_numpy_for_every_shape_and_row_order(isa, dtype, transposed):
     """K and N over the sizes of the recurrent tests (1 to 700, on and off the vector width),
     rows in ascending (even step) and descending (odd step) order, += and =."""
-    for K, N in itertools.product(SIZES, SIZES):
+    for K, N in itertools.product(RECURRENT_SIZES, RECURRENT_SIZES):
         a, W, c0 = operands(K, N, dtype, transposed, seed=K * 1000 + N)
         for step, accumulate in itertools.product((0, 1, 2, 7), (True, False)):
             c = c0.copy()
@@ -69,7 +65,7 @@ def test_matvec_matches_numpy_for_every_shape_and_row_order(isa, dtype, transpos
                 a, W, c, packed_for(K, N, dtype), transposed, accumulate, step
             )
             err = scaled_error(c, a, W, c0, transposed, accumulate).max()
-            assert err <= RTOL[dtype], (isa, K, N, step, accumulate, err)
+            assert err <= RECURRENT_RTOL[dtype], (isa, K, N, step, accumulate, err)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -96,7 +92,7 @@ def test_nothing_is_written_past_the_last_column(isa, dtype, step):
         )
         np.testing.assert_array_equal(c[1], np.full(N, 7.0, dtype=dtype))
         c0 = np.full((1, N), 7.0, dtype=dtype)
-        assert scaled_error(c[:1], a, W, c0, False, True).max() <= RTOL[dtype]
+        assert scaled_error(c[:1], a, W, c0, False, True).max() <= RECURRENT_RTOL[dtype]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -106,7 +102,7 @@ def test_overwrite_ignores_nan_in_c(isa, dtype):
         c = np.full((1, N), np.nan, dtype=dtype)
         _kernel.recurrent_step_product_probe(a, W, c, packed_for(K, N, dtype), True, False, 1)
         assert np.isfinite(c).all()
-        assert scaled_error(c, a, W, np.zeros_like(c), True, False).max() <= RTOL[dtype]
+        assert scaled_error(c, a, W, np.zeros_like(c), True, False).max() <= RECURRENT_RTOL[dtype]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -16,20 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import RECURRENT_ISAS, RECURRENT_RTOL, RECURRENT_SIZES
 from fastrnn import CharRNN
 from fastrnn.model import _kernel
-
-ISAS = _kernel.supported_recurrent_isas()
-RTOL = {np.float64: 1e-12, np.float32: 1e-5}
-SIZES = (1, 3, 17, 100, 257, 700)
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Run the test with one version of the product, then restore the one chosen at import."""
-    before = _kernel.set_recurrent_isa(request.param)
-    yield request.param
-    _kernel.set_recurrent_isa(before)
 
 
 def product_error(
@@ -58,11 +47,11 @@ def test_every_edge_shape_matches_numpy(isa, dtype, transposed):
         for K, N in ((1, 1), (3, 17), (17, 3), (100, 100), (1, 700), (700, 1)):
             for accumulate in (True, False):
                 err = product_error(B, K, N, dtype, transposed, accumulate)
-                assert err <= RTOL[dtype], (isa, B, K, N, accumulate, err)
+                assert err <= RECURRENT_RTOL[dtype], (isa, B, K, N, accumulate, err)
     for B in (1, 7, 13, 64):
         for K, N in ((257, 700), (700, 257)):
             err = product_error(B, K, N, dtype, transposed, B % 2 == 0)
-            assert err <= RTOL[dtype], (isa, B, K, N, err)
+            assert err <= RECURRENT_RTOL[dtype], (isa, B, K, N, err)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -72,14 +61,16 @@ def test_overwrite_ignores_what_c_held(isa, dtype):
     C = np.full((5, 33), np.nan, dtype=dtype)
     packed = np.empty(_kernel.packed_size(17, 33, dtype), dtype=dtype)
     _kernel.recurrent_product_probe(A, W, C, packed, False, False)
-    np.testing.assert_allclose(C, A @ W, rtol=RTOL[dtype] * 100, atol=RTOL[dtype] * 100)
+    np.testing.assert_allclose(
+        C, A @ W, rtol=RECURRENT_RTOL[dtype] * 100, atol=RECURRENT_RTOL[dtype] * 100
+    )
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     B=st.integers(1, 64),
-    K=st.sampled_from(SIZES) | st.integers(1, 200),
-    N=st.sampled_from(SIZES) | st.integers(1, 200),
+    K=st.sampled_from(RECURRENT_SIZES) | st.integers(1, 200),
+    N=st.sampled_from(RECURRENT_SIZES) | st.integers(1, 200),
     use64=st.booleans(),
     transposed=st.booleans(),
     accumulate=st.booleans(),
@@ -88,12 +79,12 @@ def test_overwrite_ignores_what_c_held(isa, dtype):
 )
 def test_random_shapes_match_numpy(B, K, N, use64, transposed, accumulate, isa_index, seed):
     dtype = np.float64 if use64 else np.float32
-    before = _kernel.set_recurrent_isa(ISAS[min(isa_index, len(ISAS) - 1)])
+    before = _kernel.set_recurrent_isa(RECURRENT_ISAS[min(isa_index, len(RECURRENT_ISAS) - 1)])
     try:
         err = product_error(B, K, N, dtype, transposed, accumulate, seed)
     finally:
         _kernel.set_recurrent_isa(before)
-    assert err <= RTOL[dtype]
+    assert err <= RECURRENT_RTOL[dtype]
 
 
 def test_packed_size_covers_every_version():
@@ -117,15 +108,17 @@ def test_probe_refuses_a_small_buffer_and_wrong_shapes():
 
 
 def test_versions_are_chosen_from_the_cpu():
-    assert ISAS[0] == "portable"
-    assert _kernel.recurrent_isa() == ISAS[-1], "import picks the widest version the CPU has"
+    assert RECURRENT_ISAS[0] == "portable"
+    assert _kernel.recurrent_isa() == RECURRENT_ISAS[-1], (
+        "import picks the widest version the CPU has"
+    )
     for name in _kernel.RECURRENT_ISAS:
-        if name not in ISAS:
+        if name not in RECURRENT_ISAS:
             with pytest.raises(ValueError, match="cannot run"):
                 _kernel.set_recurrent_isa(name)
     with pytest.raises(ValueError, match="must be one of"):
         _kernel.set_recurrent_isa("sse9")
-    assert _kernel.recurrent_isa() == ISAS[-1]
+    assert _kernel.recurrent_isa() == RECURRENT_ISAS[-1]
 
 
 def _isa_in_fresh_process(value: str) -> subprocess.CompletedProcess:
@@ -140,7 +133,7 @@ def _isa_in_fresh_process(value: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("name", ISAS)
+@pytest.mark.parametrize("name", RECURRENT_ISAS)
 def test_environment_variable_narrows_the_version(name):
     run = _isa_in_fresh_process(name)
     assert run.returncode == 0, run.stderr
@@ -148,12 +141,12 @@ def test_environment_variable_narrows_the_version(name):
 
 
 def test_environment_variable_never_widens_past_the_cpu():
-    wider = [n for n in _kernel.RECURRENT_ISAS if n not in ISAS]
+    wider = [n for n in _kernel.RECURRENT_ISAS if n not in RECURRENT_ISAS]
     if not wider:
         pytest.skip("this CPU runs every version")
     run = _isa_in_fresh_process(wider[-1])
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == ISAS[-1]
+    assert run.stdout.strip() == RECURRENT_ISAS[-1]
     assert "cannot run" in run.stderr
 
 
@@ -210,7 +203,9 @@ def test_rnn_recurrence_on_threads_equals_one_thread(dtype, layers, B, H):
     _, grads_n, _ = model.loss_and_grads(x, y, h0, backend="numpy")
     for name in grads_n:
         scale = np.abs(grads_n[name]).max()
-        assert np.abs(grads1[name] - grads_n[name]).max() <= 100 * RTOL[dtype] * scale, name
+        assert np.abs(grads1[name] - grads_n[name]).max() <= 100 * RECURRENT_RTOL[dtype] * scale, (
+            name
+        )
 
 
 def test_thread_count_is_set_and_restored_by_limit_threads():
