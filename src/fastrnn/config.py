@@ -54,8 +54,8 @@ DEFAULTS = {
     "seq_length": Default(64, "the length of backpropagation through time"),
     "cell": Default(
         "lstm",
-        "in five minutes a 2-layer LSTM reaches a lower validation loss "
-        "than a vanilla rnn of any size (README, learning quality)",
+        "in five minutes on two cores a 2-layer LSTM of 256 reached 1.506 nats/char on "
+        "tinyshakespeare against 1.571 for a vanilla rnn of 256 (README, learning quality)",
     ),
     "num_layers": Default(2, "two layers learn more per minute than one wider layer"),
     "dropout": Default(0.0, "a five-minute run does not overfit tinyshakespeare"),
