@@ -401,19 +401,7 @@ class CharRNN:
         B, T = x.shape
         ws = self._workspace(B, T, stacked)
         if not stacked:
-            loss = impl.rnn_forward(
-                x,
-                y,
-                h0.reshape(ws.hs.shape[1:]),
-                p["Wxh"],
-                p["Whh"],
-                p["bh"],
-                p["Why"],
-                p["by"],
-                ws.hs,
-                ws.probs,
-                ws.packed,
-            )
+            loss = _fast_path_forward(impl, x, y, h0.reshape(ws.hs.shape[1:]), p, ws)
             return loss, ws.hs[-1].reshape(h0.shape).copy()
         dropping = self._draw_masks(ws, bool(train))
         loss = self._stack_forward(
@@ -451,19 +439,7 @@ class CharRNN:
         ws = self._workspace(B, T, stacked)
         if not stacked:  # the single-layer fast path, state (B, H)
             h0_bh, dh0_bh = h0.reshape(B, -1), g["h0"].reshape(B, -1)
-            loss = impl.rnn_forward(
-                x,
-                y,
-                h0_bh,
-                p["Wxh"],
-                p["Whh"],
-                p["bh"],
-                p["Why"],
-                p["by"],
-                ws.hs,
-                ws.probs,
-                ws.packed,
-            )
+            loss = _fast_path_forward(impl, x, y, h0_bh, p, ws)
             impl.rnn_backward(
                 x,
                 y,
@@ -819,6 +795,14 @@ def _recorded_init(config: dict[str, Any]) -> str | initialisation.InitScheme:
     if name in initialisation.SCHEMES and initialisation.SCHEMES[name].to_dict() == spec:
         return name
     return initialisation.from_spec(spec)
+
+
+def _fast_path_forward(impl, x, y, h0: np.ndarray, p: dict[str, np.ndarray], ws) -> float:
+    """The single-layer rnn's forward pass over the chunk (loss; ws.hs, ws.probs filled), by
+    the kernel or its numpy twin (impl); h0 is (B, H)."""
+    return impl.rnn_forward(
+        x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed
+    )
 
 
 def layer_suffix(layer: int) -> str:
