@@ -2,10 +2,11 @@
 #
 # Its numpy twin is reference_cells.py: same function names, same argument order, same buffers.
 # These kernels share the BLAS shim (_blas.pxd), the loop front doors (_loops.pxd) and the cdef
-# helpers of _rnn.pxi (embed_forward, recurrence_forward/backward, output_forward/backward);
-# model.py calls them layer by layer,
-# each call one nogil region around its whole loop (the Python loop over L layers costs L calls
-# per chunk, never one per step).
+# helpers of _rnn.pxi (embed_forward, recurrence_forward/backward, output_forward/backward).
+# Each is a cdef core on the buffers' first elements and dimensions (nogil, no checks), which
+# the whole-stack loops of _stack.pxi call layer by layer inside their one nogil region, and a
+# def door over typed memoryviews that runs the core alone (for the tests and the numpy twin's
+# parity checks).
 #
 # Dimension letters: B streams, T steps, H hidden, V vocabulary, G gate blocks (rnn 1, lstm 4,
 # gru 3), GH = G*H. Time-major buffers (T, B, .). Gate blocks along the last axis, H each:
@@ -58,29 +59,36 @@ def input_forward(const int[:, ::1] x, const floating[:, ::1] Wx, const floating
                   floating[:, :, ::1] gates):
     """gates[t, b] = Wx[x[b, t]] + b: layer 0's input projection, a row gather (x is one-hot)."""
     with nogil:
-        embed_forward(x, Wx, b, gates)
+        embed_forward(&x[0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], <int> gates.shape[0],
+                      <int> gates.shape[1], <int> gates.shape[2])
+
+
+cdef void project_forward_core(const floating *xin, const floating *Wx, const floating *b,
+                               floating *gates, int n, int K, int GH) noexcept nogil:
+    """gates (n, GH) = xin (n, K) @ Wx (K, GH) + b (GH,): one GEMM over the n = T*B rows."""
+    cdef Py_ssize_t r
+    for r in range(n):
+        memcpy(gates + r * GH, b, GH * sizeof(floating))
+    # gates = xin @ Wx + gates   (gates already holds b in every row)
+    gemm(False, False, n, GH, K, <floating> 1, xin, K, Wx, GH, <floating> 1, gates, GH)
 
 
 def project_forward(const floating[:, :, ::1] xin, const floating[:, ::1] Wx,
                     const floating[::1] b, floating[:, :, ::1] gates):
     """gates = xin @ Wx + b: the input projection of layer l >= 1 (xin (T, B, H)) or of an
     embedded layer 0 (xin = emb (T, B, E)), one GEMM over the chunk."""
-    cdef Py_ssize_t r, n = xin.shape[0] * xin.shape[1]
-    cdef int H = <int> xin.shape[2], GH = <int> gates.shape[2]
-    cdef floating *g = &gates[0, 0, 0]
     with nogil:
-        for r in range(n):
-            memcpy(g + r * GH, &b[0], GH * sizeof(floating))
-        # gates = xin @ Wx + gates   (gates already holds b in every row)
-        gemm(False, False, <int> n, GH, H, <floating> 1, &xin[0, 0, 0], H, &Wx[0, 0], GH,
-             <floating> 1, g, GH)
+        project_forward_core(&xin[0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0],
+                             <int> (xin.shape[0] * xin.shape[1]), <int> xin.shape[2],
+                             <int> gates.shape[2])
 
 
 def rnn_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                       floating[:, :, ::1] hs, floating[::1] packed):
     """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh) (hs holds the input projection)."""
     with nogil:
-        recurrence_forward(h0, Whh, hs, &packed[0])
+        recurrence_forward(&h0[0, 0], &Whh[0, 0], &hs[0, 0, 0], &packed[0], <int> hs.shape[0],
+                           <int> hs.shape[1], <int> hs.shape[2])
 
 
 cdef inline Py_ssize_t packed_values(const floating *packed, int K, int N) noexcept nogil:
@@ -178,6 +186,26 @@ cdef void lstm_forward_steps(const floating *h0, const floating *c0, const float
             fr_barrier_wait(barrier, n)     # step t + 1 reads the whole of h_t
 
 
+cdef void lstm_layer_forward_core(const floating *h0, const floating *c0, const floating *Whh,
+                                  floating *gates, floating *hs, floating *cs, floating *tcs,
+                                  floating *packed, int T, int B, int H) noexcept nogil:
+    """lstm_layer_forward on the buffers' first elements (shapes there)."""
+    cdef int panels = recurrent_panels(packed, H), n, tid, threads
+    cdef fr_barrier barrier
+    n = tid = 0     # assigned again in the region (private)
+    fr_barrier_init(&barrier)
+    pack_gate_blocks(packed, Whh, H, 4)
+    threads = cell_recurrence_threads(packed, B, 4, H)
+    if threads == 1:
+        lstm_forward_steps(h0, c0, packed, gates, hs, cs, tcs, T, B, H, 0, panels, &barrier, 1)
+    else:
+        with parallel(num_threads=threads):
+            n = omp_get_num_threads()
+            tid = omp_get_thread_num()
+            lstm_forward_steps(h0, c0, packed, gates, hs, cs, tcs, T, B, H, panels * tid // n,
+                               panels * (tid + 1) // n, &barrier, n)
+
+
 def lstm_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] c0,
                        const floating[:, ::1] Whh, floating[:, :, ::1] gates,
                        floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] tcs,
@@ -185,24 +213,10 @@ def lstm_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] c0,
     """One LSTM layer over the chunk; gates holds x W + b in, the activations i, f, g, o out.
     h0, c0 (B, H) the carried state; Whh (H, 4H); outputs hs, cs, tcs (T, B, H). On
     recurrent_threads() threads when the step is large enough (see the top of this file)."""
-    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
-    cdef int panels = recurrent_panels(&packed[0], H), n, tid, threads
-    cdef fr_barrier barrier
-    n = tid = 0     # assigned again in the region (private)
-    fr_barrier_init(&barrier)
     with nogil:
-        pack_gate_blocks(&packed[0], &Whh[0, 0], H, 4)
-        threads = cell_recurrence_threads(&packed[0], B, 4, H)
-        if threads == 1:
-            lstm_forward_steps(&h0[0, 0], &c0[0, 0], &packed[0], &gates[0, 0, 0], &hs[0, 0, 0],
-                               &cs[0, 0, 0], &tcs[0, 0, 0], T, B, H, 0, panels, &barrier, 1)
-        else:
-            with parallel(num_threads=threads):
-                n = omp_get_num_threads()
-                tid = omp_get_thread_num()
-                lstm_forward_steps(&h0[0, 0], &c0[0, 0], &packed[0], &gates[0, 0, 0],
-                                   &hs[0, 0, 0], &cs[0, 0, 0], &tcs[0, 0, 0], T, B, H,
-                                   panels * tid // n, panels * (tid + 1) // n, &barrier, n)
+        lstm_layer_forward_core(&h0[0, 0], &c0[0, 0], &Whh[0, 0], &gates[0, 0, 0], &hs[0, 0, 0],
+                                &cs[0, 0, 0], &tcs[0, 0, 0], &packed[0], <int> hs.shape[0],
+                                <int> hs.shape[1], <int> hs.shape[2])
 
 
 cdef void gru_forward_steps(const floating *h0, const floating *bhn, const floating *packed,
@@ -235,30 +249,36 @@ cdef void gru_forward_steps(const floating *h0, const floating *bhn, const float
             fr_barrier_wait(barrier, n)     # step t + 1 reads the whole of h_t
 
 
+cdef void gru_layer_forward_core(const floating *h0, const floating *Whh, const floating *bhn,
+                                 floating *gates, floating *hns, floating *hs, floating *packed,
+                                 int T, int B, int H) noexcept nogil:
+    """gru_layer_forward on the buffers' first elements (shapes there)."""
+    cdef int panels = recurrent_panels(packed, H), n, tid, threads
+    cdef fr_barrier barrier
+    n = tid = 0     # assigned again in the region (private)
+    fr_barrier_init(&barrier)
+    pack_gate_blocks(packed, Whh, H, 3)
+    threads = cell_recurrence_threads(packed, B, 3, H)
+    if threads == 1:
+        gru_forward_steps(h0, bhn, packed, gates, hns, hs, T, B, H, 0, panels, &barrier, 1)
+    else:
+        with parallel(num_threads=threads):
+            n = omp_get_num_threads()
+            tid = omp_get_thread_num()
+            gru_forward_steps(h0, bhn, packed, gates, hns, hs, T, B, H, panels * tid // n,
+                              panels * (tid + 1) // n, &barrier, n)
+
+
 def gru_layer_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                       const floating[::1] bhn, floating[:, :, ::1] gates,
                       floating[:, :, ::1] hns, floating[:, :, ::1] hs, floating[::1] packed):
     """One GRU layer over the chunk; gates holds x W + b in, the activations r, z, n out.
     h0 (B, H); Whh (H, 3H); bhn (H,); outputs hns, hs (T, B, H). On recurrent_threads() threads
     when the step is large enough (see the top of this file)."""
-    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
-    cdef int panels = recurrent_panels(&packed[0], H), n, tid, threads
-    cdef fr_barrier barrier
-    n = tid = 0     # assigned again in the region (private)
-    fr_barrier_init(&barrier)
     with nogil:
-        pack_gate_blocks(&packed[0], &Whh[0, 0], H, 3)
-        threads = cell_recurrence_threads(&packed[0], B, 3, H)
-        if threads == 1:
-            gru_forward_steps(&h0[0, 0], &bhn[0], &packed[0], &gates[0, 0, 0], &hns[0, 0, 0],
-                              &hs[0, 0, 0], T, B, H, 0, panels, &barrier, 1)
-        else:
-            with parallel(num_threads=threads):
-                n = omp_get_num_threads()
-                tid = omp_get_thread_num()
-                gru_forward_steps(&h0[0, 0], &bhn[0], &packed[0], &gates[0, 0, 0],
-                                  &hns[0, 0, 0], &hs[0, 0, 0], T, B, H, panels * tid // n,
-                                  panels * (tid + 1) // n, &barrier, n)
+        gru_layer_forward_core(&h0[0, 0], &Whh[0, 0], &bhn[0], &gates[0, 0, 0], &hns[0, 0, 0],
+                               &hs[0, 0, 0], &packed[0], <int> hs.shape[0], <int> hs.shape[1],
+                               <int> hs.shape[2])
 
 
 def dropout_forward(const floating[:, :, ::1] h, const floating[:, :, ::1] mask,
@@ -273,7 +293,9 @@ def head_forward(const floating[:, :, ::1] h, const floating[:, ::1] Why,
     """probs = softmax(h @ Why + by); returns the mean cross-entropy of y (see output_forward)."""
     cdef double loss
     with nogil:
-        loss = output_forward(h, Why, by, y, probs)
+        loss = output_forward(&h[0, 0, 0], &Why[0, 0], &by[0], &y[0, 0], &probs[0, 0],
+                              <int> h.shape[0], <int> h.shape[1], <int> h.shape[2],
+                              <int> Why.shape[1])
     return loss
 
 
@@ -284,7 +306,9 @@ def head_backward(const floating[:, :, ::1] h, const floating[:, ::1] Why, const
                   floating[::1] dby):
     """dWhy, dby and dh = dL/dh from the head (see output_backward)."""
     with nogil:
-        output_backward(h, Why, y, probs, dh, dWhy, dby)
+        output_backward(&h[0, 0, 0], &Why[0, 0], &y[0, 0], &probs[0, 0], &dh[0, 0, 0],
+                        &dWhy[0, 0], &dby[0], <int> h.shape[0], <int> h.shape[1],
+                        <int> h.shape[2], <int> Why.shape[1])
 
 
 def dropout_backward(floating[:, :, ::1] dh, const floating[:, :, ::1] mask):
@@ -307,15 +331,23 @@ cdef void recurrent_weight_backward(const floating *h0, const floating *hs,
              <floating> 1, dWhh, ldw)
 
 
+cdef void rnn_layer_backward_core(const floating *h0, const floating *Whh, const floating *hs,
+                                  floating *dhs, floating *dWhh, floating *dh0, floating *packed,
+                                  int T, int B, int H) noexcept nogil:
+    """rnn_layer_backward on the buffers' first elements (shapes there)."""
+    recurrence_backward(h0, Whh, hs, dhs, dh0, packed, T, B, H)
+    recurrent_weight_backward(h0, hs, dhs, H, dWhh, H, T, B, H, H)
+
+
 def rnn_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                        const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
                        floating[:, ::1] dWhh, floating[:, ::1] dh0, floating[::1] packed):
-    """BPTT of rnn_layer_forward: dhs becomes dL/dpre (see recurrence_backward); then dWhh."""
-    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
+    """BPTT of rnn_layer_forward: dhs becomes dL/dpre (see recurrence_backward); then dWhh.
+    h0, dh0 (B, H); Whh, dWhh (H, H); hs, dhs (T, B, H)."""
     with nogil:
-        recurrence_backward(h0, Whh, hs, dhs, dh0, &packed[0])
-        recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], H, &dWhh[0, 0], H,
-                                  T, B, H, H)
+        rnn_layer_backward_core(&h0[0, 0], &Whh[0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], &dWhh[0, 0],
+                                &dh0[0, 0], &packed[0], <int> hs.shape[0], <int> hs.shape[1],
+                                <int> hs.shape[2])
 
 
 cdef void lstm_backward_steps(const floating *c0, const floating *packed, floating *gates,
@@ -348,6 +380,33 @@ cdef void lstm_backward_steps(const floating *c0, const floating *packed, floati
                                  p1)
 
 
+cdef void lstm_layer_backward_core(const floating *h0, const floating *c0, const floating *Whh,
+                                   floating *gates, const floating *hs, const floating *cs,
+                                   const floating *tcs, floating *dhs, floating *dc,
+                                   floating *dWhh, floating *dh0, floating *dc0,
+                                   floating *packed, int T, int B, int H) noexcept nogil:
+    """lstm_layer_backward on the buffers' first elements (shapes there)."""
+    cdef int GH = 4 * H
+    cdef int panels = recurrent_panels(packed, H), n, tid, threads
+    cdef fr_barrier barrier
+    n = tid = 0     # assigned again in the region (private)
+    fr_barrier_init(&barrier)
+    recurrent_pack(packed, Whh, GH, H, GH, True)
+    memset(dc, 0, <size_t> B * H * sizeof(floating))
+    threads = cell_recurrence_threads(packed, B, 4, H)
+    if threads == 1:
+        lstm_backward_steps(c0, packed, gates, cs, tcs, dhs, dc, dh0, T, B, H, 0, panels,
+                            &barrier, 1)
+    else:
+        with parallel(num_threads=threads):
+            n = omp_get_num_threads()
+            tid = omp_get_thread_num()
+            lstm_backward_steps(c0, packed, gates, cs, tcs, dhs, dc, dh0, T, B, H,
+                                panels * tid // n, panels * (tid + 1) // n, &barrier, n)
+    memcpy(dc0, dc, <size_t> B * H * sizeof(floating))
+    recurrent_weight_backward(h0, hs, gates, GH, dWhh, GH, T, B, H, GH)
+
+
 def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
                         const floating[:, ::1] Whh, floating[:, :, ::1] gates,
                         const floating[:, :, ::1] hs, const floating[:, :, ::1] cs,
@@ -357,30 +416,11 @@ def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
     """BPTT of lstm_layer_forward, t = T-1..0; gates becomes dL/d(pre-activation).
     Outputs dWhh (H, 4H), dh0 and dc0 (B, H); packed holds Whh^T during the recurrence, which
     runs on recurrent_threads() threads when the step is large enough."""
-    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
-    cdef int GH = <int> gates.shape[2]
-    cdef int panels = recurrent_panels(&packed[0], H), n, tid, threads
-    cdef fr_barrier barrier
-    n = tid = 0     # assigned again in the region (private)
-    fr_barrier_init(&barrier)
     with nogil:
-        recurrent_pack(&packed[0], &Whh[0, 0], GH, H, GH, True)
-        memset(&dc[0, 0], 0, B * H * sizeof(floating))
-        threads = cell_recurrence_threads(&packed[0], B, 4, H)
-        if threads == 1:
-            lstm_backward_steps(&c0[0, 0], &packed[0], &gates[0, 0, 0], &cs[0, 0, 0],
-                                &tcs[0, 0, 0], &dhs[0, 0, 0], &dc[0, 0], &dh0[0, 0], T, B, H, 0,
-                                panels, &barrier, 1)
-        else:
-            with parallel(num_threads=threads):
-                n = omp_get_num_threads()
-                tid = omp_get_thread_num()
-                lstm_backward_steps(&c0[0, 0], &packed[0], &gates[0, 0, 0], &cs[0, 0, 0],
-                                    &tcs[0, 0, 0], &dhs[0, 0, 0], &dc[0, 0], &dh0[0, 0], T, B,
-                                    H, panels * tid // n, panels * (tid + 1) // n, &barrier, n)
-        memcpy(&dc0[0, 0], &dc[0, 0], B * H * sizeof(floating))
-        recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &gates[0, 0, 0], GH, &dWhh[0, 0], GH,
-                                  T, B, H, GH)
+        lstm_layer_backward_core(&h0[0, 0], &c0[0, 0], &Whh[0, 0], &gates[0, 0, 0],
+                                 &hs[0, 0, 0], &cs[0, 0, 0], &tcs[0, 0, 0], &dhs[0, 0, 0],
+                                 &dc[0, 0], &dWhh[0, 0], &dh0[0, 0], &dc0[0, 0], &packed[0],
+                                 <int> hs.shape[0], <int> hs.shape[1], <int> hs.shape[2])
 
 
 cdef void gru_backward_steps(const floating *h0, const floating *packed_rz,
@@ -416,6 +456,37 @@ cdef void gru_backward_steps(const floating *h0, const floating *packed_rz,
         recurrent_product_panels(hns + t * step, H, packed_n, H, H, dh_prev, H, B, True, p0, p1)
 
 
+cdef void gru_layer_backward_core(const floating *h0, const floating *Whh, floating *gates,
+                                  floating *hns, const floating *hs, floating *dhs,
+                                  floating *dWhh, floating *dbhn, floating *dh0,
+                                  floating *packed, int T, int B, int H) noexcept nogil:
+    """gru_layer_backward on the buffers' first elements (shapes there)."""
+    cdef int GH = 3 * H
+    cdef floating *packed_rz = packed
+    cdef floating *packed_n = packed_after(packed_rz, 2 * H, H)
+    cdef int panels = recurrent_panels(packed_rz, H), n, tid, threads
+    cdef fr_barrier barrier
+    n = tid = 0     # assigned again in the region (private)
+    fr_barrier_init(&barrier)
+    recurrent_pack(packed_rz, Whh, 2 * H, H, GH, True)
+    recurrent_pack(packed_n, Whh + 2 * H, H, H, GH, True)
+    memset(dh0, 0, <size_t> B * H * sizeof(floating))
+    threads = cell_recurrence_threads(packed_rz, B, 3, H)
+    if threads == 1:
+        gru_backward_steps(h0, packed_rz, packed_n, gates, hns, hs, dhs, dh0, T, B, H, 0, panels,
+                           &barrier, 1)
+    else:
+        with parallel(num_threads=threads):
+            n = omp_get_num_threads()
+            tid = omp_get_thread_num()
+            gru_backward_steps(h0, packed_rz, packed_n, gates, hns, hs, dhs, dh0, T, B, H,
+                               panels * tid // n, panels * (tid + 1) // n, &barrier, n)
+    recurrent_weight_backward(h0, hs, gates, GH, dWhh, GH, T, B, H, 2 * H)
+    recurrent_weight_backward(h0, hs, hns, H, dWhh + 2 * H, GH, T, B, H, H)
+    # dbhn = dhn.sum over all T*B rows
+    column_sums(hns, T * B, H, <floating> 1, dbhn)
+
+
 def gru_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
                        floating[:, :, ::1] gates, floating[:, :, ::1] hns,
                        const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
@@ -425,89 +496,95 @@ def gru_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
     hns becomes dL/dhn. Outputs dWhh (H, 3H), dbhn (H,), dh0 (B, H); packed holds
     Whh[:, :2H]^T and Whh[:, 2H:]^T during the recurrence, which runs on recurrent_threads()
     threads when the step is large enough."""
-    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
-    cdef int GH = <int> gates.shape[2]
-    cdef floating *packed_rz = &packed[0]
-    cdef floating *packed_n = packed_after(packed_rz, 2 * H, H)
-    cdef int panels = recurrent_panels(packed_rz, H), n, tid, threads
-    cdef fr_barrier barrier
-    n = tid = 0     # assigned again in the region (private)
-    fr_barrier_init(&barrier)
     with nogil:
-        recurrent_pack(packed_rz, &Whh[0, 0], 2 * H, H, GH, True)
-        recurrent_pack(packed_n, &Whh[0, 2 * H], H, H, GH, True)
-        memset(&dh0[0, 0], 0, B * H * sizeof(floating))
-        threads = cell_recurrence_threads(packed_rz, B, 3, H)
-        if threads == 1:
-            gru_backward_steps(&h0[0, 0], packed_rz, packed_n, &gates[0, 0, 0], &hns[0, 0, 0],
-                               &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0], T, B, H, 0, panels,
-                               &barrier, 1)
-        else:
-            with parallel(num_threads=threads):
-                n = omp_get_num_threads()
-                tid = omp_get_thread_num()
-                gru_backward_steps(&h0[0, 0], packed_rz, packed_n, &gates[0, 0, 0],
-                                   &hns[0, 0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0], T, B,
-                                   H, panels * tid // n, panels * (tid + 1) // n, &barrier, n)
-        recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &gates[0, 0, 0], GH, &dWhh[0, 0], GH,
-                                  T, B, H, 2 * H)
-        recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &hns[0, 0, 0], H, &dWhh[0, 2 * H], GH,
-                                  T, B, H, H)
-        # dbhn = dhn.sum over all T*B rows
-        column_sums(&hns[0, 0, 0], T * B, H, <floating> 1, &dbhn[0])
+        gru_layer_backward_core(&h0[0, 0], &Whh[0, 0], &gates[0, 0, 0], &hns[0, 0, 0],
+                                &hs[0, 0, 0], &dhs[0, 0, 0], &dWhh[0, 0], &dbhn[0], &dh0[0, 0],
+                                &packed[0], <int> hs.shape[0], <int> hs.shape[1],
+                                <int> hs.shape[2])
+
+
+cdef void input_backward_core(const int *x, const floating *dgates, floating *dWx, floating *db,
+                              int T, int B, int GH, int V) noexcept nogil:
+    """input_backward on the buffers' first elements: x (B, T), dgates (T, B, GH),
+    dWx (V, GH), db (GH,)."""
+    cdef Py_ssize_t t, b
+    memset(dWx, 0, <size_t> V * GH * sizeof(floating))
+    for t in range(T):
+        for b in range(B):
+            accumulate(dWx + <Py_ssize_t> x[b * T + t] * GH, dgates + (t * B + b) * GH, GH)
+    column_sums(dgates, T * B, GH, <floating> 1, db)
 
 
 def input_backward(const int[:, ::1] x, const floating[:, :, ::1] dgates,
                    floating[:, ::1] dWx, floating[::1] db):
     """From gates[t, b] = Wx[x[b, t]] + b: dWx[v] = sum of dgates rows with input v, db = sum."""
-    cdef Py_ssize_t t, b, T = dgates.shape[0], B = dgates.shape[1], GH = dgates.shape[2]
     with nogil:
-        memset(&dWx[0, 0], 0, dWx.shape[0] * GH * sizeof(floating))
-        for t in range(T):
-            for b in range(B):
-                accumulate(&dWx[x[b, t], 0], &dgates[t, b, 0], GH)
-        column_sums(&dgates[0, 0, 0], T * B, GH, <floating> 1, &db[0])
+        input_backward_core(&x[0, 0], &dgates[0, 0, 0], &dWx[0, 0], &db[0],
+                            <int> dgates.shape[0], <int> dgates.shape[1], <int> dgates.shape[2],
+                            <int> dWx.shape[0])
+
+
+cdef void project_backward_core(const floating *xin, const floating *Wx, const floating *dgates,
+                                floating *dWx, floating *db, floating *dxin, int n, int K,
+                                int GH) noexcept nogil:
+    """project_backward on the buffers' first elements: xin, dxin (n, K), Wx, dWx (K, GH),
+    dgates (n, GH), db (GH,), n = T*B rows."""
+    # dWx = xin^T @ dgates
+    gemm(True, False, K, GH, n, <floating> 1, xin, K, dgates, GH, <floating> 0, dWx, GH)
+    # db = dgates.sum(axis=0)
+    column_sums(dgates, n, GH, <floating> 1, db)
+    # dxin = dgates @ Wx^T
+    gemm(False, True, n, K, GH, <floating> 1, dgates, GH, Wx, GH, <floating> 0, dxin, K)
 
 
 def project_backward(const floating[:, :, ::1] xin, const floating[:, ::1] Wx,
                      const floating[:, :, ::1] dgates, floating[:, ::1] dWx, floating[::1] db,
                      floating[:, :, ::1] dxin):
     """From gates = xin @ Wx + b: dWx = xin^T @ dgates; db = sum of rows; dxin = dgates @ Wx^T."""
-    cdef int n = <int> (xin.shape[0] * xin.shape[1]), H = <int> xin.shape[2]
-    cdef int GH = <int> dgates.shape[2]
     with nogil:
-        # dWx = xin^T @ dgates
-        gemm(True, False, H, GH, n, <floating> 1, &xin[0, 0, 0], H, &dgates[0, 0, 0], GH,
-             <floating> 0, &dWx[0, 0], GH)
-        # db = dgates.sum(axis=0)
-        column_sums(&dgates[0, 0, 0], n, GH, <floating> 1, &db[0])
-        # dxin = dgates @ Wx^T
-        gemm(False, True, n, H, GH, <floating> 1, &dgates[0, 0, 0], GH, &Wx[0, 0], GH,
-             <floating> 0, &dxin[0, 0, 0], H)
+        project_backward_core(&xin[0, 0, 0], &Wx[0, 0], &dgates[0, 0, 0], &dWx[0, 0], &db[0],
+                              &dxin[0, 0, 0], <int> (xin.shape[0] * xin.shape[1]),
+                              <int> xin.shape[2], <int> dgates.shape[2])
 
 
 # ----------------------------------------------------------------------------- embedding
 # Layer 0 of an embedded model: emb = Wemb[x], then project_forward(emb, Wxh, bh, gates);
 # backward: project_backward(emb, Wxh, dgates, dWxh, dbh, demb), then embedding_backward.
 
+cdef void embedding_forward_core(const int *x, const floating *Wemb, floating *emb, int T,
+                                 int B, int E) noexcept nogil:
+    """embedding_forward on the buffers' first elements: x (B, T), Wemb (V, E), emb (T, B, E)."""
+    cdef Py_ssize_t t, b
+    for t in range(T):
+        for b in range(B):
+            memcpy(emb + (t * B + b) * E, Wemb + <Py_ssize_t> x[b * T + t] * E,
+                   E * sizeof(floating))
+
+
 def embedding_forward(const int[:, ::1] x, const floating[:, ::1] Wemb,
                       floating[:, :, ::1] emb):
     """emb[t, b] = Wemb[x[b, t]]: the embedding rows of the chunk's inputs, a row gather.
     x (B, T) int32 in [0, V), input; Wemb (V, E); emb (T, B, E), output."""
-    cdef Py_ssize_t t, b, T = emb.shape[0], B = emb.shape[1], E = emb.shape[2]
     with nogil:
-        for t in range(T):
-            for b in range(B):
-                memcpy(&emb[t, b, 0], &Wemb[x[b, t], 0], E * sizeof(floating))
+        embedding_forward_core(&x[0, 0], &Wemb[0, 0], &emb[0, 0, 0], <int> emb.shape[0],
+                               <int> emb.shape[1], <int> emb.shape[2])
+
+
+cdef void embedding_backward_core(const int *x, const floating *demb, floating *dWemb, int T,
+                                  int B, int E, int V) noexcept nogil:
+    """embedding_backward on the buffers' first elements: x (B, T), demb (T, B, E),
+    dWemb (V, E)."""
+    cdef Py_ssize_t t, b
+    memset(dWemb, 0, <size_t> V * E * sizeof(floating))
+    for t in range(T):
+        for b in range(B):
+            accumulate(dWemb + <Py_ssize_t> x[b * T + t] * E, demb + (t * B + b) * E, E)
 
 
 def embedding_backward(const int[:, ::1] x, const floating[:, :, ::1] demb,
                        floating[:, ::1] dWemb):
     """From emb[t, b] = Wemb[x[b, t]]: dWemb[v] = sum of the demb rows whose input is v
     (scatter-add). demb (T, B, E), input; dWemb (V, E), output, overwritten."""
-    cdef Py_ssize_t t, b, T = demb.shape[0], B = demb.shape[1], E = demb.shape[2]
     with nogil:
-        memset(&dWemb[0, 0], 0, dWemb.shape[0] * E * sizeof(floating))
-        for t in range(T):
-            for b in range(B):
-                accumulate(&dWemb[x[b, t], 0], &demb[t, b, 0], E)
+        embedding_backward_core(&x[0, 0], &demb[0, 0, 0], &dWemb[0, 0], <int> demb.shape[0],
+                                <int> demb.shape[1], <int> demb.shape[2], <int> dWemb.shape[0])

@@ -8,19 +8,22 @@
     _rnn.pxi        the single-layer rnn: rnn_forward / rnn_backward over one chunk and their
                     cdef helpers (embed, recurrence, output and weight gradients)
     _cells.pxi      stacked layers: rnn / LSTM / GRU layer forward and backward, input
-                    projections, dropout, the output head, the input embedding
+                    projections, dropout, the output head, the input embedding (each a cdef
+                    core on pointers and a def door over memoryviews)
     _generate.pxi   generation: stack_generate (every cell and depth, N streams; its head
                     product for N > 1 in fastrnn_rows.h), rnn_generate, sample_index
                     (temperature, top-k, greedy draws)
+    _stack.pxi      the whole stack over one chunk: stack_forward / stack_backward (every cell
+                    and depth, embedding, dropout, head and loss in one nogil region each)
     _optim.pxi      optimizer updates: UpdatePlan (SGD, Adagrad, RMSprop, Adam), clipped norms
     _checks.pxi     aids to model.py's validation: SameArrays, index_bounds, all_finite
     _probes.pxi     the vectorised tanh and the BLAS shim exposed to tests and the speed guard
 
 The numpy twins: reference.py (_rnn.pxi, _generate.pxi, _optim.pxi) and reference_cells.py
-(_cells.pxi, and stack_generate of _generate.pxi), function by function. Dimension letters:
-B streams, T steps, H hidden, V vocabulary; time-major buffers. Every kernel is fused over
-float32 / float64, runs its whole loop in one nogil region and allocates nothing; model.py
-validates and allocates before calling.
+(_cells.pxi, _stack.pxi, and stack_generate of _generate.pxi), function by function.
+Dimension letters: B streams, T steps, H hidden, V vocabulary; time-major buffers. Every kernel
+is fused over float32 / float64, runs its whole loop in one nogil region and allocates nothing;
+model.py validates and allocates before calling.
 """
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY
@@ -43,6 +46,7 @@ include "_recurrent.pxi"
 include "_rnn.pxi"
 include "_cells.pxi"
 include "_generate.pxi"
+include "_stack.pxi"
 include "_optim.pxi"
 include "_checks.pxi"
 include "_probes.pxi"

@@ -28,32 +28,34 @@
 
 # ----------------------------------------------------------------------------- forward
 
-cdef void embed_forward(const int[:, ::1] x, const floating[:, ::1] Wxh,
-                        const floating[::1] bh, floating[:, :, ::1] hs) noexcept nogil:
-    """hs[t, b] = Wxh[x[b, t]] + bh: the input projection of the whole chunk, a row gather."""
-    cdef Py_ssize_t t, b, B = hs.shape[1], T = hs.shape[0], H = hs.shape[2]
+cdef void embed_forward(const int *x, const floating *Wxh, const floating *bh, floating *hs,
+                        int T, int B, int H) noexcept nogil:
+    """hs[t, b] = Wxh[x[b, t]] + bh: the input projection of the whole chunk, a row gather.
+    x (B, T) int32 in [0, V); Wxh (V, H); bh (H,); hs (T, B, H), output."""
+    cdef Py_ssize_t t, b
     for t in range(T):
         for b in range(B):
-            add_bias(&hs[t, b, 0], &Wxh[x[b, t], 0], &bh[0], H)
+            add_bias(hs + (t * B + b) * H, Wxh + <Py_ssize_t> x[b * T + t] * H, bh, H)
 
 
-cdef void recurrence_forward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                             floating[:, :, ::1] hs, floating *packed) noexcept nogil:
+cdef void recurrence_forward(const floating *h0, const floating *Whh, floating *hs,
+                             floating *packed, int T, int B, int H) noexcept nogil:
     """In place over t: hs[t] = tanh(hs[t] + h_{t-1} @ Whh). The only sequential part.
-    packed: scratch of packed_size(H, H) values for Whh, packed once for the T steps."""
-    cdef Py_ssize_t t, T = hs.shape[0]
-    cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
-    cdef const floating *h_prev = &h0[0, 0]
+    h0 (B, H); Whh (H, H); hs (T, B, H); packed: scratch of packed_size(H, H) values for Whh,
+    packed once for the T steps."""
+    cdef int t
+    cdef Py_ssize_t step = <Py_ssize_t> B * H
+    cdef const floating *h_prev = h0
     cdef int threads = recurrence_threads(packed, B, H, H)
-    recurrent_pack(packed, &Whh[0, 0], H, H, H, False)
+    recurrent_pack(packed, Whh, H, H, H, False)
     if threads > 1:
-        recurrence_forward_parallel(&h0[0, 0], packed, &hs[0, 0, 0], <int> T, B, H, threads)
+        recurrence_forward_parallel(h0, packed, hs, T, B, H, threads)
         return
     for t in range(T):
         # hs[t] += h_prev @ Whh
-        recurrent_step_product(h_prev, H, packed, H, H, &hs[t, 0, 0], H, B, True, <int> t)
-        tanh_inplace(&hs[t, 0, 0], B * H)
-        h_prev = &hs[t, 0, 0]
+        recurrent_step_product(h_prev, H, packed, H, H, hs + t * step, H, B, True, t)
+        tanh_inplace(hs + t * step, B * H)
+        h_prev = hs + t * step
 
 
 cdef void recurrence_forward_parallel(const floating *h0, const floating *packed, floating *hs,
@@ -126,25 +128,25 @@ cdef void recurrence_backward_parallel(const floating *packed, const floating *h
             fr_barrier_wait(&barrier, n)
 
 
-cdef double output_forward(const floating[:, :, ::1] hs, const floating[:, ::1] Why,
-                           const floating[::1] by, const int[:, ::1] y,
-                           floating[:, ::1] probs) noexcept nogil:
+cdef double output_forward(const floating *hs, const floating *Why, const floating *by,
+                           const int *y, floating *probs, int T, int B, int H,
+                           int V) noexcept nogil:
     """probs = softmax(hs @ Why + by) over the chunk; returns the mean cross-entropy of y.
+    hs (T, B, H); Why (H, V); by (V,); y (B, T) int32 in [0, V); probs (T*B, V), output.
 
     Stable softmax: the row maximum is subtracted before exp (a logit of 1e4 is harmless), and
     -log p[y] = log(sum exp(logit - max)) - (logit_y - max) never takes the log of 0.
     """
-    cdef Py_ssize_t t, b, r, T = hs.shape[0], B = hs.shape[1]
-    cdef int n = <int> (T * B), H = <int> hs.shape[2], V = <int> Why.shape[1]
+    cdef Py_ssize_t t, b, r
+    cdef int n = T * B
     cdef double nll = 0.0
     for r in range(n):
-        memcpy(&probs[r, 0], &by[0], V * sizeof(floating))
+        memcpy(probs + r * V, by, V * sizeof(floating))
     # probs = hs @ Why + by   (by already in every row, so beta = 1)
-    gemm(False, False, n, V, H, <floating> 1, &hs[0, 0, 0], H, &Why[0, 0], V,
-         <floating> 1, &probs[0, 0], V)
+    gemm(False, False, n, V, H, <floating> 1, hs, H, Why, V, <floating> 1, probs, V)
     for t in range(T):
         for b in range(B):
-            nll += softmax_nll(&probs[t * B + b, 0], V, y[b, t])
+            nll += softmax_nll(probs + (t * B + b) * V, V, y[b * T + t])
     return nll / n
 
 
@@ -154,62 +156,63 @@ def rnn_forward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1]
                 floating[:, :, ::1] hs, floating[:, ::1] probs, floating[::1] packed):
     """Whole forward pass over one chunk; fills the caches hs and probs, returns the loss."""
     cdef double loss
+    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
     with nogil:
-        embed_forward(x, Wxh, bh, hs)
-        recurrence_forward(h0, Whh, hs, &packed[0])
-        loss = output_forward(hs, Why, by, y, probs)
+        embed_forward(&x[0, 0], &Wxh[0, 0], &bh[0], &hs[0, 0, 0], T, B, H)
+        recurrence_forward(&h0[0, 0], &Whh[0, 0], &hs[0, 0, 0], &packed[0], T, B, H)
+        loss = output_forward(&hs[0, 0, 0], &Why[0, 0], &by[0], &y[0, 0], &probs[0, 0], T, B, H,
+                              <int> Why.shape[1])
     return loss
 
 
 # ----------------------------------------------------------------------------- backward
 
-cdef void output_backward(const floating[:, :, ::1] hs, const floating[:, ::1] Why,
-                          const int[:, ::1] y, floating[:, ::1] probs, floating[:, :, ::1] dhs,
-                          floating[:, ::1] dWhy, floating[::1] dby) noexcept nogil:
+cdef void output_backward(const floating *hs, const floating *Why, const int *y,
+                          floating *probs, floating *dhs, floating *dWhy, floating *dby, int T,
+                          int B, int H, int V) noexcept nogil:
     """From loss = mean(-log softmax(hs @ Why + by)[y]), with n = T*B:
     dlogits = (probs - onehot(y)) / n; probs keeps probs - onehot(y) and 1/n is the GEMMs' alpha.
+    hs (T, B, H); Why (H, V); y (B, T); probs (T*B, V) in, probs - onehot(y) out; outputs
+    dhs (T, B, H), dWhy (H, V), dby (V,).
     """
-    cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1]
-    cdef int n = <int> (T * B), H = <int> hs.shape[2], V = <int> Why.shape[1]
+    cdef Py_ssize_t t, b
+    cdef int n = T * B
     cdef floating inv_n = (<floating> 1) / n
     for t in range(T):
         for b in range(B):
-            probs[t * B + b, y[b, t]] -= 1
+            probs[(t * B + b) * V + y[b * T + t]] -= 1
     # dWhy = hs^T @ (probs - onehot) / n
-    gemm(True, False, H, V, n, inv_n, &hs[0, 0, 0], H, &probs[0, 0], V,
-         <floating> 0, &dWhy[0, 0], V)
+    gemm(True, False, H, V, n, inv_n, hs, H, probs, V, <floating> 0, dWhy, V)
     # dby = (probs - onehot).sum(axis=0) / n
-    column_sums(&probs[0, 0], n, V, inv_n, &dby[0])
+    column_sums(probs, n, V, inv_n, dby)
     # dhs = (probs - onehot) @ Why^T / n
-    gemm(False, True, n, H, V, inv_n, &probs[0, 0], V, &Why[0, 0], V,
-         <floating> 0, &dhs[0, 0, 0], H)
+    gemm(False, True, n, H, V, inv_n, probs, V, Why, V, <floating> 0, dhs, H)
 
 
-cdef void recurrence_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
-                              const floating[:, :, ::1] hs, floating[:, :, ::1] dhs,
-                              floating[:, ::1] dh0, floating *packed) noexcept nogil:
+cdef void recurrence_backward(const floating *h0, const floating *Whh, const floating *hs,
+                              floating *dhs, floating *dh0, floating *packed, int T, int B,
+                              int H) noexcept nogil:
     """Full BPTT, in place over t = T-1..0. Differentiates h_t = tanh(pre_t),
     pre_t = ... + h_{t-1} @ Whh:  dpre_t = dh_t * (1 - h_t^2), stored over dhs[t];
     dh_{t-1} += dpre_t @ Whh^T, which at t = 0 is dh0, the carried state's gradient.
-    packed: scratch of packed_size(H, H) values for Whh^T, packed once for the T steps.
+    h0, dh0 (B, H); Whh (H, H); hs, dhs (T, B, H); packed: scratch of packed_size(H, H)
+    values for Whh^T, packed once for the T steps.
     """
-    cdef Py_ssize_t t, T = hs.shape[0]
-    cdef int B = <int> hs.shape[1], H = <int> hs.shape[2]
+    cdef int t
+    cdef Py_ssize_t step = <Py_ssize_t> B * H
     cdef floating *dh_prev
     cdef bint into_prev
     cdef int threads = recurrence_threads(packed, B, H, H)
-    recurrent_pack(packed, &Whh[0, 0], H, H, H, True)
+    recurrent_pack(packed, Whh, H, H, H, True)
     if threads > 1:
-        recurrence_backward_parallel(packed, &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0], <int> T, B,
-                                     H, threads)
+        recurrence_backward_parallel(packed, hs, dhs, dh0, T, B, H, threads)
         return
     for t in range(T - 1, -1, -1):
-        tanh_backward(&dhs[t, 0, 0], &hs[t, 0, 0], B * H)
+        tanh_backward(dhs + t * step, hs + t * step, B * H)
         into_prev = t > 0
-        dh_prev = &dhs[t - 1, 0, 0] if into_prev else &dh0[0, 0]
+        dh_prev = dhs + (t - 1) * step if into_prev else dh0
         # dh_prev = dpre_t @ Whh^T + (dh_prev if t > 0 else 0)
-        recurrent_step_product(&dhs[t, 0, 0], H, packed, H, H, dh_prev, H, B, into_prev,
-                               <int> t)
+        recurrent_step_product(dhs + t * step, H, packed, H, H, dh_prev, H, B, into_prev, t)
 
 
 cdef void weight_backward(const int[:, ::1] x, const floating[:, ::1] h0,
@@ -243,7 +246,10 @@ def rnn_backward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1
                  floating[:, ::1] dWhy, floating[::1] dby, floating[:, ::1] dh0,
                  floating[::1] packed):
     """Whole backward pass over one chunk, from the caches of rnn_forward."""
+    cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
     with nogil:
-        output_backward(hs, Why, y, probs, dhs, dWhy, dby)
-        recurrence_backward(h0, Whh, hs, dhs, dh0, &packed[0])
+        output_backward(&hs[0, 0, 0], &Why[0, 0], &y[0, 0], &probs[0, 0], &dhs[0, 0, 0],
+                        &dWhy[0, 0], &dby[0], T, B, H, <int> Why.shape[1])
+        recurrence_backward(&h0[0, 0], &Whh[0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0],
+                            &packed[0], T, B, H)
         weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)

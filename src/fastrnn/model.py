@@ -81,6 +81,8 @@ class StackWorkspace:
     masks (L, T, B, H)    dropout keep-masks / (1 - p), drawn per training call (dropout > 0)
     drops (L, T, B, H)    dropped layer outputs hs * masks, what the next layer / head reads
     dhs   (L, T, B, H)    dL/dh per layer, scratch;  dc (B, H) LSTM cell-gradient carry, scratch
+    no_embedding (1, 1)   what stands for Wemb and dWemb in a model without embedding (never
+                          read or written)
     probs (T*B, V)        softmax probabilities, cache, then probs - onehot(y) = dlogits * T*B
     packed (P,)           scratch: one layer's Whh, then Whh^T, packed for the recurrent product
                           (P = packed_recurrent_size(cell, H, dtype), shared by the layers)
@@ -127,6 +129,7 @@ class StackWorkspace:
         self.dhs = np.empty(layer, dtype=dtype)
         self.probs = np.empty((T * B, V), dtype=dtype)
         self.packed = np.empty(packed_recurrent_size(cell, H, dtype), dtype=dtype)
+        self.no_embedding = np.zeros((1, 1), dtype=dtype)
 
 
 class GenerateWorkspace:
@@ -517,12 +520,11 @@ class CharRNN:
 
     # ------------------------------------------------------------------ the stacked path
 
-    def _state(self, h: np.ndarray, B: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-        """Per-layer (B, H) views of a (checked) state: ([h^l], [c^l] for lstm, else None)."""
+    def _state(self, h: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """(h, c) as (L, B, H) views of a (checked) state; a cell without a cell state gives
+        h for c too (the kernels read c only for a cell with one)."""
         s = h.reshape(self.state_shape(B))
-        if self._cell.cell_state:
-            return list(s[0]), list(s[1])
-        return list(s), None
+        return (s[0], s[1]) if self._cell.cell_state else (s, s)
 
     def _last_state(self, ws: StackWorkspace) -> np.ndarray:
         """The state after the chunk's last step (a cell with a cell state keeps it in cs)."""
@@ -552,109 +554,98 @@ class CharRNN:
         np.multiply(keep, self.dtype.type(1.0 / (1.0 - self.dropout)), out=ws.masks)
         return True
 
-    def _layer_input(self, ws: StackWorkspace, layer: int, dropping: bool) -> np.ndarray:
-        """What layer `layer` (or the head, layer = L) reads: drop(h^{layer-1})."""
-        return ws.drops[layer - 1] if dropping else ws.hs[layer - 1]
+    def _per_layer(self, arrays: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
+        """[arrays[name], arrays[name1], ...]: one per layer (the cell's own per-layer vector
+        'bhn' stands in as 'bh' for a cell without it: the kernels read it only for the GRU)."""
+        if name == "bhn" and name not in self._cell.layer_vectors:
+            name = "bh"
+        return [arrays[f"{name}{layer_suffix(layer)}"] for layer in range(self.num_layers)]
 
-    def _carry_state(self, ws: StackWorkspace, state) -> None:
-        """state (per-layer (B, H) views) = the last step's h (and c) of every layer."""
-        h0s, c0s = state
-        for layer in range(self.num_layers):
-            h0s[layer][...] = ws.hs[layer, -1]
-            if c0s is not None:
-                c0s[layer][...] = ws.cs[layer, -1]
-
-    def _stack_forward(self, cells, x, y, state, p, ws: StackWorkspace, dropping: bool) -> float:
-        """Every layer, then the head: returns the mean loss."""
-        self._layers_forward(cells, x, state, p, ws, dropping)
-        top = self._layer_input(ws, self.num_layers, dropping)
-        return cells.head_forward(top, p["Why"], p["by"], y, ws.probs)
-
-    def _layers_forward(self, cells, x, state, p, ws: StackWorkspace, dropping: bool) -> None:
-        """Every layer's forward over the chunk, into ws (layer outputs hs, cs, ...)."""
-        h0s, c0s = state
-        for layer in range(self.num_layers):
-            k = layer_suffix(layer)
-            gates = ws.gates[layer]
-            if layer == 0:
-                self._input_forward(cells, x, p, ws, gates)
-            else:
-                cells.project_forward(
-                    self._layer_input(ws, layer, dropping), p[f"Wxh{k}"], p[f"bh{k}"], gates
-                )
-            self._cell.forward(
-                cells, ws, layer, p, k, h0s[layer], c0s[layer] if c0s is not None else None
-            )
-            if dropping:
-                cells.dropout_forward(ws.hs[layer], ws.masks[layer], ws.drops[layer])
-
-    def _input_forward(self, cells, x, p, ws: StackWorkspace, gates: np.ndarray) -> None:
-        """Layer 0's input projection: gates = onehot(x) @ Wxh + bh (a row gather), or with an
-        embedding emb = Wemb[x]; gates = emb @ Wxh + bh."""
-        if self.embedding_size == 0:
-            cells.input_forward(x, p["Wxh"], p["bh"], gates)
-        else:
-            cells.embedding_forward(x, p["Wemb"], ws.emb)
-            cells.project_forward(ws.emb, p["Wxh"], p["bh"], gates)
-
-    def _input_backward(
-        self, cells, x, p, ws: StackWorkspace, dgates: np.ndarray, g: dict[str, np.ndarray]
-    ) -> None:
-        """Gradients of _input_forward from dgates = dL/dgates: dWxh, dbh (and dWemb through
-        demb = dgates @ Wxh^T)."""
-        if self.embedding_size == 0:
-            cells.input_backward(x, dgates, g["Wxh"], g["bh"])
-        else:
-            cells.project_backward(ws.emb, p["Wxh"], dgates, g["Wxh"], g["bh"], ws.demb)
-            cells.embedding_backward(x, ws.demb, g["Wemb"])
+    def _stack_forward(
+        self, cells, x, y, state: tuple[np.ndarray, np.ndarray], p, ws: StackWorkspace, dropping
+    ) -> float:
+        """Every layer, the dropout (when dropping), the head and the loss in one call of the
+        backend's stack_forward (_stack.pxi); returns the mean loss. Buffers a model lacks
+        are passed as stand-ins the call never reads (see _stand_ins)."""
+        h0, c0 = state
+        emb, cs, tcs, hns, masks, drops = _stand_ins(ws)
+        return cells.stack_forward(
+            self._cell.code,
+            dropping,
+            x,
+            y,
+            h0,
+            c0,
+            p.get("Wemb", ws.no_embedding),
+            self._per_layer(p, "Wxh"),
+            self._per_layer(p, "Whh"),
+            self._per_layer(p, "bh"),
+            self._per_layer(p, "bhn"),
+            p["Why"],
+            p["by"],
+            masks,
+            emb,
+            ws.gates,
+            ws.hs,
+            cs,
+            tcs,
+            hns,
+            drops,
+            ws.probs,
+            ws.packed,
+        )
 
     def _stack_backward(
         self,
         cells,
         x,
         y,
-        state,
+        state: tuple[np.ndarray, np.ndarray],
         p,
         ws: StackWorkspace,
         dropping: bool,
         g: dict[str, np.ndarray],
-        dstate,
+        dstate: tuple[np.ndarray, np.ndarray],
     ) -> None:
-        h0s, c0s = state
-        dh0s, dc0s = dstate
-        L = self.num_layers
-        top = self._layer_input(ws, L, dropping)
-        cells.head_backward(top, p["Why"], y, ws.probs, ws.dhs[L - 1], g["Why"], g["by"])
-        if dropping:
-            cells.dropout_backward(ws.dhs[L - 1], ws.masks[L - 1])
-        for layer in range(L - 1, -1, -1):
-            k = layer_suffix(layer)
-            with_c = c0s is not None
-            gates = self._cell.backward(
-                cells,
-                ws,
-                layer,
-                p,
-                k,
-                h0s[layer],
-                c0s[layer] if with_c else None,
-                g,
-                dh0s[layer],
-                dc0s[layer] if with_c else None,
-            )
-            if layer == 0:
-                self._input_backward(cells, x, p, ws, gates, g)
-            else:
-                cells.project_backward(
-                    self._layer_input(ws, layer, dropping),
-                    p[f"Wxh{k}"],
-                    gates,
-                    g[f"Wxh{k}"],
-                    g[f"bh{k}"],
-                    ws.dhs[layer - 1],
-                )
-                if dropping:
-                    cells.dropout_backward(ws.dhs[layer - 1], ws.masks[layer - 1])
+        """Every gradient of _stack_forward's loss into g and dstate, in one call of the
+        backend's stack_backward (_stack.pxi)."""
+        h0, c0 = state
+        dh0, dc0 = dstate
+        emb, cs, tcs, hns, masks, drops = _stand_ins(ws)
+        cells.stack_backward(
+            self._cell.code,
+            dropping,
+            x,
+            y,
+            h0,
+            c0,
+            p.get("Wemb", ws.no_embedding),
+            self._per_layer(p, "Wxh"),
+            self._per_layer(p, "Whh"),
+            p["Why"],
+            masks,
+            emb,
+            ws.gates,
+            ws.hs,
+            cs,
+            tcs,
+            hns,
+            drops,
+            ws.probs,
+            ws.dhs,
+            ws.dc if ws.dc is not None else ws.dhs[0, 0],
+            ws.demb if ws.demb is not None else ws.dhs[0],
+            ws.packed,
+            g.get("Wemb", ws.no_embedding),
+            self._per_layer(g, "Wxh"),
+            self._per_layer(g, "Whh"),
+            self._per_layer(g, "bh"),
+            self._per_layer(g, "bhn"),
+            g["Why"],
+            g["by"],
+            dh0,
+            dc0,
+        )
 
     # ------------------------------------------------------------------ sampling
     def generate(
@@ -709,7 +700,7 @@ class CharRNN:
         bhs = [p[f"bh{k}"] for k in suffixes]
         bhns = [p[f"bhn{k}"] for k in suffixes] if "bhn" in self._cell.layer_vectors else bhs
         cells.stack_generate(
-            self._cell.generate_code,
+            self._cell.code,
             p.get("Wemb", ws.no_embedding),
             [p[f"Wxh{k}"] for k in suffixes],
             [p[f"Whh{k}"] for k in suffixes],
@@ -777,7 +768,8 @@ class CharRNN:
             hs = np.tanh(p["Wxh"][x[:, 0]] + h.reshape(B, -1) @ p["Whh"] + p["bh"])
             return hs @ p["Why"] + p["by"], hs.reshape(h.shape)
         ws = self._workspace(B, 1, True)
-        self._layers_forward(reference_cells, x, self._state(h, B), p, ws, False)
+        # x stands in for the targets: the loss is not used, only the layers' outputs
+        self._stack_forward(reference_cells, x, x, self._state(h, B), p, ws, False)
         logits = ws.hs[-1, 0] @ p["Why"] + p["by"]
         return logits, self._last_state(ws).reshape(h.shape)
 
@@ -802,6 +794,16 @@ def _fast_path_forward(impl, x, y, h0: np.ndarray, p: dict[str, np.ndarray], ws)
     the kernel or its numpy twin (impl); h0 is (B, H)."""
     return impl.rnn_forward(
         x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed
+    )
+
+
+def _stand_ins(ws: StackWorkspace) -> tuple[np.ndarray, ...]:
+    """(emb, cs, tcs, hns, masks, drops) of the workspace, hs (or hs[0] for emb) in place of
+    those the model has none of: the whole-stack calls take every buffer and read only those
+    of the model's cell, embedding and dropout."""
+    return (
+        ws.emb if ws.emb is not None else ws.hs[0],
+        *(b if b is not None else ws.hs for b in (ws.cs, ws.tcs, ws.hns, ws.masks, ws.drops)),
     )
 
 

@@ -1,5 +1,6 @@
 """The numpy twin of ``_cells.pxi``: stacked rnn / LSTM / GRU layers and dropout, function by
-function; and of ``stack_generate`` (_generate.pxi), generation built on the same layers.
+function; of ``_stack.pxi`` (stack_forward / stack_backward, the whole stack over one chunk);
+and of ``stack_generate`` (_generate.pxi), generation built on the same layers.
 
 Every function has the name, argument order and buffers of its Cython counterpart; model.py
 calls the one or the other with the same arguments. Plain, reasonably efficient numpy: the input
@@ -247,11 +248,186 @@ def embedding_backward(x, demb, dWemb) -> None:
     np.add.at(dWemb, x.T.reshape(-1), demb.reshape(-1, demb.shape[-1]))
 
 
-# ----------------------------------------------------------------------------- generation
-# Twin of stack_generate (_generate.pxi): every cell and depth, N streams, one step at a time
-# through the layer forwards above with T = 1. Cell numbers: 0 rnn, 1 lstm, 2 gru.
+# ----------------------------------------------------------------------------- the stack
+# Twin of _stack.pxi: every layer, the dropout, the head and the loss over one chunk, through
+# the layer functions above. Cell numbers: 0 rnn, 1 lstm, 2 gru (as stack_generate's). The
+# buffers are those of _stack.pxi, stacked along a leading L axis; stand-ins (unused arrays)
+# where a cell, an embedding or dropout has none.
 
 RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
+
+
+def stack_input_forward(x, Wemb, E, Wx, b, emb, gates) -> None:
+    """Layer 0's input projection: gates = Wx[x] + b (one-hot x, E = 0: a row gather), or
+    emb = Wemb[x]; gates = emb @ Wx + b."""
+    if E == 0:
+        input_forward(x, Wx, b, gates)
+        return
+    embedding_forward(x, Wemb, emb)
+    project_forward(emb, Wx, b, gates)
+
+
+def cell_layer_forward(cell, h0, c0, Whh, bhn, gates, hs, cs, tcs, hns, packed) -> None:
+    """One layer of the cell over the chunk, gates holding its input projection (the rnn's
+    gates are its hs): the cell's *_layer_forward."""
+    if cell == LSTM_CELL:
+        lstm_layer_forward(h0, c0, Whh, gates, hs, cs, tcs, packed)
+    elif cell == GRU_CELL:
+        gru_layer_forward(h0, Whh, bhn, gates, hns, hs, packed)
+    else:
+        rnn_layer_forward(h0, Whh, hs, packed)
+
+
+def stack_forward(
+    cell,
+    dropping,
+    x,
+    y,
+    h0,
+    c0,
+    Wemb,
+    Wxhs,
+    Whhs,
+    bhs,
+    bhns,
+    Why,
+    by,
+    masks,
+    emb,
+    gates,
+    hs,
+    cs,
+    tcs,
+    hns,
+    drops,
+    probs,
+    packed,
+) -> float:
+    """Every layer, the dropout (when dropping), the head and the loss over one chunk; fills
+    the caches, returns the mean loss (see _stack.pxi for every buffer)."""
+    L, V = hs.shape[0], by.shape[0]
+    E = emb.shape[2] if Wemb.shape[0] == V else 0
+    for layer in range(L):
+        if layer == 0:
+            stack_input_forward(x, Wemb, E, Wxhs[0], bhs[0], emb, gates[0])
+        else:
+            below = drops[layer - 1] if dropping else hs[layer - 1]
+            project_forward(below, Wxhs[layer], bhs[layer], gates[layer])
+        cell_layer_forward(
+            cell,
+            h0[layer],
+            c0[layer],
+            Whhs[layer],
+            bhns[layer],
+            gates[layer],
+            hs[layer],
+            cs[layer],
+            tcs[layer],
+            hns[layer],
+            packed,
+        )
+        if dropping:
+            dropout_forward(hs[layer], masks[layer], drops[layer])
+    return head_forward(drops[L - 1] if dropping else hs[L - 1], Why, by, y, probs)
+
+
+def cell_layer_backward(
+    cell, h0, c0, Whh, gates, hs, cs, tcs, hns, dhs, dc, dWhh, dbhn, dh0, dc0, packed
+):
+    """BPTT of cell_layer_forward from dhs = dL/dh: the cell's *_layer_backward. Returns the
+    buffer that then holds dL/d(input projection): the rnn's dhs, the others' gates."""
+    if cell == LSTM_CELL:
+        lstm_layer_backward(h0, c0, Whh, gates, hs, cs, tcs, dhs, dc, dWhh, dh0, dc0, packed)
+        return gates
+    if cell == GRU_CELL:
+        gru_layer_backward(h0, Whh, gates, hns, hs, dhs, dWhh, dbhn, dh0, packed)
+        return gates
+    rnn_layer_backward(h0, Whh, hs, dhs, dWhh, dh0, packed)
+    return dhs
+
+
+def stack_input_backward(x, emb, E, Wx, dgates, dWx, db, demb, dWemb) -> None:
+    """Gradients of stack_input_forward from dgates: dWx, db, and with an embedding
+    demb = dgates @ Wx^T, then dWemb."""
+    if E == 0:
+        input_backward(x, dgates, dWx, db)
+        return
+    project_backward(emb, Wx, dgates, dWx, db, demb)
+    embedding_backward(x, demb, dWemb)
+
+
+def stack_backward(
+    cell,
+    dropping,
+    x,
+    y,
+    h0,
+    c0,
+    Wemb,
+    Wxhs,
+    Whhs,
+    Why,
+    masks,
+    emb,
+    gates,
+    hs,
+    cs,
+    tcs,
+    hns,
+    drops,
+    probs,
+    dhs,
+    dc,
+    demb,
+    packed,
+    dWemb,
+    dWxhs,
+    dWhhs,
+    dbhs,
+    dbhns,
+    dWhy,
+    dby,
+    dh0,
+    dc0,
+) -> None:
+    """Every gradient of stack_forward's loss, from its caches, layer by layer from the head
+    down (see _stack.pxi for every buffer)."""
+    L, V = hs.shape[0], Why.shape[1]
+    E = emb.shape[2] if Wemb.shape[0] == V else 0
+    head_backward(drops[L - 1] if dropping else hs[L - 1], Why, y, probs, dhs[L - 1], dWhy, dby)
+    if dropping:
+        dropout_backward(dhs[L - 1], masks[L - 1])
+    for layer in range(L - 1, -1, -1):
+        dgates = cell_layer_backward(
+            cell,
+            h0[layer],
+            c0[layer],
+            Whhs[layer],
+            gates[layer],
+            hs[layer],
+            cs[layer],
+            tcs[layer],
+            hns[layer],
+            dhs[layer],
+            dc,
+            dWhhs[layer],
+            dbhns[layer],
+            dh0[layer],
+            dc0[layer],
+            packed,
+        )
+        if layer == 0:
+            stack_input_backward(x, emb, E, Wxhs[0], dgates, dWxhs[0], dbhs[0], demb, dWemb)
+            break
+        below = drops[layer - 1] if dropping else hs[layer - 1]
+        project_backward(below, Wxhs[layer], dgates, dWxhs[layer], dbhs[layer], dhs[layer - 1])
+        if dropping:
+            dropout_backward(dhs[layer - 1], masks[layer - 1])
+
+
+# ----------------------------------------------------------------------------- generation
+# Twin of stack_generate (_generate.pxi): every cell and depth, N streams, one step at a time
+# through the layer forwards above with T = 1 (cell numbers as the stack's).
 
 
 def input_step(xs, Wemb, E, Wxh, bh, emb, gates) -> None:
