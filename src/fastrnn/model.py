@@ -213,6 +213,7 @@ class CharRNN:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._param_shapes = self._compute_param_shapes()
+        self._layer_names = _names_per_layer(self._cell, self.num_layers)
         self.params: dict[str, np.ndarray] = initialisation.draw_params(
             self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype, self.rng
         )
@@ -555,11 +556,8 @@ class CharRNN:
         return True
 
     def _per_layer(self, arrays: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
-        """[arrays[name], arrays[name1], ...]: one per layer (the cell's own per-layer vector
-        'bhn' stands in as 'bh' for a cell without it: the kernels read it only for the GRU)."""
-        if name == "bhn" and name not in self._cell.layer_vectors:
-            name = "bh"
-        return [arrays[f"{name}{layer_suffix(layer)}"] for layer in range(self.num_layers)]
+        """[arrays[name], arrays[name1], ...], one per layer (see _names_per_layer)."""
+        return [arrays[n] for n in self._layer_names[name]]
 
     def _stack_forward(
         self, cells, x, y, state: tuple[np.ndarray, np.ndarray], p, ws: StackWorkspace, dropping
@@ -795,6 +793,16 @@ def _fast_path_forward(impl, x, y, h0: np.ndarray, p: dict[str, np.ndarray], ws)
     return impl.rnn_forward(
         x, y, h0, p["Wxh"], p["Whh"], p["bh"], p["Why"], p["by"], ws.hs, ws.probs, ws.packed
     )
+
+
+def _names_per_layer(cell: Cell, L: int) -> dict[str, list[str]]:
+    """{'Wxh': ['Wxh', 'Wxh1', ...], 'Whh': [...], 'bh': [...], 'bhn': [...]}: the names of each
+    per-layer parameter, layer by layer. A cell without 'bhn' gets the 'bh' names in its place
+    (the whole-stack calls read bhn only for the GRU)."""
+    kinds = ("Wxh", "Whh", "bh") + cell.layer_vectors
+    names = {kind: [f"{kind}{layer_suffix(layer)}" for layer in range(L)] for kind in kinds}
+    names.setdefault("bhn", names["bh"])
+    return names
 
 
 def _stand_ins(ws: StackWorkspace) -> tuple[np.ndarray, ...]:
