@@ -3,10 +3,10 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/single_layer_paths.py
 
 CharRNN takes the single-layer fast path (Workspace, rnn_forward / rnn_backward) for a one-layer
-rnn without active dropout; every other model takes the stacked path (StackWorkspace and the
-layer kernels of _cells.pxi). Here the same model and chunks run loss_and_grads on both, the
-stacked one forced, in rounds that alternate between them (float32, one BLAS thread unless
---threads), at the named sizes S, M and L of _configs.py. What model.py's ``_uses_stack``
+rnn without active dropout; every other model takes the stacked path (StackWorkspace and
+stack_forward / stack_backward of _stack.pxi). Here the same model and chunks run loss_and_grads
+on both, the stacked one forced, in rounds that alternate between them (float32, one BLAS thread
+unless --threads), at the named sizes S, M and L of _configs.py. What model.py's ``_uses_stack``
 says about the choice comes from this script.
 """
 

@@ -358,12 +358,13 @@ class CharRNN:
     def _uses_stack(self, train: bool) -> bool:
         """The single-layer fast path unless layers, cells, an embedding or active dropout
         need the stacked kernels."""
-        # Two paths compute a one-layer rnn; the fast one (two compiled calls per chunk instead
-        # of six) is kept because the stacked one is measurably slower where the per-call cost
-        # counts. benchmarks/single_layer_paths.py, loss_and_grads, float32, one thread, fast /
-        # stacked chars/s, median of per-round ratios, three runs on a shared 2-core EPYC
-        # (OpenBLAS 0.3.30, load ~7): S (B 1, T 40, H 100) 1.08-1.19; M (B 32, T 40, H 100)
-        # 1.04-1.19; L (B 32, T 64, H 512) 0.91-0.98, equal within noise.
+        # Two paths compute a one-layer rnn, each in two compiled calls per chunk; the fast one
+        # is kept because the stacked one, whose calls take every buffer any model needs, is
+        # measurably slower where the per-call cost counts. benchmarks/single_layer_paths.py,
+        # loss_and_grads, float32, one thread, fast / stacked chars/s, median of per-round
+        # ratios, two runs on a shared 2-core EPYC (OpenBLAS 0.3.30, load ~5): S (B 1, T 40,
+        # H 100) 1.17-1.27; M (B 32, T 40, H 100) 1.03-1.06; L (B 32, T 64, H 512) 0.99,
+        # equal within noise.
         return not (self._has_fast_path and (self.dropout == 0.0 or not train))
 
     def _workspace(self, B: int, T: int, stacked: bool):
