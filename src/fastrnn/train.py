@@ -47,6 +47,7 @@ from .data import (
     Position,
     ValidationChunks,
     Vocabulary,
+    char_counts,
     check_length,
     default_corpus,
     describe_chars,
@@ -187,6 +188,12 @@ def prepare_data(
     )
 
 
+def training_ids(cfg: TrainConfig, ids: np.ndarray) -> np.ndarray:
+    """The part of the corpus's ids the run trains on: all of them with --val-file, else all
+    but the validation tail (as prepare_data splits them)."""
+    return ids if cfg.val_file else split_train_val(ids, cfg.val_fraction)[0]
+
+
 def load_val_ids(cfg: TrainConfig, vocab: Vocabulary) -> np.ndarray:
     """--val-file's indices over the model's vocabulary (which must cover its characters)."""
     assert cfg.val_file is not None
@@ -222,6 +229,7 @@ def model_for(
             seed=cfg.seed,
             embedding_size=cfg.embedding_size,
             init=cfg.init,
+            char_counts=char_counts(training_ids(cfg, corpus.ids), vocab.size),
         ), vocab
     loaded.model.dropout = cfg.dropout  # training-time only: may change on resume
     return loaded.model, loaded.vocab
