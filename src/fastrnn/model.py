@@ -571,7 +571,14 @@ class CharRNN:
         return [arrays[n] for n in self._layer_names[name]]
 
     def _stack_forward(
-        self, cells, x, y, state: tuple[np.ndarray, np.ndarray], p, ws: StackWorkspace, dropping
+        self,
+        cells,
+        x,
+        y,
+        state: tuple[np.ndarray, np.ndarray],
+        p,
+        ws: StackWorkspace,
+        dropping: bool,
     ) -> float:
         """Every layer, the dropout (when dropping), the head and the loss in one call of the
         backend's stack_forward (_stack.pxi); returns the mean loss. Buffers a model lacks
