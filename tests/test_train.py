@@ -110,7 +110,8 @@ def test_kernel_and_numpy_backends_follow_the_same_trajectory(tmp_path):
     np.testing.assert_allclose(losses["kernel"], losses["numpy"], rtol=1e-9)
     for k in params["kernel"]:
         np.testing.assert_allclose(params["kernel"][k], params["numpy"][k], rtol=1e-7, atol=1e-9)
-    assert losses["kernel"][-1] < losses["kernel"][0] - 0.5
+    # It learns: the head starts at the unigram frequencies, and 50 steps go below them.
+    assert losses["kernel"][-1] < losses["kernel"][0] - 0.05
 
 
 # ---------------------------------------------------------------- resume and fine-tuning

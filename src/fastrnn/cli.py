@@ -495,13 +495,13 @@ def train_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("compute")
     g.add_argument(
         "--threads",
-        type=positive_int,
+        type=non_negative_int,
         metavar="N",
-        help=f"BLAS threads (default {D.threads}). More pay only on cores the run has "
-        "to itself: OpenBLAS threads spin while they wait for each other inside "
-        "every matrix product, so one other busy process makes 2 threads slower "
-        "than 1, and on a loaded machine they ran over 10x slower than 1 "
-        "(measured figures in the README)",
+        help=f"threads of the matrix products and the recurrences (default {D.threads}: one "
+        "per million multiply-adds of a recurrent step, B*G*H*H, up to the cores the run may "
+        "use, 1 below two million and under MPI; the default LSTM gets 2 on 2 cores, 1.6x "
+        "faster than 1). On a machine shared with other busy work, --threads 1: there "
+        "2 threads lost up to 1.7x against 1 (measured figures in the README)",
     )
     g.add_argument(
         "--backend",
@@ -784,7 +784,7 @@ def eval_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=1,
         metavar="N",
-        help="BLAS threads (default 1, as fastrnn-train)",
+        help="BLAS threads (default 1)",
     )
     return p
 

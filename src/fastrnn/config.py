@@ -68,7 +68,8 @@ DEFAULTS = {
     "init": Default(
         "default",
         "N(0, 1) embedding rows (N(0, 4) one-hot rows), orthogonal input matrices above "
-        "layer 0, LSTM forget bias 0: as fast per step as the PyTorch script (fastrnn.init)",
+        "layer 0, LSTM forget bias 0, the head bias at the training text's character "
+        "frequencies: ahead of the PyTorch script per step (fastrnn.init)",
     ),
     "dtype": Default(
         "float32",
@@ -144,7 +145,7 @@ class TrainConfig:
     sample_length: int = 200
     log: str | None = None
     plot: bool = False  # write the loss curves beside the checkpoint
-    threads: int = 1
+    threads: int = 0  # 0: chosen for the model and the cores (train.auto_threads)
     backend: str = "kernel"
     quiet: bool = False
 
@@ -156,7 +157,6 @@ class TrainConfig:
             "hidden_size",
             "num_layers",
             "lr_decay_every",
-            "threads",
         )
         for name in positive:
             _require(getattr(self, name) >= 1, name, "must be a positive integer")
@@ -185,7 +185,7 @@ class TrainConfig:
         _require(self.cell in CELLS, "cell", f"must be one of {CELLS}")
         _require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         _require(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}")
-        for name in ("embedding_size", "warmup_iters", "patience"):
+        for name in ("embedding_size", "warmup_iters", "patience", "threads"):
             _require(getattr(self, name) >= 0, name, "must be an integer >= 0 (0 turns it off)")
         _require(self.plateau_patience >= 1, "plateau_patience", "must be a positive integer")
         from_checkpoint = bool(self.resume or self.init_from)  # may hold a "custom" scheme

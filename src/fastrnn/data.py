@@ -201,6 +201,18 @@ def split_train_val(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, n
     return ids[: ids.size - n_val], ids[ids.size - n_val :]
 
 
+def char_counts(ids: np.ndarray, V: int) -> np.ndarray:
+    """(V,) int64 occurrences of each index 0..V-1 in ids, counted a block at a time so that a
+    memory-mapped corpus of any length needs no intp copy of the whole."""
+    counts = np.zeros(V, dtype=np.int64)
+    for start in range(0, ids.size, _COUNT_BLOCK):
+        counts += np.bincount(ids[start : start + _COUNT_BLOCK], minlength=V)[:V]
+    return counts
+
+
+_COUNT_BLOCK = 1 << 22
+
+
 def make_streams(ids: np.ndarray, batch_size: int) -> np.ndarray:
     """(B, L) view of the first B*L characters, L = N // B; the remainder (< B chars) is dropped."""
     L = ids.size // batch_size

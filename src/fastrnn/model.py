@@ -180,7 +180,10 @@ class CharRNN:
     'by' (V,). A single-layer rnn without embedding has exactly 'Wxh', 'Whh', 'bh', 'Why', 'by'.
     Updating them in place or assigning new arrays of the same shape are both honoured. They
     are drawn from ``rng`` by the initialisation scheme ``init``, a name of
-    fastrnn.init.SCHEMES ("uniform", "default") or an fastrnn.init.InitScheme.
+    fastrnn.init.SCHEMES ("uniform", "default") or an fastrnn.init.InitScheme. ``char_counts``
+    (V,), the occurrences of each character in the training text, starts the head bias at
+    their log frequencies in the "default" scheme (fastrnn.init.unigram_bias); without them
+    that bias starts at 0.
 
     State: (L, B, H) for rnn and gru, (2, L, B, H) for lstm (h first, c second); a single-layer
     rnn also takes (B, H). Gradients and returned states have the shape of the state passed in.
@@ -197,6 +200,7 @@ class CharRNN:
         seed: int | None = 0,
         embedding_size: int = 0,
         init: str | initialisation.InitScheme = "default",
+        char_counts: Any = None,
     ):
         self.vocab_size = _positive_int(vocab_size, "vocab_size", minimum=2)
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
@@ -211,7 +215,13 @@ class CharRNN:
         self.rng = np.random.default_rng(seed)
         self._param_shapes = self._compute_param_shapes()
         self.params: dict[str, np.ndarray] = initialisation.draw_params(
-            self.init_scheme, self._param_shapes, self.cell, self.hidden_size, self.dtype, self.rng
+            self.init_scheme,
+            self._param_shapes,
+            self.cell,
+            self.hidden_size,
+            self.dtype,
+            self.rng,
+            _check_char_counts(char_counts, self.vocab_size),
         )
         self._workspaces: OrderedDict[tuple[int, int, bool], Any] = OrderedDict()
         self._generate_workspaces: OrderedDict[int, GenerateWorkspace] = OrderedDict()
@@ -841,6 +851,21 @@ def _init_scheme(init) -> tuple[str, initialisation.InitScheme]:
     if init not in schemes:
         raise ValueError(f"init must be one of {tuple(schemes)}, got {init!r}")
     return init, schemes[init]
+
+
+def _check_char_counts(counts, V: int) -> np.ndarray | None:
+    """char_counts as a (V,) float64 array of finite counts >= 0, or None."""
+    if counts is None:
+        return None
+    a = np.asarray(counts)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"char_counts must hold numbers, got dtype {a.dtype}")
+    if a.shape != (V,):
+        raise ValueError(f"char_counts must have shape ({V},) (one per character), got {a.shape}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all() or (a < 0).any():
+        raise ValueError("char_counts must be finite and >= 0")
+    return a
 
 
 def _model_dtype(dtype) -> np.dtype:

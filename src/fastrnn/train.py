@@ -47,6 +47,7 @@ from .data import (
     Position,
     ValidationChunks,
     Vocabulary,
+    char_counts,
     check_length,
     default_corpus,
     describe_chars,
@@ -187,6 +188,12 @@ def prepare_data(
     )
 
 
+def training_ids(cfg: TrainConfig, ids: np.ndarray) -> np.ndarray:
+    """The part of the corpus's ids the run trains on: all of them with --val-file, else all
+    but the validation tail (as prepare_data splits them)."""
+    return ids if cfg.val_file else split_train_val(ids, cfg.val_fraction)[0]
+
+
 def load_val_ids(cfg: TrainConfig, vocab: Vocabulary) -> np.ndarray:
     """--val-file's indices over the model's vocabulary (which must cover its characters)."""
     assert cfg.val_file is not None
@@ -222,6 +229,7 @@ def model_for(
             seed=cfg.seed,
             embedding_size=cfg.embedding_size,
             init=cfg.init,
+            char_counts=char_counts(training_ids(cfg, corpus.ids), vocab.size),
         ), vocab
     loaded.model.dropout = cfg.dropout  # training-time only: may change on resume
     return loaded.model, loaded.vocab
@@ -289,6 +297,9 @@ class Trainer:
             cfg.optimizer, self.model.params, cfg.learning_rate, backend=cfg.backend
         )
         lo, hi = self.share
+        self.threads = cfg.threads or auto_threads(
+            hi - lo, self.model.gates, self.model.hidden_size, self.world.size, usable_cores()
+        )
         self.h = self.model.initial_state(hi - lo)  # (B_r, H) carried state of own streams
         # [mpi] the gradients live in one flat buffer, with flag slots, reduced in one call
         self.grad_buffer, self.grads, self.flags = distributed.flat_grads(
@@ -474,7 +485,7 @@ class Trainer:
             with (
                 StopSignals(enabled=handle_signals) as self.signals,
                 self.outputs_claimed(),
-                limit_threads(cfg.threads),
+                limit_threads(self.threads),
             ):
                 for line in report.start_block(
                     cfg,
@@ -798,6 +809,29 @@ class StopSignals:
         if self.received == "sigint" and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = "sigint" if signum == signal.SIGINT else "sigterm"
+
+
+# --threads 0 gives a run one thread per AUTO_THREAD_MADDS multiply-adds of a step's recurrent
+# product, B*G*H*H, up to the cores it may use, and one thread below twice that: on 2 cores the
+# models from H = 256 at B = 32 train faster on both (the default LSTM 2x256: 1.6x), those at
+# H = 100 slower, whose steps are too short to share (README, threads).
+AUTO_THREAD_MADDS = 1 << 20
+
+
+def auto_threads(B: int, G: int, H: int, processes: int, cores: int) -> int:
+    """The threads of --threads 0 for B streams of a cell of G gate blocks and H units: 1 for
+    one of several MPI processes (which share the cores), else as AUTO_THREAD_MADDS says."""
+    work = B * G * H * H
+    if processes > 1 or work < 2 * AUTO_THREAD_MADDS:
+        return 1
+    return max(1, min(cores, work // AUTO_THREAD_MADDS))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

@@ -1,0 +1,89 @@
+"""--threads 0, the default: the threads a run chooses from its model and the cores it may
+use (train.auto_threads), and that the trainer runs with them."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+
+import pytest
+
+from fastrnn.cli import train_parser
+from fastrnn.config import TrainConfig
+from fastrnn.errors import ConfigError
+from fastrnn.train import AUTO_THREAD_MADDS, Trainer, auto_threads, usable_cores
+
+train_module = importlib.import_module("fastrnn.train")  # the module, not fastrnn.train()
+TEXT = "the cat sat on the mat; the dog sat on the log.\n" * 40
+
+
+@pytest.mark.parametrize(
+    "B,G,H,cores,expected",
+    [
+        (1, 1, 100, 2, 1),  # the classic rnn: one stream
+        (32, 1, 100, 2, 1),  # M: steps too short to share
+        (32, 4, 100, 2, 1),  # LSTM at H = 100
+        (32, 1, 256, 2, 2),  # rnn 256
+        (32, 4, 256, 2, 2),  # the default LSTM
+        (32, 4, 256, 1, 1),  # one core
+        (32, 4, 256, 64, 8),  # one thread per AUTO_THREAD_MADDS
+        (32, 4, 512, 4, 4),
+    ],
+)
+def test_threads_follow_the_step_and_the_cores(B, G, H, cores, expected):
+    assert auto_threads(B, G, H, processes=1, cores=cores) == expected
+
+
+def test_a_thread_has_at_least_a_million_multiply_adds():
+    for B, G, H in [(32, 4, 256), (64, 3, 512), (8, 1, 700)]:
+        n = auto_threads(B, G, H, processes=1, cores=1000)
+        assert n == 1 or B * G * H * H // n >= AUTO_THREAD_MADDS
+
+
+def test_mpi_processes_get_one_thread_each():
+    assert auto_threads(32, 4, 512, processes=2, cores=64) == 1
+
+
+def test_usable_cores_is_positive():
+    assert usable_cores() >= 1
+
+
+@pytest.mark.parametrize("given,cores,expected", [(0, 2, 2), (0, 1, 1), (3, 2, 3), (1, 8, 1)])
+def test_the_trainer_runs_with_the_chosen_threads(monkeypatch, tmp_path, given, cores, expected):
+    monkeypatch.setattr(train_module, "usable_cores", lambda: cores)
+    used = []
+
+    @contextlib.contextmanager
+    def record(threads: int):
+        used.append(threads)
+        yield
+
+    monkeypatch.setattr(train_module, "limit_threads", record)
+    options = dict(
+        cell="rnn",
+        num_layers=1,
+        hidden_size=256,
+        embedding_size=0,
+        batch_size=32,
+        seq_length=4,
+        max_iters=1,
+        eval_every=0,
+        sample_every=0,
+        threads=given,
+        checkpoint=str(tmp_path / "run.npz"),
+        quiet=True,
+    )
+    trainer = Trainer(options, TEXT, io.StringIO())
+    assert trainer.threads == expected
+    trainer.run(handle_signals=False)
+    assert used == [expected]
+
+
+def test_threads_must_not_be_negative():
+    assert TrainConfig().threads == 0
+    with pytest.raises(ConfigError, match="threads"):
+        TrainConfig(threads=-1).validate()
+    assert train_parser().parse_args(["--threads", "0"]).threads == 0
+    with pytest.raises(SystemExit):
+        train_parser().parse_args(["--threads", "-2"])
