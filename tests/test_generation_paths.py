@@ -17,9 +17,10 @@ STREAMS = (1, 3, 16)
 CELLS = ("rnn", "lstm", "gru")
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)
 def model(cell: str, L: int, dtype: type, V: int, H: int, seed: int):
-    """make_model, built once for the versions of the product (generate leaves it unchanged)."""
+    """make_model, built once for every stream count and version of the product (generate
+    leaves the model unchanged)."""
     return make_model(cell, L, dtype=dtype, V=V, H=H, seed=seed)
 
 
@@ -40,7 +41,7 @@ def both_backends(m, N: int, length: int, **draw):
 @pytest.mark.parametrize("V", VOCAB)
 @pytest.mark.parametrize("H", HIDDEN)
 def test_float64_draws_and_states_match_the_twin(H, V, N, isa):
-    cell = CELLS[(HIDDEN.index(H) + VOCAB.index(V) + STREAMS.index(N)) % len(CELLS)]
+    cell = CELLS[(HIDDEN.index(H) + VOCAB.index(V)) % len(CELLS)]
     m = model(cell, 1, np.float64, V, H, H + V)
     (out, h), (out_ref, h_ref) = both_backends(m, N, 6, temperature=1.5)
     np.testing.assert_array_equal(out, out_ref)
@@ -51,7 +52,7 @@ def test_float64_draws_and_states_match_the_twin(H, V, N, isa):
 @pytest.mark.parametrize("V", VOCAB)
 @pytest.mark.parametrize("H", HIDDEN)
 def test_float32_greedy_indices_and_states_match_the_twin(H, V, N, isa):
-    cell = CELLS[(HIDDEN.index(H) + 2 * VOCAB.index(V) + STREAMS.index(N)) % len(CELLS)]
+    cell = CELLS[(HIDDEN.index(H) + 2 * VOCAB.index(V)) % len(CELLS)]
     m = model(cell, 1, np.float32, V, H, H + V + 1)
     (out, h), (out_ref, h_ref) = both_backends(m, N, 4, greedy=True)
     np.testing.assert_array_equal(out, out_ref)
