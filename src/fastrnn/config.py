@@ -76,7 +76,11 @@ DEFAULTS = {
         "about twice the speed of float64 and plenty for training; float64 for exact comparisons",
     ),
     "optimizer": Default("adam", "converges fastest with little tuning"),
-    "learning_rate": Default(2e-3, "a good value for adam"),
+    "learning_rate": Default(
+        3e-3,
+        "with the cosine decay, 2,300 steps of the default LSTM on tinyshakespeare (five "
+        "minutes on two cores) reached 1.450 nats/char at 3e-3 and at 4e-3, 1.474 at 2e-3",
+    ),
     "lr_schedule": Default(
         "cosine",
         "a decay to 10% at the planned end of the run ended lower in five minutes (LSTM 2x256: "
