@@ -12,7 +12,7 @@ import pytest
 
 from _checkpoints import rewrite_header
 from fastrnn import checkpoint as ckpt
-from fastrnn.config import resolve_config
+from fastrnn.config import default, resolve_config
 from fastrnn.data import default_corpus
 from fastrnn.errors import ConfigError
 from fastrnn.optim import decayed_lr
@@ -166,9 +166,9 @@ def test_every_schedule_resumes_exactly(tmp_path, monkeypatch, schedule):
         assert a.header[key] == b.header[key], key
     rates = logged_rates(tmp_path / "straight.jsonl")
     if schedule == "constant":  # the rate of the last update before each evaluation
-        assert rates[:3] == pytest.approx([2e-3 * 0.4, 2e-3 * 0.8, 2e-3]) and set(rates[2:]) == {
-            2e-3
-        }
+        base = default("learning_rate")
+        assert rates[:3] == pytest.approx([base * 0.4, base * 0.8, base])
+        assert set(rates[2:]) == {base}
     else:
         assert len(set(rates)) > 3, rates  # the schedule moved the rate
     if schedule == "plateau":
@@ -186,7 +186,8 @@ def test_cosine_ends_near_its_final_fraction(tmp_path):
         log=str(tmp_path / "c.jsonl"),
     )
     rates = logged_rates(tmp_path / "c.jsonl")
-    assert rates[-1] == pytest.approx(2e-3 * cosine_factor(39 / 40), rel=1e-12)
+    base = default("learning_rate")
+    assert rates[-1] == pytest.approx(base * cosine_factor(39 / 40), rel=1e-12)
     assert rates == sorted(rates, reverse=True)
 
 
