@@ -784,8 +784,30 @@ class CharRNN:
             hs = np.tanh(p["Wxh"][x[:, 0]] + h.reshape(B, -1) @ p["Whh"] + p["bh"])
             return hs @ p["Why"] + p["by"], hs.reshape(h.shape)
         ws = self._workspace(B, 1, True)
-        # x stands in for the targets: the loss is not used, only the layers' outputs
-        self._stack_forward(reference_cells, x, x, self._state(h, B), p, ws, False)
+        h0, c0 = self._state(h, B)
+        emb, cs, tcs, hns, masks, drops = _stand_ins(ws)
+        reference_cells.stack_layers_forward(
+            self._cell.code,
+            False,
+            x,
+            h0,
+            c0,
+            p.get("Wemb", ws.no_embedding),
+            self._per_layer(p, "Wxh"),
+            self._per_layer(p, "Whh"),
+            self._per_layer(p, "bh"),
+            self._per_layer(p, "bhn"),
+            masks,
+            emb,
+            ws.gates,
+            ws.hs,
+            cs,
+            tcs,
+            hns,
+            drops,
+            ws.packed,
+            V=self.vocab_size,
+        )
         logits = ws.hs[-1, 0] @ p["Why"] + p["by"]
         return logits, self._last_state(ws).reshape(h.shape)
 

@@ -305,7 +305,58 @@ def stack_forward(
 ) -> float:
     """Every layer, the dropout (when dropping), the head and the loss over one chunk; fills
     the caches, returns the mean loss (see _stack.pxi for every buffer)."""
-    L, V = hs.shape[0], by.shape[0]
+    stack_layers_forward(
+        cell,
+        dropping,
+        x,
+        h0,
+        c0,
+        Wemb,
+        Wxhs,
+        Whhs,
+        bhs,
+        bhns,
+        masks,
+        emb,
+        gates,
+        hs,
+        cs,
+        tcs,
+        hns,
+        drops,
+        packed,
+        V=by.shape[0],
+    )
+    L = hs.shape[0]
+    return head_forward(drops[L - 1] if dropping else hs[L - 1], Why, by, y, probs)
+
+
+def stack_layers_forward(
+    cell,
+    dropping,
+    x,
+    h0,
+    c0,
+    Wemb,
+    Wxhs,
+    Whhs,
+    bhs,
+    bhns,
+    masks,
+    emb,
+    gates,
+    hs,
+    cs,
+    tcs,
+    hns,
+    drops,
+    packed,
+    V,
+) -> None:
+    """stack_forward without the head: every layer (and the dropout when dropping) over the
+    chunk into the caches; what a step of sampling needs (V: the vocabulary size, which tells
+    Wemb from its stand-in)."""
+    L = hs.shape[0]
     E = emb.shape[2] if Wemb.shape[0] == V else 0
     for layer in range(L):
         if layer == 0:
@@ -328,7 +379,6 @@ def stack_forward(
         )
         if dropping:
             dropout_forward(hs[layer], masks[layer], drops[layer])
-    return head_forward(drops[L - 1] if dropping else hs[L - 1], Why, by, y, probs)
 
 
 def cell_layer_backward(
