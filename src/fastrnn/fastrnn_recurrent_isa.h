@@ -79,58 +79,88 @@ static inline FR_TARGET void FR_FN(store)(FR_T *p, FR_VEC v)
 
 static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(tile)(
     const FR_T *FR_RESTRICT A, int lda, const FR_T *FR_RESTRICT Wp, int K, int kc,
-    FR_T *FR_RESTRICT C, int ldc, int accumulate, const int m, const int np)
+    FR_T *FR_RESTRICT C, int ldc, int accumulate, int part, const int m, const int nvec)
 {
-    /* C (m, np*NR) (+)= A (m, kc) @ rows [0, kc) of np consecutive panels of K rows, starting
-     * at Wp (A and Wp already point at the first of the kc rows). */
+    /* C (m, cols) (+)= A (m, kc) @ rows [0, kc) of the nvec consecutive vectors of columns
+     * that start at panel Wp (A and Wp already point at the first of the kc rows); vector v
+     * is vector v % NV of panel v / NV. cols = (nvec - 1) * VLEN + part: the last vector
+     * holds `part` (1..VLEN) columns of C, read and written through a scratch vector when
+     * part < VLEN, so a matrix's edge costs the vectors it has, not whole panels. */
     FR_VEC acc[FR_MR][4 * FR_NV];
+    FR_T edge[FR_VLEN];
     const size_t panel_stride = (size_t) K * FR_NR;
+    const int last = nvec - 1, partial = part < FR_VLEN;
     FR_UNROLL
     for (int i = 0; i < m; i++) {
         FR_UNROLL
-        for (int v = 0; v < np * FR_NV; v++)
-            acc[i][v] = accumulate ? FR_FN(load)(C + (size_t) i * ldc + v * FR_VLEN)
-                                   : (FR_VEC) {0};
+        for (int v = 0; v < nvec; v++) {
+            if (!accumulate) {
+                acc[i][v] = (FR_VEC) {0};
+            } else if (v == last && partial) {
+                memset(edge, 0, sizeof edge);
+                memcpy(edge, C + (size_t) i * ldc + v * FR_VLEN, (size_t) part * sizeof(FR_T));
+                acc[i][v] = FR_FN(load)(edge);
+            } else {
+                acc[i][v] = FR_FN(load)(C + (size_t) i * ldc + v * FR_VLEN);
+            }
+        }
     }
     for (int k = 0; k < kc; k++) {
         FR_VEC w[4 * FR_NV];
         FR_UNROLL
-        for (int p = 0; p < np; p++) {
-            FR_UNROLL
-            for (int v = 0; v < FR_NV; v++)
-                w[p * FR_NV + v] = FR_FN(load)(Wp + p * panel_stride + (size_t) k * FR_NR
-                                               + v * FR_VLEN);
-        }
+        for (int v = 0; v < nvec; v++)
+            w[v] = FR_FN(load)(Wp + (v / FR_NV) * panel_stride + (size_t) k * FR_NR
+                               + (v % FR_NV) * FR_VLEN);
         FR_UNROLL
         for (int i = 0; i < m; i++) {
             const FR_T a = A[(size_t) i * lda + k];
             FR_UNROLL
-            for (int v = 0; v < np * FR_NV; v++)
+            for (int v = 0; v < nvec; v++)
                 acc[i][v] += a * w[v];
         }
     }
     FR_UNROLL
     for (int i = 0; i < m; i++) {
         FR_UNROLL
-        for (int v = 0; v < np * FR_NV; v++)
-            FR_FN(store)(C + (size_t) i * ldc + v * FR_VLEN, acc[i][v]);
+        for (int v = 0; v < nvec; v++) {
+            if (v == last && partial) {
+                FR_FN(store)(edge, acc[i][v]);
+                memcpy(C + (size_t) i * ldc + v * FR_VLEN, edge, (size_t) part * sizeof(FR_T));
+            } else {
+                FR_FN(store)(C + (size_t) i * ldc + v * FR_VLEN, acc[i][v]);
+            }
+        }
     }
 }
 
-#define FR_TILE_NP(M, NP)                                                                 \
-    case NP:                                                                              \
-        if (NP <= FR_NP_OF(M))                                                            \
-            FR_FN(tile)(A, lda, Wp, K, kc, C, ldc, accumulate, M, NP);                    \
+/* Vectors of columns a tile of m rows holds in its accumulators: whole panels, as many as
+ * the accumulators allow (at most 4, at least 1). At m = 1 this gives 4*NV independent
+ * accumulation chains, enough to hide the multiply-add latency. */
+#define FR_TILE_VECTORS(m) (FR_NP_OF(m) * FR_NV)
+
+#define FR_TILE_NV(M, NVEC)                                                               \
+    case NVEC:                                                                            \
+        if (NVEC <= FR_TILE_VECTORS(M))                                                   \
+            FR_FN(tile)(A, lda, Wp, K, kc, C, ldc, accumulate, part, M, NVEC);            \
         break;
 #define FR_TILE_CASE(M)                                                                   \
     case M:                                                                               \
-        switch (np) { FR_TILE_NP(M, 1) FR_TILE_NP(M, 2) FR_TILE_NP(M, 3) FR_TILE_NP(M, 4) } \
+        switch (nvec) {                                                                   \
+            FR_TILE_NV(M, 1) FR_TILE_NV(M, 2) FR_TILE_NV(M, 3) FR_TILE_NV(M, 4)           \
+            FR_TILE_NV(M, 5) FR_TILE_NV(M, 6) FR_TILE_NV(M, 7) FR_TILE_NV(M, 8)           \
+            default: break;                                                               \
+        }                                                                                 \
         break;
+#if 4 * FR_NV > 8
+#error "4 * FR_NV > 8: add cases"
+#endif
 
 static FR_TARGET void FR_FN(tile_any)(const FR_T *A, int lda, const FR_T *Wp, int K, int kc,
-                                      FR_T *C, int ldc, int accumulate, int m, int np)
+                                      FR_T *C, int ldc, int accumulate, int part, int m,
+                                      int nvec)
 {
-    /* tile with m in [1, FR_MR] and np in [1, FR_NP_OF(m)], as compile-time constants. */
+    /* tile with m in [1, FR_MR] and nvec in [1, FR_TILE_VECTORS(m)] as compile-time
+     * constants. */
     switch (m) {
         FR_TILE_CASE(1)
         FR_TILE_CASE(2)
@@ -157,11 +187,28 @@ static FR_TARGET void FR_FN(tile_any)(const FR_T *A, int lda, const FR_T *Wp, in
             break;
     }
 }
-#undef FR_TILE_NP
+#undef FR_TILE_NV
 #undef FR_TILE_CASE
 
-/* A full row block (FR_MR rows) takes one panel per tile, so that a tile's np never exceeds
- * FR_NP_OF(m) for the tail row block either. */
+static inline FR_TARGET void FR_FN(panel_group)(const FR_T *A, int lda, const FR_T *Wp, int K,
+                                                int kc, int N, FR_T *C, int ldc,
+                                                int accumulate, int rows, int m, int p,
+                                                int np)
+{
+    /* C[:rows, cols] (+)= A[:rows, :kc] @ the kc rows at Wp of panels [p, p + np) (Wp: the
+     * first of the kc rows of panel 0, C: column 0), in tiles of m rows (rows a multiple of
+     * m) and the np panels; a tile that runs past column N holds only the vectors with
+     * columns < N. */
+    const int n0 = p * FR_NR;
+    const int cols = N - n0 < np * FR_NR ? N - n0 : np * FR_NR;
+    const int nvec = (cols + FR_VLEN - 1) / FR_VLEN;
+    const int part = cols - (nvec - 1) * FR_VLEN;
+    for (int i0 = 0; i0 < rows; i0 += m)
+        FR_FN(tile_any)(A + (size_t) i0 * lda, lda, Wp + (size_t) p * K * FR_NR, K, kc,
+                        C + (size_t) i0 * ldc + n0, ldc, accumulate, part, m, nvec);
+}
+
+/* A full row block (FR_MR rows) takes one panel per tile: its accumulators hold no more. */
 typedef char FR_FN(one_panel_at_full_rows)[FR_NP_OF(FR_MR) == 1 ? 1 : -1];
 
 /* ------------------------------------------------------------- the matrix-vector product
@@ -319,44 +366,32 @@ static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda,
                                       int descending, int panel_begin, int panel_end)
 {
     /* C[:, cols] (+)= A (B, K) @ W[:, cols] for the columns of panels [panel_begin, panel_end),
-     * W given packed (Wp). K in passes of FR_KC rows; in a pass, panels outside, row blocks
-     * inside: a group of panels' FR_KC rows is read from memory once and then from L1 for
-     * every block of FR_MR rows. A group that runs past column N is computed in a
-     * zero-padded scratch tile and only its columns < N written. B >= FR_MR: groups of one
-     * panel; B < FR_MR: one row block, groups of FR_NP_OF(B) panels, the last group what is
-     * left. B = 1: the matrix-vector product (matvec), its rows of W in descending order when
+     * W given packed (Wp). K in passes of FR_KC rows; in a pass, the rows in whole blocks of
+     * FR_MR take one panel per tile, the B % FR_MR rows left take FR_NP_OF of them (enough
+     * accumulators to keep the multiply-adds busy), and a tile at column N only the vectors
+     * with columns < N (panel_group). Every element is the same chain of multiply-adds
+     * (C or 0, then k = 0, 1, ..., K-1) whatever the tiling or the range of panels. B = 1:
+     * the matrix-vector product (matvec), its rows of W in descending order when
      * `descending` (which the other cases ignore). */
-    FR_T edge[FR_MR * 4 * FR_NR];
     if (B == 1) {
         FR_FN(matvec)(A, Wp, K, N, C, accumulate, descending, panel_begin, panel_end);
         return;
     }
-    const int group = B < FR_MR ? FR_NP_OF(B) : 1;
+    const int tail = B % FR_MR, full = B - tail;
+    const int group = tail ? FR_NP_OF(tail) : 1;
     for (int k0 = 0; k0 < K; k0 += FR_KC) {
         const int kc = K - k0 < FR_KC ? K - k0 : FR_KC;
         const int add = accumulate || k0 > 0;
-        for (int p = panel_begin; p < panel_end;) {
-            const int np = panel_end - p >= group ? group : panel_end - p;
-            const int n0 = p * FR_NR, width = np * FR_NR;
-            const int cols = N - n0 < width ? N - n0 : width;
-            const FR_T *Wg = Wp + (size_t) p * K * FR_NR + (size_t) k0 * FR_NR;
-            for (int i0 = 0; i0 < B; i0 += FR_MR) {
-                const int m = B - i0 < FR_MR ? B - i0 : FR_MR;
-                const FR_T *Ai = A + (size_t) i0 * lda + k0;
-                FR_T *Ci = C + (size_t) i0 * ldc + n0;
-                if (cols == width) {
-                    FR_FN(tile_any)(Ai, lda, Wg, K, kc, Ci, ldc, add, m, np);
-                    continue;
-                }
-                for (int i = 0; i < m; i++)
-                    for (int c = 0; c < width; c++)
-                        edge[i * width + c] = (add && c < cols) ? Ci[(size_t) i * ldc + c] : 0;
-                FR_FN(tile_any)(Ai, lda, Wg, K, kc, edge, width, 1, m, np);
-                for (int i = 0; i < m; i++)
-                    memcpy(Ci + (size_t) i * ldc, edge + i * width,
-                           (size_t) cols * sizeof(FR_T));
-            }
-            p += np;
+        const FR_T *Wk = Wp + (size_t) k0 * FR_NR;
+        /* a group of panels: the whole row blocks one panel at a time, then the tail rows
+         * over the group, while its kc rows are still in cache */
+        for (int g = panel_begin; g < panel_end; g += group) {
+            const int ng = panel_end - g < group ? panel_end - g : group;
+            for (int p = g; full && p < g + ng; p++)
+                FR_FN(panel_group)(A + k0, lda, Wk, K, kc, N, C, ldc, add, full, FR_MR, p, 1);
+            if (tail)
+                FR_FN(panel_group)(A + (size_t) full * lda + k0, lda, Wk, K, kc, N,
+                                   C + (size_t) full * ldc, ldc, add, tail, tail, g, ng);
         }
     }
 }
