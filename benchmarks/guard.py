@@ -12,12 +12,16 @@ in this same run with the same dtype and thread count, in the same alternating r
 configuration below a floor of benchmarks/floors.json is measured once more and fails only if it
 is below again; then the guard exits 1. Every configuration is also measured at 2 threads (the
 kernel's step alternating with a 2-thread GEMM), reported beside it with its fraction of the
-2-thread limit, for information.
+2-thread limit, for information. A step runs on the threads a run given that count uses
+(train.step_threads): one where its recurrence is too small to share, marked "(uses 1)".
 
-Busy neighbour: at M, L and LSTM-L (_configs.BUSY_NEIGHBOUR_CONFIGS), the kernel at 2 threads
-while a process of ours spins on one core, against 1 thread without it, in alternating rounds;
-the ratio 2-thread / 1-thread chars/s is judged against floors.json's 'busy_neighbour' ratio,
-which fails the guard only where 'enforced' is true (information otherwise).
+Busy neighbour: at M, L and LSTM-L (_configs.BUSY_NEIGHBOUR_CONFIGS), while a process of ours
+spins on one core, the kernel at 2 threads against 1 thread, and 1 thread without the
+neighbour, in alternating rounds; the ratio 2-thread / 1-thread chars/s beside the neighbour is
+judged against floors.json's 'busy_neighbour' ratio, which fails the guard only where
+'enforced' is true (information otherwise). The neighbour's cost to one thread (1 thread beside
+it / alone) is printed beside it: on a virtual machine whose CPUs share physical cores it is
+far from 1, and it is the same whatever the thread count.
 
 It also prints the tracemalloc peak of one training step at L and CJK against the memory bound
 of _configs.memory_bound_bytes (kernel checked, reference for information) and, where
@@ -185,7 +189,7 @@ def speed_row(r: dict) -> list[str]:
         f"{r['ratio']:.2f}",
         f"{r['gemm_flops_per_s'] / 1e9:.0f}",
         f"{r['fraction']:.3f}",
-        _si(r["two_threads_chars_per_s"]),
+        _si(r["two_threads_chars_per_s"]) + r.get("two_threads_note", ""),
         f"{r['two_threads_fraction']:.3f}",
         f"x{f['ratio']}, {f['fraction']}",
         target_txt,
@@ -209,6 +213,9 @@ def interleaved_steps(
     import _measure
     from fastrnn.train import limit_threads
 
+    used = threads_used(cfg, cfg.threads)
+    # the kernel's step on the threads a run given cfg.threads uses (step_threads)
+    settings = {"kernel": lambda: limit_threads(used)} if used != cfg.threads else None
     with limit_threads(cfg.threads):
         train = {b: _measure.TrainingStep(cfg, b) for b in backends}
         n = _measure.steps_per_round(list(train.values()), round_seconds)
@@ -216,9 +223,19 @@ def interleaved_steps(
         gemm()  # warm-up: threads started, pages touched
         steps = {b: (s, cfg.chars_per_step, n) for b, s in train.items()}
         steps["gemm"] = (gemm, gemm.flops, 1)
-        rates = _measure.interleaved_rates(steps, rounds, max_seconds=max_seconds)
+        rates = _measure.interleaved_rates(
+            steps, rounds, max_seconds=max_seconds, settings=settings
+        )
         blas = _measure.blas_info()
     return rates, n, blas
+
+
+def threads_used(cfg: BenchConfig, threads: int) -> int:
+    """The threads cfg's training step runs on in a run given `threads` (train.step_threads:
+    1 where a recurrent step is too small to share)."""
+    from fastrnn.train import step_threads
+
+    return step_threads(threads, cfg.B, cfg.gates, cfg.H)
 
 
 def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float, max_seconds: float) -> dict:
@@ -258,6 +275,12 @@ def measure_two_threads(
         "kernel_chars_per_s": max(rates["kernel"]),
         "gemm_in_rounds_flops_per_s": max(rates["gemm"]),
     }
+
+
+def uses_fewer(cfg: BenchConfig, threads: int) -> str:
+    """' (uses N)' when a run of cfg given `threads` uses fewer, else ''."""
+    used = threads_used(cfg, threads)
+    return f" (uses {used})" if used != threads else ""
 
 
 def limit_key(cfg: BenchConfig) -> tuple[str, int]:
@@ -319,8 +342,8 @@ def run_speed(
         key = (cfg.dtype, TWO_THREADS)
         best_gemm[key] = max(best_gemm.get(key, 0.0), two["gemm_in_rounds_flops_per_s"])
         print(
-            f"  {cfg.name} at {TWO_THREADS} threads: kernel {_si(two['kernel_chars_per_s'])} "
-            f"chars/s ({time.perf_counter() - t0:.1f} s)",
+            f"  {cfg.name} at {TWO_THREADS} threads{uses_fewer(cfg, TWO_THREADS)}: kernel "
+            f"{_si(two['kernel_chars_per_s'])} chars/s ({time.perf_counter() - t0:.1f} s)",
             flush=True,
         )
         return two["kernel_chars_per_s"]
@@ -341,6 +364,7 @@ def run_speed(
             add_fractions(r, cfg, best_gemm[limit_key(cfg)])
             misses = below_floor(r, floor)
         add_two_thread_fraction(r, cfg, r["kernel_chars_per_s"] if two is None else two, best_gemm)
+        r["two_threads_note"] = uses_fewer(cfg, TWO_THREADS)
         r.update(
             floor=floor,
             misses=misses,
@@ -354,25 +378,37 @@ def run_speed(
 def measure_beside_busy(
     cfg: BenchConfig, rounds: int, round_seconds: float, max_seconds: float
 ) -> dict:
-    """cfg's kernel training step at one thread on its own and at TWO_THREADS beside a busy
-    neighbour (a process of ours spinning on one core), in alternating rounds; the neighbour
-    runs during the 2-thread rounds only. Best chars/s of each and the median of the paired
-    per-round ratios 2 threads beside the neighbour / 1 thread alone."""
+    """cfg's kernel training step beside a busy neighbour (a process of ours spinning on one
+    core) at one thread and at TWO_THREADS (as many as a run given them uses), and at one
+    thread on its own, in alternating rounds; the neighbour runs during the rounds beside it
+    only. Best chars/s of each, and medians of paired per-round ratios: 'ratio', 2 threads
+    / 1 thread, both beside the neighbour (what a second thread gains or loses while another
+    program holds a core), and 'neighbour_cost', 1 thread beside it / 1 thread alone (what the
+    neighbour takes from one thread: nothing on two real cores; on a virtual machine whose two
+    CPUs share a physical core, much)."""
     import _measure
     from fastrnn.train import limit_threads
 
+    two = threads_used(cfg, TWO_THREADS)
     with _measure.BusyNeighbour() as busy:
 
-        @contextlib.contextmanager
-        def beside_busy():
-            with limit_threads(TWO_THREADS), busy.spinning():
-                yield
+        def beside_busy(threads: int):
+            @contextlib.contextmanager
+            def setting():
+                with limit_threads(threads), busy.spinning():
+                    yield
 
-        settings = {"alone": lambda: limit_threads(1), "beside busy": beside_busy}
+            return setting
+
+        settings = {
+            "alone": lambda: limit_threads(1),
+            "1 beside busy": beside_busy(1),
+            "2 beside busy": beside_busy(two),
+        }
         steps, calls = {}, []
-        for name, threads in (("alone", 1), ("beside busy", TWO_THREADS)):
+        for name, threads in (("alone", 1), ("1 beside busy", 1), ("2 beside busy", two)):
             steps[name] = _measure.TrainingStep(dataclasses.replace(cfg, threads=threads), "kernel")
-            with settings[name]():  # calibrated in its own setting: the slower one decides
+            with settings[name]():  # calibrated in its own setting: the slowest one decides
                 calls.append(_measure.steps_per_round([steps[name]], round_seconds))
         n = min(calls)
         rates = _measure.interleaved_rates(
@@ -384,8 +420,10 @@ def measure_beside_busy(
     return {
         "name": cfg.name,
         "alone_chars_per_s": max(rates["alone"]),
-        "beside_busy_chars_per_s": max(rates["beside busy"]),
-        "ratio": _measure.paired_ratio(rates["beside busy"], rates["alone"]),
+        "one_beside_busy_chars_per_s": max(rates["1 beside busy"]),
+        "beside_busy_chars_per_s": max(rates["2 beside busy"]),
+        "ratio": _measure.paired_ratio(rates["2 beside busy"], rates["1 beside busy"]),
+        "neighbour_cost": _measure.paired_ratio(rates["1 beside busy"], rates["alone"]),
         "rounds": len(rates["alone"]),
         "rates_per_round": rates,
     }
@@ -405,11 +443,14 @@ def run_busy_neighbour(
             r = measure_beside_busy(cfg, rounds + 2, round_seconds, 2 * max_seconds)
         below = r["ratio"] < floor["ratio"]
         verdict = ("FAIL" if below else "ok") if floor["enforced"] else "info"
-        r.update(floor=floor["ratio"], below=below, verdict=verdict)
+        r.update(
+            floor=floor["ratio"], below=below, verdict=verdict, note=uses_fewer(cfg, TWO_THREADS)
+        )
         print(
-            f"  {cfg.name} beside a busy core: 1 thread alone {_si(r['alone_chars_per_s'])} "
-            f"chars/s, {TWO_THREADS} threads beside it {_si(r['beside_busy_chars_per_s'])} "
-            f"chars/s, ratio {r['ratio']:.2f} ({r['rounds']} rounds)",
+            f"  {cfg.name} beside a busy core: 1 thread {_si(r['one_beside_busy_chars_per_s'])} "
+            f"chars/s, {TWO_THREADS} threads{uses_fewer(cfg, TWO_THREADS)} "
+            f"{_si(r['beside_busy_chars_per_s'])} chars/s, ratio {r['ratio']:.2f}; 1 thread "
+            f"alone {_si(r['alone_chars_per_s'])} chars/s ({r['rounds']} rounds)",
             flush=True,
         )
         results.append(r)
@@ -607,9 +648,12 @@ def busy_neighbour_section(
         return []
     enforced = "a floor" if floor["enforced"] else "information, not enforced"
     print(
-        f"\nBusy neighbour: the kernel at {TWO_THREADS} threads while a process of ours spins "
-        f"on one core, against 1 thread without it (alternating rounds; ratio = median of "
-        f"per-round {TWO_THREADS}-thread / 1-thread chars/s; {floor['ratio']} is {enforced})",
+        f"\nBusy neighbour: while a process of ours spins on one core, the kernel at "
+        f"{TWO_THREADS} threads (as many as a run given {TWO_THREADS} uses: 1 where a recurrent "
+        f"step is too small to share) against 1 thread, and 1 thread without the neighbour "
+        f"(alternating rounds; ratio = median of per-round {TWO_THREADS}-thread / 1-thread "
+        f"chars/s beside it, {floor['ratio']} is {enforced}; neighbour's cost = 1 thread "
+        f"beside it / alone)",
         flush=True,
     )
     busy = run_busy_neighbour(configs, floor, rounds, round_seconds, max_seconds)
@@ -617,19 +661,23 @@ def busy_neighbour_section(
         format_table(
             [
                 "name",
-                "1 thread alone chars/s",
+                "1 thread beside busy chars/s",
                 f"{TWO_THREADS} threads beside busy chars/s",
                 "ratio",
                 "floor",
+                "1 thread alone chars/s",
+                "neighbour's cost",
                 "verdict",
             ],
             [
                 [
                     b["name"],
-                    _si(b["alone_chars_per_s"]),
-                    _si(b["beside_busy_chars_per_s"]),
+                    _si(b["one_beside_busy_chars_per_s"]),
+                    _si(b["beside_busy_chars_per_s"]) + b["note"],
                     f"{b['ratio']:.2f}",
                     b["floor"],
+                    _si(b["alone_chars_per_s"]),
+                    f"{b['neighbour_cost']:.2f}",
                     b["verdict"] + (" (below)" if b["verdict"] == "info" and b["below"] else ""),
                 ]
                 for b in busy

@@ -12,7 +12,15 @@ import pytest
 from fastrnn.cli import train_parser
 from fastrnn.config import TrainConfig
 from fastrnn.errors import ConfigError
-from fastrnn.train import AUTO_THREAD_MADDS, Trainer, auto_threads, usable_cores
+from fastrnn.model import _kernel
+from fastrnn.train import (
+    AUTO_THREAD_MADDS,
+    SHARED_STEP_MADDS,
+    Trainer,
+    auto_threads,
+    step_threads,
+    usable_cores,
+)
 
 train_module = importlib.import_module("fastrnn.train")  # the module, not fastrnn.train()
 TEXT = "the cat sat on the mat; the dog sat on the log.\n" * 40
@@ -78,6 +86,52 @@ def test_the_trainer_runs_with_the_chosen_threads(monkeypatch, tmp_path, given, 
     assert trainer.threads == expected
     trainer.run(handle_signals=False)
     assert used == [expected]
+
+
+@pytest.mark.parametrize(
+    "threads,B,G,H,expected",
+    [
+        (2, 32, 1, 100, 1),  # M: the recurrence stays on one thread, so does the step
+        (2, 1, 1, 100, 1),  # the classic rnn
+        (2, 32, 4, 100, 2),  # LSTM at H = 100: 1.28 million multiply-adds, shared
+        (4, 32, 1, 512, 4),
+        (1, 32, 4, 512, 1),
+    ],
+)
+def test_a_given_count_is_the_most_a_run_uses(threads, B, G, H, expected):
+    assert step_threads(threads, B, G, H) == expected
+
+
+@pytest.mark.parametrize("B,G,H", [(32, 1, 181), (32, 1, 182), (8, 4, 181), (8, 4, 182)])
+def test_a_step_uses_threads_where_the_kernel_shares_its_recurrence(B, G, H):
+    """step_threads' threshold is the kernel's: around B*G*H*H = SHARED_STEP_MADDS."""
+    before = _kernel.set_recurrent_threads(2)
+    try:
+        shared = _kernel.recurrence_threads_for(B, H, G * H, "float32") > 1
+    finally:
+        _kernel.set_recurrent_threads(before)
+    assert (B * G * H * H >= SHARED_STEP_MADDS) == shared
+    assert step_threads(2, B, G, H) == (2 if shared else 1)
+
+
+def test_a_run_says_when_it_uses_fewer_threads_than_given(tmp_path):
+    out = io.StringIO()
+    options = dict(
+        cell="rnn",
+        num_layers=1,
+        hidden_size=64,
+        embedding_size=0,
+        batch_size=8,
+        seq_length=4,
+        max_iters=1,
+        eval_every=0,
+        sample_every=0,
+        threads=2,
+        checkpoint=str(tmp_path / "run.npz"),
+    )
+    trainer = Trainer(options, TEXT, out)
+    assert trainer.threads == 1
+    assert "--threads 2" in out.getvalue() and "1 thread" in out.getvalue()
 
 
 def test_threads_must_not_be_negative():

@@ -109,13 +109,54 @@ def fake_measurements(monkeypatch, ratios):
         return {
             "name": cfg.name,
             "alone_chars_per_s": 100.0,
+            "one_beside_busy_chars_per_s": 100.0,
             "beside_busy_chars_per_s": 100.0 * ratios[len(calls) - 1],
             "ratio": ratios[len(calls) - 1],
+            "neighbour_cost": 1.0,
             "rounds": rounds,
         }
 
     monkeypatch.setattr(guard, "measure_beside_busy", measure)
     return calls
+
+
+class FakeNeighbour:
+    """BusyNeighbour's interface without a process."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    @contextlib.contextmanager
+    def spinning(self):
+        yield
+
+
+@pytest.mark.parametrize("name,two_threads_use", [("M", 1), ("L", 2)])
+def test_beside_busy_compares_threads_beside_the_neighbour(monkeypatch, name, two_threads_use):
+    """ratio: 2 threads / 1 thread, both beside the neighbour; neighbour_cost: 1 thread beside
+    it / alone; the 2-thread step runs on the threads a run given 2 uses (1 at M)."""
+    rates = {"alone": [10.0, 12.0, 11.0], "1 beside busy": [5.0, 6.0, 6.0]}
+    rates["2 beside busy"] = [4.0, 9.0, 4.5]
+    built = {}
+
+    class Step:
+        def __init__(self, cfg, backend):
+            built.setdefault(cfg.threads, 0)
+            built[cfg.threads] += 1
+
+    monkeypatch.setattr(_measure, "BusyNeighbour", FakeNeighbour)
+    monkeypatch.setattr(_measure, "TrainingStep", Step)
+    monkeypatch.setattr(_measure, "steps_per_round", lambda steps, seconds: 3)
+    monkeypatch.setattr(_measure, "interleaved_rates", lambda steps, rounds, **kw: rates)
+    r = guard.measure_beside_busy(CONFIGS[name], 3, 0.1, 1.0)
+    assert r["ratio"] == pytest.approx(0.8)  # median of 4/5, 9/6, 4.5/6
+    assert r["neighbour_cost"] == pytest.approx(0.5)  # median of 5/10, 6/12, 6/11
+    assert r["alone_chars_per_s"] == 12.0 and r["beside_busy_chars_per_s"] == 9.0
+    assert r["one_beside_busy_chars_per_s"] == 6.0
+    assert built == ({1: 3} if two_threads_use == 1 else {1: 2, 2: 1})
 
 
 def test_enforced_floor_measures_again_then_fails(monkeypatch):

@@ -297,9 +297,7 @@ class Trainer:
             cfg.optimizer, self.model.params, cfg.learning_rate, backend=cfg.backend
         )
         lo, hi = self.share
-        self.threads = cfg.threads or auto_threads(
-            hi - lo, self.model.gates, self.model.hidden_size, self.world.size, usable_cores()
-        )
+        self.threads = self.chosen_threads(hi - lo)
         self.h = self.model.initial_state(hi - lo)  # (B_r, H) carried state of own streams
         # [mpi] the gradients live in one flat buffer, with flag slots, reduced in one call
         self.grad_buffer, self.grads, self.flags = distributed.flat_grads(
@@ -455,6 +453,21 @@ class Trainer:
                 self.agreed_stop = reason
                 break
         return float(flags[distributed.FLAG_LOSS])
+
+    def chosen_threads(self, B: int) -> int:
+        """The threads of this run's B streams: --threads 0 chooses (auto_threads); a count
+        given is the most it uses (step_threads), and a note says when it uses fewer."""
+        cfg, G, H = self.config, self.model.gates, self.model.hidden_size
+        if not cfg.threads:
+            return auto_threads(B, G, H, self.world.size, usable_cores())
+        threads = step_threads(cfg.threads, B, G, H)
+        if threads < cfg.threads:
+            self.progress.say(
+                f"note: --threads {cfg.threads}: a recurrent step of this model has "
+                f"B*G*H*H = {B * G * H * H:,} multiply-adds, too few to share (under "
+                f"{SHARED_STEP_MADDS:,}); running on {threads} thread"
+            )
+        return threads
 
     def evaluate(self) -> float | None:
         """Mean loss per character over the validation tail (forward only, own hidden state).
@@ -825,6 +838,23 @@ def auto_threads(B: int, G: int, H: int, processes: int, cores: int) -> int:
     if processes > 1 or work < 2 * AUTO_THREAD_MADDS:
         return 1
     return max(1, min(cores, work // AUTO_THREAD_MADDS))
+
+
+# A step whose recurrent product has fewer multiply-adds than this (B*G*H*H) keeps its
+# recurrence on one thread in the kernel (_recurrent.pxi's PARALLEL_MIN_MADDS): a barrier per
+# step would cost more than the second thread gives.
+SHARED_STEP_MADDS = 1 << 20
+
+
+def step_threads(threads: int, B: int, G: int, H: int) -> int:
+    """The threads a run allowed `threads` uses for B streams of a cell of G gate blocks and H
+    units: all of them where the kernel shares the recurrence (B*G*H*H >= SHARED_STEP_MADDS),
+    else 1. Below that only the batched products would take more threads, and they are too
+    small to gain: on 2 idle cores the rnn at H = 100 (B = 32) measured 549k chars/s at 2
+    threads against 598k at 1, and beside a busy process 0.6x of one thread alone."""
+    if threads <= 1 or B * G * H * H < SHARED_STEP_MADDS:
+        return 1
+    return threads
 
 
 def usable_cores() -> int:
