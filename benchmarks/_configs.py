@@ -133,6 +133,10 @@ MEMORY_CONFIGS = ("L", "CJK")
 # spinning on one core), against 1 thread without it.
 BUSY_NEIGHBOUR_CONFIGS = ("M", "L", "LSTM-L")
 
+# What layer 0 of compare_torch's models reads: one-hot rows (the named configuration) or an
+# embedding of H (nn.Embedding, embedding_size=H); see compare_torch's docstring.
+TORCH_INPUTS = ("one-hot", "embedding")
+
 # Sampling sizes and their speed targets: (name, V, H, target chars/s).
 SAMPLING_CONFIGS = (("S", 65, 100, 300_000), ("CJK", 6533, 256, 8_000))
 

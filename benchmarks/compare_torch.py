@@ -11,6 +11,8 @@ configuration's thread count or at each count of --threads (the BLAS, fastrnn's 
 torch.set_num_threads alike). Both sides do what fastrnn's training step does
 (benchmarks/_measure.TrainingStep): the forward and full BPTT over the (B, T) chunk, the mean
 cross-entropy over B*T targets, elementwise clipping of every gradient at 5, then Adam.
+PyTorch's side (_torch_steps.py) runs in a process of its own, with the thread settings it has
+without fastrnn (_torch_env.py says why); each side's settings are printed above the table.
 
 Two pairs are timed, each pair the same model on both sides (G gate blocks: 1 rnn, 4 lstm,
 3 gru):
@@ -41,90 +43,53 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
+# First, before fastrnn: the environment PyTorch's process is started with (see _torch_env).
+import _torch_env  # noqa: E402  isort: skip
 
 import _measure  # noqa: E402  (imports fastrnn: both OpenBLAS copies loaded before limits)
+from _configs import TORCH_INPUTS as INPUTS  # noqa: E402
 from _configs import BenchConfig, select  # noqa: E402
 from fastrnn.train import limit_threads  # noqa: E402
 from guard import _si, format_table  # noqa: E402
 
-try:
-    import torch
-except ImportError:  # pragma: no cover - depends on the machine
-    sys.exit("compare_torch: PyTorch is not installed (install a CPU build to run this comparison)")
-
 DEFAULT_CONFIGS = "S,M,L,CJK,LSTM-M,LSTM-L,GRU-L,LSTM2-L"
-INPUTS = ("one-hot", "embedding")
 
 
 class TorchStep:
-    """Callable: one PyTorch training step of cfg's model (cell, layers, dtype) with layer 0
-    reading `variant` ('one-hot' or 'embedding', see the module docstring), on the next of
-    CHUNKS_IN_POOL random chunks; h0 stays zero."""
+    """Callable: one PyTorch training step of cfg's model with layer 0 reading `variant` (see
+    the module docstring), made and run in the PyTorch process (_torch_steps.TorchStep);
+    ``time_steps(n)`` times n of them there, without the pipe's round trips
+    (_measure.time_steps)."""
 
-    def __init__(self, cfg: BenchConfig, variant: str, seed: int = 0):
-        if variant not in INPUTS:
-            raise ValueError(f"variant must be one of {INPUTS}, got {variant!r}")
-        V, H, B, L = cfg.V, cfg.H, cfg.B, cfg.layers
-        dtype = getattr(torch, cfg.dtype)
-        torch.manual_seed(seed)
-        self.V = V
-        self.embed = torch.nn.Embedding(V, H, dtype=dtype) if variant == "embedding" else None
-        self.rnn = recurrent_module(cfg.cell, H if self.embed is not None else V, H, L, dtype)
-        self.head = torch.nn.Linear(H, V, dtype=dtype)
-        modules = [m for m in (self.embed, self.rnn, self.head) if m is not None]
-        self.params = [p for m in modules for p in m.parameters()]
-        self.optimizer = torch.optim.Adam(self.params, lr=_measure.ADAM_LR)
-        rng = np.random.default_rng(seed + 1)
-        shape = (_measure.CHUNKS_IN_POOL, B, cfg.T)
-        self.xs = torch.from_numpy(rng.integers(0, V, shape))
-        self.ys = torch.from_numpy(rng.integers(0, V, shape))
-        h0 = torch.zeros(L, B, H, dtype=dtype)
-        self.state = (h0, torch.zeros_like(h0)) if cfg.cell == "lstm" else h0
-        self.dtype = dtype
-        self.i = 0
-
-    def layer0_input(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, H) embedding rows or (B, T, V) one-hot rows of the characters x (B, T)."""
-        if self.embed is not None:
-            return self.embed(x)
-        return torch.nn.functional.one_hot(x, self.V).to(self.dtype)
+    def __init__(self, process: _torch_env.TorchProcess, cfg: BenchConfig, variant: str):
+        self.process = process
+        self.key = process.call("make", dataclasses.asdict(cfg), variant)
 
     def __call__(self) -> float:
-        k = self.i % _measure.CHUNKS_IN_POOL
-        self.i += 1
-        self.optimizer.zero_grad(set_to_none=False)
-        out, _ = self.rnn(self.layer0_input(self.xs[k]), self.state)  # (B, T, H)
-        logits = self.head(out).reshape(-1, self.V)  # (B*T, V)
-        loss = torch.nn.functional.cross_entropy(logits, self.ys[k].reshape(-1))
-        loss.backward()
-        for p in self.params:
-            p.grad.clamp_(-_measure.GRAD_CLIP, _measure.GRAD_CLIP)
-        self.optimizer.step()
-        return loss.item()
+        return self.process.call("step", self.key)
+
+    def time_steps(self, n: int) -> float:
+        return self.process.call("time_steps", self.key, n)
 
 
-def recurrent_module(cell: str, inputs: int, H: int, layers: int, dtype) -> torch.nn.Module:
-    """nn.RNN (tanh), nn.LSTM or nn.GRU: `layers` stacked layers of H, batch first."""
-    kinds = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-    return kinds[cell](inputs, H, num_layers=layers, batch_first=True, dtype=dtype)
-
-
-def compare(cfg: BenchConfig, rounds: int, round_seconds: float) -> list[dict]:
-    """One row per input variant: best step seconds of fastrnn's kernel step and of PyTorch's,
-    and the median paired speed ratio, the four steps alternating in the same rounds at
-    cfg.threads."""
+def compare(
+    cfg: BenchConfig, rounds: int, round_seconds: float, torch_process: _torch_env.TorchProcess
+) -> list[dict]:
+    """One row per input variant: best step seconds of fastrnn's kernel step and of PyTorch's
+    (in its process), and the median paired speed ratio, the four steps alternating in the same
+    rounds at cfg.threads."""
+    torch_process.call("set_threads", cfg.threads)
     with limit_threads(cfg.threads):
-        torch.set_num_threads(cfg.threads)
-        steps = {}
+        steps: dict[tuple[str, str], _measure.TrainingStep | TorchStep] = {}
         for variant in INPUTS:
             embedding = cfg.H if variant == "embedding" else 0
             steps[("fastrnn", variant)] = _measure.TrainingStep(
                 cfg, "kernel", embedding_size=embedding
             )
-            steps[("torch", variant)] = TorchStep(cfg, variant)
+            steps[("torch", variant)] = TorchStep(torch_process, cfg, variant)
         n = _measure.steps_per_round(list(steps.values()), round_seconds)
         rates = _measure.interleaved_rates({k: (s, 1, n) for k, s in steps.items()}, rounds)
+    torch_process.call("drop")
     return [
         {
             "config": cfg.name,
@@ -201,7 +166,31 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"compare_torch: {exc}", file=sys.stderr)
         return 2
-    print(f"PyTorch {torch.__version__}; {_measure.describe_blas(_measure.blas_info())}")
+    try:
+        with _torch_env.TorchProcess("_torch_steps") as torch_process:
+            return run_all(configs, thread_counts, args, torch_process)
+    except ImportError as exc:
+        print(f"compare_torch: {exc}; install a CPU build to run this comparison", file=sys.stderr)
+        return 1
+
+
+def thread_settings(values: dict[str, str | None]) -> str:
+    """'OMP_WAIT_POLICY=PASSIVE, OPENBLAS_THREAD_TIMEOUT unset' and the like."""
+    return ", ".join(f"{k}={v}" if v is not None else f"{k} unset" for k, v in values.items())
+
+
+def run_all(
+    configs: list[BenchConfig],
+    thread_counts: list[int] | None,
+    args: argparse.Namespace,
+    torch_process: _torch_env.TorchProcess,
+) -> int:
+    """The comparison of every configuration at each thread count, printed row by row, then
+    as a table."""
+    print(f"fastrnn: {_measure.describe_blas(_measure.blas_info())}")
+    print(f"  {thread_settings(_torch_env.thread_variables())}")
+    print(f"PyTorch {torch_process.call('version')}, in a process of its own:")
+    print(f"  {thread_settings(_torch_env.BEFORE_FASTRNN or {})}")
     print(
         "one step: forward + full BPTT over B*T, mean cross-entropy, clip 5, Adam; "
         "input one-hot: the named configuration; embedding: nn.Embedding(V, H) + (H, G*H) "
@@ -211,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for cfg in configs:
         for threads in thread_counts or [cfg.threads]:
             run = dataclasses.replace(cfg, threads=threads)
-            for r in compare(run, args.rounds, args.round_seconds):
+            for r in compare(run, args.rounds, args.round_seconds, torch_process):
                 rows.append(table_row(r, cfg.chars_per_step))
                 print("  " + "  ".join(str(c) for c in rows[-1]), flush=True)
     print()

@@ -10,7 +10,8 @@ evaluated every --eval-every iterations and at the end) for --seconds of wall ti
 load does not affect). With --torch, the same model is trained by a PyTorch script
 (nn.Embedding + nn.RNN/nn.LSTM/nn.GRU + nn.Linear, PyTorch's default initialisation, the same
 streams, chunks, carried state, mean cross-entropy, elementwise clipping and Adam), alternating
-with fastrnn configuration by configuration. PyTorch is not a dependency of fastrnn: install a
+with fastrnn configuration by configuration, in a process of its own that has the thread
+settings PyTorch has without fastrnn (_torch_env). PyTorch is not a dependency of fastrnn: install a
 CPU build by hand to use --torch.
 
 The table gives, per run: the final and the best validation loss (nats/char), the validation
@@ -20,6 +21,7 @@ loss at each evaluation (per-iteration mode), iterations done and chars/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import json
@@ -32,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The environment before fastrnn sets its thread defaults (OMP_WAIT_POLICY), which PyTorch's
-# OpenMP runtime would otherwise read when it loads: the script runs as it would on its own.
-ENVIRONMENT_BEFORE_FASTRNN = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY",)}
+# First, before fastrnn: the environment the PyTorch script's process is started with, so that
+# it runs with the thread settings it has on its own (see _torch_env).
+import _torch_env  # isort: skip
 
 import fastrnn  # noqa: E402
 from fastrnn.data import (  # noqa: E402
@@ -152,13 +154,21 @@ def run_fastrnn(
 # ---------------------------------------------------------------------------- PyTorch
 
 
+TORCH_SETTINGS = ("threads", "val_fraction", "iters", "seconds", "eval_every")
+
+
+def run_torch_named(name: str, corpus: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """run_torch of the named configuration with the TORCH_SETTINGS of the command line: what
+    the PyTorch process (_torch_env.TorchProcess) is asked to run."""
+    return run_torch(named_configs()[name], corpus, argparse.Namespace(**settings))
+
+
+TORCH_CALLS = {"run_torch": run_torch_named}
+
+
 def run_torch(cfg: QualityConfig, corpus: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The usual PyTorch char-RNN script of the same size, on the same chunks."""
-    for name, value in ENVIRONMENT_BEFORE_FASTRNN.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    """The usual PyTorch char-RNN script of the same size, on the same chunks. Run it in the
+    PyTorch process (run_torch_named), where torch was imported before fastrnn."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -279,11 +289,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| run | final val | best val | iterations | chars/s | val at each evaluation |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name in names:
-        cfg = configs[name]
-        if args.torch and not cfg.defaults:
-            print(row(f"PyTorch {name}", run_torch(cfg, args.corpus, args)), flush=True)
-        print(row(f"fastrnn {name}", run_fastrnn(cfg, args.corpus, args, extra)), flush=True)
+    settings = {k: getattr(args, k) for k in TORCH_SETTINGS}
+    with contextlib.ExitStack() as stack:
+        try:
+            torch_process = (
+                stack.enter_context(_torch_env.TorchProcess("quality")) if args.torch else None
+            )
+        except ImportError as exc:
+            print(f"quality: {exc}; install a CPU build to use --torch", file=sys.stderr)
+            return 1
+        for name in names:
+            cfg = configs[name]
+            if torch_process is not None and not cfg.defaults:
+                result = torch_process.call("run_torch", name, args.corpus, settings)
+                print(row(f"PyTorch {name}", result), flush=True)
+            print(row(f"fastrnn {name}", run_fastrnn(cfg, args.corpus, args, extra)), flush=True)
     return 0
 
 

@@ -9,12 +9,15 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from .config import DEFAULT_TIME_LIMIT, DEFAULTS, INIT_SCHEMES, TrainConfig
@@ -663,10 +666,10 @@ def sample_parser() -> argparse.ArgumentParser:
 
 
 def sample_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of fastrnn-sample; returns the exit status."""
-    from .checkpoint import load_model
-    from .sample import iter_sample
-
+    """Entry point of fastrnn-sample; returns the exit status. Ctrl-C and SIGTERM stop it alike,
+    with status 130 and 143: the text streamed so far stays on stdout; a -o file is written
+    once generation has ended, and a SIGTERM during that write waits for its end. The previous
+    SIGTERM handler comes back on return."""
     args = sample_parser().parse_args(argv)
     if args.beam is not None and args.num_samples > 1:
         return _fail(
@@ -676,9 +679,26 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
             ),
         )
     if args.beam is not None:
-        return beam_main(args)
-    if args.num_samples > 1:
-        return samples_main(args)
+        command = beam_main
+    elif args.num_samples > 1:
+        command = samples_main
+    else:
+        command = one_sample_main
+    try:
+        with SigtermRaises() as signals:
+            return command(args, signals)
+    except KeyboardInterrupt:
+        return _stopped(INTERRUPTED)
+    except Terminated:
+        return _stopped(TERMINATED)
+
+
+def one_sample_main(args: argparse.Namespace, signals: SigtermRaises) -> int:
+    """fastrnn-sample (one sample): streamed to stdout as it is generated, or written to -o at
+    the end."""
+    from .checkpoint import load_model
+    from .sample import iter_sample
+
     try:
         model, vocab = load_model(args.checkpoint)
         chars = iter_sample(
@@ -693,16 +713,81 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
         )
         first = next(chars, "")  # validates the options before any output is written
         if args.output:
-            _write_file(args.output, args.prime + first + "".join(chars))
+            text = args.prime + first + "".join(chars)
+            with signals.held():
+                _write_file(args.output, text)
         else:
             _stream(sys.stdout, args.prime + first, chars)
     except FastrnnError as exc:
         return _fail("fastrnn-sample", exc)
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # the reader (e.g. `head`) has all it wanted
         _silence_stdout()
     return 0
+
+
+# ---------------------------------------------------------------- fastrnn-sample, signals
+
+INTERRUPTED: int = 128 + signal.SIGINT  # 130, the status after Ctrl-C (EXIT_RULE)
+TERMINATED: int = 128 + signal.SIGTERM  # 143, the status after SIGTERM (EXIT_RULE)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread inside ``SigtermRaises``: as KeyboardInterrupt, a
+    BaseException, so that no ``except Exception`` on the way swallows it."""
+
+
+class SigtermRaises:
+    """Within ``with SigtermRaises() as signals:``, SIGTERM raises Terminated in the main thread,
+    as Ctrl-C raises KeyboardInterrupt, so that a command stops the same way for both; inside
+    ``signals.held()`` it waits for the end of the block. The previous handler comes back on
+    exit. Only the main thread can handle signals; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.installed = False
+        self.previous: Any = signal.SIG_DFL
+        self.holding = False
+        self.pending = False
+
+    def __enter__(self) -> SigtermRaises:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, self._handle)
+            # None: a handler installed outside Python, which cannot be put back; the default
+            self.previous = signal.SIG_DFL if previous is None else previous
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.installed = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.holding:
+            self.pending = True
+        else:
+            raise Terminated
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A SIGTERM received inside this block (writing a file, which must not be left half
+        written) raises Terminated when the block ends."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            raise Terminated
+
+
+def _stopped(status: int) -> int:
+    """After Ctrl-C or SIGTERM: what was streamed so far goes out (whole characters: stdout
+    encodes what it was given character by character), then the status."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):  # a closed pipe or stream: nothing more to give
+        pass
+    return status
 
 
 def _silence_stdout() -> None:
@@ -991,7 +1076,7 @@ def sample_blocks(texts: Sequence[str], prime: str) -> str:
     return "\n".join(f"--- sample {k} ---\n{prime}{text}" for k, text in enumerate(texts, 1))
 
 
-def samples_main(args: argparse.Namespace) -> int:
+def samples_main(args: argparse.Namespace, signals: SigtermRaises) -> int:
     """fastrnn-sample --num-samples N (N > 1): N samples drawn together, numbered."""
     from .checkpoint import load_model
     from .sample import sample_many
@@ -1010,13 +1095,12 @@ def samples_main(args: argparse.Namespace) -> int:
             args.seed,
         )
         if args.output:
-            _write_file(args.output, sample_blocks(texts, args.prime))
+            with signals.held():
+                _write_file(args.output, sample_blocks(texts, args.prime))
         else:
             print(sample_blocks(texts, args.prime), flush=True)
     except FastrnnError as exc:
         return _fail("fastrnn-sample", exc)
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         _silence_stdout()
     return 0
@@ -1025,7 +1109,7 @@ def samples_main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- fastrnn-sample --beam
 
 
-def beam_main(args: argparse.Namespace) -> int:
+def beam_main(args: argparse.Namespace, signals: SigtermRaises) -> int:
     """fastrnn-sample --beam N: the N likeliest continuations, best first, each after a
     '# beam k: B bits/char' line."""
     from .beam import beam_search, bits_per_char
@@ -1040,7 +1124,8 @@ def beam_main(args: argparse.Namespace) -> int:
             for k, (text, logp) in enumerate(found, 1)
         ]
         if args.output:
-            _write_file(args.output, "\n".join(blocks))
+            with signals.held():
+                _write_file(args.output, "\n".join(blocks))
         else:
             for block in blocks:
                 print(block, flush=True)
