@@ -69,9 +69,10 @@ TWO_THREADS = 2  # the second thread count every configuration is reported at
 
 def load_floors(path: Path = FLOORS_PATH) -> dict:
     """floors.json: {'configs': {NAME: {'ratio', 'fraction', 'target_ratio', 'target_fraction'}},
-    'memory_bound_factor': f, 'busy_neighbour': {'ratio', 'enforced'}}. Every configuration of
-    CONFIGS must have a ratio and fraction floor; the busy-neighbour section runs only when
-    'busy_neighbour' is there, and its ratio fails the guard only when 'enforced' is true."""
+    'memory_bound_factor': f, 'busy_neighbour': {'ratio', 'enforced', 'target_ratio'}}. Every
+    configuration of CONFIGS must have a ratio and fraction floor; the busy-neighbour section
+    runs only when 'busy_neighbour' is there, its ratio fails the guard only when 'enforced' is
+    true, and its optional target is printed for information."""
     floors = json.loads(Path(path).read_text())
     for name in CONFIGS:
         entry = floors.get("configs", {}).get(name)
@@ -83,6 +84,7 @@ def load_floors(path: Path = FLOORS_PATH) -> dict:
     if busy is not None and (
         not isinstance(busy.get("ratio"), (int, float))
         or not isinstance(busy.get("enforced"), bool)
+        or not isinstance(busy.get("target_ratio", 0.0), (int, float))
     ):
         raise ValueError(
             f"{path}: 'busy_neighbour' needs a numeric 'ratio' and a true/false 'enforced', "
@@ -443,8 +445,14 @@ def run_busy_neighbour(
             r = measure_beside_busy(cfg, rounds + 2, round_seconds, 2 * max_seconds)
         below = r["ratio"] < floor["ratio"]
         verdict = ("FAIL" if below else "ok") if floor["enforced"] else "info"
+        target = floor.get("target_ratio")
         r.update(
-            floor=floor["ratio"], below=below, verdict=verdict, note=uses_fewer(cfg, TWO_THREADS)
+            floor=floor["ratio"],
+            below=below,
+            verdict=verdict,
+            note=uses_fewer(cfg, TWO_THREADS),
+            target=target,
+            meets_target=None if target is None else r["ratio"] >= target,
         )
         print(
             f"  {cfg.name} beside a busy core: 1 thread {_si(r['one_beside_busy_chars_per_s'])} "
@@ -665,6 +673,7 @@ def busy_neighbour_section(
                 f"{TWO_THREADS} threads beside busy chars/s",
                 "ratio",
                 "floor",
+                "target",
                 "1 thread alone chars/s",
                 "neighbour's cost",
                 "verdict",
@@ -676,6 +685,9 @@ def busy_neighbour_section(
                     _si(b["beside_busy_chars_per_s"]) + b["note"],
                     f"{b['ratio']:.2f}",
                     b["floor"],
+                    "-"
+                    if b["target"] is None
+                    else f"{'met' if b['meets_target'] else 'not met'} ({b['target']})",
                     _si(b["alone_chars_per_s"]),
                     f"{b['neighbour_cost']:.2f}",
                     b["verdict"] + (" (below)" if b["verdict"] == "info" and b["below"] else ""),

@@ -179,9 +179,17 @@ def test_floor_not_enforced_is_information(monkeypatch):
 
 
 def test_committed_busy_neighbour_floor():
-    floors = guard.load_floors()
-    assert floors["busy_neighbour"]["ratio"] == pytest.approx(1 / 1.5, abs=0.005)
+    busy = guard.load_floors()["busy_neighbour"]
+    assert busy["target_ratio"] == pytest.approx(1 / 1.5, abs=0.005)  # at most 1.5x slower
+    assert 0 < busy["ratio"] <= busy["target_ratio"] and busy["enforced"] is True
     assert set(BUSY_NEIGHBOUR_CONFIGS) <= set(CONFIGS)
+
+
+def test_the_busy_target_is_information_beside_the_floor(monkeypatch):
+    fake_measurements(monkeypatch, [0.6])
+    floor = {"ratio": 0.5, "target_ratio": 0.67, "enforced": True}
+    [r] = guard.run_busy_neighbour([CONFIGS["L"]], floor, 5, 0.1, 3.0)
+    assert r["verdict"] == "ok" and r["meets_target"] is False and r["target"] == 0.67
 
 
 def test_load_floors_rejects_a_malformed_busy_neighbour_entry(tmp_path):
