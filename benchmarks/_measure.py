@@ -244,6 +244,16 @@ def interleaved_rates(
     return rates
 
 
+@contextlib.contextmanager
+def settling(seconds: float) -> Iterator[None]:
+    """A setting for interleaved_rates: a pause of `seconds` after the round (outside the clock),
+    so that threads the round left spinning go to sleep before the next round starts."""
+    try:
+        yield
+    finally:
+        time.sleep(seconds)
+
+
 def paired_ratio(a: list[float], b: list[float]) -> float:
     """Median over rounds of a[r] / b[r]: rates measured in the same round are paired, so a
     slow moment of the machine slows both halves of a pair."""

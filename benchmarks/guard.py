@@ -62,6 +62,12 @@ from _configs import (  # noqa: E402
 
 FLOORS_PATH = Path(__file__).resolve().parent / "floors.json"
 TWO_THREADS = 2  # the second thread count every configuration is reported at
+# numpy's OpenBLAS loads before fastrnn sets OPENBLAS_THREAD_TIMEOUT for the kernel's, so its
+# worker threads spin for about 0.1 s (2^28 cycles) after each product before they sleep: at 2
+# threads they took a core from the round after the reference's (the GEMM limit measured 150
+# GFLOP/s instead of 185). The reference's rounds at more than one thread are followed by this
+# pause, outside the clock.
+NUMPY_BLAS_SETTLE_SECONDS = 0.25
 
 
 # ------------------------------------------------------------------------- floors and verdicts
@@ -216,8 +222,11 @@ def interleaved_steps(
     from fastrnn.train import limit_threads
 
     used = threads_used(cfg, cfg.threads)
-    # the kernel's step on the threads a run given cfg.threads uses (step_threads)
-    settings = {"kernel": lambda: limit_threads(used)} if used != cfg.threads else None
+    settings = {}
+    if used != cfg.threads:  # the kernel's step on the threads a run given cfg.threads uses
+        settings["kernel"] = lambda: limit_threads(used)
+    if cfg.threads > 1 and "numpy" in backends:
+        settings["numpy"] = lambda: _measure.settling(NUMPY_BLAS_SETTLE_SECONDS)
     with limit_threads(cfg.threads):
         train = {b: _measure.TrainingStep(cfg, b) for b in backends}
         n = _measure.steps_per_round(list(train.values()), round_seconds)

@@ -207,3 +207,44 @@ def test_two_thread_fraction_uses_the_two_thread_limit():
     r = guard.add_two_thread_fraction({}, cfg, 20_000.0, best_gemm)
     assert r["two_threads_chars_per_s"] == 20_000.0
     assert r["two_threads_fraction"] == pytest.approx(20_000.0 * cfg.flops_per_char / 100e9)
+
+
+def test_settling_pauses_after_its_round_outside_the_clock(monkeypatch):
+    events = []
+    monkeypatch.setattr(_measure.time, "sleep", lambda s: events.append(("sleep", s)))
+    steps = {"a": ((lambda: events.append("a")), 1, 1)}
+    _measure.interleaved_rates(steps, rounds=2, settings={"a": lambda: _measure.settling(0.25)})
+    assert events == ["a", ("sleep", 0.25), "a", ("sleep", 0.25)]
+
+
+def test_the_reference_at_two_threads_is_followed_by_a_pause(monkeypatch):
+    """At more than one thread the numpy rounds get guard.NUMPY_BLAS_SETTLE_SECONDS after
+    them; at one thread no round pauses."""
+    seen = {}
+
+    def fake_rates(steps, rounds, max_seconds=None, settings=None):
+        seen[len(seen)] = settings or {}
+        return {name: [1.0] for name in steps}
+
+    class Step:
+        def __init__(self, cfg, backend):
+            pass
+
+    monkeypatch.setattr(_measure, "interleaved_rates", fake_rates)
+    monkeypatch.setattr(_measure, "TrainingStep", Step)
+    monkeypatch.setattr(_measure, "steps_per_round", lambda steps, seconds: 1)
+
+    class Gemm:
+        flops = 1.0
+
+        def __init__(self, dtype):
+            pass
+
+        def __call__(self):
+            return None
+
+    monkeypatch.setattr(_measure, "GemmStep", Gemm)
+    guard.interleaved_steps(CONFIGS["L2"], ("kernel", "numpy"), 3, 0.1, 1.0)
+    guard.interleaved_steps(CONFIGS["L"], ("kernel", "numpy"), 3, 0.1, 1.0)
+    assert "numpy" in seen[0] and "kernel" not in seen[0]
+    assert "numpy" not in seen[1]
