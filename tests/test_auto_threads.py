@@ -57,6 +57,21 @@ def test_usable_cores_is_positive():
     assert usable_cores() >= 1
 
 
+def one_iteration(tmp_path, **options) -> dict:
+    """Options of a one-iteration rnn run without evaluation or samples, plus `options`."""
+    base = dict(
+        cell="rnn",
+        num_layers=1,
+        embedding_size=0,
+        seq_length=4,
+        max_iters=1,
+        eval_every=0,
+        sample_every=0,
+        checkpoint=str(tmp_path / "run.npz"),
+    )
+    return base | options
+
+
 @pytest.mark.parametrize("given,cores,expected", [(0, 2, 2), (0, 1, 1), (3, 2, 3), (1, 8, 1)])
 def test_the_trainer_runs_with_the_chosen_threads(monkeypatch, tmp_path, given, cores, expected):
     monkeypatch.setattr(train_module, "usable_cores", lambda: cores)
@@ -68,20 +83,7 @@ def test_the_trainer_runs_with_the_chosen_threads(monkeypatch, tmp_path, given, 
         yield
 
     monkeypatch.setattr(train_module, "limit_threads", record)
-    options = dict(
-        cell="rnn",
-        num_layers=1,
-        hidden_size=256,
-        embedding_size=0,
-        batch_size=32,
-        seq_length=4,
-        max_iters=1,
-        eval_every=0,
-        sample_every=0,
-        threads=given,
-        checkpoint=str(tmp_path / "run.npz"),
-        quiet=True,
-    )
+    options = one_iteration(tmp_path, hidden_size=256, batch_size=32, threads=given, quiet=True)
     trainer = Trainer(options, TEXT, io.StringIO())
     assert trainer.threads == expected
     trainer.run(handle_signals=False)
@@ -116,20 +118,7 @@ def test_a_step_uses_threads_where_the_kernel_shares_its_recurrence(B, G, H):
 
 def test_a_run_says_when_it_uses_fewer_threads_than_given(tmp_path):
     out = io.StringIO()
-    options = dict(
-        cell="rnn",
-        num_layers=1,
-        hidden_size=64,
-        embedding_size=0,
-        batch_size=8,
-        seq_length=4,
-        max_iters=1,
-        eval_every=0,
-        sample_every=0,
-        threads=2,
-        checkpoint=str(tmp_path / "run.npz"),
-    )
-    trainer = Trainer(options, TEXT, out)
+    trainer = Trainer(one_iteration(tmp_path, hidden_size=64, batch_size=8, threads=2), TEXT, out)
     assert trainer.threads == 1
     assert "--threads 2" in out.getvalue() and "1 thread" in out.getvalue()
 
