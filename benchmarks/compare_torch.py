@@ -30,7 +30,10 @@ bias vectors per layer (b_ih, b_hh) where fastrnn keeps one: a few G*H more valu
 
 The four steps run in rounds that alternate between them (_measure.interleaved_rates); a step
 time is the best round's, and the speed ratio fastrnn/PyTorch (above 1: fastrnn faster) is the
-median over rounds of the per-round ratio of the pair.
+median over rounds of the per-round ratio of the pair. At more than one thread, fastrnn's step
+runs on the threads a run given that count uses (1 where a recurrent step is too small to
+share: train.step_threads), and each PyTorch round is followed by a pause, outside the clock,
+in which its spinning OpenMP threads go to sleep.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import _torch_env  # noqa: E402  isort: skip
 import _measure  # noqa: E402  (imports fastrnn: both OpenBLAS copies loaded before limits)
 from _configs import TORCH_INPUTS as INPUTS  # noqa: E402
 from _configs import BenchConfig, select  # noqa: E402
-from fastrnn.train import limit_threads  # noqa: E402
+from fastrnn.train import limit_threads, step_threads  # noqa: E402
 from guard import _si, format_table  # noqa: E402
 
 DEFAULT_CONFIGS = "S,M,L,CJK,LSTM-M,LSTM-L,GRU-L,LSTM2-L"
@@ -72,6 +75,25 @@ class TorchStep:
         return self.process.call("time_steps", self.key, n)
 
 
+# After a PyTorch round at more than one thread its OpenMP threads, in their own process, spin
+# a while before they sleep; the next round starts after this pause (outside the clock).
+TORCH_SETTLE_SECONDS = 0.25
+
+
+def step_settings(cfg: BenchConfig) -> dict:
+    """interleaved_rates settings at cfg.threads: fastrnn's step on the threads a run given
+    cfg.threads uses (train.step_threads: 1 where a recurrent step is too small to share),
+    and a pause after each PyTorch round at more than one thread."""
+    settings: dict = {}
+    used = step_threads(cfg.threads, cfg.B, cfg.gates, cfg.H)
+    for variant in INPUTS:
+        if used != cfg.threads:
+            settings[("fastrnn", variant)] = lambda: limit_threads(used)
+        if cfg.threads > 1:
+            settings[("torch", variant)] = lambda: _measure.settling(TORCH_SETTLE_SECONDS)
+    return settings
+
+
 def compare(
     cfg: BenchConfig, rounds: int, round_seconds: float, torch_process: _torch_env.TorchProcess
 ) -> list[dict]:
@@ -79,6 +101,7 @@ def compare(
     (in its process), and the median paired speed ratio, the four steps alternating in the same
     rounds at cfg.threads."""
     torch_process.call("set_threads", cfg.threads)
+    settings = step_settings(cfg)
     with limit_threads(cfg.threads):
         steps: dict[tuple[str, str], _measure.TrainingStep | TorchStep] = {}
         for variant in INPUTS:
@@ -88,7 +111,9 @@ def compare(
             )
             steps[("torch", variant)] = TorchStep(torch_process, cfg, variant)
         n = _measure.steps_per_round(list(steps.values()), round_seconds)
-        rates = _measure.interleaved_rates({k: (s, 1, n) for k, s in steps.items()}, rounds)
+        rates = _measure.interleaved_rates(
+            {k: (s, 1, n) for k, s in steps.items()}, rounds, settings=settings
+        )
     torch_process.call("drop")
     return [
         {

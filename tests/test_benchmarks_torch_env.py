@@ -180,3 +180,21 @@ def test_time_steps_lets_a_step_elsewhere_time_itself():
             return 0.25 * n
 
     assert _measure.time_steps(Elsewhere(), 4) == 1.0
+
+
+@pytest.mark.parametrize(
+    "name,threads,fastrnn_limited", [("M", 2, True), ("L", 2, False), ("M", 1, False)]
+)
+def test_compare_torch_rounds_run_as_a_run_of_that_thread_count(name, threads, fastrnn_limited):
+    """fastrnn's steps get a thread limit where a run given `threads` uses fewer (M at 2: 1);
+    PyTorch's rounds at more than one thread are followed by a pause."""
+    import dataclasses
+
+    import compare_torch
+    from _configs import CONFIGS
+
+    cfg = dataclasses.replace(CONFIGS[name], threads=threads)
+    settings = compare_torch.step_settings(cfg)
+    for variant in compare_torch.INPUTS:
+        assert (("fastrnn", variant) in settings) == fastrnn_limited
+        assert (("torch", variant) in settings) == (threads > 1)
