@@ -55,9 +55,72 @@ cdef extern from "fastrnn_recurrent.h" nogil:
 
 cdef extern from "fastrnn_barrier.h" nogil:
     ctypedef struct fr_barrier:
-        pass
+        int sleeps
     void fr_barrier_init(fr_barrier *b)
     void fr_barrier_wait(fr_barrier *b, int n)
+
+
+cdef extern from * nogil:
+    """
+    #if defined(_WIN32)
+    #  include <windows.h>
+    static void fr_sleep_us(int us) { Sleep((DWORD) ((us + 999) / 1000)); }
+    #else
+    #  include <time.h>
+    static void fr_sleep_us(int us)
+    {
+        struct timespec pause = {us / 1000000, (long) (us % 1000000) * 1000L};
+        nanosleep(&pause, NULL);
+    }
+    #endif
+    """
+    void fr_sleep_us(int us)
+
+
+cdef void barrier_rounds(fr_barrier *barrier, int *arrived, int rounds, int late_us, int tid,
+                         int n, int *early) noexcept nogil:
+    """barrier_probe's loop for thread tid of n: per round r, the thread r % n arrives late_us
+    microseconds late; every thread marks its arrival, waits, then counts into early the
+    threads whose mark of round r it does not see (any: one passed the barrier too soon)."""
+    cdef int r, k
+    for r in range(rounds):
+        if r % n == tid and late_us > 0:
+            fr_sleep_us(late_us)
+        arrived[tid] = r + 1
+        fr_barrier_wait(barrier, n)
+        for k in range(n):
+            if arrived[k] < r + 1:
+                early[tid] += 1
+        fr_barrier_wait(barrier, n)     # nobody marks round r + 1 before all have looked
+
+
+def barrier_probe(int threads, int rounds, int late_us):
+    """Test door to the barrier of the shared recurrences: `threads` threads pass it 2*rounds
+    times, one of them late_us microseconds late in each round (long enough, and the others
+    sleep instead of spinning). Returns (threads that ran every round, passes seen too soon,
+    times a thread went to sleep)."""
+    if threads < 1 or rounds < 1 or late_us < 0:
+        raise ValueError(f"threads >= 1, rounds >= 1, late_us >= 0; got {threads}, {rounds}, "
+                         f"{late_us}")
+    cdef fr_barrier barrier
+    cdef int *arrived = <int *> PyMem_Malloc(2 * threads * sizeof(int))
+    if arrived == NULL:
+        raise MemoryError()
+    cdef int *early = arrived + threads
+    cdef int n = 0, tid = 0, k, total = 0, ran = 0
+    memset(arrived, 0, 2 * threads * sizeof(int))
+    fr_barrier_init(&barrier)
+    try:
+        with nogil, parallel(num_threads=threads):
+            n = omp_get_num_threads()
+            tid = omp_get_thread_num()
+            barrier_rounds(&barrier, arrived, rounds, late_us, tid, n, early)
+        for k in range(threads):
+            total += early[k]
+            ran += arrived[k] == rounds
+        return ran, total, barrier.sleeps
+    finally:
+        PyMem_Free(arrived)
 
 
 RECURRENT_ISAS = ("portable", "avx2", "avx512")   # narrowest first, index = FR_ISA_*
