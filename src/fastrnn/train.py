@@ -851,7 +851,7 @@ def step_threads(threads: int, B: int, G: int, H: int) -> int:
     units: all of them where the kernel shares the recurrence (B*G*H*H >= SHARED_STEP_MADDS),
     else 1. Below that only the batched products would take more threads, and they are too
     small to gain: on 2 idle cores the rnn at H = 100 (B = 32) measured 549k chars/s at 2
-    threads against 598k at 1, and beside a busy process 0.6x of one thread alone."""
+    threads against 598k at 1."""
     if threads <= 1 or B * G * H * H < SHARED_STEP_MADDS:
         return 1
     return threads
