@@ -570,6 +570,21 @@ class CharRNN:
         """[arrays[name], arrays[name1], ...], one per layer (see _names_per_layer)."""
         return [arrays[n] for n in self._layer_names[name]]
 
+    def _layer_arrays(
+        self, arrays: dict[str, np.ndarray], ws: StackWorkspace
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """(Wemb, Wxh, Whh, bh, bhn per layer) of arrays (the parameters or their gradients),
+        in the order the whole-stack calls take them; ws.no_embedding stands in for Wemb
+        without an embedding."""
+        per_layer = self._per_layer
+        return (
+            arrays.get("Wemb", ws.no_embedding),
+            per_layer(arrays, "Wxh"),
+            per_layer(arrays, "Whh"),
+            per_layer(arrays, "bh"),
+            per_layer(arrays, "bhn"),
+        )
+
     def _stack_forward(
         self,
         cells,
@@ -582,9 +597,8 @@ class CharRNN:
     ) -> float:
         """Every layer, the dropout (when dropping), the head and the loss in one call of the
         backend's stack_forward (_stack.pxi); returns the mean loss. Buffers a model lacks
-        are passed as stand-ins the call never reads (see _stand_ins)."""
+        are passed as stand-ins the call never reads (see _stack_caches)."""
         h0, c0 = state
-        emb, cs, tcs, hns, masks, drops = _stand_ins(ws)
         return cells.stack_forward(
             self._cell.code,
             dropping,
@@ -592,21 +606,10 @@ class CharRNN:
             y,
             h0,
             c0,
-            p.get("Wemb", ws.no_embedding),
-            self._per_layer(p, "Wxh"),
-            self._per_layer(p, "Whh"),
-            self._per_layer(p, "bh"),
-            self._per_layer(p, "bhn"),
+            *self._layer_arrays(p, ws),
             p["Why"],
             p["by"],
-            masks,
-            emb,
-            ws.gates,
-            ws.hs,
-            cs,
-            tcs,
-            hns,
-            drops,
+            *_stack_caches(ws),
             ws.probs,
             ws.packed,
         )
@@ -627,7 +630,7 @@ class CharRNN:
         backend's stack_backward (_stack.pxi)."""
         h0, c0 = state
         dh0, dc0 = dstate
-        emb, cs, tcs, hns, masks, drops = _stand_ins(ws)
+        Wemb, Wxhs, Whhs, _, _ = self._layer_arrays(p, ws)
         cells.stack_backward(
             self._cell.code,
             dropping,
@@ -635,28 +638,17 @@ class CharRNN:
             y,
             h0,
             c0,
-            p.get("Wemb", ws.no_embedding),
-            self._per_layer(p, "Wxh"),
-            self._per_layer(p, "Whh"),
+            Wemb,
+            Wxhs,
+            Whhs,
             p["Why"],
-            masks,
-            emb,
-            ws.gates,
-            ws.hs,
-            cs,
-            tcs,
-            hns,
-            drops,
+            *_stack_caches(ws),
             ws.probs,
             ws.dhs,
             ws.dc if ws.dc is not None else ws.dhs[0, 0],
             ws.demb if ws.demb is not None else ws.dhs[0],
             ws.packed,
-            g.get("Wemb", ws.no_embedding),
-            self._per_layer(g, "Wxh"),
-            self._per_layer(g, "Whh"),
-            self._per_layer(g, "bh"),
-            self._per_layer(g, "bhn"),
+            *self._layer_arrays(g, ws),
             g["Why"],
             g["by"],
             dh0,
@@ -785,26 +777,14 @@ class CharRNN:
             return hs @ p["Why"] + p["by"], hs.reshape(h.shape)
         ws = self._workspace(B, 1, True)
         h0, c0 = self._state(h, B)
-        emb, cs, tcs, hns, masks, drops = _stand_ins(ws)
         reference_cells.stack_layers_forward(
             self._cell.code,
             False,
             x,
             h0,
             c0,
-            p.get("Wemb", ws.no_embedding),
-            self._per_layer(p, "Wxh"),
-            self._per_layer(p, "Whh"),
-            self._per_layer(p, "bh"),
-            self._per_layer(p, "bhn"),
-            masks,
-            emb,
-            ws.gates,
-            ws.hs,
-            cs,
-            tcs,
-            hns,
-            drops,
+            *self._layer_arrays(p, ws),
+            *_stack_caches(ws),
             ws.packed,
             V=self.vocab_size,
         )
@@ -845,14 +825,21 @@ def _names_per_layer(cell: Cell, L: int) -> dict[str, list[str]]:
     return names
 
 
-def _stand_ins(ws: StackWorkspace) -> tuple[np.ndarray, ...]:
-    """(emb, cs, tcs, hns, masks, drops) of the workspace, hs (or hs[0] for emb) in place of
-    those the model has none of: the whole-stack calls take every buffer and read only those
-    of the model's cell, embedding and dropout."""
-    return (
-        ws.emb if ws.emb is not None else ws.hs[0],
-        *(b if b is not None else ws.hs for b in (ws.cs, ws.tcs, ws.hns, ws.masks, ws.drops)),
+_Caches = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]
+
+
+def _stack_caches(ws: StackWorkspace) -> _Caches:
+    """(masks, emb, gates, hs, cs, tcs, hns, drops) of the workspace, in the order the
+    whole-stack calls take them, with hs (or hs[0] for emb) in place of those the model has
+    none of: the calls take every buffer and read only those of the model's cell, embedding
+    and dropout."""
+    masks, cs, tcs, hns, drops = (
+        b if b is not None else ws.hs for b in (ws.masks, ws.cs, ws.tcs, ws.hns, ws.drops)
     )
+    emb = ws.emb if ws.emb is not None else ws.hs[0]
+    return masks, emb, ws.gates, ws.hs, cs, tcs, hns, drops
 
 
 def layer_suffix(layer: int) -> str:
