@@ -37,6 +37,13 @@ class BenchConfig:
 
         return TABLE[self.cell].gates
 
+    def threads_used(self, threads: int) -> int:
+        """The threads this step runs on in a run given `threads` (train.step_threads: 1 where
+        a recurrent step is too small to share)."""
+        from fastrnn.train import step_threads
+
+        return step_threads(threads, self.B, self.gates, self.H)
+
     @property
     def flops_per_char(self) -> int:
         """6*(G*H*H*(2L-1) + H*V): the multiply-adds of forward (h@Whh of every layer and the

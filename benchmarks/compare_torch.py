@@ -52,7 +52,7 @@ import _torch_env  # noqa: E402  isort: skip
 import _measure  # noqa: E402  (imports fastrnn: both OpenBLAS copies loaded before limits)
 from _configs import TORCH_INPUTS as INPUTS  # noqa: E402
 from _configs import BenchConfig, select  # noqa: E402
-from fastrnn.train import limit_threads, step_threads  # noqa: E402
+from fastrnn.train import limit_threads  # noqa: E402
 from guard import _si, format_table  # noqa: E402
 
 DEFAULT_CONFIGS = "S,M,L,CJK,LSTM-M,LSTM-L,GRU-L,LSTM2-L"
@@ -85,7 +85,7 @@ def step_settings(cfg: BenchConfig) -> dict:
     cfg.threads uses (train.step_threads: 1 where a recurrent step is too small to share),
     and a pause after each PyTorch round at more than one thread."""
     settings: dict = {}
-    used = step_threads(cfg.threads, cfg.B, cfg.gates, cfg.H)
+    used = cfg.threads_used(cfg.threads)
     for variant in INPUTS:
         if used != cfg.threads:
             settings[("fastrnn", variant)] = lambda: limit_threads(used)

@@ -221,7 +221,7 @@ def interleaved_steps(
     import _measure
     from fastrnn.train import limit_threads
 
-    used = threads_used(cfg, cfg.threads)
+    used = cfg.threads_used(cfg.threads)
     settings = {}
     if used != cfg.threads:  # the kernel's step on the threads a run given cfg.threads uses
         settings["kernel"] = lambda: limit_threads(used)
@@ -239,14 +239,6 @@ def interleaved_steps(
         )
         blas = _measure.blas_info()
     return rates, n, blas
-
-
-def threads_used(cfg: BenchConfig, threads: int) -> int:
-    """The threads cfg's training step runs on in a run given `threads` (train.step_threads:
-    1 where a recurrent step is too small to share)."""
-    from fastrnn.train import step_threads
-
-    return step_threads(threads, cfg.B, cfg.gates, cfg.H)
 
 
 def measure_config(cfg: BenchConfig, rounds: int, round_seconds: float, max_seconds: float) -> dict:
@@ -290,7 +282,7 @@ def measure_two_threads(
 
 def uses_fewer(cfg: BenchConfig, threads: int) -> str:
     """' (uses N)' when a run of cfg given `threads` uses fewer, else ''."""
-    used = threads_used(cfg, threads)
+    used = cfg.threads_used(threads)
     return f" (uses {used})" if used != threads else ""
 
 
@@ -400,7 +392,7 @@ def measure_beside_busy(
     import _measure
     from fastrnn.train import limit_threads
 
-    two = threads_used(cfg, TWO_THREADS)
+    two = cfg.threads_used(TWO_THREADS)
     with _measure.BusyNeighbour() as busy:
 
         def beside_busy(threads: int):
