@@ -80,3 +80,4 @@ def test_layout_matches_a_naive_product(name, tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "shapes; worst relative error" in run.stdout
+    assert "outer sum:" in run.stdout

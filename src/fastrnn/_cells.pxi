@@ -308,7 +308,7 @@ def head_backward(const floating[:, :, ::1] h, const floating[:, ::1] Why, const
     with nogil:
         output_backward(&h[0, 0, 0], &Why[0, 0], &y[0, 0], &probs[0, 0], &dh[0, 0, 0],
                         &dWhy[0, 0], &dby[0], <int> h.shape[0], <int> h.shape[1],
-                        <int> h.shape[2], <int> Why.shape[1])
+                        <int> h.shape[2], <int> Why.shape[1], NULL, 0)
 
 
 def dropout_backward(floating[:, :, ::1] dh, const floating[:, :, ::1] mask):
@@ -319,16 +319,19 @@ def dropout_backward(floating[:, :, ::1] dh, const floating[:, :, ::1] mask):
 
 cdef void recurrent_weight_backward(const floating *h0, const floating *hs,
                                     const floating *dgates, int ldg, floating *dWhh, int ldw,
-                                    int T, int B, int H, int N) noexcept nogil:
+                                    int T, int B, int H, int N, floating *scratch,
+                                    Py_ssize_t capacity) noexcept nogil:
     """From gates_t[:, :N] += h_{t-1} @ Whh[:, :N], with h0 (B, H), hs (T, B, H), dgates
     (T, B, ldg) and dWhh (H, ldw) given by their first element:
-    dWhh[:, :N] = h0^T @ dgates[0][:, :N] + hs[:T-1]^T @ dgates[1:][:, :N]."""
+    dWhh[:, :N] = h0^T @ dgates[0][:, :N] + hs[:T-1]^T @ dgates[1:][:, :N].
+    scratch: `capacity` values the outer sums may overwrite (the recurrence's packed buffer,
+    free once it is done)."""
     # dWhh[:, :N] = h0^T @ dgates[0][:, :N]
-    gemm(True, False, H, N, B, <floating> 1, h0, H, dgates, ldg, <floating> 0, dWhh, ldw)
+    outer_sum(H, N, B, <floating> 1, h0, H, dgates, ldg, False, dWhh, ldw, scratch, capacity)
     if T > 1:
-        # dWhh[:, :N] += hs[:T-1]^T @ dgates[1:][:, :N]   (one GEMM over (T-1)*B rows)
-        gemm(True, False, H, N, (T - 1) * B, <floating> 1, hs, H, dgates + B * ldg, ldg,
-             <floating> 1, dWhh, ldw)
+        # dWhh[:, :N] += hs[:T-1]^T @ dgates[1:][:, :N]   (one product over (T-1)*B rows)
+        outer_sum(H, N, (T - 1) * B, <floating> 1, hs, H, dgates + B * ldg, ldg, True, dWhh,
+                  ldw, scratch, capacity)
 
 
 cdef void rnn_layer_backward_core(const floating *h0, const floating *Whh, const floating *hs,
@@ -336,7 +339,8 @@ cdef void rnn_layer_backward_core(const floating *h0, const floating *Whh, const
                                   int T, int B, int H) noexcept nogil:
     """rnn_layer_backward on the buffers' first elements (shapes there)."""
     recurrence_backward(h0, Whh, hs, dhs, dh0, packed, T, B, H)
-    recurrent_weight_backward(h0, hs, dhs, H, dWhh, H, T, B, H, H)
+    recurrent_weight_backward(h0, hs, dhs, H, dWhh, H, T, B, H, H, packed,
+                              packed_values(packed, H, H))
 
 
 def rnn_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] Whh,
@@ -404,7 +408,8 @@ cdef void lstm_layer_backward_core(const floating *h0, const floating *c0, const
             lstm_backward_steps(c0, packed, gates, cs, tcs, dhs, dc, dh0, T, B, H,
                                 panels * tid // n, panels * (tid + 1) // n, &barrier, n)
     memcpy(dc0, dc, <size_t> B * H * sizeof(floating))
-    recurrent_weight_backward(h0, hs, gates, GH, dWhh, GH, T, B, H, GH)
+    recurrent_weight_backward(h0, hs, gates, GH, dWhh, GH, T, B, H, GH, packed,
+                              packed_values(packed, GH, H))
 
 
 def lstm_layer_backward(const floating[:, ::1] h0, const floating[:, ::1] c0,
@@ -481,8 +486,9 @@ cdef void gru_layer_backward_core(const floating *h0, const floating *Whh, float
             tid = omp_get_thread_num()
             gru_backward_steps(h0, packed_rz, packed_n, gates, hns, hs, dhs, dh0, T, B, H,
                                panels * tid // n, panels * (tid + 1) // n, &barrier, n)
-    recurrent_weight_backward(h0, hs, gates, GH, dWhh, GH, T, B, H, 2 * H)
-    recurrent_weight_backward(h0, hs, hns, H, dWhh + 2 * H, GH, T, B, H, H)
+    cdef Py_ssize_t capacity = packed_values(packed, 2 * H, H) + packed_values(packed, H, H)
+    recurrent_weight_backward(h0, hs, gates, GH, dWhh, GH, T, B, H, 2 * H, packed, capacity)
+    recurrent_weight_backward(h0, hs, hns, H, dWhh + 2 * H, GH, T, B, H, H, packed, capacity)
     # dbhn = dhn.sum over all T*B rows
     column_sums(hns, T * B, H, <floating> 1, dbhn)
 
@@ -526,11 +532,12 @@ def input_backward(const int[:, ::1] x, const floating[:, :, ::1] dgates,
 
 cdef void project_backward_core(const floating *xin, const floating *Wx, const floating *dgates,
                                 floating *dWx, floating *db, floating *dxin, int n, int K,
-                                int GH) noexcept nogil:
+                                int GH, floating *scratch, Py_ssize_t capacity) noexcept nogil:
     """project_backward on the buffers' first elements: xin, dxin (n, K), Wx, dWx (K, GH),
-    dgates (n, GH), db (GH,), n = T*B rows."""
+    dgates (n, GH), db (GH,), n = T*B rows; scratch: `capacity` values the outer sum may
+    overwrite (capacity 0: none)."""
     # dWx = xin^T @ dgates
-    gemm(True, False, K, GH, n, <floating> 1, xin, K, dgates, GH, <floating> 0, dWx, GH)
+    outer_sum(K, GH, n, <floating> 1, xin, K, dgates, GH, False, dWx, GH, scratch, capacity)
     # db = dgates.sum(axis=0)
     column_sums(dgates, n, GH, <floating> 1, db)
     # dxin = dgates @ Wx^T
@@ -544,7 +551,7 @@ def project_backward(const floating[:, :, ::1] xin, const floating[:, ::1] Wx,
     with nogil:
         project_backward_core(&xin[0, 0, 0], &Wx[0, 0], &dgates[0, 0, 0], &dWx[0, 0], &db[0],
                               &dxin[0, 0, 0], <int> (xin.shape[0] * xin.shape[1]),
-                              <int> xin.shape[2], <int> dgates.shape[2])
+                              <int> xin.shape[2], <int> dgates.shape[2], NULL, 0)
 
 
 # ----------------------------------------------------------------------------- embedding

@@ -169,11 +169,13 @@ def rnn_forward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1]
 
 cdef void output_backward(const floating *hs, const floating *Why, const int *y,
                           floating *probs, floating *dhs, floating *dWhy, floating *dby, int T,
-                          int B, int H, int V) noexcept nogil:
+                          int B, int H, int V, floating *scratch,
+                          Py_ssize_t capacity) noexcept nogil:
     """From loss = mean(-log softmax(hs @ Why + by)[y]), with n = T*B:
     dlogits = (probs - onehot(y)) / n; probs keeps probs - onehot(y) and 1/n is the GEMMs' alpha.
     hs (T, B, H); Why (H, V); y (B, T); probs (T*B, V) in, probs - onehot(y) out; outputs
-    dhs (T, B, H), dWhy (H, V), dby (V,).
+    dhs (T, B, H), dWhy (H, V), dby (V,); scratch: `capacity` values the outer sum may
+    overwrite (capacity 0: none).
     """
     cdef Py_ssize_t t, b
     cdef int n = T * B
@@ -182,7 +184,7 @@ cdef void output_backward(const floating *hs, const floating *Why, const int *y,
         for b in range(B):
             probs[(t * B + b) * V + y[b * T + t]] -= 1
     # dWhy = hs^T @ (probs - onehot) / n
-    gemm(True, False, H, V, n, inv_n, hs, H, probs, V, <floating> 0, dWhy, V)
+    outer_sum(H, V, n, inv_n, hs, H, probs, V, False, dWhy, V, scratch, capacity)
     # dby = (probs - onehot).sum(axis=0) / n
     column_sums(probs, n, V, inv_n, dby)
     # dhs = (probs - onehot) @ Why^T / n
@@ -217,21 +219,22 @@ cdef void recurrence_backward(const floating *h0, const floating *Whh, const flo
 
 cdef void weight_backward(const int[:, ::1] x, const floating[:, ::1] h0,
                           const floating[:, :, ::1] hs, const floating[:, :, ::1] dhs,
-                          floating[:, ::1] dWxh, floating[:, ::1] dWhh,
-                          floating[::1] dbh) noexcept nogil:
+                          floating[:, ::1] dWxh, floating[:, ::1] dWhh, floating[::1] dbh,
+                          floating[::1] scratch) noexcept nogil:
     """Weight gradients of the recurrence, batched over the chunk (dhs holds dpre):
     dWhh = h0^T @ dpre_0 + hs[:T-1]^T @ dpre[1:]  (h_{t-1} is the carried h0 at t = 0);
     dbh = sum of dpre rows; dWxh[v] = sum of dpre rows whose input is v (scatter-add).
+    scratch: values the outer sums may overwrite.
     """
     cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1]
     cdef int H = <int> hs.shape[2]
     # dWhh = h0^T @ dpre[0]
-    gemm(True, False, H, H, <int> B, <floating> 1, &h0[0, 0], H, &dhs[0, 0, 0], H,
-         <floating> 0, &dWhh[0, 0], H)
+    outer_sum(H, H, <int> B, <floating> 1, &h0[0, 0], H, &dhs[0, 0, 0], H, False, &dWhh[0, 0],
+              H, &scratch[0], scratch.shape[0])
     if T > 1:
-        # dWhh += hs[:T-1]^T @ dpre[1:]   (one GEMM over (T-1)*B rows)
-        gemm(True, False, H, H, <int> ((T - 1) * B), <floating> 1, &hs[0, 0, 0], H,
-             &dhs[1, 0, 0], H, <floating> 1, &dWhh[0, 0], H)
+        # dWhh += hs[:T-1]^T @ dpre[1:]   (one product over (T-1)*B rows)
+        outer_sum(H, H, <int> ((T - 1) * B), <floating> 1, &hs[0, 0, 0], H, &dhs[1, 0, 0], H,
+                  True, &dWhh[0, 0], H, &scratch[0], scratch.shape[0])
     column_sums(&dhs[0, 0, 0], T * B, H, <floating> 1, &dbh[0])
     memset(&dWxh[0, 0], 0, dWxh.shape[0] * H * sizeof(floating))
     for t in range(T):
@@ -249,7 +252,8 @@ def rnn_backward(const int[:, ::1] x, const int[:, ::1] y, const floating[:, ::1
     cdef int T = <int> hs.shape[0], B = <int> hs.shape[1], H = <int> hs.shape[2]
     with nogil:
         output_backward(&hs[0, 0, 0], &Why[0, 0], &y[0, 0], &probs[0, 0], &dhs[0, 0, 0],
-                        &dWhy[0, 0], &dby[0], T, B, H, <int> Why.shape[1])
+                        &dWhy[0, 0], &dby[0], T, B, H, <int> Why.shape[1], &packed[0],
+                        packed.shape[0])
         recurrence_backward(&h0[0, 0], &Whh[0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], &dh0[0, 0],
                             &packed[0], T, B, H)
-        weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh)
+        weight_backward(x, h0, hs, dhs, dWxh, dWhh, dbh, packed)

@@ -172,13 +172,14 @@ cdef floating *cell_layer_backward(int cell, const floating *h0, const floating 
 cdef void stack_input_backward(const int *x, const floating *emb, int E, const floating *Wx,
                                const floating *dgates, floating *dWx, floating *db,
                                floating *demb, floating *dWemb, int T, int B, int GH,
-                               int V) noexcept nogil:
+                               int V, floating *scratch, Py_ssize_t capacity) noexcept nogil:
     """Gradients of stack_input_forward from dgates (T, B, GH): dWx, db, and with an
-    embedding demb = dgates @ Wx^T (T, B, E), then dWemb (V, E)."""
+    embedding demb = dgates @ Wx^T (T, B, E), then dWemb (V, E). scratch: `capacity` values
+    the outer sum may overwrite."""
     if E == 0:
         input_backward_core(x, dgates, dWx, db, T, B, GH, V)
         return
-    project_backward_core(emb, Wx, dgates, dWx, db, demb, T * B, E, GH)
+    project_backward_core(emb, Wx, dgates, dWx, db, demb, T * B, E, GH, scratch, capacity)
     embedding_backward_core(x, demb, dWemb, T, B, E, V)
 
 
@@ -226,7 +227,7 @@ def stack_backward(int cell, bint dropping, const int[:, ::1] x, const int[:, ::
         with nogil:
             below = &drops[L - 1, 0, 0, 0] if dropping else &hs[L - 1, 0, 0, 0]
             output_backward(below, &Why[0, 0], &y[0, 0], &probs[0, 0], &dhs[L - 1, 0, 0, 0],
-                            &dWhy[0, 0], &dby[0], T, B, H, V)
+                            &dWhy[0, 0], &dby[0], T, B, H, V, &packed[0], packed.shape[0])
             if dropping:
                 # drops = hs * masks  ->  dhs *= masks
                 scale(&dhs[L - 1, 0, 0, 0], &masks[L - 1, 0, 0, 0], size)
@@ -238,12 +239,14 @@ def stack_backward(int cell, bint dropping, const int[:, ::1] x, const int[:, ::
                     dbn[layer], &dh0[layer, 0, 0], &dc0[layer, 0, 0], &packed[0], T, B, H)
                 if layer == 0:
                     stack_input_backward(&x[0, 0], &emb[0, 0, 0], E, Wx[0], dgates, dWx[0], db[0],
-                                         &demb[0, 0, 0], &dWemb[0, 0], T, B, GH, V)
+                                         &demb[0, 0, 0], &dWemb[0, 0], T, B, GH, V,
+                                         &packed[0], packed.shape[0])
                     break
                 below = &drops[layer - 1, 0, 0, 0] if dropping else &hs[layer - 1, 0, 0, 0]
                 # gates[l] = x^l @ Wxh^l + bh^l  ->  dWxh^l, dbh^l, dhs[l-1] = dgates @ Wxh^l^T
                 project_backward_core(below, Wx[layer], dgates, dWx[layer], db[layer],
-                                      &dhs[layer - 1, 0, 0, 0], T * B, H, GH)
+                                      &dhs[layer - 1, 0, 0, 0], T * B, H, GH, &packed[0],
+                                      packed.shape[0])
                 if dropping:
                     scale(&dhs[layer - 1, 0, 0, 0], &masks[layer - 1, 0, 0, 0], size)
     finally:

@@ -190,32 +190,39 @@ typedef double fr_vd_avx512 __attribute__((vector_size(64)));
 
 typedef void (*fr_rp_pack_f_fn)(float *, const float *, int, int, int, int);
 typedef void (*fr_rp_pack_d_fn)(double *, const double *, int, int, int, int);
-typedef void (*fr_rp_product_f_fn)(const float *, int, const float *, int, int, float *, int,
-                                   int, int, int, int, int);
-typedef void (*fr_rp_product_d_fn)(const double *, int, const double *, int, int, double *, int,
-                                   int, int, int, int, int);
+typedef void (*fr_rp_product_f_fn)(const float *, int, int, const float *, int, int, float *,
+                                   int, int, int, int, int, int);
+typedef void (*fr_rp_product_d_fn)(const double *, int, int, const double *, int, int, double *,
+                                   int, int, int, int, int, int);
+typedef void (*fr_rp_outer_sum_f_fn)(const float *, int, const float *, int, int, int, int,
+                                     float *, int, int, float *, int, int, int);
+typedef void (*fr_rp_outer_sum_d_fn)(const double *, int, const double *, int, int, int, int,
+                                     double *, int, int, double *, int, int, int);
 
 typedef struct {
     fr_rp_pack_f_fn pack_f;
     fr_rp_product_f_fn product_f;
+    fr_rp_outer_sum_f_fn outer_sum_f;
     int nr_f;                 /* panel width (columns) of the float version */
     fr_rp_pack_d_fn pack_d;
     fr_rp_product_d_fn product_d;
+    fr_rp_outer_sum_d_fn outer_sum_d;
     int nr_d;
 } fr_rp_version;
 
 static const fr_rp_version fr_rp_versions[3] = {
-    {fr_rp_pack_f_portable, fr_rp_product_f_portable,
+    {fr_rp_pack_f_portable, fr_rp_product_f_portable, fr_rp_outer_sum_f_portable,
      2 * (FR_PORTABLE_VLEN_BYTES ? FR_PORTABLE_VLEN_BYTES / 4 : 1),
-     fr_rp_pack_d_portable, fr_rp_product_d_portable,
+     fr_rp_pack_d_portable, fr_rp_product_d_portable, fr_rp_outer_sum_d_portable,
      2 * (FR_PORTABLE_VLEN_BYTES ? FR_PORTABLE_VLEN_BYTES / 8 : 1)},
 #ifdef FR_HAVE_X86_VERSIONS
-    {fr_rp_pack_f_avx2, fr_rp_product_f_avx2, 16, fr_rp_pack_d_avx2, fr_rp_product_d_avx2, 8},
-    {fr_rp_pack_f_avx512, fr_rp_product_f_avx512, 32, fr_rp_pack_d_avx512,
-     fr_rp_product_d_avx512, 16},
+    {fr_rp_pack_f_avx2, fr_rp_product_f_avx2, fr_rp_outer_sum_f_avx2, 16, fr_rp_pack_d_avx2,
+     fr_rp_product_d_avx2, fr_rp_outer_sum_d_avx2, 8},
+    {fr_rp_pack_f_avx512, fr_rp_product_f_avx512, fr_rp_outer_sum_f_avx512, 32,
+     fr_rp_pack_d_avx512, fr_rp_product_d_avx512, fr_rp_outer_sum_d_avx512, 16},
 #else
-    {0, 0, 0, 0, 0, 0},
-    {0, 0, 0, 0, 0, 0},
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 0, 0, 0, 0, 0, 0, 0},
 #endif
 };
 
@@ -325,16 +332,17 @@ static void fr_recurrent_product_panels_f(const float *A, int lda, const float *
                                           int N, float *C, int ldc, int B, int accumulate,
                                           int panel_begin, int panel_end)
 {
-    fr_rp_versions[fr_rp_active].product_f(A, lda, (const float *) fr_aligned(buffer), K, N, C,
-                                           ldc, B, accumulate, 0, panel_begin, panel_end);
+    fr_rp_versions[fr_rp_active].product_f(A, lda, 1, (const float *) fr_aligned(buffer), K, N,
+                                           C, ldc, B, accumulate, 0, panel_begin, panel_end);
 }
 
 static void fr_recurrent_product_panels_d(const double *A, int lda, const double *buffer, int K,
                                           int N, double *C, int ldc, int B, int accumulate,
                                           int panel_begin, int panel_end)
 {
-    fr_rp_versions[fr_rp_active].product_d(A, lda, (const double *) fr_aligned(buffer), K, N,
-                                           C, ldc, B, accumulate, 0, panel_begin, panel_end);
+    fr_rp_versions[fr_rp_active].product_d(A, lda, 1, (const double *) fr_aligned(buffer), K,
+                                           N, C, ldc, B, accumulate, 0, panel_begin,
+                                           panel_end);
 }
 
 /* C (B, N) (+)= A (B, K) @ W, every column. */
@@ -361,8 +369,8 @@ static void fr_recurrent_step_product_f(const float *A, int lda, const float *bu
                                         int N, float *C, int ldc, int B, int accumulate,
                                         int step)
 {
-    fr_rp_versions[fr_rp_active].product_f(A, lda, (const float *) fr_aligned(buffer), K, N, C,
-                                           ldc, B, accumulate, step & 1, 0,
+    fr_rp_versions[fr_rp_active].product_f(A, lda, 1, (const float *) fr_aligned(buffer), K, N,
+                                           C, ldc, B, accumulate, step & 1, 0,
                                            fr_recurrent_panels_f(N));
 }
 
@@ -370,9 +378,54 @@ static void fr_recurrent_step_product_d(const double *A, int lda, const double *
                                         int N, double *C, int ldc, int B, int accumulate,
                                         int step)
 {
-    fr_rp_versions[fr_rp_active].product_d(A, lda, (const double *) fr_aligned(buffer), K, N,
-                                           C, ldc, B, accumulate, step & 1, 0,
+    fr_rp_versions[fr_rp_active].product_d(A, lda, 1, (const double *) fr_aligned(buffer), K,
+                                           N, C, ldc, B, accumulate, step & 1, 0,
                                            fr_recurrent_panels_d(N));
+}
+
+/* Rows of D an outer sum packs per pass at most: enough that C is loaded and stored once per
+ * many multiply-adds, few enough that the packed rows stay in L2 beside X's. */
+#define FR_OUTER_ROWS_MAX 256
+
+/* Rows of an N-column D whose panels a buffer of `capacity` values holds (at most
+ * FR_OUTER_ROWS_MAX), in the active version; 0 when not one. */
+static int fr_outer_rows_f(int N, size_t capacity)
+{
+    size_t row = fr_round_up((size_t) N, (size_t) fr_rp_versions[fr_rp_active].nr_f);
+    size_t slack = FR_ALIGN / sizeof(float);
+    size_t rows = capacity > slack ? (capacity - slack) / row : 0;
+    return rows > FR_OUTER_ROWS_MAX ? FR_OUTER_ROWS_MAX : (int) rows;
+}
+
+static int fr_outer_rows_d(int N, size_t capacity)
+{
+    size_t row = fr_round_up((size_t) N, (size_t) fr_rp_versions[fr_rp_active].nr_d);
+    size_t slack = FR_ALIGN / sizeof(double);
+    size_t rows = capacity > slack ? (capacity - slack) / row : 0;
+    return rows > FR_OUTER_ROWS_MAX ? FR_OUTER_ROWS_MAX : (int) rows;
+}
+
+/* C[:, cols] (+)= X^T @ D[:, cols] for the columns of panels [panel_begin, panel_end) (of
+ * fr_recurrent_panels_X(N)), X (K, M) and D (K, N) row-major with leading dimensions ldx, ldd
+ * and ldc; accumulate = 0 overwrites C. K in passes of `rows` rows (1 <= rows <=
+ * fr_outer_rows_X(N, capacity) of the buffer), each packed into the buffer, where a range of
+ * panels writes only its own part. C must not overlap X, D or the buffer. */
+static void fr_outer_sum_f(const float *X, int ldx, const float *D, int ldd, int K, int M, int N,
+                           float *C, int ldc, int accumulate, float *buffer, int rows,
+                           int panel_begin, int panel_end)
+{
+    fr_rp_versions[fr_rp_active].outer_sum_f(X, ldx, D, ldd, K, M, N, C, ldc, accumulate,
+                                             (float *) fr_aligned(buffer), rows, panel_begin,
+                                             panel_end);
+}
+
+static void fr_outer_sum_d(const double *X, int ldx, const double *D, int ldd, int K, int M,
+                           int N, double *C, int ldc, int accumulate, double *buffer, int rows,
+                           int panel_begin, int panel_end)
+{
+    fr_rp_versions[fr_rp_active].outer_sum_d(X, ldx, D, ldd, K, M, N, C, ldc, accumulate,
+                                             (double *) fr_aligned(buffer), rows, panel_begin,
+                                             panel_end);
 }
 
 #endif

@@ -78,14 +78,15 @@ static inline FR_TARGET void FR_FN(store)(FR_T *p, FR_VEC v)
 }
 
 static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(tile)(
-    const FR_T *FR_RESTRICT A, int lda, const FR_T *FR_RESTRICT Wp, int K, int kc,
+    const FR_T *FR_RESTRICT A, int lda, int ldk, const FR_T *FR_RESTRICT Wp, int K, int kc,
     FR_T *FR_RESTRICT C, int ldc, int accumulate, int part, const int m, const int nvec)
 {
     /* C (m, cols) (+)= A (m, kc) @ rows [0, kc) of the nvec consecutive vectors of columns
      * that start at panel Wp (A and Wp already point at the first of the kc rows); vector v
      * is vector v % NV of panel v / NV. cols = (nvec - 1) * VLEN + part: the last vector
      * holds `part` (1..VLEN) columns of C, read and written through a scratch vector when
-     * part < VLEN, so a matrix's edge costs the vectors it has, not whole panels. */
+     * part < VLEN, so a matrix's edge costs the vectors it has, not whole panels. Element
+     * (i, k) of A is A[i * lda + k * ldk]. */
     FR_VEC acc[FR_MR][4 * FR_NV];
     FR_T edge[FR_VLEN];
     const size_t panel_stride = (size_t) K * FR_NR;
@@ -113,7 +114,7 @@ static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(tile)(
                                + (v % FR_NV) * FR_VLEN);
         FR_UNROLL
         for (int i = 0; i < m; i++) {
-            const FR_T a = A[(size_t) i * lda + k];
+            const FR_T a = A[(size_t) i * lda + (size_t) k * ldk];
             FR_UNROLL
             for (int v = 0; v < nvec; v++)
                 acc[i][v] += a * w[v];
@@ -141,7 +142,7 @@ static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(tile)(
 #define FR_TILE_NV(M, NVEC)                                                               \
     case NVEC:                                                                            \
         if (NVEC <= FR_TILE_VECTORS(M))                                                   \
-            FR_FN(tile)(A, lda, Wp, K, kc, C, ldc, accumulate, part, M, NVEC);            \
+            FR_FN(tile)(A, lda, ldk, Wp, K, kc, C, ldc, accumulate, part, M, NVEC);       \
         break;
 #define FR_TILE_CASE(M)                                                                   \
     case M:                                                                               \
@@ -155,9 +156,9 @@ static inline FR_ALWAYS_INLINE FR_TARGET void FR_FN(tile)(
 #error "4 * FR_NV > 8: add cases"
 #endif
 
-static FR_TARGET void FR_FN(tile_any)(const FR_T *A, int lda, const FR_T *Wp, int K, int kc,
-                                      FR_T *C, int ldc, int accumulate, int part, int m,
-                                      int nvec)
+static FR_TARGET void FR_FN(tile_any)(const FR_T *A, int lda, int ldk, const FR_T *Wp, int K,
+                                      int kc, FR_T *C, int ldc, int accumulate, int part,
+                                      int m, int nvec)
 {
     /* tile with m in [1, FR_MR] and nvec in [1, FR_TILE_VECTORS(m)] as compile-time
      * constants. */
@@ -190,9 +191,9 @@ static FR_TARGET void FR_FN(tile_any)(const FR_T *A, int lda, const FR_T *Wp, in
 #undef FR_TILE_NV
 #undef FR_TILE_CASE
 
-static inline FR_TARGET void FR_FN(panel_group)(const FR_T *A, int lda, const FR_T *Wp, int K,
-                                                int kc, int N, FR_T *C, int ldc,
-                                                int accumulate, int rows, int m, int p,
+static inline FR_TARGET void FR_FN(panel_group)(const FR_T *A, int lda, int ldk,
+                                                const FR_T *Wp, int K, int kc, int N, FR_T *C,
+                                                int ldc, int accumulate, int rows, int m, int p,
                                                 int np)
 {
     /* C[:rows, cols] (+)= A[:rows, :kc] @ the kc rows at Wp of panels [p, p + np) (Wp: the
@@ -204,7 +205,7 @@ static inline FR_TARGET void FR_FN(panel_group)(const FR_T *A, int lda, const FR
     const int nvec = (cols + FR_VLEN - 1) / FR_VLEN;
     const int part = cols - (nvec - 1) * FR_VLEN;
     for (int i0 = 0; i0 < rows; i0 += m)
-        FR_FN(tile_any)(A + (size_t) i0 * lda, lda, Wp + (size_t) p * K * FR_NR, K, kc,
+        FR_FN(tile_any)(A + (size_t) i0 * lda, lda, ldk, Wp + (size_t) p * K * FR_NR, K, kc,
                         C + (size_t) i0 * ldc + n0, ldc, accumulate, part, m, nvec);
 }
 
@@ -360,7 +361,7 @@ static FR_TARGET void FR_FN(matvec)(const FR_T *FR_RESTRICT a, const FR_T *FR_RE
 
 #undef FR_MV_U
 
-static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda,
+static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda, int ldk,
                                       const FR_T *FR_RESTRICT Wp, int K, int N,
                                       FR_T *FR_RESTRICT C, int ldc, int B, int accumulate,
                                       int descending, int panel_begin, int panel_end)
@@ -370,10 +371,11 @@ static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda,
      * FR_MR take one panel per tile, the B % FR_MR rows left take FR_NP_OF of them (enough
      * accumulators to keep the multiply-adds busy), and a tile at column N only the vectors
      * with columns < N (panel_group). Every element is the same chain of multiply-adds
-     * (C or 0, then k = 0, 1, ..., K-1) whatever the tiling or the range of panels. B = 1:
-     * the matrix-vector product (matvec), its rows of W in descending order when
-     * `descending` (which the other cases ignore). */
-    if (B == 1) {
+     * (C or 0, then k = 0, 1, ..., K-1) whatever the tiling or the range of panels. Element
+     * (i, k) of A is A[i * lda + k * ldk]. B = 1 and ldk = 1: the matrix-vector product
+     * (matvec), its rows of W in descending order when `descending` (which the other cases
+     * ignore). */
+    if (B == 1 && ldk == 1) {
         FR_FN(matvec)(A, Wp, K, N, C, accumulate, descending, panel_begin, panel_end);
         return;
     }
@@ -388,11 +390,44 @@ static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda,
         for (int g = panel_begin; g < panel_end; g += group) {
             const int ng = panel_end - g < group ? panel_end - g : group;
             for (int p = g; full && p < g + ng; p++)
-                FR_FN(panel_group)(A + k0, lda, Wk, K, kc, N, C, ldc, add, full, FR_MR, p, 1);
+                FR_FN(panel_group)(A + (size_t) k0 * ldk, lda, ldk, Wk, K, kc, N, C, ldc, add,
+                                   full, FR_MR, p, 1);
             if (tail)
-                FR_FN(panel_group)(A + (size_t) full * lda + k0, lda, Wk, K, kc, N,
-                                   C + (size_t) full * ldc, ldc, add, tail, tail, g, ng);
+                FR_FN(panel_group)(A + (size_t) full * lda + (size_t) k0 * ldk, lda, ldk, Wk, K,
+                                   kc, N, C + (size_t) full * ldc, ldc, add, tail, tail, g, ng);
         }
+    }
+}
+
+/* ------------------------------------------------------------------ the outer sum
+ *
+ * C (M, N) (+)= X^T @ D for X (K, M) and D (K, N) row-major with K much larger than M and N:
+ * the weight gradient of a layer, the sum over K rows (the chunk's T*B) of the outer products
+ * X[k]^T D[k]. K in passes of `rows` rows: each packs its rows of D into panels (buffer) and
+ * runs the product with A = X^T, read in place (element (i, k) at X[k * ldx + i]), so
+ * neither operand is copied whole and X is never transposed. Only the columns of panels
+ * [panel_begin, panel_end) are computed, and only their panels are packed (at the places the
+ * whole D's would take): threads that own different ranges share one buffer, and every
+ * element is the same chain of multiply-adds whatever the range. */
+static FR_TARGET void FR_FN(outer_sum)(const FR_T *FR_RESTRICT X, int ldx,
+                                        const FR_T *FR_RESTRICT D, int ldd, int K, int M, int N,
+                                        FR_T *FR_RESTRICT C, int ldc, int accumulate,
+                                        FR_T *FR_RESTRICT buffer, int rows, int panel_begin,
+                                        int panel_end)
+{
+    const int n0 = panel_begin * FR_NR;
+    const int width = (N < panel_end * FR_NR ? N : panel_end * FR_NR) - n0;
+    if (width <= 0)
+        return;
+    if (K == 0 && !accumulate)
+        for (int i = 0; i < M; i++)
+            memset(C + (size_t) i * ldc + n0, 0, (size_t) width * sizeof(FR_T));
+    for (int k0 = 0; k0 < K; k0 += rows) {
+        const int kb = K - k0 < rows ? K - k0 : rows;
+        FR_FN(pack)(buffer + (size_t) panel_begin * kb * FR_NR, D + (size_t) k0 * ldd + n0, kb,
+                    width, ldd, 0);
+        FR_FN(product)(X + (size_t) k0 * ldx, 1, ldx, buffer, kb, N, C, ldc, M,
+                       accumulate || k0 > 0, 0, panel_begin, panel_end);
     }
 }
 

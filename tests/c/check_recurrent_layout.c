@@ -1,9 +1,10 @@
-/* The recurrent product of fastrnn_recurrent_isa.h in any register layout, against a naive
- * product, for many shapes: compiled with -DVEC_BYTES=64 -DMR=12 -DACC=24 -DMV_MAX=28
+/* The recurrent product and the outer sum of fastrnn_recurrent_isa.h in any register layout,
+ * against naive sums, for many shapes: compiled with -DVEC_BYTES=64 -DMR=12 -DACC=24 -DMV_MAX=28
  * -DMV_CHAINS=16 (the AVX-512 layout)
  * it runs that layout's blocking (panels of 32 floats, 12-row tiles, 128-row K passes) on any
  * x86-64 CPU, as GCC/Clang split 64-byte vectors into the vectors the CPU has; at B = 1 the
- * matrix-vector blocks, rows in both orders. Exit status 0
+ * matrix-vector blocks, rows in both orders; the outer sum X^T @ D with leading dimensions
+ * wider than the matrices and K in passes of 1 to 256 rows. Exit status 0
  * when every error is within 1e-5 (float) / 1e-12 (double) of sum |a*w|. Used by
  * tests/test_recurrent_layouts.py. */
 #include <stdio.h>
@@ -38,6 +39,46 @@ typedef double vd __attribute__((vector_size(VEC_BYTES)));
 #define FR_FN(x) FR_CAT3(t_, x, _d)
 #include "fastrnn_recurrent_isa.h"
 
+/* The worst error of the outer sum C (M, N) (+)= X^T @ D, X (K, M), D (K, N), against a
+ * long double sum, relative to sum |x*d| (+ |C|), for float (worst[0]) and double (worst[1]).
+ * X, D and C are stored with leading dimensions 3 wider than M and N, the gap NaN: a value
+ * read outside the matrices would show. */
+static void check_outer_sum(int K, int M, int N, int accumulate, int rows, double worst[2]) {
+  const int ldx = M + 3, ldd = N + 3, ldc = N + 3;
+  const int nr_f = 2 * VEC_BYTES / 4;
+  const size_t packed = (size_t) rows * ((N + nr_f - 1) / nr_f * nr_f) + 64;
+  double *X = malloc(sizeof(double) * K * ldx + 8), *D = malloc(sizeof(double) * K * ldd + 8);
+  double *C0 = malloc(sizeof(double) * M * ldc), *Cd = malloc(sizeof(double) * M * ldc);
+  float *Xf = malloc(4 * K * ldx + 4), *Df = malloc(4 * K * ldd + 4), *Cf = malloc(4 * M * ldc);
+  float *Pf = aligned_alloc(64, 4 * packed + 64);
+  double *Pd = aligned_alloc(64, 8 * packed + 64);
+  for (int i = 0; i < K * ldx; i++) {
+    X[i] = i % ldx < M ? rand() / (double) RAND_MAX - 0.5 : NAN; Xf[i] = (float) X[i]; }
+  for (int i = 0; i < K * ldd; i++) {
+    D[i] = i % ldd < N ? rand() / (double) RAND_MAX - 0.5 : NAN; Df[i] = (float) D[i]; }
+  for (int i = 0; i < M * ldc; i++) {
+    C0[i] = i % ldc < N ? rand() / (double) RAND_MAX - 0.5 : NAN; Cd[i] = C0[i]; Cf[i] = (float) C0[i]; }
+  /* in two ranges of panels, as two threads would (the first empty when N has one panel) */
+  const int panels_f = (N + nr_f - 1) / nr_f, panels_d = (N + nr_f / 2 - 1) / (nr_f / 2);
+  t_outer_sum_f(Xf, ldx, Df, ldd, K, M, N, Cf, ldc, accumulate, Pf, rows, 0, panels_f / 2);
+  t_outer_sum_f(Xf, ldx, Df, ldd, K, M, N, Cf, ldc, accumulate, Pf, rows, panels_f / 2, panels_f);
+  t_outer_sum_d(X, ldx, D, ldd, K, M, N, Cd, ldc, accumulate, Pd, rows, 0, panels_d / 2);
+  t_outer_sum_d(X, ldx, D, ldd, K, M, N, Cd, ldc, accumulate, Pd, rows, panels_d / 2, panels_d);
+  for (int i = 0; i < M; i++) for (int j = 0; j < N; j++) {
+    long double s = accumulate ? C0[i * ldc + j] : 0, b = accumulate ? fabs(C0[i * ldc + j]) : 0;
+    double sf = accumulate ? (double) (float) C0[i * ldc + j] : 0, bf = fabs(sf);
+    for (int k = 0; k < K; k++) {
+      long double p = (long double) X[k * ldx + i] * D[k * ldd + j]; s += p; b += fabsl(p);
+      double pf = (double) Xf[k * ldx + i] * Df[k * ldd + j]; sf += pf; bf += fabs(pf); }
+    double ef = b > 0 ? fabs(Cf[i * ldc + j] - sf) / bf : fabs(Cf[i * ldc + j] - sf);
+    double ed = b > 0 ? fabs(Cd[i * ldc + j] - (double) s) / (double) b : fabs(Cd[i * ldc + j] - (double) s);
+    if (!(ef <= worst[0])) worst[0] = ef;
+    if (!(ed <= worst[1])) worst[1] = ed; }
+  for (int i = 0; i < M * ldc; i++)   /* the gaps between C's rows untouched */
+    if (i % ldc >= N && !(isnan(Cd[i]) && isnan(Cf[i]))) { worst[0] = worst[1] = INFINITY; }
+  free(X); free(D); free(C0); free(Cd); free(Xf); free(Df); free(Cf); free(Pf); free(Pd);
+}
+
 int main(void) {
   int sizes[] = {1, 3, 17, 100, 257, 700, 129, 64, 32, 33};
   int Bs[] = {1,2,3,4,5,6,7,8,9,11,12,13,24,25,31,32,64};
@@ -69,8 +110,8 @@ int main(void) {
       ref[i*N+j] = s; bound[i*N+j] = b; reff[i*N+j] = sf; boundf[i*N+j] = bf; }
     for (size_t i = 0; i < (size_t)K*Np+64; i++) { Pf[i] = NAN; Pd[i] = NAN; }  /* all overwritten */
     int desc = (ki + ni) % 2;   /* the order of the rows at B = 1 */
-    t_pack_f(Pf, Wsf, K, N, tr ? K : N, tr); t_product_f(Af, K, Pf, K, N, Cf, N, B, acc, desc, 0, (N + nr_f - 1) / nr_f);
-    t_pack_d(Pd, Wsd, K, N, tr ? K : N, tr); t_product_d(A, K, Pd, K, N, Cd, N, B, acc, desc, 0, (N + nr_d - 1) / nr_d);
+    t_pack_f(Pf, Wsf, K, N, tr ? K : N, tr); t_product_f(Af, K, 1, Pf, K, N, Cf, N, B, acc, desc, 0, (N + nr_f - 1) / nr_f);
+    t_pack_d(Pd, Wsd, K, N, tr ? K : N, tr); t_product_d(A, K, 1, Pd, K, N, Cd, N, B, acc, desc, 0, (N + nr_d - 1) / nr_d);
     for (int i = 0; i < B*N; i++) {
       double ef = fabs(Cf[i]-reff[i])/boundf[i], ed = fabs(Cd[i]-ref[i])/bound[i];
       if (!(ef <= worst_f)) worst_f = ef; if (!(ed <= worst_d)) worst_d = ed; }
@@ -78,5 +119,15 @@ int main(void) {
     free(A); free(W); free(C0); free(ref); free(bound); free(reff); free(boundf); free(Af); free(Wf); free(Cf); free(Pf); free(Cd); free(Pd); free(Wsf); free(Wsd);
   }
   printf("VEC_BYTES %d MR %d ACC %d: %d shapes; worst relative error float %.3g (limit 1e-5), double %.3g (limit 1e-12)\n", VEC_BYTES, MR, ACC, n, worst_f, worst_d);
-  return !(worst_f <= 1e-5 && worst_d <= 1e-12);
+  int Ks[] = {0, 1, 2, 17, 40, 300}, Ms[] = {1, 3, 5, 13, 24, 100}, Ns[] = {1, 3, 17, 65, 100, 257};
+  int passes[] = {1, 7, 16, 256};
+  double worst[2] = {0, 0}; int outer = 0;
+  for (int ki = 0; ki < 6; ki++) for (int mi = 0; mi < 6; mi++) for (int ni = 0; ni < 6; ni++)
+    for (int pi = 0; pi < 4; pi++) {
+      if (Ks[ki] > 40 && pi == 0) continue;   /* one row per pass: short K only */
+      check_outer_sum(Ks[ki], Ms[mi], Ns[ni], (ki + mi + ni + pi) % 2, passes[pi], worst);
+      outer++;
+    }
+  printf("outer sum: %d shapes; worst relative error float %.3g (limit 1e-5), double %.3g (limit 1e-12)\n", outer, worst[0], worst[1]);
+  return !(worst_f <= 1e-5 && worst_d <= 1e-12 && worst[0] <= 1e-5 && worst[1] <= 1e-12);
 }
