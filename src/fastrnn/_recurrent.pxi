@@ -253,6 +253,12 @@ cdef inline void outer_sum_panels(const floating *X, int ldx, const floating *D,
                        panel_end)
 
 
+cdef inline bint outer_sum_applies(int M, int rows, double alpha, bint accumulate) noexcept nogil:
+    """Whether outer_sum runs the kernel's outer sum (M rows of C, `rows` rows of D per pass in
+    the scratch) rather than the BLAS."""
+    return M <= OUTER_SUM_MAX_M and rows >= OUTER_SUM_MIN_ROWS and (alpha == 1 or not accumulate)
+
+
 cdef inline void outer_sum(int M, int N, int K, floating alpha, const floating *X, int ldx,
                            const floating *D, int ldd, bint accumulate, floating *C, int ldc,
                            floating *scratch, Py_ssize_t capacity) noexcept nogil:
@@ -266,7 +272,7 @@ cdef inline void outer_sum(int M, int N, int K, floating alpha, const floating *
     cdef int threads = recurrence_threads(scratch, M, K, N)
     cdef int n, tid
     cdef Py_ssize_t i, j
-    if M > OUTER_SUM_MAX_M or rows < OUTER_SUM_MIN_ROWS or (accumulate and alpha != 1):
+    if not outer_sum_applies(M, rows, alpha, accumulate):
         gemm(True, False, M, N, K, alpha, X, ldx, D, ldd, <floating> accumulate, C, ldc)
         return
     if threads == 1:
@@ -400,6 +406,24 @@ def recurrent_product_panels_probe(const floating[:, ::1] A, const floating[:, :
         recurrent_pack(&packed[0], &W[0, 0], K, N, <int> W.shape[1], transposed)
         recurrent_product_panels(&A[0, 0], K, &packed[0], K, N, &C[0, 0], N, B, accumulate,
                                  panel_begin, panel_end)
+
+
+def outer_sum_probe(const floating[:, ::1] X, const floating[:, ::1] D, floating[:, ::1] C,
+                    floating[::1] scratch, double alpha, bint accumulate):
+    """Test door to outer_sum: C = alpha * X^T @ D (+ C if accumulate), X (K, M), D (K, N),
+    C (M, N), with `scratch` free to overwrite. Returns True when the kernel's outer sum ran,
+    False when the BLAS did."""
+    cdef int K = <int> X.shape[0], M = <int> X.shape[1], N = <int> D.shape[1]
+    if D.shape[0] != K or (C.shape[0], C.shape[1]) != (M, N) or min(K, M, N) < 1:
+        raise ValueError(f"shapes: X {(X.shape[0], X.shape[1])}, D {(D.shape[0], D.shape[1])}, "
+                         f"C {(C.shape[0], C.shape[1])}")
+    if scratch.shape[0] < 1:
+        raise ValueError("scratch is empty")
+    cdef int rows = outer_rows(&scratch[0], N, scratch.shape[0])
+    with nogil:
+        outer_sum(M, N, K, <floating> alpha, &X[0, 0], M, &D[0, 0], N, accumulate, &C[0, 0], N,
+                  &scratch[0], scratch.shape[0])
+    return outer_sum_applies(M, rows, <floating> alpha, accumulate)
 
 
 def recurrent_panel_columns(dtype):
