@@ -42,7 +42,13 @@ static FR_TARGET void FR_FN(pack)(FR_T *FR_RESTRICT dst, const FR_T *FR_RESTRICT
     for (int p = 0; p < panels; p++) {
         FR_T *panel = dst + (size_t) p * K * FR_NR;
         const int n0 = p * FR_NR, width = N - n0 < FR_NR ? N - n0 : FR_NR;
-        if (!transposed) {
+        if (!transposed && width == FR_NR) {
+            /* a whole panel: copies of a constant size, which the compiler inlines (an outer
+             * sum packs every row of a chunk this way, a few values at a time) */
+            for (int k = 0; k < K; k++)
+                memcpy(panel + (size_t) k * FR_NR, W + (size_t) k * ldw + n0,
+                       FR_NR * sizeof(FR_T));
+        } else if (!transposed) {
             for (int k = 0; k < K; k++) {
                 memcpy(panel + (size_t) k * FR_NR, W + (size_t) k * ldw + n0,
                        (size_t) width * sizeof(FR_T));
@@ -406,9 +412,9 @@ static FR_TARGET void FR_FN(product)(const FR_T *FR_RESTRICT A, int lda, int ldk
  * X[k]^T D[k]. K in passes of `rows` rows: each packs its rows of D into panels (buffer) and
  * runs the product with A = X^T, read in place (element (i, k) at X[k * ldx + i]), so
  * neither operand is copied whole and X is never transposed. Only the columns of panels
- * [panel_begin, panel_end) are computed, and only their panels are packed (at the places the
- * whole D's would take): threads that own different ranges share one buffer, and every
- * element is the same chain of multiply-adds whatever the range. */
+ * [panel_begin, panel_end) are computed, and only their panels are packed, into the part of
+ * the buffer the range would take in a pass of `rows` rows: threads that own different ranges
+ * share one buffer, and every element is the same chain of multiply-adds whatever the range. */
 static FR_TARGET void FR_FN(outer_sum)(const FR_T *FR_RESTRICT X, int ldx,
                                         const FR_T *FR_RESTRICT D, int ldd, int K, int M, int N,
                                         FR_T *FR_RESTRICT C, int ldc, int accumulate,
@@ -422,12 +428,15 @@ static FR_TARGET void FR_FN(outer_sum)(const FR_T *FR_RESTRICT X, int ldx,
     if (K == 0 && !accumulate)
         for (int i = 0; i < M; i++)
             memset(C + (size_t) i * ldc + n0, 0, (size_t) width * sizeof(FR_T));
+    /* this range's part of the buffer, the same in every pass (a last, shorter pass must not
+     * reach into another range's part while that one is still in an earlier pass) */
+    FR_T *own = buffer + (size_t) panel_begin * rows * FR_NR;
     for (int k0 = 0; k0 < K; k0 += rows) {
         const int kb = K - k0 < rows ? K - k0 : rows;
-        FR_FN(pack)(buffer + (size_t) panel_begin * kb * FR_NR, D + (size_t) k0 * ldd + n0, kb,
-                    width, ldd, 0);
-        FR_FN(product)(X + (size_t) k0 * ldx, 1, ldx, buffer, kb, N, C, ldc, M,
-                       accumulate || k0 > 0, 0, panel_begin, panel_end);
+        FR_FN(pack)(own, D + (size_t) k0 * ldd + n0, kb, width, ldd, 0);
+        /* the product finds panel p at (where panel 0 would be) + p * kb * NR */
+        FR_FN(product)(X + (size_t) k0 * ldx, 1, ldx, own - (size_t) panel_begin * kb * FR_NR,
+                       kb, N, C, ldc, M, accumulate || k0 > 0, 0, panel_begin, panel_end);
     }
 }
 
