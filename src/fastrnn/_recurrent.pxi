@@ -224,7 +224,7 @@ cdef inline int recurrence_threads(const floating *packed, int B, int K, int N) 
 # rows M is the kernel's outer sum (fastrnn_recurrent.h) rather than the BLAS GEMM, which packs
 # both operands whole on every call: at M = 100 (K = 1280) the outer sum measured 1.1-1.3x the
 # GEMM's speed, at M = 200 1.08x, from M = 256 on level or slower (AVX2, one core). It packs up
-# to 256 rows of D at a time into the caller's scratch, which must hold at least
+# to 128 rows of D at a time into the caller's scratch, which must hold at least
 # OUTER_SUM_MIN_ROWS of them. With recurrent_threads() > 1 the threads own ranges of columns,
 # so the result has the bits of one thread's.
 cdef enum:
