@@ -501,8 +501,8 @@ def train_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         metavar="N",
         help=f"threads of the matrix products and the recurrences (default {D.threads}: one "
-        "per million multiply-adds of a recurrent step, B*G*H*H, up to the cores the run may "
-        "use, 1 below two million and under MPI; the default LSTM gets 2 on 2 cores, 1.6x "
+        "per half million multiply-adds of a recurrent step, B*G*H*H, up to the cores the run "
+        "may use, 1 below a million and under MPI; the default LSTM gets 2 on 2 cores, 1.6x "
         "faster than 1). A count given is the most the run uses: 1 where a recurrent step "
         "has under a million multiply-adds, too few to share (a note says so). Beside one "
         "other busy process, 2 threads measured 0.71-1.0x of 1 thread there (README)",

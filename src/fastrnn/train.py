@@ -824,26 +824,27 @@ class StopSignals:
         self.received = "sigint" if signum == signal.SIGINT else "sigterm"
 
 
-# --threads 0 gives a run one thread per AUTO_THREAD_MADDS multiply-adds of a step's recurrent
-# product, B*G*H*H, up to the cores it may use, and one thread below twice that: on 2 cores the
-# models from H = 256 at B = 32 train faster on both (the default LSTM 2x256: 1.6x), those at
-# H = 100 slower, whose steps are too short to share (README, threads).
-AUTO_THREAD_MADDS = 1 << 20
-
-
-def auto_threads(B: int, G: int, H: int, processes: int, cores: int) -> int:
-    """The threads of --threads 0 for B streams of a cell of G gate blocks and H units: 1 for
-    one of several MPI processes (which share the cores), else as AUTO_THREAD_MADDS says."""
-    work = B * G * H * H
-    if processes > 1 or work < 2 * AUTO_THREAD_MADDS:
-        return 1
-    return max(1, min(cores, work // AUTO_THREAD_MADDS))
-
-
 # A step whose recurrent product has fewer multiply-adds than this (B*G*H*H) keeps its
 # recurrence on one thread in the kernel (_recurrent.pxi's PARALLEL_MIN_MADDS): a barrier per
 # step would cost more than the second thread gives.
 SHARED_STEP_MADDS = 1 << 20
+
+# --threads 0 gives a run whose recurrence the kernel shares one thread per AUTO_THREAD_MADDS
+# multiply-adds of a step's recurrent product, B*G*H*H, up to the cores it may use. On 2 idle
+# cores the LSTM at H = 100 (B = 32, 1.3 million, 0.65 a thread) trained 1.4x faster on both,
+# the default LSTM 2x256 1.6x; the rnn at H = 100 (0.3 million) is slower on two (README,
+# threads). Beyond 2 threads the rule is not measured here.
+AUTO_THREAD_MADDS = 1 << 19
+
+
+def auto_threads(B: int, G: int, H: int, processes: int, cores: int) -> int:
+    """The threads of --threads 0 for B streams of a cell of G gate blocks and H units: 1 for
+    one of several MPI processes (which share the cores) and where the kernel keeps the
+    recurrence on one thread (under SHARED_STEP_MADDS), else as AUTO_THREAD_MADDS says."""
+    work = B * G * H * H
+    if processes > 1 or work < SHARED_STEP_MADDS:
+        return 1
+    return max(1, min(cores, work // AUTO_THREAD_MADDS))
 
 
 def step_threads(threads: int, B: int, G: int, H: int) -> int:
