@@ -26,7 +26,7 @@ is fused over float32 / float64, runs its whole loop in one nogil region and all
 model.py validates and allocates before calling.
 """
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, log
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel
@@ -34,7 +34,7 @@ from openmp cimport omp_get_num_threads, omp_get_thread_num
 
 from ._blas cimport floating, gemm, gemv
 from ._loops cimport (
-    accumulate, add_bias, column_sums, softmax_nll, tanh_backward, tanh_inplace,
+    accumulate, add_bias, column_sums, softmax_sum, tanh_backward, tanh_inplace,
     gru_cell_forward, gru_units_backward, gru_units_forward, lstm_cell_forward,
     lstm_units_backward, lstm_units_forward, mul, scale,
     max_value, sampling_weights, fr_all_finite_d, fr_all_finite_f,

@@ -18,8 +18,8 @@ cdef extern from "fastrnn_simd.h" nogil:
     void fr_accumulate_d(double *acc, const double *src, Py_ssize_t n)
     void fr_tanh_backward_f(float *dh, const float *h, Py_ssize_t n)
     void fr_tanh_backward_d(double *dh, const double *h, Py_ssize_t n)
-    double fr_softmax_nll_f(float *row, Py_ssize_t n, Py_ssize_t target)
-    double fr_softmax_nll_d(double *row, Py_ssize_t n, Py_ssize_t target)
+    double fr_softmax_sum_f(float *row, Py_ssize_t n, Py_ssize_t target, double *shifted)
+    double fr_softmax_sum_d(double *row, Py_ssize_t n, Py_ssize_t target, double *shifted)
     void fr_sgd_f(float *p, const float *g, Py_ssize_t n, float lr, float clip, float scale)
     void fr_sgd_d(double *p, const double *g, Py_ssize_t n, double lr, double clip,
                   double scale)
@@ -81,11 +81,14 @@ cdef inline void tanh_backward(floating *dh, const floating *h, Py_ssize_t n) no
         fr_tanh_backward_d(dh, h, n)
 
 
-cdef inline double softmax_nll(floating *row, Py_ssize_t n, Py_ssize_t target) noexcept nogil:
+cdef inline double softmax_sum(floating *row, Py_ssize_t n, Py_ssize_t target,
+                               double *shifted) noexcept nogil:
+    """row = softmax(row) in place; returns s = sum exp(row - max), *shifted = row[target] -
+    max: -log softmax(row)[target] = log(s) - *shifted."""
     if floating is float:
-        return fr_softmax_nll_f(row, n, target)
+        return fr_softmax_sum_f(row, n, target, shifted)
     else:
-        return fr_softmax_nll_d(row, n, target)
+        return fr_softmax_sum_d(row, n, target, shifted)
 
 
 cdef inline void transpose(floating *dst, const floating *src, Py_ssize_t m,

@@ -178,10 +178,12 @@ FR_CLONES static void fr_tanh_backward_##S(T *FR_RESTRICT dh, const T *FR_RESTRI
     for (Py_ssize_t i = 0; i < n; i++) dh[i] = dh[i] * ((T)1 - h[i] * h[i]);                  \
 }                                                                                             \
                                                                                               \
-/* In place over one row of logits: row = softmax(row). Returns log(sum exp(row - max)) -    \
- * (row[target] - max) = -log softmax(row)[target], in double. */                            \
-FR_CLONES static double fr_softmax_nll_##S(T *FR_RESTRICT row, Py_ssize_t n,                  \
-                                           Py_ssize_t target)                                 \
+/* In place over one row of logits: row = softmax(row). Returns s = sum exp(row - max) (in   \
+ * [1, n]) and sets *shifted_target = row[target] - max, both in double:                     \
+ * -log softmax(row)[target] = log(s) - *shifted_target. The caller takes the log of a       \
+ * product of many rows' s at once. */                                                       \
+FR_CLONES static double fr_softmax_sum_##S(T *FR_RESTRICT row, Py_ssize_t n,                  \
+                                           Py_ssize_t target, double *shifted)                \
 {                                                                                             \
     T m = row[0];                                                                             \
     FR_SIMD_MAX_M                                                                             \
@@ -197,7 +199,8 @@ FR_CLONES static double fr_softmax_nll_##S(T *FR_RESTRICT row, Py_ssize_t n,    
     T inv = (T)1 / s;                                                                         \
     FR_SIMD                                                                                   \
     for (Py_ssize_t i = 0; i < n; i++) row[i] *= inv;                                         \
-    return log((double)s) - shifted_target;                                                   \
+    *shifted = shifted_target;                                                                \
+    return (double)s;                                                                         \
 }
 
 /* dst (n, m) = src (m, n)^T, both row-major, in 32 x 32 tiles so that both sides stay in cache.
