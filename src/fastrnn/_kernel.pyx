@@ -34,7 +34,8 @@ from openmp cimport omp_get_num_threads, omp_get_thread_num
 
 from ._blas cimport floating, gemm, gemv
 from ._loops cimport (
-    accumulate, add_bias, column_sums, softmax_sum, tanh_backward, tanh_inplace,
+    accumulate, add_bias, column_sums, exp_nonpos_inplace, normalize, subtract_max, tanh_backward,
+    tanh_inplace,
     gru_cell_forward, gru_units_backward, gru_units_forward, lstm_cell_forward,
     lstm_units_backward, lstm_units_forward, mul, scale,
     max_value, sampling_weights, fr_all_finite_d, fr_all_finite_f,

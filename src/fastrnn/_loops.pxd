@@ -18,8 +18,12 @@ cdef extern from "fastrnn_simd.h" nogil:
     void fr_accumulate_d(double *acc, const double *src, Py_ssize_t n)
     void fr_tanh_backward_f(float *dh, const float *h, Py_ssize_t n)
     void fr_tanh_backward_d(double *dh, const double *h, Py_ssize_t n)
-    double fr_softmax_sum_f(float *row, Py_ssize_t n, Py_ssize_t target, double *shifted)
-    double fr_softmax_sum_d(double *row, Py_ssize_t n, Py_ssize_t target, double *shifted)
+    void fr_subtract_max_f(float *row, Py_ssize_t n)
+    void fr_subtract_max_d(double *row, Py_ssize_t n)
+    void fr_exp_nonpos_inplace_f(float *a, Py_ssize_t n)
+    void fr_exp_nonpos_inplace_d(double *a, Py_ssize_t n)
+    double fr_normalize_f(float *row, Py_ssize_t n)
+    double fr_normalize_d(double *row, Py_ssize_t n)
     void fr_sgd_f(float *p, const float *g, Py_ssize_t n, float lr, float clip, float scale)
     void fr_sgd_d(double *p, const double *g, Py_ssize_t n, double lr, double clip,
                   double scale)
@@ -81,14 +85,28 @@ cdef inline void tanh_backward(floating *dh, const floating *h, Py_ssize_t n) no
         fr_tanh_backward_d(dh, h, n)
 
 
-cdef inline double softmax_sum(floating *row, Py_ssize_t n, Py_ssize_t target,
-                               double *shifted) noexcept nogil:
-    """row = softmax(row) in place; returns s = sum exp(row - max), *shifted = row[target] -
-    max: -log softmax(row)[target] = log(s) - *shifted."""
+cdef inline void subtract_max(floating *row, Py_ssize_t n) noexcept nogil:
+    """row -= max(row)"""
     if floating is float:
-        return fr_softmax_sum_f(row, n, target, shifted)
+        fr_subtract_max_f(row, n)
     else:
-        return fr_softmax_sum_d(row, n, target, shifted)
+        fr_subtract_max_d(row, n)
+
+
+cdef inline void exp_nonpos_inplace(floating *a, Py_ssize_t n) noexcept nogil:
+    """a = exp(a) for a <= 0"""
+    if floating is float:
+        fr_exp_nonpos_inplace_f(a, n)
+    else:
+        fr_exp_nonpos_inplace_d(a, n)
+
+
+cdef inline double normalize(floating *row, Py_ssize_t n) noexcept nogil:
+    """row /= sum(row); returns the sum"""
+    if floating is float:
+        return fr_normalize_f(row, n)
+    else:
+        return fr_normalize_d(row, n)
 
 
 cdef inline void transpose(floating *dst, const floating *src, Py_ssize_t m,

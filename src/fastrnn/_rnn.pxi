@@ -135,24 +135,28 @@ cdef double output_forward(const floating *hs, const floating *Why, const floati
     hs (T, B, H); Why (H, V); by (V,); y (B, T) int32 in [0, V); probs (T*B, V), output.
 
     Stable softmax: the row maximum is subtracted before exp (a logit of 1e4 is harmless), and
-    -log p[y] = log(sum exp(logit - max)) - (logit_y - max) never takes the log of 0. The sums
-    (each in [1, V]) are multiplied in double and their log taken once per many rows: one log
-    per row was about 1% of a step at V = 65.
+    -log p[y] = log(sum exp(logit - max)) - (logit_y - max) never takes the log of 0. The exp
+    runs as one loop over the whole chunk (short rows would each end in a scalar tail), and
+    the sums (each in [1, V]) are multiplied in double and their log taken once per many rows.
     """
     cdef Py_ssize_t t, b, r
     cdef int n = T * B
-    cdef double nll = 0.0, sums = 1.0, shifted = 0.0
+    cdef double nll = 0.0, sums = 1.0
     for r in range(n):
         memcpy(probs + r * V, by, V * sizeof(floating))
     # probs = hs @ Why + by   (by already in every row, so beta = 1)
     gemm(False, False, n, V, H, <floating> 1, hs, H, Why, V, <floating> 1, probs, V)
+    for r in range(n):
+        subtract_max(probs + r * V, V)
     for t in range(T):
         for b in range(B):
-            sums *= softmax_sum(probs + (t * B + b) * V, V, y[b * T + t], &shifted)
-            nll -= shifted
-            if sums > 1e200:    # one more factor (at most V < 2^31) stays finite
-                nll += log(sums)
-                sums = 1.0
+            nll -= probs[(t * B + b) * V + y[b * T + t]]     # logit_y - max
+    exp_nonpos_inplace(probs, <Py_ssize_t> n * V)
+    for r in range(n):
+        sums *= normalize(probs + r * V, V)
+        if sums > 1e200:    # one more factor (at most V < 2^31) stays finite
+            nll += log(sums)
+            sums = 1.0
     return (nll + log(sums)) / n
 
 

@@ -178,28 +178,36 @@ FR_CLONES static void fr_tanh_backward_##S(T *FR_RESTRICT dh, const T *FR_RESTRI
     for (Py_ssize_t i = 0; i < n; i++) dh[i] = dh[i] * ((T)1 - h[i] * h[i]);                  \
 }                                                                                             \
                                                                                               \
-/* In place over one row of logits: row = softmax(row). Returns s = sum exp(row - max) (in   \
- * [1, n]) and sets *shifted_target = row[target] - max, both in double:                     \
- * -log softmax(row)[target] = log(s) - *shifted_target. The caller takes the log of a       \
- * product of many rows' s at once. */                                                       \
-FR_CLONES static double fr_softmax_sum_##S(T *FR_RESTRICT row, Py_ssize_t n,                  \
-                                           Py_ssize_t target, double *shifted)                \
+/* The softmax of a chunk in three passes, so that the exp, the costly part, runs as one long \
+ * loop over all the chunk's values instead of a short loop with a scalar tail per row:      \
+ * row -= max(row) per row (fr_subtract_max), a = exp(a) over the chunk (fr_exp_nonpos_inplace, \
+ * every value <= 0 by then), row /= sum(row) per row (fr_normalize). */                      \
+FR_CLONES static void fr_subtract_max_##S(T *FR_RESTRICT row, Py_ssize_t n)                    \
 {                                                                                             \
     T m = row[0];                                                                             \
     FR_SIMD_MAX_M                                                                             \
     for (Py_ssize_t i = 0; i < n; i++) m = row[i] > m ? row[i] : m;                           \
-    double shifted_target = (double)(row[target] - m);                                        \
+    FR_SIMD                                                                                   \
+    for (Py_ssize_t i = 0; i < n; i++) row[i] -= m;                                           \
+}                                                                                             \
+                                                                                              \
+/* a[i] = exp(a[i]) for a[i] <= 0 */                                                          \
+FR_CLONES static void fr_exp_nonpos_inplace_##S(T *FR_RESTRICT a, Py_ssize_t n)               \
+{                                                                                             \
+    FR_SIMD                                                                                   \
+    for (Py_ssize_t i = 0; i < n; i++) a[i] = fr_exp_nonpos_##S(a[i]);                        \
+}                                                                                             \
+                                                                                              \
+/* row /= s, s = sum(row); returns s in double (after fr_subtract_max and the exp, s is in    \
+ * [1, n]: the maximum contributes exp(0) = 1). */                                            \
+FR_CLONES static double fr_normalize_##S(T *FR_RESTRICT row, Py_ssize_t n)                    \
+{                                                                                             \
     T s = 0;                                                                                  \
     FR_SIMD_SUM_S                                                                             \
-    for (Py_ssize_t i = 0; i < n; i++) {                                                      \
-        T e = fr_exp_nonpos_##S(row[i] - m);                                                  \
-        row[i] = e;                                                                           \
-        s += e;                                                                               \
-    }                                                                                         \
+    for (Py_ssize_t i = 0; i < n; i++) s += row[i];                                           \
     T inv = (T)1 / s;                                                                         \
     FR_SIMD                                                                                   \
     for (Py_ssize_t i = 0; i < n; i++) row[i] *= inv;                                         \
-    *shifted = shifted_target;                                                                \
     return (double)s;                                                                         \
 }
 
