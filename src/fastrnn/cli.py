@@ -38,6 +38,10 @@ cannot be written, diverged training); 130 after Ctrl-C (SIGINT), 143 after SIGT
 
 D = TrainConfig()  # defaults, shown in --help
 ABORT_GRACE = 2.0  # seconds a failing MPI process other than rank 0 leaves rank 0 to report
+# Seconds a failing MPI process waits between writing its error and ending the job: mpiexec
+# forwards a process's stderr through a proxy that reads it from a pipe, and the abort can
+# end the proxy before it has read the line (seen once, in a CI run on the debug build).
+FORWARD_GRACE = 0.5
 
 
 def why(name: str, shown: str | None = None) -> str:
@@ -580,6 +584,7 @@ def _fail_job(prog: str, exc: BaseException) -> int:
         time.sleep(ABORT_GRACE)
     status = _fail(f"{prog} (process {comm.Get_rank()} of {comm.Get_size()})", exc)
     sys.stderr.flush()
+    time.sleep(FORWARD_GRACE)
     comm.Abort(status)
     return status
 
