@@ -238,13 +238,9 @@ cdef void weight_backward(const int[:, ::1] x, const floating[:, ::1] h0,
     """
     cdef Py_ssize_t t, b, T = hs.shape[0], B = hs.shape[1]
     cdef int H = <int> hs.shape[2]
-    # dWhh = h0^T @ dpre[0]
-    outer_sum(H, H, <int> B, <floating> 1, &h0[0, 0], H, &dhs[0, 0, 0], H, False, &dWhh[0, 0],
-              H, &scratch[0], scratch.shape[0])
-    if T > 1:
-        # dWhh += hs[:T-1]^T @ dpre[1:]   (one product over (T-1)*B rows)
-        outer_sum(H, H, <int> ((T - 1) * B), <floating> 1, &hs[0, 0, 0], H, &dhs[1, 0, 0], H,
-                  True, &dWhh[0, 0], H, &scratch[0], scratch.shape[0])
+    # dWhh = h0^T @ dpre[0] + hs[:T-1]^T @ dpre[1:]   (as every cell's, _cells.pxi)
+    recurrent_weight_backward(&h0[0, 0], &hs[0, 0, 0], &dhs[0, 0, 0], H, &dWhh[0, 0], H,
+                              <int> T, <int> B, H, H, &scratch[0], scratch.shape[0])
     column_sums(&dhs[0, 0, 0], T * B, H, <floating> 1, &dbh[0])
     memset(&dWxh[0, 0], 0, dWxh.shape[0] * H * sizeof(floating))
     for t in range(T):

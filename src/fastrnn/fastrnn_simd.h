@@ -178,15 +178,23 @@ FR_CLONES static void fr_tanh_backward_##S(T *FR_RESTRICT dh, const T *FR_RESTRI
     for (Py_ssize_t i = 0; i < n; i++) dh[i] = dh[i] * ((T)1 - h[i] * h[i]);                  \
 }                                                                                             \
                                                                                               \
+/* max(x[0:n]), n >= 1: inlined into the loops that need a row's maximum (and so compiled    \
+ * for each of their instruction sets) */                                                    \
+static inline T fr_row_max_##S(const T *FR_RESTRICT x, Py_ssize_t n)                          \
+{                                                                                             \
+    T m = x[0];                                                                               \
+    FR_SIMD_MAX_M                                                                             \
+    for (Py_ssize_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;                               \
+    return m;                                                                                 \
+}                                                                                             \
+                                                                                              \
 /* The softmax of a chunk in three passes, so that the exp, the costly part, runs as one long \
  * loop over all the chunk's values instead of a short loop with a scalar tail per row:      \
  * row -= max(row) per row (fr_subtract_max), a = exp(a) over the chunk (fr_exp_nonpos_inplace, \
  * every value <= 0 by then), row /= sum(row) per row (fr_normalize). */                      \
 FR_CLONES static void fr_subtract_max_##S(T *FR_RESTRICT row, Py_ssize_t n)                    \
 {                                                                                             \
-    T m = row[0];                                                                             \
-    FR_SIMD_MAX_M                                                                             \
-    for (Py_ssize_t i = 0; i < n; i++) m = row[i] > m ? row[i] : m;                           \
+    const T m = fr_row_max_##S(row, n);                                                       \
     FR_SIMD                                                                                   \
     for (Py_ssize_t i = 0; i < n; i++) row[i] -= m;                                           \
 }                                                                                             \
@@ -330,10 +338,7 @@ FR_DEFINE_UPDATES(double, d, sqrt)
 /* max(x[0:n]), n >= 1 */                                                                     \
 FR_CLONES static T fr_max_##S(const T *FR_RESTRICT x, Py_ssize_t n)                           \
 {                                                                                             \
-    T m = x[0];                                                                               \
-    FR_SIMD_MAX_M                                                                             \
-    for (Py_ssize_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;                               \
-    return m;                                                                                 \
+    return fr_row_max_##S(x, n);                                                              \
 }                                                                                             \
                                                                                               \
 /* w[i] = exp(z - m) where z = x[i] * r >= cutoff and z - m > -708, else 0 (double), for     \
